@@ -1,0 +1,140 @@
+"""Compile a spec: parse, expand, run the passes, total the figures.
+
+`Network` is the analysed result the table, the code generators and the
+diagrams read; it holds figures only, nothing about how they are shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .diagnostics import ArchError, Diagnostic, Reporter
+from .expand import Expander, read_source, reason
+from .graph import Graph, Node
+from .passes import count_costs, infer_shapes, measure_memory, receptive_fields
+from .syntax import parse
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "float64": 8}
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    buffers: int
+    macs: int
+    flops: int
+    activations: int  # per sample
+    param_bytes: int
+    buffer_bytes: int
+    activation_bytes: int  # x batch
+    peak_activation_bytes: int  # x batch
+    peak_layer: str | None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Network:
+    name: str
+    file: str
+    graph: Graph
+    totals: Totals
+    batch: int
+    dtype: str
+    warnings: list[Diagnostic]
+    sources: dict[str, str] = field(repr=False, default_factory=dict)
+
+    @property
+    def layers(self) -> list[Node]:
+        return list(self.graph)
+
+    @property
+    def inputs(self) -> dict[str, tuple[int, ...]]:
+        return {n.name: n.shape for n in self.graph.inputs}
+
+    def layer(self, name: str) -> Node:
+        return self.graph.nodes[name]
+
+    def table(self, format: str = "rich", **options) -> str:
+        from .report import render_table
+
+        return render_table(self, format, **options)
+
+    def to_json(self) -> dict:
+        from .report.table import network_json
+
+        return network_json(self)
+
+
+def load(path: str | Path, *, batch: int = 1, dtype: str = "float32", inputs: dict | None = None) -> Network:
+    """Analyse the spec at `path`; raises ArchError listing every error found."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = read_source(path)
+    except OSError as err:
+        raise ArchError([Diagnostic("error", "E0102", f"cannot read `{file}`: {reason(err)}")]) from None
+    return loads(text, file=file, batch=batch, dtype=dtype, inputs=inputs, base=path.parent)
+
+
+def loads(text: str, file: str = "<string>", *, batch: int = 1, dtype: str = "float32",
+          inputs: dict | None = None, base: Path | None = None) -> Network:
+    """Analyse spec text. `inputs` overrides input shapes by name (another resolution)."""
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_BYTES)}")
+    if batch < 1:
+        raise ValueError("batch must be at least 1")
+    sources = {file: text}
+    module = parse(text, file)  # a syntax error stops here: nothing after it can be trusted
+    reporter = Reporter()
+    expander = Expander(reporter, sources)
+    expander.load_imports(module, base if base is not None else Path.cwd())
+    if len(module.networks) != 1:
+        raise ArchError(reporter.diagnostics + [_network_count_error(module, file)], sources)
+    graph = expander.network(module.networks[0], file)
+    if reporter.has_errors:
+        raise ArchError(reporter.diagnostics, sources)
+    overrides = _check_overrides(graph, inputs or {}, sources)
+    infer_shapes(graph, reporter, overrides)
+    if reporter.has_errors:
+        raise ArchError(reporter.diagnostics, sources)
+    count_costs(graph)
+    receptive_fields(graph)
+    memory = measure_memory(graph)
+    nbytes = DTYPE_BYTES[dtype]
+    params = sum(n.params for n in graph)
+    buffers = sum(n.buffers for n in graph)
+    macs = sum(n.macs for n in graph)
+    totals = Totals(
+        params=params,
+        buffers=buffers,
+        macs=macs,
+        flops=2 * macs,
+        activations=memory.activations,
+        param_bytes=params * nbytes,
+        buffer_bytes=buffers * nbytes,
+        activation_bytes=memory.activations * batch * nbytes,
+        peak_activation_bytes=memory.peak_activations * batch * nbytes,
+        peak_layer=memory.peak_layer,
+    )
+    return Network(graph.name, file, graph, totals, batch, dtype, reporter.warnings, sources)
+
+
+def _network_count_error(module, file: str) -> Diagnostic:
+    if not module.networks:
+        return Diagnostic("error", "E0104", f"`{file}` has no network", None,
+                          ["a spec needs one `network Name { ... }`; files that only hold blocks are imported"])
+    second = module.networks[1]
+    return Diagnostic("error", "E0104", "a spec holds one network, but this file has several", second.span,
+                      ["move each network into its own file; blocks can be shared with `import`"])
+
+
+def _check_overrides(graph: Graph, overrides: dict, sources) -> dict:
+    names = [n.name for n in graph.inputs]
+    for name in overrides:
+        if name not in names:
+            raise ArchError([Diagnostic("error", "E0217", f"the network has no input `{name}`", None,
+                                        [f"its inputs are: {', '.join(names)}"])], sources)
+    return {k: tuple(v) if not isinstance(v, int) else (v,) for k, v in overrides.items()}

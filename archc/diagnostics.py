@@ -1,0 +1,139 @@
+"""One error type for everything a spec can get wrong.
+
+Syntax errors, name errors and shape errors all become `Diagnostic` objects
+(structured: file, line, column, code, message, help) collected in a list, so
+a run reports every problem at once, and every front end (terminal, JSON,
+tests) renders the same objects.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file; lines and columns count from 1."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass
+class Diagnostic:
+    severity: str  # "error" or "warning"
+    code: str
+    message: str
+    span: Span | None = None
+    help: list[str] = field(default_factory=list)
+    notes: list[tuple[str, Span]] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        span = self.span
+        return {
+            "file": span.file if span else None,
+            "line": span.line if span else None,
+            "col": span.col if span else None,
+            "end_line": span.end_line if span else None,
+            "end_col": span.end_col if span else None,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "help": list(self.help),
+        }
+
+
+class ArchError(Exception):
+    """Raised when a spec has errors; carries every diagnostic found so far."""
+
+    def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None):
+        self.diagnostics = diagnostics
+        self.sources = sources or {}
+        super().__init__(render_all(diagnostics, self.sources, color=False))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+
+class Reporter:
+    """Collects diagnostics during one compilation."""
+
+    def __init__(self) -> None:
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, code: str, message: str, span: Span | None, help=(), notes=()) -> Diagnostic:
+        diag = Diagnostic("error", code, message, span, list(help), list(notes))
+        self.diagnostics.append(diag)
+        return diag
+
+    def warn(self, code: str, message: str, span: Span | None, help=(), notes=()) -> Diagnostic:
+        diag = Diagnostic("warning", code, message, span, list(help), list(notes))
+        self.diagnostics.append(diag)
+        return diag
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.diagnostics)
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+_STYLES = {"error": "\033[1;31m", "warning": "\033[1;33m", "help": "\033[1;36m", "bold": "\033[1m"}
+_RESET = "\033[0m"
+
+
+def use_color(stream) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def render(diag: Diagnostic, sources: dict[str, str], color: bool = False) -> str:
+    def paint(style: str, text: str) -> str:
+        return f"{_STYLES[style]}{text}{_RESET}" if color else text
+
+    head = f"{paint(diag.severity, diag.severity)}: {paint('bold', diag.message)} [{diag.code}]"
+    lines = [f"{diag.span}: {head}" if diag.span else head]
+    if diag.span:
+        lines += _excerpt(diag.span, sources, lambda t: paint(diag.severity, t))
+    for text, span in diag.notes:
+        lines.append(f"  note: {text} ({span})")
+        lines += _excerpt(span, sources, lambda t: paint("help", t))
+    for text in diag.help:
+        lines.append(f"  {paint('help', 'help')}: {text}")
+    return "\n".join(lines)
+
+
+def _excerpt(span: Span, sources: dict[str, str], paint) -> list[str]:
+    text = sources.get(span.file)
+    if text is None:
+        return []
+    src_lines = text.splitlines()
+    if not 1 <= span.line <= len(src_lines):
+        return []
+    line = src_lines[span.line - 1].replace("\t", " ")
+    if len(line) > 200:  # keep a huge line readable: show the part around the span
+        start = max(span.col - 80, 0)
+        line, offset = line[start : start + 200], start
+    else:
+        offset = 0
+    end = span.end_col if span.end_line == span.line else len(line) + offset + 1
+    width = max(end - span.col, 1)
+    gutter = f"{span.line:>5} | "
+    caret = " " * (len(gutter) - 2) + "| " + " " * (span.col - 1 - offset) + paint("^" * width)
+    return [gutter + line, caret]
+
+
+def render_all(diags: list[Diagnostic], sources: dict[str, str], color: bool = False) -> str:
+    return "\n".join(render(d, sources, color) for d in diags)

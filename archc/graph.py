@@ -1,0 +1,77 @@
+"""The graph IR: one `Node` per layer, held in a networkx DiGraph.
+
+There is one node kind per operation in the registry (`input` included);
+blocks and repeats are gone by the time a Graph exists. Nodes are kept in
+definition order, which is a topological order because a layer may only
+take inputs from layers defined before it; every pass is a single walk of
+that order, so analysis is linear in the size of the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from .diagnostics import Span
+
+
+@dataclass(eq=False)
+class Node:
+    name: str  # unique, dotted through block instances: "layer1.0.conv1"
+    op: str
+    inputs: list[str]
+    attrs: dict
+    span: Span
+    arg_spans: dict[str, Span] = field(default_factory=dict)
+    activation: tuple[str, dict] | None = None  # the `-> act` shorthand
+    scope: tuple[tuple[str, str], ...] = ()  # (block, instance) from outermost in
+    calls: tuple[Span, ...] = ()  # where each enclosing block was called
+    # written by the analysis passes
+    geom: dict = field(default_factory=dict)
+    shape: tuple[int, ...] | None = None
+    params: int = 0
+    buffers: int = 0
+    macs: int = 0
+    rf: tuple | None = None
+    failed: bool = False
+
+    @property
+    def activations(self) -> int:
+        n = 1
+        for v in self.shape or ():
+            n *= v
+        return n if self.shape is not None else 0
+
+
+class Graph:
+    def __init__(self, name: str, file: str):
+        self.name = name
+        self.file = file
+        self.nx = nx.DiGraph()
+        self.nodes: dict[str, Node] = {}  # insertion order = topological order
+
+    def add(self, node: Node) -> Node:
+        self.nodes[node.name] = node
+        self.nx.add_node(node.name, node=node)
+        for src in node.inputs:
+            self.nx.add_edge(src, node.name)
+        return node
+
+    def __iter__(self):
+        return iter(self.nodes.values())
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def inputs(self) -> list[Node]:
+        return [n for n in self if n.op == "input"]
+
+    @property
+    def outputs(self) -> list[Node]:
+        """Layers nothing consumes: what the network returns, in definition order."""
+        return [n for n in self if self.nx.out_degree(n.name) == 0 and n.op != "input"]
+
+    def consumers(self, name: str) -> list[str]:
+        return list(self.nx.successors(name))

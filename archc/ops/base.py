@@ -1,0 +1,260 @@
+"""What every layer type provides, and the registry that finds them.
+
+A layer type is one `Op` subclass in one module of this package. It declares
+its parameter schema and carries every rule about itself: output shape,
+parameters, buffers, MACs, receptive field and how the table describes it.
+The analysis passes only ever call these methods, so adding a layer type
+means adding one class (and its tests), never touching a pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import ClassVar
+
+Shape = tuple[int, ...]
+# Receptive field per spatial dimension: (size, jump, start), in input pixels.
+RF = tuple[tuple[Fraction, Fraction, Fraction], ...] | None
+
+REQUIRED = object()
+
+
+class PadPair(tuple):
+    """`(before, after)` written in a spec: a per-side padding, not a 2-D shape."""
+
+
+@dataclass(frozen=True)
+class P:
+    """One parameter of a layer type.
+
+    kind: int, float, bool, shape (an int or an `x`-shape), padding (a shape,
+    per-side pairs, or same/valid/full), or choice (one of `choices`).
+    """
+
+    name: str
+    kind: str
+    default: object = REQUIRED
+    positional: bool = False
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+class ShapeError(Exception):
+    """A layer cannot produce an output; becomes an error at that layer."""
+
+    def __init__(self, message: str, help: list[str] | tuple[str, ...] = (), param: str | None = None,
+                 code: str = "E0301"):
+        super().__init__(message)
+        self.message = message
+        self.help = list(help)
+        self.param = param
+        self.code = code
+
+
+class Op:
+    name: ClassVar[str] = ""
+    doc: ClassVar[str] = ""
+    params: ClassVar[tuple[P, ...]] = ()
+    # Bare words accepted as positional arguments: word -> (parameter, value).
+    symbols: ClassVar[dict[str, tuple[str, object]]] = {}
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = 1
+    # The output is the input under another shape (flatten, reshape) or, at
+    # inference, the input itself (dropout, identity): no new memory.
+    is_view: ClassVar[bool] = False
+    is_activation: ClassVar[bool] = False
+
+    def infer(self, node, ins: list[Shape], warn) -> Shape:
+        """Output shape from input shapes; may record resolved geometry in node.geom."""
+        return ins[0]
+
+    def count_params(self, node, ins: list[Shape], out: Shape) -> int:
+        return 0
+
+    def count_buffers(self, node, ins: list[Shape], out: Shape) -> int:
+        return 0
+
+    def count_macs(self, node, ins: list[Shape], out: Shape) -> int:
+        return 0
+
+    def receptive(self, node, rfs: list[RF]) -> RF:
+        return rfs[0]
+
+    def describe(self, node) -> dict[str, str]:
+        """Short texts for the table's filter / stride / padding columns."""
+        return {}
+
+    def settings(self, node) -> str:
+        """The key settings in one phrase, e.g. `64@3x3 /2 same`."""
+        return ""
+
+
+OPS: dict[str, Op] = {}
+
+
+def register(cls: type[Op]) -> type[Op]:
+    OPS[cls.name] = cls()
+    return cls
+
+
+# -- shared geometry -------------------------------------------------------------
+
+
+def spatial_dims(node, shape: Shape, what: str, allowed=(1, 2, 3)) -> int:
+    nd = len(shape) - 1
+    if nd not in allowed:
+        wanted = " or ".join({1: "C x L", 2: "C x H x W", 3: "C x D x H x W"}[n] for n in allowed)
+        got = fmt_shape(shape)
+        hint = ["a vector has no spatial size: apply it before `flatten`"] if nd == 0 else []
+        raise ShapeError(f"{what} needs a {wanted} input, but gets {got}", hint)
+    return nd
+
+
+def per_dim(value, nd: int, param: str, what: str) -> tuple[int, ...]:
+    """Broadcast an int to every spatial dimension, or check a shape's length."""
+    if isinstance(value, int):
+        return (value,) * nd
+    if len(value) != nd:
+        raise ShapeError(
+            f"{what}: {param} {fmt_shape(value)} has {len(value)} sizes, but the input has {nd} spatial "
+            f"dimension{'s' if nd > 1 else ''}",
+            [f"write {param} with {nd} size{'s' if nd > 1 else ''}, e.g. {'x'.join(['3'] * nd)}, or as one number"],
+            param=param,
+        )
+    return tuple(value)
+
+
+def resolve_padding(pad, nd: int, spatial: Shape, kernel, stride, dilation, what: str):
+    """Return ((before, after), ...) per spatial dimension."""
+    eff = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    if pad == "valid":
+        return tuple((0, 0) for _ in range(nd))
+    if pad == "full":
+        return tuple((e - 1, e - 1) for e in eff)
+    if pad == "same":
+        sides = []
+        for n, s, e in zip(spatial, stride, eff):
+            out = -(-n // s)
+            total = max((out - 1) * s + e - n, 0)
+            sides.append((total // 2, total - total // 2))  # the odd pixel goes at the end, as in TF/Keras
+        return tuple(sides)
+    if isinstance(pad, PadPair):
+        pad = (pad,) if nd == 1 else pad
+    if isinstance(pad, int):
+        return tuple((pad, pad) for _ in range(nd))
+    if len(pad) != nd:
+        raise ShapeError(
+            f"{what}: pad {fmt_padding(pad)} has {len(pad)} entries, but the input has {nd} spatial "
+            f"dimension{'s' if nd > 1 else ''}",
+            ["give one number for every side, one per dimension (1x2), or (before,after) pairs: (0,1)x(0,1)"],
+            param="pad",
+        )
+    return tuple(tuple(p) if isinstance(p, PadPair) else (p, p) for p in pad)
+
+
+def window_out(n: int, k: int, s: int, d: int, before: int, after: int, ceil: bool = False) -> int:
+    """Output length of a sliding window (figures.md: conv and pool sizes, with the ceil-mode rule)."""
+    span = n + before + after - (d * (k - 1) + 1)
+    if span < 0:
+        return 0 if not ceil else 0
+    if not ceil:
+        return span // s + 1
+    out = -(-span // s) + 1
+    if (out - 1) * s >= n + before:  # the last window must start inside the input or the left padding
+        out -= 1
+    return out
+
+
+def check_window(node, what: str, spatial: Shape, kernel, stride, dilation, pads, ceil: bool, warn) -> Shape:
+    """Output spatial size; an error for a size <= 0, a warning where the stride leaves pixels unused."""
+    outs = []
+    uneven = []
+    for axis, (n, k, s, d, (b, a)) in enumerate(zip(spatial, kernel, stride, dilation, pads)):
+        eff = d * (k - 1) + 1
+        out = window_out(n, k, s, d, b, a, ceil)
+        if out <= 0:
+            raise ShapeError(
+                f"{what}: the output would be empty: input {n}{_padded(b, a)} is smaller than the "
+                f"{'dilated ' if d > 1 else ''}kernel {eff}",
+                ["use a smaller kernel or stride, pad the input (pad=same keeps the size), or a larger input"],
+                code="E0302",
+            )
+        outs.append(out)
+        # Pixels after the last window: a problem only when they are real input
+        # (not padding) and more than the gap a stride larger than the kernel leaves anyway.
+        rem = (n + b + a - eff) % s
+        if not ceil and rem - a > max(0, s - eff):
+            uneven.append((axis, n, eff, s, b, a, rem - a, out))
+    if uneven and node.attrs.get("pad") != "same":
+        warn(*_uneven_message(what, uneven, len(spatial)))
+    return tuple(outs)
+
+
+def _padded(b: int, a: int) -> str:
+    return f" (+{b + a} padding)" if b + a else ""
+
+
+def _uneven_message(what: str, uneven, nd: int):
+    axes = ["L"] if nd == 1 else (["H", "W"] if nd == 2 else ["D", "H", "W"])
+    parts, helps = [], []
+    if len(uneven) == nd and len({u[1:] for u in uneven}) == 1:
+        uneven, nd = uneven[:1], 1  # the same in every dimension: say it once
+    for axis, n, eff, s, b, a, rem, out in uneven:
+        total = b + a
+        exact = (n + total - eff) / s + 1
+        where = f"{axes[axis]}: " if nd > 1 else ""
+        parts.append(
+            f"{where}({n}{f'+{total}' if total else ''}-{eff})/{s}+1 = {exact:.2f}, "
+            f"so {rem} pixel{'s' if rem > 1 else ''} at the end {'are' if rem > 1 else 'is'} never used"
+        )
+        extra = s - rem
+        new_total = total + extra
+        new_out = (n + new_total - eff) // s + 1
+        pad_text = f"pad={new_total // 2}" if new_total % 2 == 0 else f"pad=({new_total // 2},{new_total - new_total // 2})"
+        helps.append(
+            f"{where}{pad_text} makes it exact ({n}+{new_total}-{eff})/{s}+1 = {new_out}"
+            f"{'' if total else f'; so does an input of {n + extra}'}"
+        )
+    return f"{what} does not divide evenly: " + "; ".join(parts), helps
+
+
+def fmt_shape(shape) -> str:
+    if isinstance(shape, int):
+        return str(shape)
+    return "x".join(str(v) for v in shape)
+
+
+def fmt_padding(pads) -> str:
+    """((1,1),(1,1)) -> 1; ((1,1),(2,2)) -> 1x2; ((0,1),(0,1)) -> (0,1)x(0,1)."""
+    if isinstance(pads, int | str):
+        return str(pads)
+    items = [p if isinstance(p, tuple) else (p, p) for p in pads]
+    if all(b == a for b, a in items):
+        values = [b for b, _ in items]
+        return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+    return "x".join(f"({b},{a})" for b, a in items)
+
+
+def fmt_stride(stride) -> str:
+    return str(stride[0]) if len(set(stride)) == 1 else "x".join(map(str, stride))
+
+
+def prod(values) -> int:
+    return math.prod(values)
+
+
+def window_rf(rf: RF, kernel, stride, dilation, pads) -> RF:
+    """Receptive-field arithmetic for a sliding window (size, jump, start per dimension)."""
+    if rf is None:
+        return None
+    out = []
+    for (size, jump, start), k, s, d, (b, _a) in zip(rf, kernel, stride, dilation, pads):
+        eff = d * (k - 1) + 1
+        out.append((size + (eff - 1) * jump, jump * s, start + (Fraction(eff - 1, 2) - b) * jump))
+    return tuple(out)

@@ -1,0 +1,39 @@
+"""Fully connected layer."""
+
+from __future__ import annotations
+
+from .base import Op, P, ShapeError, fmt_shape, prod, register
+
+
+@register
+class Dense(Op):
+    name = "dense"
+    doc = "Fully connected layer: every output unit sees every input unit."
+    params = (
+        P("units", "int", positional=True, doc="number of output units"),
+        P("bias", "bool", True),
+    )
+
+    def infer(self, node, ins, warn):
+        shape = ins[0]
+        if len(shape) != 1:
+            raise ShapeError(
+                f"dense {node.name} needs a flat input, but gets {fmt_shape(shape)}",
+                [f"insert `flatten` before it (it would give {prod(shape)} inputs)"],
+                code="E0304",
+            )
+        if node.attrs["units"] < 1:
+            raise ShapeError(f"dense {node.name}: units must be at least 1", param="units", code="E0205")
+        return (node.attrs["units"],)
+
+    def count_params(self, node, ins, out):
+        return ins[0][0] * out[0] + (out[0] if node.attrs["bias"] else 0)
+
+    def count_macs(self, node, ins, out):
+        return ins[0][0] * out[0]
+
+    def receptive(self, node, rfs):
+        return None
+
+    def settings(self, node):
+        return str(node.attrs["units"]) + ("" if node.attrs["bias"] else " no bias")

@@ -1,0 +1,33 @@
+"""Network inputs."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .base import Op, P, ShapeError, fmt_shape, register
+
+
+@register
+class Input(Op):
+    name = "input"
+    doc = "A network input; its shape is per sample, channels first (the batch is implicit)."
+    params = (P("shape", "shape", positional=True, doc="784, C x L, C x H x W or C x D x H x W"),)
+    min_inputs, max_inputs = 0, 0
+
+    def infer(self, node, ins, warn):
+        shape = node.attrs["shape"]
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if len(shape) > 4 or min(shape) < 1:
+            raise ShapeError(
+                f"input {node.name}: shape {fmt_shape(shape)} is not a vector, C x L, C x H x W or C x D x H x W "
+                f"with sizes of at least 1",
+                param="shape",
+                code="E0205",
+            )
+        return shape
+
+    def receptive(self, node, rfs):
+        shape = node.shape
+        if len(shape) < 2:
+            return None
+        return tuple((Fraction(1), Fraction(1), Fraction(1, 2)) for _ in shape[1:])

@@ -1,0 +1,120 @@
+"""Layers that only move, repeat or pad values: flatten, reshape, upsample, zeropad, dropout."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .base import Op, P, ShapeError, fmt_padding, fmt_shape, per_dim, prod, register, resolve_padding, spatial_dims
+
+
+@register
+class Flatten(Op):
+    name = "flatten"
+    doc = "Flattens C x H x W into one vector of C*H*W values (a view: no new memory)."
+    is_view = True
+
+    def infer(self, node, ins, warn):
+        return (prod(ins[0]),)
+
+    def receptive(self, node, rfs):
+        return None
+
+
+@register
+class Reshape(Op):
+    name = "reshape"
+    doc = "Gives the values a new per-sample shape with the same number of elements (a view)."
+    params = (P("shape", "shape", positional=True, doc="the new shape, channels first"),)
+    is_view = True
+
+    def infer(self, node, ins, warn):
+        target = node.attrs["shape"]
+        target = (target,) if isinstance(target, int) else tuple(target)
+        if min(target) < 1 or prod(target) != prod(ins[0]):
+            raise ShapeError(
+                f"reshape {node.name}: cannot reshape {fmt_shape(ins[0])} ({prod(ins[0])} values) "
+                f"into {fmt_shape(target)} ({prod(target)} values)",
+                ["the new shape must hold exactly as many values as the input"],
+                param="shape",
+                code="E0304",
+            )
+        return target
+
+    def receptive(self, node, rfs):
+        return None
+
+    def settings(self, node):
+        return "to " + fmt_shape(node.attrs["shape"])
+
+
+@register
+class Upsample(Op):
+    name = "upsample"
+    doc = "Nearest-neighbour upsampling by an integer factor per spatial dimension."
+    params = (P("scale", "shape", 2, positional=True, doc="factor, e.g. 2 or 2x2"),)
+
+    def infer(self, node, ins, warn):
+        nd = spatial_dims(node, ins[0], "upsample")
+        scale = per_dim(node.attrs["scale"], nd, "scale", f"upsample {node.name}")
+        if min(scale) < 1:
+            raise ShapeError(f"upsample {node.name}: scale must be at least 1", param="scale", code="E0205")
+        node.geom.update(nd=nd, scale=scale)
+        return (ins[0][0], *(n * s for n, s in zip(ins[0][1:], scale)))
+
+    def receptive(self, node, rfs):
+        if rfs[0] is None:
+            return None
+        return tuple((size, jump / s, start - (1 - Fraction(1, s)) * jump / 2)
+                     for (size, jump, start), s in zip(rfs[0], node.geom["scale"]))
+
+    def describe(self, node):
+        return {"stride": "1/" + "x".join(map(str, node.geom["scale"]))}
+
+    def settings(self, node):
+        return "x" + fmt_shape(node.geom["scale"])
+
+
+@register
+class ZeroPad(Op):
+    name = "zeropad"
+    doc = "Pads the spatial dimensions with zeros."
+    params = (P("pad", "padding", positional=True, doc="number, per-dimension 1x2 or per-side (0,1)x(0,1)"),)
+
+    def infer(self, node, ins, warn):
+        nd = spatial_dims(node, ins[0], "zeropad")
+        if node.attrs["pad"] in ("same", "valid", "full"):
+            raise ShapeError(f"zeropad {node.name}: give the padding as numbers", param="pad", code="E0205")
+        pads = resolve_padding(node.attrs["pad"], nd, ins[0][1:], (1,) * nd, (1,) * nd, (1,) * nd,
+                               f"zeropad {node.name}")
+        if min(min(p) for p in pads) < 0:
+            raise ShapeError(f"zeropad {node.name}: padding cannot be negative", param="pad", code="E0205")
+        node.geom.update(nd=nd, pads=pads)
+        return (ins[0][0], *(n + b + a for n, (b, a) in zip(ins[0][1:], pads)))
+
+    def receptive(self, node, rfs):
+        if rfs[0] is None:
+            return None
+        return tuple((size, jump, start - b * jump) for (size, jump, start), (b, _a) in zip(rfs[0], node.geom["pads"]))
+
+    def describe(self, node):
+        return {"padding": fmt_padding(node.geom["pads"])}
+
+    def settings(self, node):
+        return fmt_padding(node.geom["pads"])
+
+
+@register
+class Dropout(Op):
+    name = "dropout"
+    doc = "Zeroes each value with probability p while training (inverted dropout); nothing at inference."
+    params = (P("p", "float", 0.5, positional=True, doc="probability of dropping a value"),)
+    is_view = True
+
+    def infer(self, node, ins, warn):
+        if not 0 <= node.attrs["p"] < 1:
+            raise ShapeError(f"dropout {node.name}: p must be in [0, 1), not {node.attrs['p']}", param="p",
+                             code="E0205")
+        return ins[0]
+
+    def settings(self, node):
+        return f"p {node.attrs['p']:g}"

@@ -1,0 +1,9 @@
+"""Analysis passes. Each walks the graph once, in topological order, and
+writes its results onto the nodes; none depends on how results are shown."""
+
+from .cost import count_costs
+from .memory import MemoryTotals, measure_memory
+from .receptive import receptive_fields
+from .shapes import infer_shapes
+
+__all__ = ["MemoryTotals", "count_costs", "infer_shapes", "measure_memory", "receptive_fields"]
