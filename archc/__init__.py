@@ -1,9 +1,9 @@
 """archc: a declarative architecture compiler for neural networks.
 
-    import archc
-    net = archc.load("specs/lenet5.arch")
-    net.totals.params, net.totals.macs
-    print(net.table("markdown"))
+import archc
+net = archc.load("specs/lenet5.arch")
+net.totals.params, net.totals.macs
+print(net.table("markdown"))
 """
 
 from .analysis import DTYPE_BYTES, Network, Totals, load, loads

@@ -79,8 +79,15 @@ def load(path: str | Path, *, batch: int = 1, dtype: str = "float32", inputs: di
     return loads(text, file=file, batch=batch, dtype=dtype, inputs=inputs, base=path.parent)
 
 
-def loads(text: str, file: str = "<string>", *, batch: int = 1, dtype: str = "float32",
-          inputs: dict | None = None, base: Path | None = None) -> Network:
+def loads(
+    text: str,
+    file: str = "<string>",
+    *,
+    batch: int = 1,
+    dtype: str = "float32",
+    inputs: dict | None = None,
+    base: Path | None = None,
+) -> Network:
     """Analyse spec text. `inputs` overrides input shapes by name (another resolution)."""
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_BYTES)}")
@@ -124,17 +131,37 @@ def loads(text: str, file: str = "<string>", *, batch: int = 1, dtype: str = "fl
 
 def _network_count_error(module, file: str) -> Diagnostic:
     if not module.networks:
-        return Diagnostic("error", "E0104", f"`{file}` has no network", None,
-                          ["a spec needs one `network Name { ... }`; files that only hold blocks are imported"])
+        return Diagnostic(
+            "error",
+            "E0104",
+            f"`{file}` has no network",
+            None,
+            ["a spec needs one `network Name { ... }`; files that only hold blocks are imported"],
+        )
     second = module.networks[1]
-    return Diagnostic("error", "E0104", "a spec holds one network, but this file has several", second.span,
-                      ["move each network into its own file; blocks can be shared with `import`"])
+    return Diagnostic(
+        "error",
+        "E0104",
+        "a spec holds one network, but this file has several",
+        second.span,
+        ["move each network into its own file; blocks can be shared with `import`"],
+    )
 
 
 def _check_overrides(graph: Graph, overrides: dict, sources) -> dict:
     names = [n.name for n in graph.inputs]
     for name in overrides:
         if name not in names:
-            raise ArchError([Diagnostic("error", "E0217", f"the network has no input `{name}`", None,
-                                        [f"its inputs are: {', '.join(names)}"])], sources)
+            raise ArchError(
+                [
+                    Diagnostic(
+                        "error",
+                        "E0217",
+                        f"the network has no input `{name}`",
+                        None,
+                        [f"its inputs are: {', '.join(names)}"],
+                    )
+                ],
+                sources,
+            )
     return {k: tuple(v) if not isinstance(v, int) else (v,) for k, v in overrides.items()}

@@ -40,12 +40,13 @@ class EvalError(Exception):
         self.message, self.span, self.help, self.code = message, span, list(help), code
 
 
-class _TooBig(Exception):
+class _TooBigError(Exception):
     pass
 
 
 def suggest(word: str, candidates) -> list[str]:
-    match = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    cutoff = 0.5 if len(word) <= 4 else 0.6  # one wrong letter in a short name is a big share of it
+    match = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=cutoff)
     return [f"did you mean `{match[0]}`?"] if match else []
 
 
@@ -63,8 +64,12 @@ def evaluate(value: ast.Value, env: dict):
         elif isinstance(v, tuple):
             items.extend(v)
         else:
-            raise EvalError(f"a shape is made of whole numbers, not {_describe(v)}", part.span,
-                            ["write shapes like 3x3, k x k or (0,1)x(0,1)"], code="E0205")
+            raise EvalError(
+                f"a shape is made of whole numbers, not {_describe(v)}",
+                part.span,
+                ["write shapes like 3x3, k x k or (0,1)x(0,1)"],
+                code="E0205",
+            )
     return tuple(items)
 
 
@@ -88,8 +93,11 @@ def _expr(e, env: dict, top: bool = False):
             return e.id == "true"
         if top:
             return e.id  # a bare word: `same`, `ceil`, `depthwise`
-        raise EvalError(f"unknown name `{e.id}` in an expression", e.span,
-                        suggest(e.id, env) or ["only block parameters can be used in arithmetic"])
+        raise EvalError(
+            f"unknown name `{e.id}` in an expression",
+            e.span,
+            suggest(e.id, env) or ["only block parameters can be used in arithmetic"],
+        )
     if isinstance(e, ast.Pair):
         return PadPair((_int(e.first, env), _int(e.second, env)))
     if isinstance(e, ast.BinOp):
@@ -215,8 +223,17 @@ class Scope:
         return self if self.parent is None else self.parent.root()
 
     def iteration(self, i: int) -> Scope:
-        return Scope(self.prefix, self.env, self.reserved, self.counters, parent=self, suffix=f"{self.suffix}_{i}",
-                     block=self.block, calls=self.calls, path=self.path)
+        return Scope(
+            self.prefix,
+            self.env,
+            self.reserved,
+            self.counters,
+            parent=self,
+            suffix=f"{self.suffix}_{i}",
+            block=self.block,
+            calls=self.calls,
+            path=self.path,
+        )
 
 
 def _explicit_names(body) -> set[str]:
@@ -253,8 +270,12 @@ class Expander:
             try:
                 text = read_source(path)
             except OSError as err:
-                self.r.error("E0102", f"cannot import `{imp.path}`: {reason(err)}", imp.span,
-                             [f"the path is relative to the importing file's folder ({base})"])
+                self.r.error(
+                    "E0102",
+                    f"cannot import `{imp.path}`: {reason(err)}",
+                    imp.span,
+                    [f"the path is relative to the importing file's folder ({base})"],
+                )
                 continue
             file = _display_path(path)
             self.sources[file] = text
@@ -269,11 +290,20 @@ class Expander:
         for block in blocks:
             if block.name in self.blocks:
                 first = self.blocks[block.name]
-                self.r.error("E0211", f"block `{block.name}` is defined twice", block.name_span,
-                             ["rename one of them"], [("first defined here", first.name_span)])
+                self.r.error(
+                    "E0211",
+                    f"block `{block.name}` is defined twice",
+                    block.name_span,
+                    ["rename one of them"],
+                    [("first defined here", first.name_span)],
+                )
             elif block.name in OPS:
-                self.r.error("E0211", f"block `{block.name}` has the name of a built-in layer type",
-                             block.name_span, ["choose another name"])
+                self.r.error(
+                    "E0211",
+                    f"block `{block.name}` has the name of a built-in layer type",
+                    block.name_span,
+                    ["choose another name"],
+                )
             else:
                 self.blocks[block.name] = block
 
@@ -283,17 +313,19 @@ class Expander:
         scope = Scope("", {}, _explicit_names(net.body))
         try:
             self.body(net.body, scope, None)
-        except _TooBig as err:
-            self.r.error("E0213", str(err), net.span,
-                         [f"archc handles networks of up to {MAX_NODES:,} layers; check repeat counts"])
+        except _TooBigError as err:
+            self.r.error(
+                "E0213",
+                str(err),
+                net.span,
+                [f"archc handles networks of up to {MAX_NODES:,} layers; check repeat counts"],
+            )
         return self.graph
 
     def body(self, stmts, scope: Scope, prev):
         for stmt in stmts:
-            if isinstance(stmt, ast.Repeat):
-                prev = self.repeat(stmt, scope, prev)
-            else:
-                prev = self.statement(stmt, scope, prev)
+            expand = self.repeat if isinstance(stmt, ast.Repeat) else self.statement
+            prev = expand(stmt, scope, prev)
         return prev
 
     def repeat(self, stmt: ast.Repeat, scope: Scope, prev):
@@ -303,11 +335,10 @@ class Expander:
             self.r.error(err.code, err.message, err.span, err.help)
             return BROKEN
         if not _is_int(count) or count < 0:
-            self.r.error("E0205", f"repeat needs a whole number of at least 0, not {_describe(count)}",
-                         stmt.count.span)
+            self.r.error("E0205", f"repeat needs a whole number of at least 0, not {_describe(count)}", stmt.count.span)
             return BROKEN
         if count > MAX_NODES:
-            raise _TooBig(f"repeat {count:,} is more than archc can expand")
+            raise _TooBigError(f"repeat {count:,} is more than archc can expand")
         for i in range(1, count + 1):
             prev = self.body(stmt.body, scope.iteration(i), prev)
         return prev
@@ -316,8 +347,12 @@ class Expander:
         if stmt.op in self.blocks:
             return self.call_block(stmt, scope, prev)
         if stmt.op not in OPS:
-            self.r.error("E0201", f"unknown layer type `{stmt.op}`", stmt.op_span,
-                         suggest(stmt.op, [*OPS, *self.blocks]) or ["see `docs/language.md` for the layer types"])
+            self.r.error(
+                "E0201",
+                f"unknown layer type `{stmt.op}`",
+                stmt.op_span,
+                suggest(stmt.op, [*OPS, *self.blocks]) or ["see `docs/language.md` for the layer types"],
+            )
             return self._define(stmt, scope, BROKEN)
         op = OPS[stmt.op]
         name = self._name(stmt, scope)
@@ -329,8 +364,12 @@ class Expander:
         if inputs is BROKEN or attrs is None or act is BROKEN:
             return self._define(stmt, scope, BROKEN)
         if op.name == "input" and scope.block is not None:
-            self.r.error("E0215", "a block cannot declare network inputs", stmt.span,
-                         ["declare `input` in the network and pass it to the block"])
+            self.r.error(
+                "E0215",
+                "a block cannot declare network inputs",
+                stmt.span,
+                ["declare `input` in the network and pass it to the block"],
+            )
             return self._define(stmt, scope, BROKEN)
         node = Node(name, op.name, inputs, attrs, stmt.span, spans, act, scope.path, scope.calls)
         self._add(node)
@@ -338,11 +377,13 @@ class Expander:
 
     def _add(self, node: Node) -> None:
         if len(self.graph) >= MAX_NODES:
-            raise _TooBig(f"the network expands to more than {MAX_NODES:,} layers")
+            raise _TooBigError(f"the network expands to more than {MAX_NODES:,} layers")
         self.graph.add(node)
 
     def _define(self, stmt: ast.Layer, scope: Scope, value):
         """Make a statement's name refer to its output (or to BROKEN)."""
+        if not stmt.name and isinstance(value, str):
+            scope.names.setdefault(value[len(scope.prefix) :], value)  # generated names are referable too
         if stmt.name and stmt.name not in scope.names:
             scope.names[stmt.name] = value
             scope.spans[stmt.name] = stmt.name_span
@@ -354,21 +395,27 @@ class Expander:
         """The node name for a statement; None (reported) when the name is not usable."""
         if stmt.name:
             if stmt.name == BLOCK_INPUT:
-                self.r.error("E0204", f"`{BLOCK_INPUT}` is reserved for a block's input", stmt.name_span,
-                             ["choose another name"])
+                self.r.error(
+                    "E0204", f"`{BLOCK_INPUT}` is reserved for a block's input", stmt.name_span, ["choose another name"]
+                )
                 return None
             full = scope.prefix + stmt.name + scope.suffix
             if stmt.name in scope.names or full in self.graph.nodes:
                 first = scope.spans.get(stmt.name) or self.graph.nodes[full].span
-                self.r.error("E0204", f"`{stmt.name}` is defined twice", stmt.name_span,
-                             ["every layer in a network or block needs its own name"],
-                             [("first defined here", first)])
+                self.r.error(
+                    "E0204",
+                    f"`{stmt.name}` is defined twice",
+                    stmt.name_span,
+                    ["every layer in a network or block needs its own name"],
+                    [("first defined here", first)],
+                )
                 return None
             return full
         base = stmt.op
         while True:
             scope.counters[base] = scope.counters.get(base, 0) + 1
-            local = f"{base}{scope.counters[base]}"
+            sep = "_" if base[-1].isdigit() else ""  # relu6_1, not relu61
+            local = f"{base}{sep}{scope.counters[base]}"
             if local not in scope.reserved and scope.prefix + local not in self.graph.nodes:
                 return scope.prefix + local
 
@@ -378,8 +425,12 @@ class Expander:
                 return []
             if prev is None:
                 where = "the block's input" if scope.block else "an `input`"
-                self.r.error("E0215", f"`{stmt.op}` has no input: nothing comes before it", stmt.span,
-                             [f"start with {where}, or name its input: {stmt.op} ({BLOCK_INPUT if scope.block else 'x'})"])
+                self.r.error(
+                    "E0215",
+                    f"`{stmt.op}` has no input: nothing comes before it",
+                    stmt.span,
+                    [f"start with {where}, or name its input: {stmt.op} ({BLOCK_INPUT if scope.block else 'x'})"],
+                )
                 return BROKEN
             if prev is BROKEN:
                 return BROKEN
@@ -395,11 +446,19 @@ class Expander:
                 return BROKEN
         n = len(found)
         if n < lo or (hi is not None and n > hi):
-            want = ("no inputs" if hi == 0 else f"exactly {lo} input{'s' if lo > 1 else ''}") if lo == hi else \
-                f"at least {lo} inputs"
-            self.r.error("E0209", f"`{stmt.op}` takes {want}, but gets {n}", stmt.span,
-                         [f"list its inputs in parentheses: {stmt.op} ({', '.join(['a', 'b'][:max(lo, 1)])})"]
-                         if lo > 1 else [])
+            want = (
+                ("no inputs" if hi == 0 else f"exactly {lo} input{'s' if lo > 1 else ''}")
+                if lo == hi
+                else f"at least {lo} inputs"
+            )
+            self.r.error(
+                "E0209",
+                f"`{stmt.op}` takes {want}, but gets {n}",
+                stmt.span,
+                [f"list its inputs in parentheses: {stmt.op} ({', '.join(['a', 'b'][: max(lo, 1)])})"]
+                if lo > 1
+                else [],
+            )
             return BROKEN
         return found
 
@@ -418,19 +477,28 @@ class Expander:
                 return BROKEN
         if head in scope.root().reserved or head == BLOCK_INPUT:
             if head == BLOCK_INPUT:
-                self.r.error("E0202", f"`{BLOCK_INPUT}` names a block's input and is only defined inside a block",
-                             ref.span)
+                self.r.error(
+                    "E0202", f"`{BLOCK_INPUT}` names a block's input and is only defined inside a block", ref.span
+                )
             else:
-                self.r.error("E0203", f"`{ref.text}` is used before it is defined", ref.span,
-                             ["a layer can only take inputs from layers defined above it"])
+                self.r.error(
+                    "E0203",
+                    f"`{ref.text}` is used before it is defined",
+                    ref.span,
+                    ["a layer can only take inputs from layers defined above it"],
+                )
             return None
-        self.r.error("E0202", f"unknown layer `{ref.text}`", ref.span,
-                     suggest(ref.text, self._all_refs(scope)) or ["inputs name layers defined above"])
+        self.r.error(
+            "E0202",
+            f"unknown layer `{ref.text}`",
+            ref.span,
+            suggest(ref.text, self._all_refs(scope)) or ["inputs name layers defined above"],
+        )
         return None
 
     def _all_refs(self, scope: Scope) -> list[str]:
         names = scope.visible()
-        names += [n[len(scope.prefix):] for n in self.graph.nodes if n.startswith(scope.prefix)]
+        names += [n[len(scope.prefix) :] for n in self.graph.nodes if n.startswith(scope.prefix)]
         return names
 
     def _evaluate_args(self, args, env):
@@ -466,14 +534,22 @@ class Expander:
                     extra = f"the word `{value}`" if isinstance(value, str) else "this value"
                     help_ = suggest(value, [*symbols, *by_name]) if isinstance(value, str) else []
                     expect = ", ".join(p.name for p in positional) or "none"
-                    self.r.error("E0208", f"`{what}` does not take {extra} here", arg.span,
-                                 help_ + [f"its positional arguments are: {expect}; others are written name=value"])
+                    self.r.error(
+                        "E0208",
+                        f"`{what}` does not take {extra} here",
+                        arg.span,
+                        help_ + [f"its positional arguments are: {expect}; others are written name=value"],
+                    )
                     ok = False
                     continue
                 key = taken[0].name
             if key not in by_name:
-                self.r.error("E0206", f"`{what}` has no parameter `{key}`", arg.span,
-                             suggest(key, by_name) + [f"its parameters are: {', '.join(by_name) or 'none'}"])
+                self.r.error(
+                    "E0206",
+                    f"`{what}` has no parameter `{key}`",
+                    arg.span,
+                    suggest(key, by_name) + [f"its parameters are: {', '.join(by_name) or 'none'}"],
+                )
                 ok = False
                 continue
             if key in attrs:
@@ -483,16 +559,24 @@ class Expander:
             p = by_name[key]
             checked = check_kind(p, value)
             if checked is None:
-                self.r.error("E0205", f"`{what}` {key} must be {kind_text(p)}, not {_describe(value)}", arg.span,
-                             suggest(value, p.choices or symbols) if isinstance(value, str) else [])
+                self.r.error(
+                    "E0205",
+                    f"`{what}` {key} must be {kind_text(p)}, not {_describe(value)}",
+                    arg.span,
+                    suggest(value, p.choices or symbols) if isinstance(value, str) else [],
+                )
                 ok = False
                 continue
             attrs[key], spans[key] = checked, arg.span
         for p in params:
             if p.name not in attrs:
                 if p.default is REQUIRED:
-                    self.r.error("E0207", f"`{what}` needs its `{p.name}` ({p.doc or kind_text(p)})", where,
-                                 [f"e.g. {_example(what, params)}"])
+                    self.r.error(
+                        "E0207",
+                        f"`{what}` needs its `{p.name}` ({p.doc or kind_text(p)})",
+                        where,
+                        [f"e.g. {_example(what, params)}"],
+                    )
                     ok = False
                 else:
                     attrs[p.name] = p.default
@@ -505,8 +589,12 @@ class Expander:
         op = OPS.get(act.name)
         if op is None or not op.is_activation:
             names = [n for n, o in OPS.items() if o.is_activation]
-            self.r.error("E0216", f"unknown activation `{act.name}`", act.span,
-                         suggest(act.name, names) + [f"activations: {', '.join(names)}"])
+            self.r.error(
+                "E0216",
+                f"unknown activation `{act.name}`",
+                act.span,
+                suggest(act.name, names) + [f"activations: {', '.join(names)}"],
+            )
             return BROKEN
         values = self._evaluate_args([ast.Arg(None, v, v.span) for v in act.args], scope.env)
         if values is None:
@@ -518,9 +606,13 @@ class Expander:
     def call_block(self, stmt: ast.Layer, scope: Scope, prev):
         block = self.blocks[stmt.op]
         if block.name in self.stack:
-            self.r.error("E0210", f"block `{block.name}` calls itself", stmt.op_span,
-                         ["a block cannot contain itself, directly or through other blocks; use `repeat`"],
-                         [(f"`{block.name}` is defined here", block.name_span)])
+            self.r.error(
+                "E0210",
+                f"block `{block.name}` calls itself",
+                stmt.op_span,
+                ["a block cannot contain itself, directly or through other blocks; use `repeat`"],
+                [(f"`{block.name}` is defined here", block.name_span)],
+            )
             return self._define(stmt, scope, BROKEN)
         if len(self.stack) >= MAX_DEPTH:
             self.r.error("E0210", f"blocks are nested more than {MAX_DEPTH} deep", stmt.op_span)
@@ -533,7 +625,7 @@ class Expander:
             return BROKEN
         if inputs is BROKEN or env is None or act is BROKEN:
             return self._define(stmt, scope, BROKEN)
-        local = name[len(scope.prefix):]
+        local = name[len(scope.prefix) :]
         inner = Scope(
             prefix=name + ".",
             env=env,
@@ -568,16 +660,24 @@ class Expander:
             if key is None:
                 free = [n for n in names if n not in given]
                 if not free:
-                    self.r.error("E0208", f"block `{block.name}` takes {len(names)} argument"
-                                 f"{'s' if len(names) != 1 else ''}, but gets more", arg.span,
-                                 [f"its parameters are: {', '.join(names) or 'none'}"])
+                    self.r.error(
+                        "E0208",
+                        f"block `{block.name}` takes {len(names)} argument"
+                        f"{'s' if len(names) != 1 else ''}, but gets more",
+                        arg.span,
+                        [f"its parameters are: {', '.join(names) or 'none'}"],
+                    )
                     ok = False
                     continue
                 key = free[0]
             if key not in names:
-                self.r.error("E0206", f"block `{block.name}` has no parameter `{key}`", arg.span,
-                             suggest(key, names) + [f"its parameters are: {', '.join(names) or 'none'}"],
-                             [(f"`{block.name}` is defined here", block.name_span)])
+                self.r.error(
+                    "E0206",
+                    f"block `{block.name}` has no parameter `{key}`",
+                    arg.span,
+                    suggest(key, names) + [f"its parameters are: {', '.join(names) or 'none'}"],
+                    [(f"`{block.name}` is defined here", block.name_span)],
+                )
                 ok = False
                 continue
             if key in given:
@@ -595,15 +695,26 @@ class Expander:
                     self.r.error(err.code, err.message, err.span, err.help)
                     ok = False
             else:
-                self.r.error("E0207", f"block `{block.name}` needs its `{p.name}`", stmt.op_span,
-                             [f"pass it: {block.name}: ... or {p.name}=..."], [(f"`{p.name}` is declared here", p.span)])
+                self.r.error(
+                    "E0207",
+                    f"block `{block.name}` needs its `{p.name}`",
+                    stmt.op_span,
+                    [f"pass it: {block.name}: ... or {p.name}=..."],
+                    [(f"`{p.name}` is declared here", p.span)],
+                )
                 ok = False
         return env if ok else None
 
 
 def _example(what: str, params) -> str:
-    examples = {"conv": "conv: 64 @ 3x3", "deconv": "deconv: 64 @ 3x3 /2", "dense": "dense: 128",
-                "maxpool": "maxpool: 2x2", "avgpool": "avgpool: 2x2", "input": "input image: 3x224x224"}
+    examples = {
+        "conv": "conv: 64 @ 3x3",
+        "deconv": "deconv: 64 @ 3x3 /2",
+        "dense": "dense: 128",
+        "maxpool": "maxpool: 2x2",
+        "avgpool": "avgpool: 2x2",
+        "input": "input image: 3x224x224",
+    }
     if what in examples:
         return examples[what]
     return f"{what}: " + " ".join(f"<{p.name}>" for p in params if p.positional)

@@ -48,8 +48,9 @@ class P:
 class ShapeError(Exception):
     """A layer cannot produce an output; becomes an error at that layer."""
 
-    def __init__(self, message: str, help: list[str] | tuple[str, ...] = (), param: str | None = None,
-                 code: str = "E0301"):
+    def __init__(
+        self, message: str, help: list[str] | tuple[str, ...] = (), param: str | None = None, code: str = "E0301"
+    ):
         super().__init__(message)
         self.message = message
         self.help = list(help)
@@ -161,10 +162,8 @@ def resolve_padding(pad, nd: int, spatial: Shape, kernel, stride, dilation, what
 def window_out(n: int, k: int, s: int, d: int, before: int, after: int, ceil: bool = False) -> int:
     """Output length of a sliding window (figures.md: conv and pool sizes, with the ceil-mode rule)."""
     span = n + before + after - (d * (k - 1) + 1)
-    if span < 0:
-        return 0 if not ceil else 0
     if not ceil:
-        return span // s + 1
+        return span // s + 1 if span >= 0 else 0
     out = -(-span // s) + 1
     if (out - 1) * s >= n + before:  # the last window must start inside the input or the left padding
         out -= 1
@@ -205,7 +204,7 @@ def _uneven_message(what: str, uneven, nd: int):
     parts, helps = [], []
     if len(uneven) == nd and len({u[1:] for u in uneven}) == 1:
         uneven, nd = uneven[:1], 1  # the same in every dimension: say it once
-    for axis, n, eff, s, b, a, rem, out in uneven:
+    for axis, n, eff, s, b, a, rem, _out in uneven:
         total = b + a
         exact = (n + total - eff) / s + 1
         where = f"{axes[axis]}: " if nd > 1 else ""
@@ -216,7 +215,9 @@ def _uneven_message(what: str, uneven, nd: int):
         extra = s - rem
         new_total = total + extra
         new_out = (n + new_total - eff) // s + 1
-        pad_text = f"pad={new_total // 2}" if new_total % 2 == 0 else f"pad=({new_total // 2},{new_total - new_total // 2})"
+        pad_text = (
+            f"pad={new_total // 2}" if new_total % 2 == 0 else f"pad=({new_total // 2},{new_total - new_total // 2})"
+        )
         helps.append(
             f"{where}{pad_text} makes it exact ({n}+{new_total}-{eff})/{s}+1 = {new_out}"
             f"{'' if total else f'; so does an input of {n + extra}'}"

@@ -34,11 +34,14 @@ def _geometry(node, ins, warn, *, transposed=False, depthwise=False):
     dilation = per_dim(a["dilation"], nd, "dilation", what)
     for pname, values in (("kernel", kernel), ("stride", stride), ("dilation", dilation)):
         if min(values) < 1:
-            raise ShapeError(f"{what}: {pname} must be at least 1, not {fmt_shape(values)}", param=pname,
-                             code="E0205")
+            raise ShapeError(f"{what}: {pname} must be at least 1, not {fmt_shape(values)}", param=pname, code="E0205")
     if transposed and a["pad"] in ("same", "full"):
-        raise ShapeError(f"{what}: a transposed convolution takes explicit padding, not `{a['pad']}`",
-                         ["give the padding as a number or (before,after) pairs"], param="pad", code="E0205")
+        raise ShapeError(
+            f"{what}: a transposed convolution takes explicit padding, not `{a['pad']}`",
+            ["give the padding as a number or (before,after) pairs"],
+            param="pad",
+            code="E0205",
+        )
     pads = resolve_padding(a["pad"], nd, tuple(spatial), kernel, stride, dilation, what)
     if min(min(p) for p in pads) < 0:
         raise ShapeError(f"{what}: padding cannot be negative", param="pad", code="E0205")
@@ -48,8 +51,9 @@ def _geometry(node, ins, warn, *, transposed=False, depthwise=False):
         groups = cin if a["groups"] == "depthwise" else a["groups"]
         filters = a["filters"]
     if filters < 1:
-        raise ShapeError(f"{what}: the number of filters must be at least 1, not {filters}", param="filters",
-                         code="E0205")
+        raise ShapeError(
+            f"{what}: the number of filters must be at least 1, not {filters}", param="filters", code="E0205"
+        )
     if groups < 1 or cin % groups or filters % groups:
         raise ShapeError(
             f"{what}: groups={groups} must divide both the input channels ({cin}) and the filters ({filters})",
@@ -57,8 +61,16 @@ def _geometry(node, ins, warn, *, transposed=False, depthwise=False):
             param="groups",
             code="E0303",
         )
-    node.geom.update(nd=nd, in_channels=cin, filters=filters, kernel=kernel, stride=stride,
-                     dilation=dilation, pads=pads, groups=groups)
+    node.geom.update(
+        nd=nd,
+        in_channels=cin,
+        filters=filters,
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        pads=pads,
+        groups=groups,
+    )
     return what, cin, spatial, nd, kernel, stride, dilation, pads, groups, filters
 
 
@@ -175,14 +187,20 @@ class Deconv(Op):
             if not 0 <= op_ < max(s, d):
                 raise ShapeError(
                     f"{what}: outpad {op_} must be smaller than the stride or the dilation ({max(s, d)})",
-                    param="outpad", code="E0205")
+                    param="outpad",
+                    code="E0205",
+                )
         node.geom["outpad"] = outpad
         out = []
         for n, k, s, d, (b, a), o in zip(spatial, kernel, stride, dilation, pads, outpad):
             size = (n - 1) * s - b - a + d * (k - 1) + o + 1
             if size <= 0:
-                raise ShapeError(f"{what}: the output would be empty ({size}): padding {b + a} is too large",
-                                 ["reduce pad"], param="pad", code="E0302")
+                raise ShapeError(
+                    f"{what}: the output would be empty ({size}): padding {b + a} is too large",
+                    ["reduce pad"],
+                    param="pad",
+                    code="E0302",
+                )
             out.append(size)
         return (filters, *out)
 

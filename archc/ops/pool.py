@@ -40,11 +40,12 @@ class _WindowPool(Op):
         dilation = per_dim(a.get("dilation", 1), nd, "dilation", what)
         for pname, values in (("kernel", kernel), ("stride", stride), ("dilation", dilation)):
             if min(values) < 1:
-                raise ShapeError(f"{what}: {pname} must be at least 1, not {fmt_shape(values)}", param=pname,
-                                 code="E0205")
+                raise ShapeError(
+                    f"{what}: {pname} must be at least 1, not {fmt_shape(values)}", param=pname, code="E0205"
+                )
         pads = resolve_padding(a["pad"], nd, tuple(spatial), kernel, stride, dilation, what)
         for (b, af), k in zip(pads, kernel):
-            if b < 0 or af < 0 or max(b, af) > k // 2 and a["pad"] != "same":
+            if b < 0 or af < 0 or (max(b, af) > k // 2 and a["pad"] != "same"):
                 raise ShapeError(
                     f"{what}: padding {fmt_padding(pads)} must be between 0 and half the window ({k // 2})",
                     ["PyTorch and Caffe reject larger pooling padding: the window would see only padding"],
@@ -65,7 +66,9 @@ class _WindowPool(Op):
         return {
             "filter": fmt_shape(g["kernel"]),
             "stride": fmt_stride(g["stride"]),
-            "padding": f"same ({pad})" if node.attrs["pad"] == "same" else pad + (" ceil" if node.attrs["ceil"] else ""),
+            "padding": f"same ({pad})"
+            if node.attrs["pad"] == "same"
+            else pad + (" ceil" if node.attrs["ceil"] else ""),
         }
 
     def settings(self, node):

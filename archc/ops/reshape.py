@@ -64,8 +64,10 @@ class Upsample(Op):
     def receptive(self, node, rfs):
         if rfs[0] is None:
             return None
-        return tuple((size, jump / s, start - (1 - Fraction(1, s)) * jump / 2)
-                     for (size, jump, start), s in zip(rfs[0], node.geom["scale"]))
+        return tuple(
+            (size, jump / s, start - (1 - Fraction(1, s)) * jump / 2)
+            for (size, jump, start), s in zip(rfs[0], node.geom["scale"])
+        )
 
     def describe(self, node):
         return {"stride": "1/" + "x".join(map(str, node.geom["scale"]))}
@@ -84,8 +86,9 @@ class ZeroPad(Op):
         nd = spatial_dims(node, ins[0], "zeropad")
         if node.attrs["pad"] in ("same", "valid", "full"):
             raise ShapeError(f"zeropad {node.name}: give the padding as numbers", param="pad", code="E0205")
-        pads = resolve_padding(node.attrs["pad"], nd, ins[0][1:], (1,) * nd, (1,) * nd, (1,) * nd,
-                               f"zeropad {node.name}")
+        pads = resolve_padding(
+            node.attrs["pad"], nd, ins[0][1:], (1,) * nd, (1,) * nd, (1,) * nd, f"zeropad {node.name}"
+        )
         if min(min(p) for p in pads) < 0:
             raise ShapeError(f"zeropad {node.name}: padding cannot be negative", param="pad", code="E0205")
         node.geom.update(nd=nd, pads=pads)
@@ -112,8 +115,9 @@ class Dropout(Op):
 
     def infer(self, node, ins, warn):
         if not 0 <= node.attrs["p"] < 1:
-            raise ShapeError(f"dropout {node.name}: p must be in [0, 1), not {node.attrs['p']}", param="p",
-                             code="E0205")
+            raise ShapeError(
+                f"dropout {node.name}: p must be in [0, 1), not {node.attrs['p']}", param="p", code="E0205"
+            )
         return ins[0]
 
     def settings(self, node):

@@ -1,0 +1,191 @@
+"""The `archc` command.
+
+Exit status: 0 when the spec is valid, 1 when it has errors (printed to
+stderr as file:line:col diagnostics), 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .diagnostics import ArchError, render_all, use_color
+
+DTYPES = ("float32", "float16", "bfloat16", "int8", "float64")
+FORMATS = ("rich", "markdown", "csv", "json")
+
+
+class UsageError(Exception):
+    pass
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"`{text}` is not a shape; write it like 3x224x224") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"`{text}` is not a shape; sizes must be at least 1")
+    return values
+
+
+def _input_overrides(items: list[str]) -> dict:
+    """`--input image=3x227x227`; the name may be left out when the network has one input."""
+    out = {}
+    for item in items or ():
+        name, sep, shape = item.rpartition("=")
+        out[name if sep else None] = _shape(shape)
+    return out
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archc", description="A declarative architecture compiler for neural networks."
+    )
+    parser.add_argument("--version", action="version", version=f"archc {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def common(p):
+        p.add_argument("spec", help="a .arch file")
+        p.add_argument(
+            "--input",
+            action="append",
+            metavar="NAME=CxHxW",
+            help="analyse with another input shape (repeatable; NAME may be left out for one input)",
+        )
+        p.add_argument("--batch", type=_positive, default=1, help="batch size for the byte figures (default 1)")
+        p.add_argument("--dtype", choices=DTYPES, default="float32", help="element type for the byte figures")
+
+    check = sub.add_parser("check", help="parse and analyse a spec; report errors and warnings")
+    common(check)
+    check.add_argument("--format", choices=("text", "json"), default="text", help="diagnostics as text or JSON")
+
+    table = sub.add_parser("table", help="print the per-layer table")
+    common(table)
+    table.add_argument("--format", choices=FORMATS, default="rich")
+    table.add_argument(
+        "--layout",
+        choices=("chw", "hwc"),
+        default="chw",
+        help="shape order: channels first (default) or height-first, as TensorFlow tables",
+    )
+    table.add_argument(
+        "--columns",
+        metavar="A,B,...",
+        help="columns to show: name,type,filter,stride,padding,output,size,activation,params,macs,memory,rf,inputs",
+    )
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _load(args):
+    from .analysis import load
+
+    overrides = _input_overrides(args.input)
+    if None in overrides:
+        shape = overrides.pop(None)
+        net = load(args.spec, batch=args.batch, dtype=args.dtype)  # learn the input's name
+        names = list(net.inputs)
+        if len(names) != 1:
+            raise UsageError(f"the network has {len(names)} inputs; name one: --input {names[0]}=...")
+        overrides[names[0]] = shape
+    return load(args.spec, batch=args.batch, dtype=args.dtype, inputs=overrides or None)
+
+
+def _print_diagnostics(diags, sources) -> None:
+    if diags:
+        print(render_all(diags, sources, color=use_color(sys.stderr)), file=sys.stderr)
+
+
+def cmd_check(args) -> int:
+    try:
+        net = _load(args)
+    except ArchError as err:
+        if args.format == "json":
+            print(json.dumps({"valid": False, "diagnostics": [d.as_dict() for d in err.diagnostics]}, indent=2))
+        else:
+            _print_diagnostics(err.diagnostics, err.sources)
+            count = len(err.errors)
+            print(f"{args.spec}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+        return 1
+    t = net.totals
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "network": net.name,
+                    "layers": len(net.layers),
+                    "totals": t.as_dict(),
+                    "diagnostics": [w.as_dict() for w in net.warnings],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    _print_diagnostics(net.warnings, net.sources)
+    warned = f", {len(net.warnings)} warning{'s' if len(net.warnings) != 1 else ''}" if net.warnings else ""
+    print(f"{args.spec}: {net.name} is valid: {len(net.layers)} layers, {t.params:,} params, {t.macs:,} MACs{warned}")
+    return 0
+
+
+def cmd_table(args) -> int:
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    from .report.table import COLUMNS
+
+    if columns:
+        unknown = [c for c in columns if c not in COLUMNS]
+        if unknown:
+            raise UsageError(f"unknown column `{unknown[0]}`; columns are: {', '.join(COLUMNS)}")
+    try:
+        net = _load(args)
+    except ArchError as err:
+        _print_diagnostics(err.diagnostics, err.sources)
+        return 1
+    color = args.format == "rich" and use_color(sys.stdout)
+    width = None
+    if color:
+        import shutil
+
+        width = shutil.get_terminal_size().columns
+    sys.stdout.write(net.table(args.format, layout=args.layout, columns=columns, color=color, width=width))
+    if args.format != "json":
+        _print_diagnostics(net.warnings, net.sources)
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "table": cmd_table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as err:
+        parser.error(str(err))  # exits 2
+    except BrokenPipeError:  # `archc table big.arch | head`
+        sys.stderr.close()
+        return 0
+    return 0  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
