@@ -132,8 +132,7 @@ network TwoTowers {
 
 
 def test_bare_words_and_per_side_padding():
-    net = load("network N {\n input x: 3x7x7\n conv: 4 @ 3x3 /2 same\n maxpool: 2x2 ceil\n"
-               " zeropad: (0,1)x(1,0)\n}")
+    net = load("network N {\n input x: 3x7x7\n conv: 4 @ 3x3 /2 same\n maxpool: 2x2 ceil\n zeropad: (0,1)x(1,0)\n}")
     conv, pool, pad = net.layers[1:]
     assert conv.attrs["pad"] == "same" and conv.geom["pads"] == ((1, 1), (1, 1))
     assert pool.attrs["ceil"] is True and pool.shape == (4, 2, 2)
@@ -147,7 +146,9 @@ def test_spaced_shapes_with_names():
 
 def test_import_blocks_from_another_file(tmp_path):
     (tmp_path / "lib").mkdir()
-    (tmp_path / "lib" / "blocks.arch").write_text("block twice(ch) {\n  conv: ch @ 3x3 pad=1\n  conv: ch @ 3x3 pad=1\n}\n")
+    (tmp_path / "lib" / "blocks.arch").write_text(
+        "block twice(ch) {\n  conv: ch @ 3x3 pad=1\n  conv: ch @ 3x3 pad=1\n}\n"
+    )
     spec = tmp_path / "net.arch"
     spec.write_text('import "lib/blocks.arch"\nnetwork N {\n  input x: 3x8x8\n  twice t: 16\n}\n')
     net = archc.load(spec)
