@@ -522,6 +522,7 @@ class Expander:
     def bind_values(self, values, params, symbols, what: str, where: Span):
         attrs: dict = {}
         spans: dict[str, Span] = {}
+        seen: set[str] = set()  # given, even with a bad value: a bad value still fills its slot
         ok = True
         positional = [p for p in params if p.positional]
         by_name = {p.name: p for p in params}
@@ -529,7 +530,7 @@ class Expander:
             if key is None and isinstance(value, str) and value in symbols:
                 key, value = symbols[value]
             elif key is None:
-                taken = [p for p in positional if p.name not in attrs]
+                taken = [p for p in positional if p.name not in seen]
                 if not taken:
                     extra = f"the word `{value}`" if isinstance(value, str) else "this value"
                     help_ = suggest(value, [*symbols, *by_name]) if isinstance(value, str) else []
@@ -552,10 +553,12 @@ class Expander:
                 )
                 ok = False
                 continue
-            if key in attrs:
+            if key in seen:
                 self.r.error("E0214", f"`{key}` is given twice", arg.span, [], [("first given here", spans[key])])
                 ok = False
                 continue
+            seen.add(key)
+            spans[key] = arg.span
             p = by_name[key]
             checked = check_kind(p, value)
             if checked is None:
@@ -569,7 +572,7 @@ class Expander:
                 continue
             attrs[key], spans[key] = checked, arg.span
         for p in params:
-            if p.name not in attrs:
+            if p.name not in seen:
                 if p.default is REQUIRED:
                     self.r.error(
                         "E0207",
