@@ -97,6 +97,8 @@ def loads(
     module = parse(text, file)  # a syntax error stops here: nothing after it can be trusted
     reporter = Reporter()
     expander = Expander(reporter, sources)
+    if base is not None:
+        expander.loaded.add(str(Path(file).resolve()))  # a library importing this spec back adds nothing
     expander.load_imports(module, base if base is not None else Path.cwd())
     if len(module.networks) != 1:
         raise ArchError(reporter.diagnostics + [_network_count_error(module, file)], sources)

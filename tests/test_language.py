@@ -171,3 +171,11 @@ def test_missing_import_is_reported_at_the_import(tmp_path):
 def test_input_override():
     net = archc.load("specs/lenet5.arch", inputs={"image": (1, 36, 36)})
     assert net.layer("S4").shape == (16, 6, 6)
+
+
+def test_a_library_may_import_the_spec_that_imports_it(tmp_path):
+    (tmp_path / "main.arch").write_text(
+        'import "lib.arch"\nblock a(c) {\n conv: c @ 1x1\n}\nnetwork N {\n input x: 3x8x8\n b: 4\n}\n'
+    )
+    (tmp_path / "lib.arch").write_text('import "main.arch"\nblock b(c) {\n a: c\n}\n')
+    assert archc.load(tmp_path / "main.arch").totals.params == 3 * 4 + 4
