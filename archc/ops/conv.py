@@ -225,13 +225,7 @@ class Deconv(Op):
             out.append((size + (taps - 1) * jump, jump / s, start + Fraction(b - (eff - 1), s) * jump))
         return tuple(out)
 
-    def describe(self, node):
-        g = node.geom
-        return {
-            "filter": f"{g['in_channels'] // g['groups']}x{fmt_shape(g['kernel'])}, {g['filters']}",
-            "stride": fmt_stride(g["stride"]),
-            "padding": fmt_padding(g["pads"]),
-        }
+    describe = _ConvBase.describe  # the same columns; `same` never reaches a transposed conv
 
     def settings(self, node):
         g = node.geom
