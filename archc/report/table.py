@@ -256,6 +256,7 @@ def network_json(net, layout: str = "chw") -> dict:
                 "macs": node.macs,
                 "activations": node.activations,
                 "activation": row["activation"],
+                "settings": OPS[node.op].settings(node),  # one phrase, e.g. "64@3x3 /2 same"
                 "filter": row["filter"],
                 "stride": row["stride"],
                 "padding": row["padding"],
