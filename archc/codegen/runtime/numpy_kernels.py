@@ -1,0 +1,514 @@
+"""The NumPy runtime of generated standalone models.
+
+The code generator never imports this module: it reads it with `ast` and copies
+each top-level function a model needs (and the functions that one calls, found
+by name) into the generated file, whose only import is `import numpy as np`.
+So every function here uses nothing but `np`, builtins and the other functions
+of this module, and there are no module-level constants.
+
+Conventions, shared with PyTorch so the generated models agree with it:
+arrays are batch first and channels first, (N, C, *spatial) with 1 to 3
+spatial dimensions, and vectors are (N, C). Results keep the input's dtype.
+A per-dimension argument is an int for every dimension or a tuple with one
+entry per dimension; padding may also be a tuple of (before, after) pairs.
+"""
+
+import numpy as np
+
+# -- argument helpers ----------------------------------------------------------------
+
+
+def _per_dim(value, nd):
+    """One entry per spatial dimension.
+
+    An int (or None) stands for all of them, a sequence must have nd entries.
+    """
+    values = tuple(value) if isinstance(value, tuple | list) else (value,) * nd
+    if len(values) != nd:
+        raise ValueError(
+            f"expected one value per spatial dimension ({nd}), got {value!r}"
+        )
+    return tuple(v if v is None else int(v) for v in values)
+
+
+def _pairs(padding, nd):
+    """(before, after) per spatial dimension.
+
+    From an int, one int per dimension, or one pair per dimension. A flat pair is read
+    as one int per dimension, never as (before, after): write ((1, 2),) for a 1-D pair.
+    """
+    if not isinstance(padding, tuple | list):
+        padding = (padding,) * nd
+    pairs = tuple(
+        (int(p[0]), int(p[1])) if isinstance(p, tuple | list) else (int(p), int(p))
+        for p in padding
+    )
+    if len(pairs) != nd:
+        raise ValueError(
+            f"expected padding for {nd} spatial dimensions, got {padding!r}"
+        )
+    return pairs
+
+
+def _windows(x, kernel, stride, dilation):
+    """A strided view (N, C, *out, *kernel) of every window of x the kernel visits.
+
+    No padding is added.
+    """
+    nd = len(kernel)
+    spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    view = np.lib.stride_tricks.sliding_window_view(
+        x, spans, axis=tuple(range(2, 2 + nd))
+    )
+    steps = tuple(slice(None, None, s) for s in stride) + tuple(
+        slice(None, None, d) for d in dilation
+    )
+    return view[(slice(None), slice(None), *steps)]
+
+
+# -- padding and convolution ---------------------------------------------------------
+
+
+def pad(x, padding, value=0.0):
+    """Constant padding of the spatial dimensions.
+
+    Batch and channels are left alone.
+    """
+    sides = _pairs(padding, x.ndim - 2)
+    if not any(before or after for before, after in sides):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), *sides), mode="constant", constant_values=value)
+
+
+def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Cross-correlation like torch's conv1d/2d/3d; weight is (F, C // groups, *kernel).
+
+    Every window is unrolled into a row, so all groups are done by one batched matrix
+    product.
+    """
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    f = weight.shape[0]
+    kernel = weight.shape[2:]
+    windows = _windows(
+        pad(x, padding), kernel, _per_dim(stride, nd), _per_dim(dilation, nd)
+    )
+    out = windows.shape[2 : 2 + nd]
+    positions = int(np.prod(out))
+    # (N, C, *out, *kernel) -> (N, groups, positions, C/groups * kernel volume)
+    windows = windows.reshape(n, groups, c // groups, *windows.shape[2:])
+    rows = np.moveaxis(windows, 2, 2 + nd).reshape(n, groups, positions, -1)
+    # (F, C/groups, *kernel) -> (groups, C/groups * kernel volume, F/groups)
+    columns = weight.reshape(groups, f // groups, -1).transpose(0, 2, 1)
+    y = np.matmul(rows, columns)  # (N, groups, positions, F/groups)
+    y = np.moveaxis(y, 3, 2).reshape(n, f, *out)
+    if bias is not None:
+        y = y + bias.reshape(1, f, *(1,) * nd)
+    return y
+
+
+def conv_transpose(
+    x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+):
+    """Transposed convolution like torch's conv_transpose1d/2d/3d.
+
+    The weight is (C, F // groups, *kernel).
+
+    Done as an ordinary convolution: stride - 1 zeros go between input pixels, the
+    result is padded by dilation * (kernel - 1) - padding on each side (cropped where
+    that is negative, with output_padding added at the end), and convolved with the
+    kernel flipped and its in/out axes swapped per group. Per-side padding (before,
+    after) removes that many pixels from each end of the full output.
+    """
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    fg = weight.shape[1]
+    kernel = weight.shape[2:]
+    stride = _per_dim(stride, nd)
+    dilation = _per_dim(dilation, nd)
+    spread = np.zeros(
+        (n, c, *((size - 1) * s + 1 for size, s in zip(x.shape[2:], stride))),
+        dtype=x.dtype,
+    )
+    spread[(slice(None), slice(None), *(slice(None, None, s) for s in stride))] = x
+    sides = []
+    for k, d, (before, after), extra in zip(
+        kernel, dilation, _pairs(padding, nd), _per_dim(output_padding, nd)
+    ):
+        reach = d * (k - 1)
+        sides.append((reach - before, reach - after + extra))
+    spread = pad(spread, [(max(before, 0), max(after, 0)) for before, after in sides])
+    crop = (
+        slice(-min(before, 0), size + min(after, 0))
+        for (before, after), size in zip(sides, spread.shape[2:])
+    )
+    spread = spread[(slice(None), slice(None), *crop)]
+    flipped = (
+        weight.reshape(groups, c // groups, fg, *kernel)
+        .swapaxes(1, 2)
+        .reshape(groups * fg, c // groups, *kernel)
+    )
+    flipped = np.flip(flipped, axis=tuple(range(2, 2 + nd)))
+    return conv(spread, flipped, bias, 1, 0, dilation, groups)
+
+
+# -- pooling -------------------------------------------------------------------------
+
+
+def _pool_size(n, k, s, d, before, after, ceil_mode):
+    """PyTorch's pooled length.
+
+    In ceil mode the last window must still start inside the input or the left padding.
+    """
+    span = n + before + after - (d * (k - 1) + 1)
+    if not ceil_mode:
+        return span // s + 1
+    out = -(-span // s) + 1
+    if (out - 1) * s >= n + before:
+        out -= 1
+    return out
+
+
+def _pool_windows(x, kernel_size, stride, padding, dilation, ceil_mode, fill):
+    """The windows (N, C, *out, *kernel) a pooling layer reduces.
+
+    They are taken over x padded with `fill`. In ceil mode the last windows may hang off
+    the end; they are padded with `fill` as well.
+    """
+    nd = x.ndim - 2
+    kernel = _per_dim(kernel_size, nd)
+    stride = kernel if stride is None else _per_dim(stride, nd)
+    dilation = _per_dim(dilation, nd)
+    sides, out = [], []
+    for n, k, s, d, (before, after) in zip(
+        x.shape[2:], kernel, stride, dilation, _pairs(padding, nd)
+    ):
+        size = _pool_size(n, k, s, d, before, after, ceil_mode)
+        needed = (size - 1) * s + d * (k - 1) + 1
+        sides.append((before, max(after, needed - n - before)))
+        out.append(size)
+    windows = _windows(pad(x, sides, fill), kernel, stride, dilation)
+    return windows[(slice(None), slice(None), *(slice(0, size) for size in out))]
+
+
+def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Max pooling like torch's max_pool1d/2d/3d; padding counts as -inf.
+
+    stride None means the kernel size.
+    """
+    windows = _pool_windows(
+        x, kernel_size, stride, padding, dilation, ceil_mode, -np.inf
+    )
+    return windows.max(axis=tuple(range(x.ndim, windows.ndim)))
+
+
+def min_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Min pooling, the mirror image of max_pool: padding counts as +inf."""
+    return -max_pool(-x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def avg_pool(
+    x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
+):
+    """Average pooling like torch's avg_pool1d/2d/3d, with PyTorch's divisor.
+
+    The divisor counts the window positions inside the padded input (count_include_pad)
+    or inside the input itself, so windows hanging off the end in ceil mode average only
+    what they cover. A window that covers nothing (possible only with a large per-side
+    padding) gives 0.
+    """
+    nd = x.ndim - 2
+    kernel = _per_dim(kernel_size, nd)
+    stride = kernel if stride is None else _per_dim(stride, nd)
+    windows = _pool_windows(x, kernel, stride, padding, 1, ceil_mode, 0.0)
+    total = windows.sum(axis=tuple(range(x.ndim, windows.ndim)))
+    divisor = np.ones((1,) * nd, dtype=np.int64)
+    sizes = zip(x.shape[2:], total.shape[2:], kernel, stride, _pairs(padding, nd))
+    for axis, (n, out, k, s, (before, after)) in enumerate(sizes):
+        starts = np.arange(out) * s - before
+        ends = np.minimum(starts + k, n + after)
+        if not count_include_pad:
+            starts, ends = np.maximum(starts, 0), np.minimum(ends, n)
+        divisor = divisor * (ends - starts).reshape((-1,) + (1,) * (nd - 1 - axis))
+    return total / np.maximum(divisor, 1).astype(x.dtype)
+
+
+def l2_pool(x, kernel_size, stride=None, ceil_mode=False):
+    """Power-2 pooling exactly like torch's LPPool1d/2d/3d(2, ...).
+
+    It computes sqrt(avg_pool(x**2) * kernel volume).
+
+    Like torch, a ceil-mode window cut off at the end divides by the positions it covers
+    before multiplying by the full kernel volume, so it comes out scaled up rather than
+    as the plain root of its sum of squares.
+    """
+    volume = int(np.prod(_per_dim(kernel_size, x.ndim - 2)))
+    return np.sqrt(avg_pool(x * x, kernel_size, stride, 0, ceil_mode) * volume)
+
+
+def _adaptive_mask(n, out):
+    """(out, n) booleans.
+
+    PyTorch's adaptive window i covers floor(i*n/out) <= j < ceil((i+1)*n/out).
+    """
+    i = np.arange(out)
+    starts = i * n // out
+    ends = -(-(i + 1) * n // out)
+    j = np.arange(n)
+    return (j >= starts[:, None]) & (j < ends[:, None])
+
+
+def adaptive_avg_pool(x, output_size):
+    """Adaptive average pooling like torch's AdaptiveAvgPool1d/2d/3d.
+
+    None in output_size keeps that size.
+
+    The windows are boxes, so the sums are taken one dimension at a time by a 0/1
+    matrix, then divided once by the box volume.
+    """
+    nd = x.ndim - 2
+    divisor = np.ones((1,) * nd, dtype=np.int64)
+    for axis, (n, out) in enumerate(zip(x.shape[2:], _per_dim(output_size, nd))):
+        mask = _adaptive_mask(n, n if out is None else out)
+        x = np.moveaxis(
+            np.tensordot(x, mask.astype(x.dtype), axes=([axis + 2], [1])), -1, axis + 2
+        )
+        divisor = divisor * mask.sum(axis=1).reshape((-1,) + (1,) * (nd - 1 - axis))
+    return x / divisor.astype(x.dtype)
+
+
+def adaptive_max_pool(x, output_size):
+    """Adaptive max pooling like torch's AdaptiveMaxPool1d/2d/3d.
+
+    None in output_size keeps that size.
+
+    The max over a box is the max over each dimension in turn: each step masks a
+    broadcast (out, n) copy.
+    """
+    nd = x.ndim - 2
+    for axis, (n, out) in enumerate(zip(x.shape[2:], _per_dim(output_size, nd))):
+        mask = _adaptive_mask(n, n if out is None else out)
+        last = np.moveaxis(x, axis + 2, -1)[..., None, :]
+        x = np.moveaxis(np.where(mask, last, -np.inf).max(axis=-1), -1, axis + 2)
+    return x
+
+
+def global_avg_pool(x):
+    """Mean over all spatial dimensions, kept as size-1 dimensions.
+
+    The result is (N, C, 1, ..., 1).
+    """
+    return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+def global_max_pool(x):
+    """Max over all spatial dimensions, kept as size-1 dimensions.
+
+    The result is (N, C, 1, ..., 1).
+    """
+    return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+# -- normalisation and dense layers --------------------------------------------------
+
+
+def batch_norm(x, state, name, training, momentum=0.1, eps=1e-5):
+    """Batch normalisation like torch's BatchNorm1d/2d/3d.
+
+    Its state_dict entries are under `name`.
+
+    Training normalises by the batch mean and biased variance, and updates the running
+    statistics in place as torch does (the running variance takes the unbiased batch
+    variance; momentum None is the cumulative average). Evaluation uses the running
+    statistics. Statistics are taken in float64.
+    """
+    weight = state[name + ".weight"]
+    bias = state[name + ".bias"]
+    running_mean = state[name + ".running_mean"]
+    running_var = state[name + ".running_var"]
+    axes = (0, *range(2, x.ndim))
+    if training:
+        mean = x.mean(axis=axes, dtype=np.float64)
+        var = x.var(axis=axes, dtype=np.float64)
+        count = x.size // x.shape[1]
+        state[name + ".num_batches_tracked"] += 1
+        factor = (
+            1.0 / float(state[name + ".num_batches_tracked"])
+            if momentum is None
+            else momentum
+        )
+        running_mean *= 1 - factor
+        running_mean += factor * mean
+        running_var *= 1 - factor
+        running_var += factor * var * count / max(count - 1, 1)
+    else:
+        mean, var = running_mean, running_var
+    channels = (1, -1) + (1,) * (x.ndim - 2)
+    scale = (weight / np.sqrt(var + eps)).astype(x.dtype).reshape(channels)
+    return (x - mean.astype(x.dtype).reshape(channels)) * scale + bias.reshape(channels)
+
+
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalisation exactly like torch's.
+
+    It computes x / (k + alpha * mean of x**2 over `size` channels) ** beta.
+
+    The channel window is zero-padded by size // 2 before and (size - 1) // 2 after,
+    and the mean always divides by size, as torch's does.
+    """
+    squares = np.pad(
+        x * x, [(0, 0), (size // 2, (size - 1) // 2)] + [(0, 0)] * (x.ndim - 2)
+    )
+    sums = np.lib.stride_tricks.sliding_window_view(squares, size, axis=1).sum(axis=-1)
+    return x / (k + alpha * (sums / size)) ** beta
+
+
+def linear(x, weight, bias=None):
+    """Dense layer like torch's F.linear: x @ weight.T + bias.
+
+    weight is (out, in).
+    """
+    y = x @ weight.T
+    return y if bias is None else y + bias
+
+
+def upsample_nearest(x, scale):
+    """Nearest-neighbour upsampling by an integer factor per spatial dimension.
+
+    Each pixel is repeated.
+    """
+    for axis, factor in enumerate(_per_dim(scale, x.ndim - 2), start=2):
+        x = np.repeat(x, factor, axis=axis)
+    return x
+
+
+def dropout(x, p, training, rng):
+    """Inverted dropout.
+
+    In training each value is kept with probability 1 - p and scaled by 1 / (1 - p).
+
+    Not training, or p == 0, is the identity; p == 1 drops everything. rng is a
+    np.random.Generator.
+    """
+    if not training or p == 0:
+        return x
+    if p >= 1:
+        return np.zeros_like(x)
+    keep = rng.random(x.shape) >= p
+    return np.where(keep, x / (1 - p), 0).astype(x.dtype)
+
+
+# -- activations ---------------------------------------------------------------------
+
+
+def relu(x):
+    """max(x, 0)."""
+    return np.maximum(x, 0)
+
+
+def leaky_relu(x, alpha=0.01):
+    """x where x >= 0, alpha * x elsewhere."""
+    return np.where(x >= 0, x, alpha * x)
+
+
+def relu6(x):
+    """relu capped at 6."""
+    return np.clip(x, 0, 6)
+
+
+def elu(x, alpha=1.0):
+    """x where x > 0, alpha * (exp(x) - 1) elsewhere.
+
+    exp only ever sees x <= 0, so it cannot overflow.
+    """
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def erf(x):
+    """The error function, with the fractional error of erfc below 1.2e-7 everywhere.
+
+    NumPy has no erf. This is the Chebyshev fit `erfcc` of Numerical Recipes in C (2nd
+    ed., section 6.2), evaluated in float64 and returned in x's dtype.
+    """
+    z = np.abs(np.asarray(x, dtype=np.float64))
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = 0.17087277
+    for c in (
+        -0.82215223,
+        1.48851587,
+        -1.13520398,
+        0.27886807,
+        -0.18628806,
+        0.09678418,
+        0.37409196,
+        1.00002368,
+    ):
+        poly = c + t * poly
+    erfc = t * np.exp(-z * z - 1.26551223 + t * poly)
+    return np.where(np.asarray(x) >= 0, 1.0 - erfc, erfc - 1.0).astype(
+        np.result_type(x, np.float32)
+    )
+
+
+def gelu(x):
+    """GELU in its exact form, torch's default.
+
+    It computes x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))).
+    """
+    return 0.5 * x * (1 + erf(x * 0.7071067811865476))  # 1 / sqrt(2)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)).
+
+    Computed from exp(-|x|) so it never overflows and keeps its precision far out.
+    """
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def silu(x):
+    """x * sigmoid(x), also called swish."""
+    return x * sigmoid(x)
+
+
+def hardswish(x):
+    """x * relu6(x + 3) / 6, MobileNetV3's cheap swish."""
+    return x * np.clip(x + 3, 0, 6) / 6
+
+
+def softmax(x, axis=1):
+    """exp(x) normalised to sum 1 along axis.
+
+    The max is subtracted first so exp cannot overflow.
+    """
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+# -- weight initialisation -----------------------------------------------------------
+
+
+def _fans(shape):
+    """torch's fan_in and fan_out of a weight.
+
+    (out, in, *kernel) -> (in * kernel volume, out * kernel volume).
+    """
+    receptive = int(np.prod(shape[2:]))
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def he_normal(rng, shape):
+    """Kaiming normal for ReLU networks: N(0, 2 / fan_in), as float32."""
+    fan_in, _ = _fans(shape)
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+
+
+def xavier_uniform(rng, shape):
+    """Glorot uniform: U(-limit, limit), as float32.
+
+    limit = sqrt(6 / (fan_in + fan_out)).
+    """
+    fan_in, fan_out = _fans(shape)
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, shape).astype(np.float32)
