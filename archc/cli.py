@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B,...",
         help="columns to show: name,type,filter,stride,padding,output,size,activation,params,macs,memory,rf,inputs",
     )
+    codegen = sub.add_parser("codegen", help="write the network as a PyTorch or NumPy Python module")
+    common(codegen)
+    codegen.add_argument(
+        "--target", choices=("torch", "numpy"), default="torch", help="torch: an nn.Module; numpy: numpy alone"
+    )
+    codegen.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     return parser
 
 
@@ -171,7 +177,45 @@ def cmd_table(args) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "table": cmd_table}
+def cmd_codegen(args) -> int:
+    try:
+        net = _load(args)
+    except ArchError as err:
+        _print_diagnostics(err.diagnostics, err.sources)
+        return 1
+    from .codegen import generate
+
+    code = generate(net, args.target).code
+    _print_diagnostics(net.warnings, net.sources)
+    if not args.output:
+        sys.stdout.write(code)
+        return 0
+    try:
+        write_atomic(args.output, code)
+    except OSError as err:
+        print(f"archc: error: cannot write `{args.output}`: {err.strerror or err}", file=sys.stderr)
+        return 1
+    print(f"{args.output}: {net.name} for {args.target}, {len(net.layers)} layers", file=sys.stderr)
+    return 0
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write the whole file or nothing: a failed or interrupted write leaves no half file behind."""
+    import os
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".archc-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+COMMANDS = {"check": cmd_check, "table": cmd_table, "codegen": cmd_codegen}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -367,7 +367,8 @@ def pool_case(kind, shape, kernel, stride=None, pad=0, ceil=False, dilation=1, *
             before, pre = tuple(b for b, _ in ss), nn.Identity()
         else:
             assert not ceil, "no torch oracle for ceil mode with asymmetric padding"
-            before, pre = (0,) * nd, Pad(ss, value=float("-inf") if kind == "maxpool" else 0.0)
+            fill = {"maxpool": float("-inf"), "minpool": float("inf")}.get(kind, 0.0)  # padding never wins
+            before, pre = (0,) * nd, Pad(ss, value=fill)
         if kind == "maxpool":
             op = lambda x: MAXPOOL[nd](x, k, s, before, d, ceil_mode=ceil)  # noqa: E731
         elif kind == "minpool":
@@ -475,23 +476,23 @@ def adaptive_cases() -> list:
 def other_cases() -> list:
     cases = []
     # batch norm: vector, C x L, C x H x W, C x D x H x W
-    for shape, nd, args in [
-        ((16,), 1, ""),
-        ((6, 10), 1, ": eps=1e-3"),
-        ((5, 4, 4), 2, ""),
-        ((5, 4, 4), 2, ": eps=0.001 momentum=0.01"),
-        ((3, 2, 3, 4), 3, ": momentum=0.2"),
+    for shape, nd, args, options in [
+        ((16,), 1, "", {}),
+        ((6, 10), 1, ": eps=1e-3", {"eps": 1e-3}),
+        ((5, 4, 4), 2, "", {}),
+        ((5, 4, 4), 2, ": eps=0.001 momentum=0.01", {"eps": 0.001, "momentum": 0.01}),
+        ((3, 2, 3, 4), 3, ": momentum=0.2", {"momentum": 0.2}),
     ]:
-        cases.append(one(shape, f"bn y{args}", lambda nd=nd, c=shape[0]: BATCHNORM[nd](c)))
+        cases.append(one(shape, f"bn y{args}", lambda nd=nd, c=shape[0], o=options: BATCHNORM[nd](c, **o)))
     # local response normalisation
-    for shape, args in [
-        ((7, 5, 5), "5"),
-        ((7, 5, 5), "5 alpha=1e-4 beta=0.75 k=2"),
-        ((8, 9), "3 k=1.0"),
-        ((4, 2, 3, 3), "2 alpha=0.001"),
+    for shape, args, options in [
+        ((7, 5, 5), "5", {}),
+        ((7, 5, 5), "5 alpha=1e-4 beta=0.75 k=2", {"alpha": 1e-4, "beta": 0.75, "k": 2.0}),
+        ((8, 9), "3 k=1.0", {"k": 1.0}),
+        ((4, 2, 3, 3), "2 alpha=0.001", {"alpha": 0.001}),
     ]:
         size = int(args.split()[0])
-        cases.append(one(shape, f"lrn y: {args}", lambda n=size: nn.LocalResponseNorm(n)))
+        cases.append(one(shape, f"lrn y: {args}", lambda n=size, o=options: nn.LocalResponseNorm(n, **o)))
     # dropout
     for shape in [(20,), (3, 5, 5), (2, 7)]:
         cases.append(one(shape, "dropout y: 0.3", lambda: nn.Dropout(0.3)))

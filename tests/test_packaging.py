@@ -1,5 +1,5 @@
 """The installed package works from a wheel in a fresh virtual environment,
-not only from the checkout: the grammar must ship inside the wheel."""
+not only from the checkout: the grammar and the NumPy runtime must ship inside the wheel."""
 
 import shutil
 import subprocess
@@ -17,7 +17,9 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
         check=True,
     )
     (wheel,) = dist.glob("archc-*.whl")
-    assert "archc/grammar/arch.lark" in zipfile.ZipFile(wheel).namelist()
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "archc/grammar/arch.lark" in names
+    assert "archc/codegen/runtime/numpy_kernels.py" in names
 
     env = tmp_path / "venv"
     venv.create(env, with_pip=True)
@@ -29,3 +31,12 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
     run = subprocess.run([str(env / "bin" / "archc"), "table", "lenet5.arch"], cwd=work, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "Total params 61,706" in run.stdout
+    # code generation reads the NumPy layer functions from the installed package
+    run = subprocess.run(
+        [str(env / "bin" / "archc"), "codegen", "lenet5.arch", "--target", "numpy", "-o", "model.py"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "def conv(" in (work / "model.py").read_text()

@@ -2,39 +2,88 @@
 
 from __future__ import annotations
 
+from ..codegen.pyexpr import call, lit
 from .base import Op, P, ShapeError, register
 
 
 class _Activation(Op):
     is_activation = True
+    # torch module, torch function and NumPy function computing it; "" for identity
+    torch_module: str = ""
+    torch_function: str = ""
+    numpy_function: str = ""
 
     def infer(self, node, ins, warn):
         return ins[0]
 
+    def _values(self, attrs) -> list[str]:
+        """Settings that differ from the default, positionally, as every backend takes them."""
+        return [lit(float(attrs[p.name])) for p in self.params if attrs[p.name] != p.default]
 
-def _activation(name: str, doc: str, *params: P) -> type[Op]:
-    cls = type(name.title().replace("_", ""), (_Activation,), {"name": name, "doc": doc, "params": params})
+    def apply_torch(self, attrs, x):
+        """The activation of `x` in forward, for the `-> name` shorthand."""
+        return call(self.torch_function, x, *self._values(attrs)) if self.torch_function else x
+
+    def apply_numpy(self, attrs, x):
+        return call(self.numpy_function, x, *self._values(attrs)) if self.numpy_function else x
+
+    def torch_layer(self, node, ins):
+        return call(self.torch_module, *self._values(node.attrs))
+
+    def numpy_call(self, node, state, args):
+        return self.apply_numpy(node.attrs, args[0])
+
+
+def _activation(name: str, doc: str, torch: tuple[str, str], numpy: str, *params: P) -> type[Op]:
+    cls = type(
+        name.title().replace("_", ""),
+        (_Activation,),
+        {
+            "name": name,
+            "doc": doc,
+            "params": params,
+            "torch_module": torch[0],
+            "torch_function": torch[1],
+            "numpy_function": numpy,
+        },
+    )
     return register(cls)
 
 
-_activation("relu", "max(x, 0)")
-_activation("leaky_relu", "x if x > 0 else alpha*x", P("alpha", "float", 0.01, positional=True))
-_activation("relu6", "min(max(x, 0), 6) (MobileNet)")
-_activation("elu", "x if x > 0 else alpha*(exp(x)-1)", P("alpha", "float", 1.0, positional=True))
-_activation("gelu", "x * Phi(x), the Gaussian error linear unit (exact form)")
-_activation("silu", "x * sigmoid(x) (swish)")
-_activation("hardswish", "x * relu6(x+3)/6 (MobileNetV3)")
-_activation("tanh", "hyperbolic tangent")
-_activation("sigmoid", "1 / (1 + exp(-x))")
-_activation("identity", "x, unchanged")
+_activation("relu", "max(x, 0)", ("nn.ReLU", "F.relu"), "relu")
+_activation(
+    "leaky_relu",
+    "x if x > 0 else alpha*x",
+    ("nn.LeakyReLU", "F.leaky_relu"),
+    "leaky_relu",
+    P("alpha", "float", 0.01, positional=True),
+)
+_activation("relu6", "min(max(x, 0), 6) (MobileNet)", ("nn.ReLU6", "F.relu6"), "relu6")
+_activation(
+    "elu", "x if x > 0 else alpha*(exp(x)-1)", ("nn.ELU", "F.elu"), "elu", P("alpha", "float", 1.0, positional=True)
+)
+_activation("gelu", "x * Phi(x), the Gaussian error linear unit (exact form)", ("nn.GELU", "F.gelu"), "gelu")
+_activation("silu", "x * sigmoid(x) (swish)", ("nn.SiLU", "F.silu"), "silu")
+_activation("hardswish", "x * relu6(x+3)/6 (MobileNetV3)", ("nn.Hardswish", "F.hardswish"), "hardswish")
+_activation("tanh", "hyperbolic tangent", ("nn.Tanh", "torch.tanh"), "np.tanh")
+_activation("sigmoid", "1 / (1 + exp(-x))", ("nn.Sigmoid", "torch.sigmoid"), "sigmoid")
+_activation("identity", "x, unchanged", ("nn.Identity", ""), "")
 
 
 @register
 class Softmax(_Activation):
     name = "softmax"
     doc = "exp(x) / sum(exp(x)) over the channel axis (the class axis of a vector)."
+    torch_module = "nn.Softmax"
+    numpy_function = "softmax"
 
     def infer(self, node, ins, warn):
         if not ins[0]:
             raise ShapeError(f"softmax {node.name}: needs at least one axis")
         return ins[0]
+
+    def apply_torch(self, attrs, x):
+        return call("F.softmax", x, dim="1")
+
+    def torch_layer(self, node, ins):
+        return call("nn.Softmax", dim="1")

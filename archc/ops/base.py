@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import ClassVar
 
+from ..codegen.pyexpr import call
+
 Shape = tuple[int, ...]
 # Receptive field per spatial dimension: (size, jump, start), in input pixels.
 RF = tuple[tuple[Fraction, Fraction, Fraction], ...] | None
@@ -94,6 +96,25 @@ class Op:
     def settings(self, node) -> str:
         """The key settings in one phrase, e.g. `64@3x3 /2 same`."""
         return ""
+
+    # -- code: the same layer in PyTorch and in NumPy (archc.codegen) ----------------
+    # Emitters return expression trees from archc.codegen.pyexpr; `args` are the
+    # variables holding the inputs, `module` is `self.<attribute>` of this layer.
+
+    def torch_layer(self, node, ins: list[Shape]):
+        """The constructor of this layer's torch submodule; None when forward computes it inline."""
+        return None
+
+    def torch_call(self, node, module: str, args: list[str]):
+        return call(module, args[0])
+
+    def numpy_state(self, node, ins: list[Shape], init: str) -> list:
+        """(suffix, initial value) for each array, in the order and shapes of torch's state_dict."""
+        return []
+
+    def numpy_call(self, node, state, args: list[str]):
+        """The NumPy expression; `state(suffix)` is the expression of one of this layer's arrays."""
+        raise NotImplementedError(f"{self.name} has no NumPy code")
 
 
 OPS: dict[str, Op] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from ..codegen.pyexpr import Index, call, lit
 from .base import (
     Op,
     P,
@@ -19,6 +20,7 @@ from .base import (
     spatial_dims,
     window_rf,
 )
+from .emit import dims, padding, symmetric, torch_pad, torch_padding, unless, zeros
 
 PAD_SYMBOLS = {"same": ("pad", "same"), "valid": ("pad", "valid"), "full": ("pad", "full")}
 
@@ -125,6 +127,44 @@ class _ConvBase(Op):
             parts.append("depthwise" if g["groups"] == g["in_channels"] == g["filters"] else f"g{g['groups']}")
         return " ".join(parts)
 
+    # -- code ----------------------------------------------------------------------
+
+    def torch_layer(self, node, ins):
+        g, a = node.geom, node.attrs
+        return call(
+            f"nn.Conv{g['nd']}d",
+            g["in_channels"],
+            g["filters"],
+            kernel_size=dims(g["kernel"]),
+            stride=unless(g["stride"], 1),
+            padding=torch_padding(g["pads"]),
+            dilation=unless(g["dilation"], 1),
+            groups=g["groups"] if g["groups"] > 1 else None,
+            bias=None if a["bias"] else "False",
+        )
+
+    def torch_call(self, node, module, args):
+        return call(module, torch_pad(args[0], node.geom["pads"]))
+
+    def numpy_state(self, node, ins, init):
+        g = node.geom
+        shape = (g["filters"], g["in_channels"] // g["groups"], *g["kernel"])
+        state = [("weight", call(init, "rng", lit(shape)))]
+        return state + ([("bias", zeros((g["filters"],)))] if node.attrs["bias"] else [])
+
+    def numpy_call(self, node, state, args):
+        g = node.geom
+        return call(
+            "conv",
+            args[0],
+            state("weight"),
+            *([state("bias")] if node.attrs["bias"] else []),
+            stride=unless(g["stride"], 1),
+            padding=padding(g["pads"]),
+            dilation=unless(g["dilation"], 1),
+            groups=g["groups"] if g["groups"] > 1 else None,
+        )
+
 
 def _pad_text(node) -> str:
     pads = node.geom["pads"]
@@ -226,6 +266,53 @@ class Deconv(Op):
         return tuple(out)
 
     describe = _ConvBase.describe  # the same columns; `same` never reaches a transposed conv
+
+    # -- code ----------------------------------------------------------------------
+    # torch's ConvTranspose holds one padding per dimension; per-side padding
+    # becomes padding 0 and a crop of the output, which is what padding means here.
+
+    def torch_layer(self, node, ins):
+        g, a = node.geom, node.attrs
+        return call(
+            f"nn.ConvTranspose{g['nd']}d",
+            g["in_channels"],
+            g["filters"],
+            kernel_size=dims(g["kernel"]),
+            stride=unless(g["stride"], 1),
+            padding=torch_padding(g["pads"]),
+            output_padding=unless(g["outpad"], 0),
+            groups=g["groups"] if g["groups"] > 1 else None,
+            bias=None if a["bias"] else "False",
+            dilation=unless(g["dilation"], 1),
+        )
+
+    def torch_call(self, node, module, args):
+        out = call(module, args[0])
+        pads = node.geom["pads"]
+        if symmetric(pads):
+            return out
+        crops = ", ".join(f"{b}:{b + n}" for (b, _a), n in zip(pads, node.shape[1:]))
+        return Index(out, f":, :, {crops}")
+
+    def numpy_state(self, node, ins, init):
+        g = node.geom
+        shape = (g["in_channels"], g["filters"] // g["groups"], *g["kernel"])
+        state = [("weight", call(init, "rng", lit(shape)))]
+        return state + ([("bias", zeros((g["filters"],)))] if node.attrs["bias"] else [])
+
+    def numpy_call(self, node, state, args):
+        g = node.geom
+        return call(
+            "conv_transpose",
+            args[0],
+            state("weight"),
+            *([state("bias")] if node.attrs["bias"] else []),
+            stride=unless(g["stride"], 1),
+            padding=padding(g["pads"]),
+            output_padding=unless(g["outpad"], 0),
+            groups=g["groups"] if g["groups"] > 1 else None,
+            dilation=unless(g["dilation"], 1),
+        )
 
     def settings(self, node):
         g = node.geom

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ..codegen.pyexpr import call, lit
 from .base import Op, P, ShapeError, fmt_shape, prod, register
+from .emit import zeros
 
 
 @register
@@ -37,3 +39,14 @@ class Dense(Op):
 
     def settings(self, node):
         return str(node.attrs["units"]) + ("" if node.attrs["bias"] else " no bias")
+
+    def torch_layer(self, node, ins):
+        return call("nn.Linear", ins[0][0], node.attrs["units"], bias=None if node.attrs["bias"] else "False")
+
+    def numpy_state(self, node, ins, init):
+        units = node.attrs["units"]
+        state = [("weight", call(init, "rng", lit((units, ins[0][0]))))]
+        return state + ([("bias", zeros((units,)))] if node.attrs["bias"] else [])
+
+    def numpy_call(self, node, state, args):
+        return call("linear", args[0], state("weight"), *([state("bias")] if node.attrs["bias"] else []))

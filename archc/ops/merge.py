@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..codegen.pyexpr import Sum, call, list_of
 from .base import Op, ShapeError, fmt_shape, register
 
 
@@ -35,6 +36,12 @@ class Concat(Op):
     def receptive(self, node, rfs):
         return _merge_rf(rfs)
 
+    def torch_call(self, node, module, args):
+        return call("torch.cat", list_of(args), dim="1")
+
+    def numpy_call(self, node, state, args):
+        return call("np.concatenate", list_of(args), axis="1")
+
 
 @register
 class Add(Op):
@@ -53,3 +60,8 @@ class Add(Op):
 
     def receptive(self, node, rfs):
         return _merge_rf(rfs)
+
+    def torch_call(self, node, module, args):
+        return Sum(tuple(args))
+
+    numpy_call = torch_call

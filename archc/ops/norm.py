@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ..codegen.pyexpr import call, lit
 from .base import Op, P, ShapeError, register
+from .emit import ones, zeros
 
 
 @register
@@ -30,6 +32,31 @@ class BatchNorm(Op):
     def settings(self, node):
         return f"eps {node.attrs['eps']:g}" if node.attrs["eps"] != 1e-5 else ""
 
+    def _options(self, node):
+        a = node.attrs
+        return {
+            "momentum": None if a["momentum"] == 0.1 else lit(a["momentum"]),
+            "eps": None if a["eps"] == 1e-5 else lit(a["eps"]),
+        }
+
+    def torch_layer(self, node, ins):
+        nd = max(len(ins[0]) - 1, 1)  # a vector (C) and C x L both take BatchNorm1d
+        options = self._options(node)
+        return call(f"nn.BatchNorm{nd}d", ins[0][0], eps=options["eps"], momentum=options["momentum"])
+
+    def numpy_state(self, node, ins, init):
+        c = (ins[0][0],)
+        return [
+            ("weight", ones(c)),
+            ("bias", zeros(c)),
+            ("running_mean", zeros(c)),
+            ("running_var", ones(c)),
+            ("num_batches_tracked", call("np.zeros", "()", "np.int64")),
+        ]
+
+    def numpy_call(self, node, state, args):
+        return call("batch_norm", args[0], "s", lit(state.key), "self.training", **self._options(node))
+
 
 @register
 class LocalResponseNorm(Op):
@@ -51,3 +78,13 @@ class LocalResponseNorm(Op):
 
     def settings(self, node):
         return f"size {node.attrs['size']}"
+
+    def _options(self, node):
+        defaults = {"alpha": 1e-4, "beta": 0.75, "k": 1.0}
+        return {k: None if node.attrs[k] == v else lit(float(node.attrs[k])) for k, v in defaults.items()}
+
+    def torch_layer(self, node, ins):
+        return call("nn.LocalResponseNorm", node.attrs["size"], **self._options(node))
+
+    def numpy_call(self, node, state, args):
+        return call("local_response_norm", args[0], node.attrs["size"], **self._options(node))

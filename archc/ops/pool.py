@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..codegen.pyexpr import Index, Neg, Sum, call
 from .base import (
     Op,
     P,
@@ -16,6 +17,7 @@ from .base import (
     spatial_dims,
     window_rf,
 )
+from .emit import NEG_INF, dims, numpy_pad, padding, symmetric, torch_pad, torch_padding, unless
 
 _SYMBOLS = {"same": ("pad", "same"), "valid": ("pad", "valid"), "ceil": ("ceil", True)}
 
@@ -80,6 +82,42 @@ class _WindowPool(Op):
             text += f" pad {fmt_padding(g['pads'])}"
         return text + (" ceil" if node.attrs["ceil"] else "")
 
+    # -- code ----------------------------------------------------------------------
+    torch_class = "MaxPool"
+    numpy_function = "max_pool"
+
+    def _window(self, node, torch: bool):
+        g = node.geom
+        return {
+            "stride": None if g["stride"] == g["kernel"] else dims(g["stride"]),
+            "padding": torch_padding(g["pads"]) if torch else padding(g["pads"]),
+            "dilation": unless(g["dilation"], 1),
+            "ceil_mode": "True" if node.attrs["ceil"] else None,
+        }
+
+    def torch_layer(self, node, ins):
+        g = node.geom
+        return call(f"nn.{self.torch_class}{g['nd']}d", dims(g["kernel"]), **self._window(node, True))
+
+    def torch_call(self, node, module, args):
+        return _crop(node, call(module, torch_pad(args[0], node.geom["pads"], NEG_INF)))
+
+    def numpy_call(self, node, state, args):
+        return call(self.numpy_function, args[0], dims(node.geom["kernel"]), **self._window(node, False))
+
+
+def _crop(node, expr, padded_first: bool = False):
+    """Drop a last window torch would add after padding per side in ceil mode.
+
+    torch lets the last window start in the right padding once that padding
+    is part of the input; the rule here (and torch's for its own padding)
+    wants it to start inside the input or the left padding.
+    """
+    pads = node.geom["pads"]
+    if not node.attrs["ceil"] or not any(b or a for b, a in pads) or (symmetric(pads) and not padded_first):
+        return expr
+    return Index(expr, ":, :, " + ", ".join(f":{n}" for n in node.shape[1:]))
+
 
 @register
 class MaxPool(_WindowPool):
@@ -92,12 +130,32 @@ class AvgPool(_WindowPool):
     name = "avgpool"
     doc = "Mean over each window; padded zeros count in the mean unless count_pad=false (as PyTorch)."
     params = (*_WindowPool.params[:3], _WindowPool.params[4], P("count_pad", "bool", True))
+    torch_class = "AvgPool"
+    numpy_function = "avg_pool"
+
+    def _window(self, node, torch):
+        window = super()._window(node, torch)
+        del window["dilation"]
+        return window | {"count_include_pad": None if node.attrs["count_pad"] else "False"}
+
+    def torch_call(self, node, module, args):
+        pads = node.geom["pads"]
+        if symmetric(pads) or node.attrs["count_pad"]:
+            return _crop(node, call(module, torch_pad(args[0], pads)))
+        # Per-side padding that must not count: torch has no such layer, so divide
+        # the window sums of the input by those of ones, both padded alike.
+        ones = call("torch.ones_like", args[0])
+        return _crop(node, Sum((call(module, torch_pad(args[0], pads)), call(module, torch_pad(ones, pads))), "/"))
 
 
 @register
 class MinPool(_WindowPool):
     name = "minpool"
     doc = "Minimum over each window."
+    numpy_function = "min_pool"
+
+    def torch_call(self, node, module, args):  # min(x) = -max(-x)
+        return Neg(_crop(node, call(module, torch_pad(Neg(args[0]), node.geom["pads"], NEG_INF))))
 
 
 @register
@@ -105,6 +163,23 @@ class L2Pool(_WindowPool):
     name = "l2pool"
     doc = "Square root of the sum of squares over each window (power-2 average pooling)."
     params = (*_WindowPool.params[:3], _WindowPool.params[4])
+
+    # torch's LPPool takes no padding: the input is padded with zeros first.
+    def torch_layer(self, node, ins):
+        g = node.geom
+        window = self._window(node, True)
+        kernel = dims(g["kernel"])
+        return call(f"nn.LPPool{g['nd']}d", "2", kernel, stride=window["stride"], ceil_mode=window["ceil_mode"])
+
+    def torch_call(self, node, module, args):
+        return _crop(node, call(module, torch_pad(args[0], node.geom["pads"], always=True)), padded_first=True)
+
+    def numpy_call(self, node, state, args):
+        g = node.geom
+        window = self._window(node, False)
+        x = numpy_pad(args[0], g["pads"])
+        pooled = call("l2_pool", x, dims(g["kernel"]), stride=window["stride"], ceil_mode=window["ceil_mode"])
+        return _crop(node, pooled, padded_first=True)
 
 
 class _Adaptive(Op):
@@ -129,11 +204,19 @@ class _Adaptive(Op):
     def settings(self, node):
         return "to " + fmt_shape(node.geom["size"])
 
+    def torch_layer(self, node, ins):
+        kind = "Max" if "max" in self.name else "Avg"
+        return call(f"nn.Adaptive{kind}Pool{node.geom['nd']}d", dims(node.geom["size"]))
+
+    def numpy_call(self, node, state, args):
+        return call(self.numpy_function, args[0], dims(node.geom["size"]))
+
 
 @register
 class AdaptiveAvgPool(_Adaptive):
     name = "adaptiveavgpool"
     doc = "Average pooling to a fixed output size, whatever the input size."
+    numpy_function = "adaptive_avg_pool"
     params = (P("size", "shape", positional=True, doc="output size, e.g. 6x6"),)
 
 
@@ -141,6 +224,7 @@ class AdaptiveAvgPool(_Adaptive):
 class AdaptiveMaxPool(_Adaptive):
     name = "adaptivemaxpool"
     doc = "Max pooling to a fixed output size, whatever the input size."
+    numpy_function = "adaptive_max_pool"
     params = (P("size", "shape", positional=True),)
 
 
@@ -148,6 +232,7 @@ class AdaptiveMaxPool(_Adaptive):
 class GlobalAvgPool(_Adaptive):
     name = "globalavgpool"
     doc = "Mean over all spatial positions; keeps the spatial dimensions as 1 (C x 1 x 1), as PyTorch."
+    numpy_function = "global_avg_pool"
 
     def _target(self, node, nd):
         return (1,) * nd
@@ -158,8 +243,12 @@ class GlobalAvgPool(_Adaptive):
     def settings(self, node):
         return "global"
 
+    def numpy_call(self, node, state, args):
+        return call(self.numpy_function, args[0])
+
 
 @register
 class GlobalMaxPool(GlobalAvgPool):
     name = "globalmaxpool"
     doc = "Maximum over all spatial positions (C x 1 x 1)."
+    numpy_function = "global_max_pool"

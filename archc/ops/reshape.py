@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from ..codegen.pyexpr import call, lit
 from .base import Op, P, ShapeError, fmt_padding, fmt_shape, per_dim, prod, register, resolve_padding, spatial_dims
+from .emit import dims, padding
 
 
 @register
@@ -18,6 +20,12 @@ class Flatten(Op):
 
     def receptive(self, node, rfs):
         return None
+
+    def torch_layer(self, node, ins):
+        return call("nn.Flatten")
+
+    def numpy_call(self, node, state, args):
+        return call(f"{args[0]}.reshape", f"len({args[0]})", "-1")
 
 
 @register
@@ -45,6 +53,11 @@ class Reshape(Op):
 
     def settings(self, node):
         return "to " + fmt_shape(node.attrs["shape"])
+
+    def torch_call(self, node, module, args):  # inline: a view has no module
+        return call(f"{args[0]}.reshape", "-1", *map(str, node.shape))
+
+    numpy_call = torch_call  # the same method on both kinds of array
 
 
 @register
@@ -74,6 +87,14 @@ class Upsample(Op):
 
     def settings(self, node):
         return "x" + fmt_shape(node.geom["scale"])
+
+    def torch_layer(self, node, ins):
+        scale = node.geom["scale"]
+        factor = dims(scale) if len(set(scale)) == 1 else lit(tuple(float(v) for v in scale))
+        return call("nn.Upsample", scale_factor=factor)
+
+    def numpy_call(self, node, state, args):
+        return call("upsample_nearest", args[0], dims(node.geom["scale"]))
 
 
 @register
@@ -105,6 +126,15 @@ class ZeroPad(Op):
     def settings(self, node):
         return fmt_padding(node.geom["pads"])
 
+    def torch_layer(self, node, ins):
+        pads = node.geom["pads"]
+        uniform = len({p for pair in pads for p in pair}) == 1
+        flat = tuple(p for pair in reversed(pads) for p in pair)  # last dimension first, as F.pad
+        return call(f"nn.ZeroPad{node.geom['nd']}d", lit(pads[0][0]) if uniform else lit(flat))
+
+    def numpy_call(self, node, state, args):
+        return call("pad", args[0], padding(node.geom["pads"]))
+
 
 @register
 class Dropout(Op):
@@ -122,3 +152,9 @@ class Dropout(Op):
 
     def settings(self, node):
         return f"p {node.attrs['p']:g}"
+
+    def torch_layer(self, node, ins):
+        return call("nn.Dropout", *([] if node.attrs["p"] == 0.5 else [lit(float(node.attrs["p"]))]))
+
+    def numpy_call(self, node, state, args):
+        return call("dropout", args[0], lit(float(node.attrs["p"])), "self.training", "self.rng")

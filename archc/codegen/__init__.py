@@ -1,0 +1,20 @@
+"""Code generation: an analysed network as Python source, one generator per target.
+
+Each target walks the graph once and asks every layer's `Op` for its own
+code (see archc/ops/base.py), so a new layer type brings its code with it.
+"""
+
+from __future__ import annotations
+
+TARGETS = ("torch", "numpy")
+
+
+def generate(network, target: str):
+    """A `Generated` (source code and the line of each layer's statement) for `target`."""
+    if target == "torch":
+        from .torch_target import generate as emit
+    elif target == "numpy":
+        from .numpy_target import generate as emit
+    else:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    return emit(network)

@@ -1,0 +1,192 @@
+"""Python expressions as small trees, printed the way `ruff format` prints them.
+
+The generators build every statement from these nodes instead of pasting
+strings, so that long lines are wrapped exactly as the formatter would wrap
+them: the output is formatted by construction, with no formatter needed at
+generation time. Only the shapes the generators emit are supported: calls,
+bracketed literals, `a + b` chains, unary minus, subscripts and raw atoms.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+from dataclasses import dataclass
+
+WIDTH = 88  # ruff format's default line length: the generated file has no config of its own
+INDENT = "    "
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple = ()
+    kwargs: tuple = ()  # (name, value) pairs, in order
+
+    def items(self):
+        return [*self.args, *(Kw(k, v) for k, v in self.kwargs)]
+
+
+@dataclass(frozen=True)
+class Kw:
+    name: str
+    value: object
+
+
+@dataclass(frozen=True)
+class Seq:
+    """A list, tuple or dict literal; `explode` keeps one item per line (a magic trailing comma)."""
+
+    open: str
+    close: str
+    items: tuple
+    explode: bool = False
+
+
+@dataclass(frozen=True)
+class Entry:
+    """`key: value` inside a dict literal."""
+
+    key: object
+    value: object
+
+
+@dataclass(frozen=True)
+class Sum:
+    """`a + b + c` (or another operator between every pair of terms)."""
+
+    terms: tuple
+    op: str = "+"
+
+
+@dataclass(frozen=True)
+class Neg:
+    value: object
+
+
+@dataclass(frozen=True)
+class Index:
+    value: object
+    index: str
+
+
+def call(func: str, *args, **kwargs) -> Call:
+    """A call; keyword arguments whose value is None are left out (the callee's default)."""
+    return Call(func, tuple(args), tuple((k, v) for k, v in kwargs.items() if v is not None))
+
+
+def lit(value) -> str:
+    """A Python literal for a value from a spec: the spec is data and is never pasted as code."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        return text if text not in ("inf", "-inf", "nan") else f'float("{text}")'
+    if isinstance(value, str):
+        return json.dumps(value)  # double quotes, every control and non-ASCII character escaped
+    if isinstance(value, tuple | list):
+        inner = ", ".join(lit(v) for v in value)
+        return f"({inner},)" if isinstance(value, tuple) and len(value) == 1 else f"({inner})"
+    raise TypeError(f"no literal for {value!r}")
+
+
+def tuple_of(values) -> Seq:
+    items = tuple(values)
+    return Seq("(", ",)" if len(items) == 1 else ")", items)
+
+
+def list_of(values, explode: bool = False) -> Seq:
+    return Seq("[", "]", tuple(values), explode)
+
+
+def flat(expr) -> str:
+    """The expression on one line."""
+    if isinstance(expr, str):
+        return expr
+    if isinstance(expr, int):
+        return str(expr)
+    if isinstance(expr, Call):
+        return f"{expr.func}({', '.join(flat(i) for i in expr.items())})"
+    if isinstance(expr, Kw):
+        return f"{expr.name}={flat(expr.value)}"
+    if isinstance(expr, Seq):
+        inner = ", ".join(flat(i) for i in expr.items)
+        return f"{expr.open}{inner}{',' if expr.explode and expr.items else ''}{expr.close}"
+    if isinstance(expr, Entry):
+        return f"{flat(expr.key)}: {flat(expr.value)}"
+    if isinstance(expr, Sum):
+        return f" {expr.op} ".join(flat(t) for t in expr.terms)
+    if isinstance(expr, Neg):
+        return "-" + flat(expr.value)
+    if isinstance(expr, Index):
+        return f"{flat(expr.value)}[{expr.index}]"
+    raise TypeError(f"not an expression: {expr!r}")
+
+
+def _forced(expr) -> bool:
+    """Whether a magic trailing comma inside keeps the expression on several lines."""
+    if isinstance(expr, Seq):
+        return (expr.explode and bool(expr.items)) or any(_forced(i) for i in expr.items)
+    if isinstance(expr, Call):
+        return any(_forced(i) for i in expr.items())
+    if isinstance(expr, Kw | Entry):
+        return _forced(expr.value)
+    if isinstance(expr, Neg | Index):
+        return _forced(expr.value)
+    if isinstance(expr, Sum):
+        return any(_forced(t) for t in expr.terms)
+    return False
+
+
+def lines(expr, depth: int, prefix: str = "", suffix: str = "") -> list[str]:
+    """`prefix + expr + suffix` at `depth` indents, split at brackets where it does not fit."""
+    pad = INDENT * depth
+    one = prefix + flat(expr) + suffix
+    if len(pad) + len(one) <= WIDTH and not _forced(expr):
+        return [pad + one]
+    if isinstance(expr, Kw):
+        return lines(expr.value, depth, f"{prefix}{expr.name}=", suffix)
+    if isinstance(expr, Entry):
+        return lines(expr.value, depth, f"{prefix}{flat(expr.key)}: ", suffix)
+    if isinstance(expr, Neg):
+        return lines(expr.value, depth, prefix + "-", suffix)
+    if isinstance(expr, Index):
+        return lines(expr.value, depth, prefix, f"[{expr.index}]{suffix}")
+    if isinstance(expr, Call):
+        return _bracketed(f"{prefix}{expr.func}(", expr.items(), ")" + suffix, depth, explode=False)
+    if isinstance(expr, Seq):
+        return _bracketed(prefix + expr.open, list(expr.items), expr.close + suffix, depth, expr.explode)
+    if isinstance(expr, Sum):
+        inner = INDENT * (depth + 1)
+        body = flat(expr)
+        if len(inner) + len(body) <= WIDTH:
+            return [pad + prefix + "(", inner + body, pad + ")" + suffix]
+        terms = [inner + flat(expr.terms[0])] + [f"{inner}{expr.op} {flat(t)}" for t in expr.terms[1:]]
+        return [pad + prefix + "(", *terms, pad + ")" + suffix]
+    return [pad + one]  # an atom cannot be split
+
+
+def _bracketed(head: str, items: list, tail: str, depth: int, explode: bool) -> list[str]:
+    pad = INDENT * depth
+    if not items:
+        return [pad + head + tail]
+    if len(items) == 1 and not explode:
+        return [pad + head, *lines(items[0], depth + 1), pad + tail]
+    body = ", ".join(flat(i) for i in items)
+    if not explode and len(INDENT * (depth + 1)) + len(body) <= WIDTH and not any(_forced(i) for i in items):
+        return [pad + head, INDENT * (depth + 1) + body, pad + tail]
+    out = [pad + head]
+    for item in items:
+        out += lines(item, depth + 1, "", ",")
+    return [*out, pad + tail]
+
+
+def statement(target: str | None, expr, depth: int) -> list[str]:
+    """`target = expr`, or `expr` alone, as formatted lines."""
+    return lines(expr, depth, f"{target} = " if target else "")
+
+
+def is_identifier(name: str) -> bool:
+    return name.isidentifier() and name.isascii() and not keyword.iskeyword(name)

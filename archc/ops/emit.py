@@ -1,0 +1,63 @@
+"""What the layer types share when they write code: literals for geometry.
+
+Each layer type writes its own PyTorch and NumPy code (methods `torch_layer`,
+`torch_call`, `numpy_state`, `numpy_call` on its `Op`); these helpers turn
+its resolved geometry (per-dimension tuples, per-side padding pairs) into
+the short literals a person would type: `3` rather than `(3, 3)`.
+"""
+
+from __future__ import annotations
+
+from ..codegen.pyexpr import call, lit
+
+
+def dims(values) -> str:
+    """(3, 3) -> `3`; (3, 5) -> `(3, 5)`."""
+    values = tuple(values)
+    return lit(values[0]) if len(set(values)) == 1 else lit(values)
+
+
+def unless(values, default) -> str | None:
+    """The literal, or None (left out of the call) when every entry is the default."""
+    return None if all(v == default for v in values) else dims(values)
+
+
+def symmetric(pads) -> bool:
+    return all(b == a for b, a in pads)
+
+
+def padding(pads) -> str | None:
+    """Padding as a layer argument: `1`, `(1, 2)`, per-side `((0, 1), (0, 1))`; None when there is none."""
+    if not any(b or a for b, a in pads):
+        return None
+    if symmetric(pads):
+        return dims(b for b, _ in pads)
+    return lit(tuple(tuple(p) for p in pads))
+
+
+NEG_INF = 'float("-inf")'
+
+
+def torch_pad(x, pads, value: str | None = None, always: bool = False):
+    """`x`, or `F.pad(x, ...)` for padding the torch layer cannot hold (per-side; any, with `always`)."""
+    if not any(b or a for b, a in pads) or (symmetric(pads) and not always):
+        return x
+    flat = tuple(p for pair in reversed(pads) for p in pair)  # F.pad wants the last dimension first
+    return call("F.pad", x, lit(flat), value=value)
+
+
+def torch_padding(pads) -> str | None:
+    """The `padding=` of a torch layer: symmetric padding, or None when `torch_pad` pads first."""
+    return padding(pads) if symmetric(pads) else None
+
+
+def numpy_pad(x, pads, value: str | None = None):
+    return x if not any(b or a for b, a in pads) else call("pad", x, padding(pads), value=value)
+
+
+def zeros(shape, dtype: str = "np.float32"):
+    return call("np.zeros", lit(shape if len(shape) != 1 else shape[0]), dtype)
+
+
+def ones(shape):
+    return call("np.ones", lit(shape if len(shape) != 1 else shape[0]), "np.float32")
