@@ -121,3 +121,55 @@ def test_warnings_go_to_stderr_and_keep_exit_0(tmp_path):
     run = archc("check", str(spec))
     assert run.returncode == 0
     assert "warning: conv c does not divide evenly" in run.stderr and "1 warning" in run.stdout
+
+
+# -- codegen ------------------------------------------------------------------------
+
+
+def test_codegen_prints_the_torch_module_by_default():
+    run = archc("codegen", LENET)
+    assert run.returncode == 0, run.stderr
+    assert "class LeNet5(nn.Module):" in run.stdout
+    assert "        x = torch.tanh(self.C1(x))" in run.stdout
+    compile(run.stdout, "lenet5_torch.py", "exec")
+
+
+def test_codegen_writes_the_numpy_module_to_a_file(tmp_path):
+    out = tmp_path / "lenet5_numpy.py"
+    run = archc("codegen", LENET, "--target", "numpy", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    assert "LeNet5 for numpy" in run.stderr
+    assert out.read_text().count("\nimport ") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["lenet5_numpy.py"]  # no temporary file left
+
+
+def test_codegen_at_another_input_size(tmp_path):
+    run = archc("codegen", str(SPECS / "resnet18.arch"), "--input", "3x64x64", "--target", "numpy")
+    assert run.returncode == 0, run.stderr
+    assert "Input x: N x 3 x 64 x 64." in run.stdout
+
+
+def test_codegen_of_a_bad_spec_writes_nothing_and_exits_1(tmp_path):
+    bad = tmp_path / "bad.arch"
+    bad.write_text("network N {\n  input x: 16x5x5\n  dense F5: 120\n}\n")
+    out = tmp_path / "model.py"
+    run = archc("codegen", str(bad), "-o", str(out))
+    assert run.returncode == 1
+    assert "error: dense F5 needs a flat input" in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists()
+
+
+def test_codegen_to_an_unwritable_place_exits_1_and_leaves_nothing(tmp_path):
+    for target in (tmp_path / "missing" / "model.py", tmp_path):
+        run = archc("codegen", LENET, "-o", str(target))
+        assert run.returncode == 1
+        assert run.stderr.startswith(f"archc: error: cannot write `{target}`")
+        assert "Traceback" not in run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_codegen_rejects_an_unknown_target():
+    run = archc("codegen", LENET, "--target", "jax")
+    assert run.returncode == 2
+    assert "invalid choice: 'jax'" in run.stderr
