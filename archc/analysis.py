@@ -12,7 +12,7 @@ from pathlib import Path
 from .diagnostics import ArchError, Diagnostic, Reporter
 from .expand import Expander, read_source, reason
 from .graph import Graph, Node
-from .passes import count_costs, infer_shapes, measure_memory, receptive_fields
+from .passes import count_costs, find_unused, infer_shapes, measure_memory, receptive_fields
 from .syntax import parse
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "float64": 8}
@@ -106,6 +106,7 @@ def loads(
     if reporter.has_errors:
         raise ArchError(reporter.diagnostics, sources)
     overrides = _check_overrides(graph, inputs or {}, sources)
+    find_unused(graph, reporter)
     infer_shapes(graph, reporter, overrides)
     if reporter.has_errors:
         raise ArchError(reporter.diagnostics, sources)

@@ -135,5 +135,11 @@ def _excerpt(span: Span, sources: dict[str, str], paint) -> list[str]:
     return [gutter + line, caret]
 
 
-def render_all(diags: list[Diagnostic], sources: dict[str, str], color: bool = False) -> str:
-    return "\n".join(render(d, sources, color) for d in diags)
+MAX_SHOWN = 20  # a screenful; the first errors are the ones to fix first
+
+
+def render_all(diags: list[Diagnostic], sources: dict[str, str], color: bool = False, limit: int = MAX_SHOWN) -> str:
+    """Every diagnostic, up to `limit` of them, then how many more there are (JSON output lists all)."""
+    shown = "\n".join(render(d, sources, color) for d in diags[:limit])
+    rest = len(diags) - limit
+    return shown if rest <= 0 else f"{shown}\n... and {rest} more diagnostic{'s' if rest > 1 else ''}"

@@ -32,6 +32,7 @@ class _Broken:
 
 
 BROKEN = _Broken()
+OUTPUT = "output"  # the statement that declares the network's outputs; not a layer
 
 
 class EvalError(Exception):
@@ -346,6 +347,8 @@ class Expander:
     def statement(self, stmt: ast.Layer, scope: Scope, prev):
         if stmt.op in self.blocks:
             return self.call_block(stmt, scope, prev)
+        if stmt.op == OUTPUT:
+            return self.output(stmt, scope, prev)
         if stmt.op not in OPS:
             self.r.error(
                 "E0201",
@@ -374,6 +377,27 @@ class Expander:
         node = Node(name, op.name, inputs, attrs, stmt.span, spans, act, scope.path, scope.calls)
         self._add(node)
         return self._define(stmt, scope, name)
+
+    def output(self, stmt: ast.Layer, scope: Scope, prev):
+        """`output (a, b)`: what the network returns, in that order; without it, the last layer."""
+        if scope.block is not None or stmt.name or stmt.args or stmt.activation:
+            where = "in a block" if scope.block is not None else "with a name, arguments or an activation"
+            self.r.error(
+                "E0219",
+                f"`output` takes only the layers it returns, in parentheses; it cannot be used {where}",
+                stmt.span,
+                ["write `output (a, b)` once, in the network body"],
+            )
+            return prev
+        inputs = self._inputs(stmt, scope, prev, 1, None)
+        if inputs is not BROKEN:
+            if self.graph.declared_outputs is not None:
+                self.r.error(
+                    "E0219", "the network's outputs are declared twice", stmt.span, ["list them all in one `output`"]
+                )
+            else:
+                self.graph.declared_outputs = list(dict.fromkeys(inputs))
+        return prev
 
     def _add(self, node: Node) -> None:
         if len(self.graph) >= MAX_NODES:

@@ -50,6 +50,7 @@ class Graph:
         self.file = file
         self.nx = nx.DiGraph()
         self.nodes: dict[str, Node] = {}  # insertion order = topological order
+        self.declared_outputs: list[str] | None = None  # from `output (a, b)`
 
     def add(self, node: Node) -> Node:
         self.nodes[node.name] = node
@@ -70,8 +71,17 @@ class Graph:
 
     @property
     def outputs(self) -> list[Node]:
-        """Layers nothing consumes: what the network returns, in definition order."""
-        return [n for n in self if self.nx.out_degree(n.name) == 0 and n.op != "input"]
+        """What the network returns: the layers `output (...)` names, else the last layer."""
+        if self.declared_outputs is not None:
+            return [self.nodes[name] for name in self.declared_outputs]
+        layers = [n for n in self if n.op != "input"]
+        return layers[-1:]
+
+    @property
+    def unused(self) -> list[Node]:
+        """Layers nothing reads and the network does not return."""
+        outputs = {n.name for n in self.outputs}
+        return [n for n in self if self.nx.out_degree(n.name) == 0 and n.name not in outputs]
 
     def consumers(self, name: str) -> list[str]:
         return list(self.nx.successors(name))

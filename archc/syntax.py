@@ -216,10 +216,60 @@ def _join_or(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
+MAX_SYNTAX_ERRORS = 25
+
+
 def parse(text: str, file: str = "<string>") -> ast.Module:
-    """Parse one file's text; raises ArchError with a located syntax error."""
-    try:
-        tree = parser().parse(text)
-    except UnexpectedInput as err:
-        raise ArchError([_syntax_error(file, text, err)], {file: text}) from None
-    return _ToAst(file).transform(tree)
+    """Parse one file's text; raises ArchError listing its syntax errors.
+
+    After an error the parser starts again with the offending line blanked out
+    (or, where it opens a body, replaced by an empty body opener), so the
+    errors of later lines are found in the same run. Line numbers stay those
+    of the file. Recovery stops at the end of the file, on a line that
+    already failed, or after MAX_SYNTAX_ERRORS.
+    """
+    errors: list[Diagnostic] = []
+    current = text
+    while True:
+        try:
+            tree = parser().parse(current)
+        except UnexpectedInput as err:
+            diag = _syntax_error(file, current, err)
+            if any(d.span.line == diag.span.line for d in errors):
+                break  # the repair did not help: what follows would only echo this error
+            errors.append(diag)
+            current = _without_line(current, diag.span.line)
+            if current is None or len(errors) == MAX_SYNTAX_ERRORS:
+                break
+            continue
+        if not errors:
+            return _ToAst(file).transform(tree)
+        break
+    raise ArchError(errors, {file: text})
+
+
+def _without_line(text: str, number: int) -> str | None:
+    """The text with line `number` emptied; None when there is nothing left to skip."""
+    lines = text.split("\n")
+    if not 1 <= number <= len(lines) or not lines[number - 1].strip():
+        return None
+    line = lines[number - 1]
+    code = line.split("#", 1)[0]
+    opens, closes = code.count("{"), code.count("}")
+    if opens > closes:  # keep the body it opens, so its lines are still parsed as a body
+        depth = _depth("\n".join(lines[: number - 1]))
+        opener = "repeat 1 {" if depth > 0 else "block _() {"
+        lines[number - 1] = opener + "{" * (opens - closes - 1)
+    elif closes > opens:
+        lines[number - 1] = "}" * (closes - opens)
+    else:
+        lines[number - 1] = ""
+    return "\n".join(lines)
+
+
+def _depth(text: str) -> int:
+    depth = 0
+    for line in text.split("\n"):
+        code = line.split("#", 1)[0]
+        depth += code.count("{") - code.count("}")
+    return depth

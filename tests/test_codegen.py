@@ -240,3 +240,35 @@ def test_numpy_load_state_dict_names_missing_keys_and_wrong_shapes(nets):
         model.load_state_dict({k: v for k, v in state.items() if k != "C1.bias"})
     with pytest.raises(ValueError, match=r"C1.weight: shape \(1, 1\)"):
         model.load_state_dict({**state, "C1.weight": np.zeros((1, 1))})
+
+
+def test_declared_outputs_come_back_in_order_and_unused_layers_are_not_computed(tmp_path):
+    text = """network Heads {
+  input image: 3x16x16
+  conv trunk: 8 @ 3x3 pad=1 -> relu
+  conv dead: 4 @ 1x1
+  globalavgpool g (trunk)
+  flatten feat
+  dense classes: 10
+  dense box (feat): 4
+  output (box, classes)
+}"""
+    net = archc.loads(text, "heads.arch")
+    assert [w.code for w in net.warnings] == ["W0302"]
+    for target in ("torch", "numpy"):
+        code = generate(net, target).code
+        assert "dead(" not in code.split("def forward")[1].split("def ")[0]  # not computed
+        path = tmp_path / f"heads_{target}.py"
+        path.write_text(code)
+        assert subprocess.run(["ruff", "check", "--isolated", str(path)], capture_output=True).returncode == 0
+    tmodel, _, _ = build(net, "torch")
+    assert sum(p.numel() for p in tmodel.parameters()) == net.totals.params  # its weights are still there
+    nmodel, _, _ = build(net, "numpy")
+    nmodel.load_state_dict(tmodel.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        box, classes = tmodel.eval()(x)
+    assert (tuple(box.shape), tuple(classes.shape)) == ((2, 4), (2, 10))
+    nbox, nclasses = nmodel(x.numpy())
+    np.testing.assert_allclose(nbox, box.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(nclasses, classes.numpy(), rtol=1e-4, atol=1e-5)

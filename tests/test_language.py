@@ -1,6 +1,9 @@
 """The language's constructs: what they expand to (names, connections, evaluated arguments)."""
 
+import pytest
+
 import archc
+from archc import ArchError
 
 
 def load(text: str):
@@ -104,10 +107,12 @@ network N {
   input x: 4x8x8
   pair p: 8
   conv side(p.a): 2 @ 1x1
+  output (p.b, side)
 }"""
     net = load(text)
     assert net.layer("side").inputs == ["p.a"]
     assert [layer.name for layer in net.graph.outputs] == ["p.b", "side"]
+    assert not net.warnings
 
 
 def test_several_inputs_and_outputs():
@@ -123,6 +128,7 @@ network TwoTowers {
   dense logits: 10
   flatten lflat(l)
   dense aux: 2
+  output (logits, aux)
 }"""
     net = load(text)
     assert net.inputs == {"left": (3, 16, 16), "right": (3, 16, 16)}
@@ -179,3 +185,61 @@ def test_a_library_may_import_the_spec_that_imports_it(tmp_path):
     )
     (tmp_path / "lib.arch").write_text('import "main.arch"\nblock b(c) {\n a: c\n}\n')
     assert archc.load(tmp_path / "main.arch").totals.params == 3 * 4 + 4
+
+
+OUTPUTS = """
+network N {
+  input x: 3x8x8
+  input unused: 4
+  conv c1 (x): 8 @ 3x3 pad=1
+  relu r1
+  conv c2 (c1): 8 @ 3x3 pad=1
+}"""
+
+
+def test_a_network_returns_its_last_layer_and_warns_about_layers_nothing_reads():
+    net = load(OUTPUTS)
+    assert [n.name for n in net.graph.outputs] == ["c2"]
+    warnings = [(w.code, w.message, w.span.line, w.span.col) for w in net.warnings]
+    assert warnings == [
+        ("W0302", "input `unused` is never used: no layer reads it and the network does not return it", 4, 3),
+        ("W0302", "layer `r1` is never used: no layer reads it and the network does not return it", 6, 3),
+    ]
+    assert net.warnings[1].help == [
+        "read it in a later layer, e.g. `relu (r1)`, or delete it",
+        "to return it too, declare the outputs: `output (c2, r1)`",
+    ]
+
+
+def test_output_declares_what_the_network_returns_in_order():
+    net = load(OUTPUTS.replace("input unused: 4\n", "").replace("\n}", "\n  output (r1, c2)\n}"))
+    assert [n.name for n in net.graph.outputs] == ["r1", "c2"]
+    assert not net.warnings
+
+
+def test_output_of_an_inner_layer_keeps_it_used_and_the_tail_is_then_unused():
+    net = load(OUTPUTS.replace("input unused: 4\n", "").replace("\n}", "\n  output (r1)\n}"))
+    assert [w.message.split(" is")[0] for w in net.warnings] == ["layer `c2`"]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("output o (c1)", "`output` takes only the layers it returns, in parentheses; it cannot be used with a name"),
+        ("output (c1): 3", "`output` takes only the layers it returns"),
+        ("output (c1)\n  output (c2)", "the network's outputs are declared twice"),
+    ],
+)
+def test_output_misuse_is_e0219(line, message):
+    text = OUTPUTS.replace("input unused: 4\n", "").replace("\n}", f"\n  {line}\n}}")
+    with pytest.raises(ArchError) as err:
+        load(text)
+    (diag,) = err.value.errors
+    assert diag.code == "E0219" and diag.message.startswith(message)
+
+
+def test_output_inside_a_block_is_e0219():
+    text = "block b() {\n  relu\n  output (in)\n}\nnetwork N {\n  input x: 4\n  b\n}"
+    with pytest.raises(ArchError) as err:
+        load(text)
+    assert [d.code for d in err.value.errors] == ["E0219"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import networkx as nx
+
 from ..ops import OPS
 from .names import NN_MODULE_MEMBERS, Namespace, class_name
 from .pyexpr import Index, lines, lit
@@ -38,6 +40,7 @@ class Plan:
     params: list[str]
     outputs: list[str]
     returns_last: bool  # one output, computed last: `return <expr>`
+    computed: list  # the layers forward computes, in order
 
 
 class StateRef:
@@ -58,10 +61,14 @@ def make_plan(network, module_names: tuple[str, ...]) -> Plan:
     attrs = {n.name: members.name(n.name) for n in nodes if n.op != "input"}
     local = Namespace({*module_names, cls, "self", "s", "x"})
     outputs = [n.name for n in network.graph.outputs]
+    # Layers nothing returned depends on are left out of forward (archc warned about
+    # them, W0302); their modules stay, so the parameters are still the analysed ones.
+    needed = set(outputs).union(*(nx.ancestors(network.graph.nx, name) for name in outputs))
+    nodes = [n for n in nodes if n.name in needed or n.op == "input"]
     order = {n.name: i for i, n in enumerate(nodes)}
     variables = {}
     for i, node in enumerate(nodes):
-        consumers = network.graph.consumers(node.name)
+        consumers = [c for c in network.graph.consumers(node.name) if c in order]
         chained = (
             len(consumers) == 1
             and order[consumers[0]] == i + 1
@@ -74,7 +81,7 @@ def make_plan(network, module_names: tuple[str, ...]) -> Plan:
             variables[node.name] = "x" if chained else local.name(node.name)
     params = [variables[n.name] for n in network.graph.inputs]
     returns_last = len(outputs) == 1 and outputs[0] == nodes[-1].name
-    return Plan(network, cls, attrs, variables, params, outputs, returns_last)
+    return Plan(network, cls, attrs, variables, params, outputs, returns_last, [n for n in nodes if n.op != "input"])
 
 
 def forward_body(plan: Plan, layer, activation, depth: int, first_line: int) -> tuple[list[str], list]:
@@ -85,7 +92,7 @@ def forward_body(plan: Plan, layer, activation, depth: int, first_line: int) -> 
     """
     out: list[str] = []
     where = []
-    nodes = [n for n in plan.network.graph if n.op != "input"]
+    nodes = plan.computed
     for node in nodes:
         expr = layer(node, [plan.vars[i] for i in node.inputs])
         if node.activation is not None:
