@@ -1,7 +1,8 @@
 """The `archc` command.
 
 Exit status: 0 when the spec is valid, 1 when it has errors (printed to
-stderr as file:line:col diagnostics), 2 for usage errors.
+stderr as file:line:col diagnostics), 2 for usage errors. `archc explain
+CODE` needs no spec: it prints what a diagnostic code means.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", choices=("torch", "numpy"), default="torch", help="torch: an nn.Module; numpy: numpy alone"
     )
     codegen.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    explain = sub.add_parser("explain", help="explain a diagnostic code, with a wrong and a right example")
+    explain.add_argument("code", nargs="?", metavar="CODE", help="a code such as E0203; without it, list every code")
     return parser
 
 
@@ -199,6 +202,23 @@ def cmd_codegen(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from .codes import CODES, explain
+
+    if args.code is None:
+        for entry in CODES.values():
+            print(f"{entry.code}  {entry.title}")
+        return 0
+    try:
+        text = explain(args.code)
+    except KeyError:
+        raise UsageError(
+            f"unknown code `{args.code}`; codes look like E0203 (`archc explain` lists them all)"
+        ) from None
+    print(text)
+    return 0
+
+
 def write_atomic(path: str, text: str) -> None:
     """Write the whole file or nothing: a failed or interrupted write leaves no half file behind."""
     import os
@@ -215,7 +235,7 @@ def write_atomic(path: str, text: str) -> None:
         raise
 
 
-COMMANDS = {"check": cmd_check, "table": cmd_table, "codegen": cmd_codegen}
+COMMANDS = {"check": cmd_check, "table": cmd_table, "codegen": cmd_codegen, "explain": cmd_explain}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,806 @@
+"""What each diagnostic code means, for `archc explain CODE`.
+
+A diagnostic says what is wrong in one line ("`later` is used before it is
+defined [E0203]"); the code leads here, to a few sentences on the rule behind
+it, why the rule exists and how to fix the spec, with a minimal spec that
+produces the code and the same spec fixed. tests/test_explain.py runs both
+specs of every entry, so the examples stay true as archc changes, and checks
+that every code archc emits has an entry.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+
+WIDTH = 79
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str  # E0203
+    title: str  # a few words: "used before it is defined"
+    text: str  # the explanation, one paragraph of plain prose
+    wrong: str  # a complete spec that produces the code
+    right: str  # the same spec fixed: no errors and no warnings
+    inputs: dict | None = None  # input shapes by name to analyse `wrong` with (`--input`, `inputs=`)
+
+
+def _spec(text: str) -> str:
+    return textwrap.dedent(text).strip("\n") + "\n"
+
+
+def _entry(heading: str, text: str, wrong: str, right: str, inputs: dict | None = None) -> Code:
+    # The heading is the code and its title, "E0203: used before it is defined", as explain()
+    # prints them. (A code written as a string of its own would make tests/test_docs.py count
+    # this file among the places that emit it.)
+    code, _, title = heading.partition(": ")
+    return Code(code, title, " ".join(text.split()), _spec(wrong), _spec(right), inputs)
+
+
+_ENTRIES = (
+    _entry(
+        "E0101: syntax error",
+        """
+        The text does not follow the grammar of the language, so archc cannot
+        tell what the statement means, and nothing is analysed until it is
+        fixed. The message names the token archc did not expect, and the help
+        says what could come there instead. Common causes are a statement split
+        over two lines, `/` used for division (it always starts a stride: write
+        `//`), a decimal without a digit before the point (`.5`) and a missing
+        `}`.
+        """,
+        wrong="""
+        network Dropout {
+          input x: 64
+          dense: 32 -> relu
+          dropout: .5
+        }
+        """,
+        right="""
+        network Dropout {
+          input x: 64
+          dense: 32 -> relu
+          dropout: 0.5
+        }
+        """,
+    ),
+    _entry(
+        "E0102: cannot read or import a file",
+        """
+        archc could not read a file: the spec given on the command line, or a
+        file named by an `import`. The path of an import is relative to the
+        folder of the file that imports it, not to the folder you run archc
+        from. Check the spelling and the folder, or, when the file is not
+        needed, remove the import.
+        """,
+        wrong="""
+        import "blocks/missing.arch"   # there is no such file next to this spec
+
+        network Tiny {
+          input x: 3x8x8
+          conv: 4 @ 3x3 -> relu
+        }
+        """,
+        right="""
+        network Tiny {
+          input x: 3x8x8
+          conv: 4 @ 3x3 -> relu
+        }
+        """,
+    ),
+    _entry(
+        "E0104: no network, or more than one",
+        """
+        A spec describes exactly one network, so the file that archc analyses
+        must hold exactly one `network Name { ... }`. A file with only blocks is
+        a library: import it from a spec instead of analysing it. To compare two
+        networks, put each into its own file and share their common blocks with
+        `import`.
+        """,
+        wrong="""
+        network Small {
+          input x: 3x8x8
+          conv: 4 @ 3x3
+        }
+
+        network Wide {
+          input x: 3x8x8
+          conv: 16 @ 3x3
+        }
+        """,
+        right="""
+        network Small {
+          input x: 3x8x8
+          conv: 4 @ 3x3
+        }
+        """,
+    ),
+    _entry(
+        "E0201: unknown layer type",
+        """
+        The first word of a statement must be a layer type, such as `conv` or
+        `maxpool`, or the name of a block defined in the file or imported into
+        it. Layer types are written in lower case. This is usually a typo, and
+        the help suggests the closest name; docs/language.md lists every layer
+        type.
+        """,
+        wrong="""
+        network Typo {
+          input x: 3x8x8
+          conv: 4 @ 3x3
+          maxpoo: 2x2
+        }
+        """,
+        right="""
+        network Typo {
+          input x: 3x8x8
+          conv: 4 @ 3x3
+          maxpool: 2x2
+        }
+        """,
+    ),
+    _entry(
+        "E0202: unknown layer reference",
+        """
+        A name in a layer's input list, the parentheses after the layer's name,
+        must be a layer defined in the same network or block. Check the
+        spelling: names are case-sensitive, and the help suggests the closest
+        name. The name `in` means a block's input, so it only exists inside a
+        block; in a network, name the `input` layer instead.
+        """,
+        wrong="""
+        network Typo {
+          input image: 3x32x32
+          conv c1 (imgae): 16 @ 3x3 pad=1
+        }
+        """,
+        right="""
+        network Typo {
+          input image: 3x32x32
+          conv c1 (image): 16 @ 3x3 pad=1
+        }
+        """,
+    ),
+    _entry(
+        "E0203: used before it is defined",
+        """
+        A layer can only read layers defined above it: the file is read from top
+        to bottom, and this order is what keeps a network free of cycles. Move
+        the layer that is read above the layer that reads it. Inside a `repeat`,
+        a named layer is called `c_1`, `c_2`, ... after the loop, so the plain
+        name used after the loop also gives this error.
+        """,
+        wrong="""
+        network Residual {
+          input x: 8x8x8
+          add sum (x, c)
+          conv c (x): 8 @ 3x3 pad=1
+        }
+        """,
+        right="""
+        network Residual {
+          input x: 8x8x8
+          conv c (x): 8 @ 3x3 pad=1
+          add sum (x, c)
+        }
+        """,
+    ),
+    _entry(
+        "E0204: name defined twice",
+        """
+        Every layer in a network, and every layer in one block, needs its own
+        name, because other layers and the table refer to layers by name. Rename
+        one of the two layers, or leave the name out and let archc number the
+        layer (`conv1`, `conv2`, ...). The name `in` is reserved for a block's
+        input and cannot name a layer.
+        """,
+        wrong="""
+        network Twice {
+          input x: 3x8x8
+          conv c: 8 @ 3x3 pad=1
+          conv c: 8 @ 3x3 pad=1
+        }
+        """,
+        right="""
+        network Twice {
+          input x: 3x8x8
+          conv c1: 8 @ 3x3 pad=1
+          conv c2: 8 @ 3x3 pad=1
+        }
+        """,
+    ),
+    _entry(
+        "E0205: value of the wrong kind or out of range",
+        """
+        Each parameter takes one kind of value: `bias` is true or false, a
+        kernel is whole numbers, `pad` is a number, a shape or a word such as
+        `same`, and dropout's `p` is a decimal between 0 and 1. Some values must
+        also be in a range: sizes, strides and filters are at least 1, and
+        padding is never negative. The message names the parameter and what it
+        accepts; give a value of that kind.
+        """,
+        wrong="""
+        network NoBias {
+          input x: 3x8x8
+          conv: 8 @ 3x3 bias=no
+        }
+        """,
+        right="""
+        network NoBias {
+          input x: 3x8x8
+          conv: 8 @ 3x3 bias=false
+        }
+        """,
+    ),
+    _entry(
+        "E0206: no such parameter",
+        """
+        A keyword argument `name=value` must name one of the parameters of the
+        layer type or block. archc uses short names (`pad`, not `padding`), and
+        the help lists every parameter the layer has, with the closest one
+        first. A statement like `dense: 64/2` also ends here: `/2` is a stride,
+        and `dense` has no stride.
+        """,
+        wrong="""
+        network Padding {
+          input x: 3x8x8
+          conv: 8 @ 3x3 padding=1
+        }
+        """,
+        right="""
+        network Padding {
+          input x: 3x8x8
+          conv: 8 @ 3x3 pad=1
+        }
+        """,
+    ),
+    _entry(
+        "E0207: required parameter missing",
+        """
+        Some parameters have no default, such as the number of filters and the
+        kernel of a `conv`, or the units of a `dense`; a block parameter written
+        without `=default` is required too. Give the missing value, either in
+        its place among the positional arguments or as `name=value`. The help
+        shows an example of the layer written in full.
+        """,
+        wrong="""
+        network NoKernel {
+          input x: 3x8x8
+          conv: 8
+        }
+        """,
+        right="""
+        network NoKernel {
+          input x: 3x8x8
+          conv: 8 @ 3x3
+        }
+        """,
+    ),
+    _entry(
+        "E0208: no place for a positional value or word",
+        """
+        Positional arguments fill a layer's positional parameters in order (for
+        `conv`: the filters, then the kernel), and a bare word must be one of
+        the words the layer knows, such as `same`. This value came after all
+        the positional places were taken, or the word is not one the layer
+        knows. Write other parameters as `name=value`, or a stride as `/2`; for
+        a misspelled word the help suggests the closest one.
+        """,
+        wrong="""
+        network Stride {
+          input x: 3x32x32
+          conv: 16 @ 3x3 2 pad=1
+        }
+        """,
+        right="""
+        network Stride {
+          input x: 3x32x32
+          conv: 16 @ 3x3 /2 pad=1
+        }
+        """,
+    ),
+    _entry(
+        "E0209: wrong number of inputs",
+        """
+        Each layer type reads a fixed number of inputs: `add` and `concat` read
+        two or more, most other layers read exactly one, and `input` reads
+        none. A statement without parentheses reads only the statement above
+        it, so a merge must list all of its inputs: `add (a, b)`. Check the
+        list in the parentheses.
+        """,
+        wrong="""
+        network Skip {
+          input x: 8x8x8
+          conv c: 8 @ 3x3 pad=1
+          add (c)
+        }
+        """,
+        right="""
+        network Skip {
+          input x: 8x8x8
+          conv c: 8 @ 3x3 pad=1
+          add (x, c)
+        }
+        """,
+    ),
+    _entry(
+        "E0210: block calls itself or nests too deep",
+        """
+        A block is expanded by writing its body in place of the call, so a block
+        that calls itself, directly or through other blocks, would never stop
+        expanding. To stack the same layers several times, use `repeat N { ...
+        }` around a call of the block. Blocks may call other blocks, but no more
+        than 64 levels deep.
+        """,
+        wrong="""
+        block stage(ch) {
+          conv: ch @ 3x3 pad=1 -> relu
+          stage: ch
+        }
+
+        network Deep {
+          input x: 3x8x8
+          stage: 8
+        }
+        """,
+        right="""
+        block stage(ch) {
+          conv: ch @ 3x3 pad=1 -> relu
+        }
+
+        network Deep {
+          input x: 3x8x8
+          repeat 3 {
+            stage: 8
+          }
+        }
+        """,
+    ),
+    _entry(
+        "E0211: block defined twice or named like a layer type",
+        """
+        A block name must be new: not the name of another block (in this file
+        or an imported one) and not the name of a built-in layer type. A call
+        like `dense: 16` could otherwise mean either the block or the layer.
+        Rename the block, and its calls.
+        """,
+        wrong="""
+        block dense(units) {
+          dense: units -> relu
+        }
+
+        network Mlp {
+          input x: 64
+          dense: 16
+        }
+        """,
+        right="""
+        block dense_relu(units) {
+          dense: units -> relu
+        }
+
+        network Mlp {
+          input x: 64
+          dense_relu: 16
+        }
+        """,
+    ),
+    _entry(
+        "E0212: expression cannot be evaluated",
+        """
+        Arithmetic such as `ch * 2` or `ch // 2` only works on numbers and on
+        the parameters of the block it is written in; any other name in an
+        expression is unknown. Division by zero, and `//` or `%` on decimals,
+        cannot be evaluated either. Add the name as a block parameter (with a
+        default if you like), or write the number.
+        """,
+        wrong="""
+        block wide(ch) {
+          conv: ch * width @ 1x1
+        }
+
+        network Widen {
+          input x: 8x4x4
+          wide: 8
+        }
+        """,
+        right="""
+        block wide(ch, width=2) {
+          conv: ch * width @ 1x1
+        }
+
+        network Widen {
+          input x: 8x4x4
+          wide: 8
+        }
+        """,
+    ),
+    _entry(
+        "E0213: number or network too large",
+        """
+        archc refuses work that no real network needs and that would exhaust
+        memory: the result of arithmetic above 2^62, a `repeat` of more than
+        200,000 copies, or a network that expands to more than 200,000 layers.
+        Such numbers are almost always a typo, such as a repeat count with extra
+        zeros or a width multiplied twice. Check the number.
+        """,
+        wrong="""
+        network Tower {
+          input x: 8x8x8
+          repeat 1000000 {
+            conv: 8 @ 3x3 pad=1 -> relu
+          }
+        }
+        """,
+        right="""
+        network Tower {
+          input x: 8x8x8
+          repeat 10 {
+            conv: 8 @ 3x3 pad=1 -> relu
+          }
+        }
+        """,
+    ),
+    _entry(
+        "E0214: argument given twice",
+        """
+        Each parameter gets one value. Two spellings of the same parameter count
+        as the same one: `/2` is `stride=2`, `same` is `pad=same`, and a
+        positional value fills a parameter just as its keyword does. Keep one of
+        them.
+        """,
+        wrong="""
+        network Twice {
+          input x: 3x32x32
+          conv: 16 @ 3x3 /2 stride=2 pad=1
+        }
+        """,
+        right="""
+        network Twice {
+          input x: 3x32x32
+          conv: 16 @ 3x3 /2 pad=1
+        }
+        """,
+    ),
+    _entry(
+        "E0215: nothing to read, or input inside a block",
+        """
+        A layer without an input list reads the statement above it, so the
+        first layer of a network must be an `input` (or name what it reads), and
+        the first layer of a block reads the block's input, `in`. Inputs belong
+        to the network: a block cannot declare an `input`. Declare the input in
+        the network and pass it to the block.
+        """,
+        wrong="""
+        network NoInput {
+          conv: 8 @ 3x3
+          relu
+        }
+        """,
+        right="""
+        network NoInput {
+          input x: 3x32x32
+          conv: 8 @ 3x3
+          relu
+        }
+        """,
+    ),
+    _entry(
+        "E0216: unknown activation",
+        """
+        The name after `->` must be an activation layer type, such as `relu`,
+        `tanh`, `sigmoid` or `softmax`. This is usually a typo; the help
+        suggests the closest name and lists all activations. Arguments of an
+        activation go in parentheses: `-> leaky_relu(0.2)`.
+        """,
+        wrong="""
+        network Act {
+          input x: 3x8x8
+          conv: 4 @ 3x3 -> rleu
+        }
+        """,
+        right="""
+        network Act {
+          input x: 3x8x8
+          conv: 4 @ 3x3 -> relu
+        }
+        """,
+    ),
+    _entry(
+        "E0217: no input of that name",
+        """
+        An input shape given from outside the spec, with `--input NAME=CxHxW`
+        on the command line or `inputs={...}` in Python, must name one of the
+        network's `input` layers. The help lists the inputs the network has.
+        Use one of those names; with a single input the name may be left out of
+        `--input`.
+        """,
+        wrong="""
+        # archc check digits.arch --input img=1x28x28
+        network Digits {
+          input image: 1x32x32
+          conv: 6 @ 5x5 -> relu
+        }
+        """,
+        right="""
+        # archc check digits.arch --input image=1x28x28
+        network Digits {
+          input image: 1x32x32
+          conv: 6 @ 5x5 -> relu
+        }
+        """,
+        inputs={"img": (1, 28, 28)},
+    ),
+    _entry(
+        "E0218: dense input size does not match `in=`",
+        """
+        `in=` on a `dense` layer states how many values you expect it to read,
+        like `in_features` in PyTorch, and archc checks that number against the
+        size the layers above actually give. They differ when the input image
+        is not the size the network was designed for, or after a change to a
+        convolution or a pool. Fix `in=` to the size archc reports, or fix the
+        layers above.
+        """,
+        wrong="""
+        network LeNet {
+          input image: 1x28x28
+          conv C1: 6 @ 5x5 -> tanh
+          avgpool S2: 2x2 /2
+          conv C3: 16 @ 5x5 -> tanh
+          avgpool S4: 2x2 /2
+          flatten
+          dense F5: 120 in=400
+          dense out: 10
+        }
+        """,
+        right="""
+        network LeNet {
+          input image: 1x28x28
+          conv C1: 6 @ 5x5 -> tanh
+          avgpool S2: 2x2 /2
+          conv C3: 16 @ 5x5 -> tanh
+          avgpool S4: 2x2 /2
+          flatten
+          dense F5: 120 in=256
+          dense out: 10
+        }
+        """,
+    ),
+    _entry(
+        "E0219: misplaced or repeated `output`",
+        """
+        `output (a, b)` lists the layers a network returns, in that order, when
+        it should return more than its last layer. It takes nothing but that
+        list: no name, arguments or activation. It is written once, in the
+        network itself, because a block cannot decide what the network returns.
+        List all the outputs in one `output` statement.
+        """,
+        wrong="""
+        network TwoHeads {
+          input x: 64
+          dense classes: 10
+          dense boxes (x): 4
+          output (classes)
+          output (boxes)
+        }
+        """,
+        right="""
+        network TwoHeads {
+          input x: 64
+          dense classes: 10
+          dense boxes (x): 4
+          output (classes, boxes)
+        }
+        """,
+    ),
+    _entry(
+        "E0301: wrong rank",
+        """
+        A layer got a tensor with the wrong number of dimensions, or a kernel,
+        stride or padding with the wrong number of sizes. Shapes are channels
+        first, and their rank decides what a layer does: a `784` input is a
+        vector, `1x28x28` an image. Convolutions and pools need spatial
+        dimensions, and a kernel has one size per spatial dimension (3x3 for an
+        image). Give the input its channels-first shape, or the kernel the right
+        number of sizes.
+        """,
+        wrong="""
+        network Mnist {
+          input digits: 784
+          conv: 8 @ 3x3
+        }
+        """,
+        right="""
+        network Mnist {
+          input digits: 1x28x28
+          conv: 8 @ 3x3
+        }
+        """,
+    ),
+    _entry(
+        "E0302: output would be empty",
+        """
+        The layer's output would have no values: its window (kernel and
+        dilation) is larger than its input plus padding, or the input has
+        already been shrunk too far by earlier strides and pools. The message
+        gives the sizes. Pad the input (`pad=same` keeps the size), use a
+        smaller kernel or fewer pools, or start from a larger input.
+        """,
+        wrong="""
+        network Small {
+          input x: 3x4x4
+          conv: 8 @ 5x5
+        }
+        """,
+        right="""
+        network Small {
+          input x: 3x4x4
+          conv: 8 @ 5x5 pad=same
+        }
+        """,
+    ),
+    _entry(
+        "E0303: groups do not divide the channels",
+        """
+        A grouped convolution splits its input channels and its filters into
+        `groups` equal parts, so `groups` must divide both numbers. Choose a
+        number of groups that divides both, or change the number of channels or
+        filters. `groups=depthwise` sets it to the number of input channels.
+        """,
+        wrong="""
+        network Grouped {
+          input x: 6x8x8
+          conv: 8 @ 3x3 groups=4
+        }
+        """,
+        right="""
+        network Grouped {
+          input x: 6x8x8
+          conv: 8 @ 3x3 groups=2
+        }
+        """,
+    ),
+    _entry(
+        "E0304: dense on a non-vector, or reshape to another size",
+        """
+        A `dense` layer reads a vector, but this one gets an image or a sequence
+        (such as 16x5x5); put `flatten` before it, and the help says how many
+        inputs that gives. A `reshape` must keep the number of values: 3x9x9
+        holds 243 values and cannot become 10x10. Check the target shape.
+        """,
+        wrong="""
+        network Head {
+          input x: 16x5x5
+          dense: 120 -> relu
+        }
+        """,
+        right="""
+        network Head {
+          input x: 16x5x5
+          flatten
+          dense: 120 -> relu
+        }
+        """,
+    ),
+    _entry(
+        "E0305: merged shapes disagree",
+        """
+        `add` sums its inputs value by value, so they must have the same shape.
+        `concat` joins its inputs along the channels, so all other dimensions
+        must agree. A convolution without padding shrinks its input: a 3x3
+        kernel needs `pad=1` to keep the size for a skip connection. A change in
+        channels needs a 1x1 convolution on the shortcut.
+        """,
+        wrong="""
+        network Skip {
+          input x: 8x8x8
+          conv c: 8 @ 3x3
+          add (x, c)
+        }
+        """,
+        right="""
+        network Skip {
+          input x: 8x8x8
+          conv c: 8 @ 3x3 pad=1
+          add (x, c)
+        }
+        """,
+    ),
+    _entry(
+        "E0306: tensor too large",
+        """
+        A layer's output would hold more than 2^62 values, which no machine can
+        store and which overflows the 64-bit counts archc keeps. The cause is
+        nearly always a wrong size, such as an input with extra digits or an
+        upsample that was meant to be a pool. Check the sizes.
+        """,
+        wrong="""
+        network Huge {
+          input x: 3x2147483648x2147483648
+          conv: 8 @ 3x3
+        }
+        """,
+        right="""
+        network Huge {
+          input x: 3x224x224
+          conv: 8 @ 3x3
+        }
+        """,
+    ),
+    _entry(
+        "W0301: stride does not divide evenly",
+        """
+        A convolution or pool moves its window by the stride and stops when the
+        next step would run past the end of the input, so real input pixels at
+        the end are never read. This is a warning, not an error: the network
+        works, but it ignores part of its input, often by accident. The help
+        gives a padding or an input size that makes the division exact.
+        """,
+        wrong="""
+        network Uneven {
+          input x: 3x7x7
+          conv: 4 @ 3x3 /3
+        }
+        """,
+        right="""
+        network Uneven {
+          input x: 3x7x7
+          conv: 4 @ 3x3 /3 pad=1
+        }
+        """,
+    ),
+    _entry(
+        "W0302: unused layer",
+        """
+        Nothing reads this layer's output, and the network does not return it:
+        a network returns its last layer, or the layers listed in `output (a,
+        b)`. The layer costs parameters and time but never changes the result,
+        which usually means that a later layer names the wrong input. Make a
+        later layer read it, delete it, or, if it is meant as an extra output,
+        list it in `output`. An `input` that nothing reads gets this warning
+        too.
+        """,
+        wrong="""
+        network Unused {
+          input x: 3x32x32
+          conv c1: 16 @ 3x3 pad=1 -> relu
+          conv c2: 32 @ 3x3 pad=1 -> relu
+          maxpool (c1): 2x2
+          flatten
+          dense: 10
+        }
+        """,
+        right="""
+        network Unused {
+          input x: 3x32x32
+          conv c1: 16 @ 3x3 pad=1 -> relu
+          conv c2: 32 @ 3x3 pad=1 -> relu
+          maxpool (c2): 2x2
+          flatten
+          dense: 10
+        }
+        """,
+    ),
+)
+
+CODES: dict[str, Code] = {entry.code: entry for entry in _ENTRIES}
+
+
+def explain(code: str) -> str:
+    """One code's explanation as plain text; raises KeyError for an unknown code."""
+    entry = CODES[code.strip().upper()]
+    lines = [f"{entry.code}: {entry.title}", ""]
+    lines += _wrap(entry.text)
+    for label, spec in (("Wrong:", entry.wrong), ("Right:", entry.right)):
+        lines += ["", label]
+        lines += [f"    {line}" if line else "" for line in spec.splitlines()]
+    return "\n".join(lines)
+
+
+def _wrap(text: str) -> list[str]:
+    """Lines of at most WIDTH columns that never break inside a `code span`."""
+    kept = re.sub(r"`[^`]*`", lambda m: m[0].replace(" ", "\0"), text)
+    lines = textwrap.wrap(kept, WIDTH, break_long_words=False, break_on_hyphens=False)
+    return [line.replace("\0", " ") for line in lines]
