@@ -82,3 +82,77 @@ def test_the_command_line_shows_the_limit_and_json_lists_everything(tmp_path):
     diags = json.loads(run.stdout)["diagnostics"]
     assert len(diags) == MAX_SYNTAX_ERRORS
     assert set(diags[0]) == {"file", "line", "col", "end_line", "end_col", "severity", "code", "message", "help"}
+
+
+# -- the seed mistakes ------------------------------------------------------------------
+
+
+MNIST_PAD_1 = """network MnistCNN {
+  input   image: 1x28x28
+  conv    conv1: 8 @ 3x3 pad=1
+  bn      bn1 -> relu
+  maxpool pool1: 2x2
+  conv    conv2: 32 @ 5x5 pad=1
+  bn      bn2 -> relu
+  maxpool pool2: 2x2
+  flatten
+  dense   fc1: 600 in=1568 -> relu
+  dense   fc2: 10
+}
+"""
+
+
+def test_mnist_with_a_5x5_conv_padded_by_1_names_the_conv_and_the_padding_that_fits():
+    (diag,) = errors(MNIST_PAD_1).errors
+    assert diag.code == "E0218"
+    # 28 -> 28 -> 14 -> (14+2-5)+1 = 12 -> 6: 32x6x6 = 1152, not the 32x7x7 = 1568 the dense layer expects
+    assert diag.message == "dense fc1 expects 1568 inputs (in=1568), but flatten flatten1 gives 32x6x6 = 1152"
+    assert (diag.span.line, diag.span.col, diag.span.end_col) == (10, 20, 27)  # the in=1568
+    assert diag.help[0] == "conv conv2 turns 14x14 into 12x12 with pad=1; pad=2 keeps 14x14 and gives 1568"
+    assert diag.help[-1] == "or, if 1152 is what you want, write in=1152"
+
+
+LENET_28 = """network LeNet5 {
+  input   image: 1x28x28
+  conv    C1: 6 @ 5x5 -> tanh
+  avgpool S2: 2x2 /2 -> tanh
+  conv    C3: 16 @ 5x5 -> tanh
+  avgpool S4: 2x2 /2 -> tanh
+  flatten
+  dense   F5: 120 in=400 -> tanh
+  dense   F6: 84 -> tanh
+}
+"""
+
+
+def test_lenet_on_a_28x28_input_says_the_input_should_be_32x32():
+    (diag,) = errors(LENET_28).errors
+    # figures.md: LeNet-5 takes 1x32x32 and flattens 16x5x5 = 400; at 28x28 it is 16x4x4 = 256
+    assert diag.message == "dense F5 expects 400 inputs (in=400), but flatten flatten1 gives 16x4x4 = 256"
+    assert diag.help == [
+        "conv C1 turns 28x28 into 24x24 with pad=0; pad=2 keeps 28x28 and gives 400",  # MNIST padded to 32x32
+        "with an input of 32x32 (not 28x28) it would get 400: is that the size?",
+        "or, if 256 is what you want, write in=256",
+    ]
+
+
+def test_a_matching_in_is_silent_and_changes_nothing():
+    net = archc.loads(LENET_28.replace("1x28x28", "1x32x32"), "t.arch")
+    assert net.layer("F5").params == 400 * 120 + 120 and not net.warnings
+
+
+def test_the_error_leaves_no_trial_shapes_behind_and_later_errors_are_still_found():
+    text = MNIST_PAD_1.replace("dense   fc2: 10", "dense   fc2: 10\n  conv    bad (pool2): 4 @ 9x9")
+    err = errors(text)
+    assert [d.code for d in err.errors] == ["E0218", "E0302"]
+    assert "input 6 is smaller than the kernel 9" in err.errors[1].message  # 6x6 again, not a trial size
+
+
+def test_alexnet_at_224_with_an_unpadded_11x11_stride_4_conv_warns_with_the_fix():
+    net = archc.loads("network A {\n  input image: 3x224x224\n  conv conv1: 96 @ 11x11 /4\n}\n", "a.arch")
+    (warning,) = net.warnings
+    assert warning.code == "W0301"
+    assert warning.message == (
+        "conv conv1 does not divide evenly: (224-11)/4+1 = 54.25, so 1 pixel at the end is never used"
+    )
+    assert warning.help == ["pad=(1,2) makes it exact (224+3-11)/4+1 = 55; so does an input of 227"]

@@ -14,6 +14,7 @@ class Dense(Op):
     params = (
         P("units", "int", positional=True, doc="number of output units"),
         P("bias", "bool", True),
+        P("in", "int", None, doc="the input size you expect, as in nn.Linear(in, out); checked (E0218)"),
     )
 
     def infer(self, node, ins, warn):
@@ -26,6 +27,10 @@ class Dense(Op):
             )
         if node.attrs["units"] < 1:
             raise ShapeError(f"dense {node.name}: units must be at least 1", param="units", code="E0205")
+        expected = node.attrs["in"]
+        if expected is not None and expected != shape[0]:
+            # the shapes pass rewrites this with the layer the size came from and what would fix it
+            raise ShapeError(f"dense {node.name} expects {expected} inputs, but gets {shape[0]}", code="E0218")
         return (node.attrs["units"],)
 
     def count_params(self, node, ins, out):

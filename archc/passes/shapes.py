@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..diagnostics import Reporter
 from ..ops import OPS, ShapeError
 from ..ops.base import fmt_shape, prod
+from .hints import dense_mismatch
 
 MAX_ELEMENTS = 2**62  # per sample; larger tensors overflow int64 counters in every framework
 
@@ -17,7 +18,10 @@ def node_notes(node) -> list:
     return notes
 
 
-def infer_shapes(graph, reporter: Reporter, overrides: dict[str, tuple[int, ...]] | None = None) -> None:
+def infer_shapes(
+    graph, reporter: Reporter, overrides: dict[str, tuple[int, ...]] | None = None, hints: bool = True
+) -> None:
+    """`hints`: work out what would fix a size mismatch (off while trying the fixes themselves)."""
     overrides = overrides or {}
     nodes = graph.nodes
     for node in graph:
@@ -45,7 +49,11 @@ def infer_shapes(graph, reporter: Reporter, overrides: dict[str, tuple[int, ...]
                 )
         except ShapeError as err:
             span = node.arg_spans.get(err.param, node.span) if err.param else node.span
-            reporter.error(err.code, err.message, span, err.help, node_notes(node))
+            message, help_ = err.message, err.help
+            if err.code == "E0218" and hints:
+                message, help_ = dense_mismatch(graph, node, overrides, infer_shapes)
+                span = node.arg_spans.get("in", node.span)
+            reporter.error(err.code, message, span, help_, node_notes(node))
             node.failed = True
             continue
         node.shape = shape
