@@ -62,6 +62,12 @@ class Network:
 
         return render_table(self, format, **options)
 
+    def diagram(self, **options):
+        """The diagram as a graphviz.Source (shown inline in Jupyter); options as `archc.diagram.to_dot`."""
+        from .diagram import diagram
+
+        return diagram(self, **options)
+
     def to_json(self) -> dict:
         from .report.table import network_json
 

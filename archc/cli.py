@@ -93,9 +93,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", choices=("torch", "numpy"), default="torch", help="torch: an nn.Module; numpy: numpy alone"
     )
     codegen.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    diagram = sub.add_parser("diagram", help="draw the network with graphviz (.svg, .png, .pdf or .dot)")
+    common(diagram)
+    diagram.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="FILE.svg/.png/.pdf (drawn by graphviz dot) or FILE.dot; default: DOT on stdout",
+    )
+    diagram.add_argument(
+        "--depth", type=_depth, default=None, metavar="N", help="collapse blocks nested deeper than N into one node"
+    )
+    diagram.add_argument("--fold", action="store_true", help="fold activations, bn, dropout into the layer before")
+    diagram.add_argument(
+        "--detail", choices=("name", "normal", "full"), default="normal", help="full adds params and MACs per node"
+    )
+    diagram.add_argument(
+        "--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right"
+    )
     explain = sub.add_parser("explain", help="explain a diagnostic code, with a wrong and a right example")
     explain.add_argument("code", nargs="?", metavar="CODE", help="a code such as E0203; without it, list every code")
     return parser
+
+
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 def _version() -> str:
@@ -194,6 +222,8 @@ def cmd_codegen(args) -> int:
         sys.stdout.write(code)
         return 0
     try:
+        from .files import write_atomic
+
         write_atomic(args.output, code)
     except OSError as err:
         print(f"archc: error: cannot write `{args.output}`: {err.strerror or err}", file=sys.stderr)
@@ -219,23 +249,40 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write the whole file or nothing: a failed or interrupted write leaves no half file behind."""
-    import os
-    import tempfile
-
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".archc-", suffix=".tmp", dir=folder)
+def cmd_diagram(args) -> int:
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        net = _load(args)
+    except ArchError as err:
+        _print_diagnostics(err.diagnostics, err.sources)
+        return 1
+    from .diagram import FORMATS, DiagramError, render, to_dot
+
+    if args.output and not args.output.lower().endswith(FORMATS):
+        raise UsageError(f"cannot tell the format of `{args.output}`: end it with one of {', '.join(FORMATS)}")
+    dot = to_dot(net, depth=args.depth, fold=args.fold, detail=args.detail, rankdir=args.rankdir)
+    _print_diagnostics(net.warnings, net.sources)
+    if not args.output:
+        sys.stdout.write(dot)
+        return 0
+    try:
+        render(dot, args.output)
+    except DiagramError as err:
+        print(f"archc: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"archc: error: cannot write `{args.output}`: {err.strerror or err}", file=sys.stderr)
+        return 1
+    print(f"{args.output}: {net.name}, {len(net.layers)} layers", file=sys.stderr)
+    return 0
 
 
-COMMANDS = {"check": cmd_check, "table": cmd_table, "codegen": cmd_codegen, "explain": cmd_explain}
+COMMANDS = {
+    "check": cmd_check,
+    "table": cmd_table,
+    "codegen": cmd_codegen,
+    "diagram": cmd_diagram,
+    "explain": cmd_explain,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

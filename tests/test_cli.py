@@ -173,3 +173,18 @@ def test_codegen_rejects_an_unknown_target():
     run = archc("codegen", LENET, "--target", "jax")
     assert run.returncode == 2
     assert "invalid choice: 'jax'" in run.stderr
+
+
+def test_written_files_get_the_usual_permissions_not_a_temporary_files(tmp_path):
+    out = tmp_path / "model.py"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import os, sys; os.umask(0o022); from archc.cli import main; sys.exit(main({['codegen', LENET, '-o', str(out)]!r}))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert out.stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,290 @@
+"""Diagrams: an analysed network as graphviz DOT, drawn the way people draw networks by hand.
+
+`to_dot` turns the graph into DOT text (pure Python, deterministic: the same
+spec gives the same text); `render` runs the real graphviz `dot` for .svg,
+.png and .pdf; `diagram` returns a `graphviz.Source`, which a Jupyter
+notebook displays inline.
+
+What a reader sees, and why:
+- a node per layer with its name, type and key settings and its output
+  shape; every edge labelled with the tensor shape it carries;
+- blocks as labelled clusters, nested as the spec nests them, and below
+  `depth` collapsed into one node with their totals, so a deep network fits
+  a page;
+- `fold` merges shape-preserving single-input layers (activations, batch
+  norm, dropout, LRN) into the layer before them, as people draw them;
+- edges along the definition order weigh more than skips, so a residual
+  shortcut goes around its main path and parallel branches sit side by side.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+from .files import write_atomic
+from .ops import OPS
+from .ops.base import fmt_shape
+
+DETAILS = ("name", "normal", "full")
+RANKDIRS = ("TB", "LR")
+RENDERED = (".svg", ".png", ".pdf")
+FORMATS = (*RENDERED, ".dot", ".gv")
+
+# kind -> (ops, fill colour); the legend shows the kinds a diagram uses
+KINDS = {
+    "input": (("input",), "#ffffff"),
+    "convolution": (("conv", "dwconv", "deconv"), "#cfe2ff"),
+    "pooling": (
+        (
+            "maxpool",
+            "avgpool",
+            "minpool",
+            "l2pool",
+            "adaptiveavgpool",
+            "adaptivemaxpool",
+            "globalavgpool",
+            "globalmaxpool",
+        ),
+        "#d1f0d8",
+    ),
+    "normalisation": (("bn", "lrn"), "#fff3c4"),
+    "dense": (("dense",), "#ffdcb8"),
+    "activation": (tuple(name for name, op in OPS.items() if op.is_activation), "#f8d7e8"),
+    "merge": (("concat", "add"), "#e2e3e5"),
+    "reshape": (("flatten", "reshape", "upsample", "zeropad", "dropout"), "#f1f1f1"),
+}
+KIND_OF = {op: kind for kind, (ops, _) in KINDS.items() for op in ops}
+BLOCK_COLOUR = "#e6dcf5"
+FOLDABLE = frozenset({*KINDS["activation"][0], "bn", "dropout", "lrn"})
+
+
+class DiagramError(Exception):
+    """A diagram could not be rendered (graphviz missing, a bad file name)."""
+
+
+@dataclass
+class _Box:
+    """One drawn node: a layer, or a collapsed block with its totals."""
+
+    id: str
+    title: str
+    lines: list[str]
+    kind: str
+    shape: tuple | None
+    params: int = 0
+    macs: int = 0
+    cluster: tuple = ()  # the (block, instance) path it is drawn inside
+    folded: list[str] = field(default_factory=list)
+
+
+def _q(text: str) -> str:
+    """A DOT quoted string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _settings(node) -> str:
+    return OPS[node.op].settings(node)
+
+
+def _layer_box(node, detail: str) -> _Box:
+    lines = []
+    if detail != "name":
+        kind_line = f"{node.op} {_settings(node)}".strip()
+        if node.activation:
+            kind_line += f" \u2192 {node.activation[0]}"
+        lines.append(kind_line)
+        lines.append(fmt_shape(node.shape) if node.shape else "?")
+    else:
+        lines.append(node.op)
+    return _Box(
+        node.name,
+        node.name.split(".")[-1] if node.scope else node.name,
+        lines,
+        KIND_OF.get(node.op, "reshape"),
+        node.shape,
+        node.params,
+        node.macs,
+    )
+
+
+def _collapsed(key, members, depth_path, detail) -> _Box:
+    block, instance = key[-1]
+    last = members[-1]
+    params = sum(m.params for m in members)
+    macs = sum(m.macs for m in members)
+    lines = [block]
+    if detail != "name":
+        lines.append(f"{len(members)} layers, out {fmt_shape(last.shape) if last.shape else '?'}")
+    if detail == "full":
+        lines.append(f"{params:,} params, {macs:,} MACs")
+    ident = ".".join(i for _b, i in key)
+    return _Box(ident, instance, lines, "block", last.shape, params, macs, depth_path)
+
+
+def to_dot(
+    network, *, depth: int | None = None, fold: bool = False, detail: str = "normal", rankdir: str = "TB"
+) -> str:
+    """DOT text for the network; `depth` None draws every layer, 0 collapses every block."""
+    if detail not in DETAILS:
+        raise ValueError(f"detail must be one of {', '.join(DETAILS)}")
+    if rankdir not in RANKDIRS:
+        raise ValueError(f"rankdir must be one of {', '.join(RANKDIRS)}")
+    graph = network.graph
+    rep: dict[str, str] = {}  # layer -> the box it is drawn in
+    boxes: dict[str, _Box] = {}  # in the order the spec defines them
+    groups: dict[tuple, list] = {}
+    for node in graph:
+        if depth is not None and len(node.scope) > depth:
+            key = node.scope[: depth + 1]
+            groups.setdefault(key, []).append(node)
+    for node in graph:
+        if depth is not None and len(node.scope) > depth:
+            key = node.scope[: depth + 1]
+            box = _collapsed(key, groups[key], key[:-1], detail)
+            boxes.setdefault(box.id, box)
+            rep[node.name] = box.id
+            continue
+        if fold and _foldable(graph, node, rep):
+            host = boxes[rep[node.inputs[0]]]
+            host.folded.append(node.op + (f" \u2192 {node.activation[0]}" if node.activation else ""))
+            host.shape = node.shape
+            rep[node.name] = host.id
+            continue
+        box = _layer_box(node, detail)
+        box.cluster = node.scope
+        if detail == "full":
+            box.lines.append(f"{node.params:,} params, {node.macs:,} MACs")
+        boxes[box.id] = box
+        rep[node.name] = box.id
+    return _write(network, boxes, rep, rankdir, detail)
+
+
+def _foldable(graph, node, rep) -> bool:
+    if node.op not in FOLDABLE or len(node.inputs) != 1:
+        return False
+    src = node.inputs[0]
+    host = rep.get(src)
+    if host is None or graph.nodes[src].op == "input" or len(graph.consumers(src)) != 1:
+        return False
+    return graph.nodes[src].scope == node.scope or host != src
+
+
+def _label(box: _Box) -> str:
+    title = f"<b>{escape(box.title)}</b>"
+    lines = list(box.lines)
+    if box.folded:
+        folded = " + ".join(box.folded)
+        if lines and box.kind != "block":
+            lines[0] = f"{lines[0]} + {folded}"
+        if box.shape and len(lines) > 1 and box.kind != "block":
+            lines[1] = fmt_shape(box.shape)
+    body = "".join(f'<br/><font point-size="10">{escape(line)}</font>' for line in lines)
+    return f"<{title}{body}>"
+
+
+def _write(network, boxes, rep, rankdir, detail) -> str:
+    out = [
+        f"digraph {_q(network.name)} {{",
+        f"  graph [rankdir={rankdir}, ordering=out, fontname=Helvetica, nodesep=0.3, ranksep=0.35, "
+        f"label={_q(network.name)}, labelloc=t, fontsize=16];",
+        '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=12, margin="0.15,0.06"];',
+        '  edge [fontname=Helvetica, fontsize=9, color="#555555", arrowsize=0.6];',
+    ]
+    colours = {kind: colour for kind, (_ops, colour) in KINDS.items()} | {"block": BLOCK_COLOUR}
+    # clusters: a tree of (block, instance) paths, in the order the spec first uses them;
+    # each box sits in its deepest cluster (boxes are already in definition order)
+    tree: dict[tuple, list[_Box]] = {}
+    children: dict[tuple, list[tuple]] = {}
+    known: set[tuple] = set()
+    for box in boxes.values():
+        tree.setdefault(box.cluster, []).append(box)
+        for i in range(1, len(box.cluster) + 1):
+            path = box.cluster[:i]
+            if path not in known:
+                known.add(path)
+                children.setdefault(path[:-1], []).append(path)
+
+    def emit(path: tuple, indent: str) -> None:
+        for box in tree.get(path, []):
+            extra = ", shape=box3d" if box.kind == "block" else ""
+            out.append(f"{indent}{_q(box.id)} [label={_label(box)}, fillcolor={_q(colours[box.kind])}{extra}];")
+        for child in children.get(path, []):
+            block, instance = child[-1]
+            name = ".".join(i for _b, i in child)
+            out.append(f"{indent}subgraph {_q('cluster_' + name)} {{")
+            out.append(
+                f'{indent}  graph [label={_q(f"{instance} ({block})")}, style="rounded,dashed", color="#8a8a8a", '
+                f"fontsize=11, labeljust=l];"
+            )
+            emit(child, indent + "  ")
+            out.append(f"{indent}}}")
+
+    emit((), "  ")
+    order = {name: i for i, name in enumerate(network.graph.nodes)}
+    seen = set()
+    for node in network.graph:
+        for src in node.inputs:
+            a, b = rep[src], rep[node.name]
+            if a == b or (a, b) in seen:
+                continue
+            seen.add((a, b))
+            shape = network.graph.nodes[src].shape
+            label = fmt_shape(shape) if shape else "?"
+            # the main path (the previous layer in the spec) pulls harder than a skip or a branch
+            weight = 3 if order[node.name] - order[src] == 1 else 1
+            out.append(f"  {_q(a)} -> {_q(b)} [label={_q(' ' + label)}, weight={weight}];")
+    used = sorted({box.kind for box in boxes.values()}, key=[*KINDS, "block"].index)
+    out.append("  subgraph cluster_legend {")
+    out.append('    graph [label="legend", style="rounded", color="#cccccc", fontsize=10];')
+    for kind in used:
+        out.append(
+            f"    {_q('legend_' + kind)} [label={_q(kind)}, fillcolor={_q(colours[kind])}, fontsize=9, "
+            f'{"shape=box3d, " if kind == "block" else ""}margin="0.08,0.03"];'
+        )
+    out.append("    {rank=same; " + " ".join(_q("legend_" + kind) for kind in used) + "}")
+    for a, b in itertools.pairwise(used):  # in this order, left to right
+        out.append(f"    {_q('legend_' + a)} -> {_q('legend_' + b)} [style=invis];")
+    out.append("  }")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def dot_executable() -> str | None:
+    return shutil.which("dot")
+
+
+def render(dot: str, path: str | Path) -> Path:
+    """Write `path`: DOT text for .dot/.gv, else rendered by graphviz's `dot` (the .dot is written beside it
+    when dot is missing, and DiagramError says so)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise DiagramError(f"cannot tell the format of `{path}`: use one of {', '.join(FORMATS)}")
+    if suffix in (".dot", ".gv"):
+        write_atomic(path, dot.encode())
+        return path
+    exe = dot_executable()
+    if exe is None:
+        source = path.with_suffix(".dot")
+        write_atomic(source, dot.encode())
+        raise DiagramError(
+            f"graphviz's `dot` is not installed, so `{path}` was not drawn; the DOT source is in `{source}` "
+            "(install graphviz: `sh .ci/install-graphviz`, `apt-get install graphviz` or `brew install graphviz`)"
+        )
+    done = subprocess.run([exe, f"-T{suffix[1:]}"], input=dot.encode(), capture_output=True, timeout=120)
+    if done.returncode != 0:
+        raise DiagramError(f"dot failed: {done.stderr.decode(errors='replace').strip()}")
+    write_atomic(path, done.stdout)
+    return path
+
+
+def diagram(network, **options):
+    """The diagram as a `graphviz.Source`: it renders inline in Jupyter, and `.render()` / `.pipe()` work."""
+    import graphviz
+
+    return graphviz.Source(to_dot(network, **options), filename=f"{network.name}.gv")
