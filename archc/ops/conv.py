@@ -148,22 +148,31 @@ class _ConvBase(Op):
 
     def numpy_state(self, node, ins, init):
         g = node.geom
-        shape = (g["filters"], g["in_channels"] // g["groups"], *g["kernel"])
-        state = [("weight", call(init, "rng", lit(shape)))]
-        return state + ([("bias", zeros((g["filters"],)))] if node.attrs["bias"] else [])
+        return _numpy_state(node, (g["filters"], g["in_channels"] // g["groups"], *g["kernel"]), init)
 
     def numpy_call(self, node, state, args):
-        g = node.geom
-        return call(
-            "conv",
-            args[0],
-            state("weight"),
-            *([state("bias")] if node.attrs["bias"] else []),
-            stride=unless(g["stride"], 1),
-            padding=padding(g["pads"]),
-            dilation=unless(g["dilation"], 1),
-            groups=g["groups"] if g["groups"] > 1 else None,
-        )
+        return _numpy_call("conv", node, state, args)
+
+
+def _numpy_state(node, weight_shape, init) -> list:
+    """Weight (in torch's layout for the layer) and bias, as torch's state_dict has them."""
+    state = [("weight", call(init, "rng", lit(weight_shape)))]
+    return state + ([("bias", zeros((node.geom["filters"],)))] if node.attrs["bias"] else [])
+
+
+def _numpy_call(function: str, node, state, args, **extra):
+    g = node.geom
+    return call(
+        function,
+        args[0],
+        state("weight"),
+        *([state("bias")] if node.attrs["bias"] else []),
+        stride=unless(g["stride"], 1),
+        padding=padding(g["pads"]),
+        **extra,
+        groups=g["groups"] if g["groups"] > 1 else None,
+        dilation=unless(g["dilation"], 1),
+    )
 
 
 def _pad_text(node) -> str:
@@ -296,23 +305,10 @@ class Deconv(Op):
 
     def numpy_state(self, node, ins, init):
         g = node.geom
-        shape = (g["in_channels"], g["filters"] // g["groups"], *g["kernel"])
-        state = [("weight", call(init, "rng", lit(shape)))]
-        return state + ([("bias", zeros((g["filters"],)))] if node.attrs["bias"] else [])
+        return _numpy_state(node, (g["in_channels"], g["filters"] // g["groups"], *g["kernel"]), init)
 
     def numpy_call(self, node, state, args):
-        g = node.geom
-        return call(
-            "conv_transpose",
-            args[0],
-            state("weight"),
-            *([state("bias")] if node.attrs["bias"] else []),
-            stride=unless(g["stride"], 1),
-            padding=padding(g["pads"]),
-            output_padding=unless(g["outpad"], 0),
-            groups=g["groups"] if g["groups"] > 1 else None,
-            dilation=unless(g["dilation"], 1),
-        )
+        return _numpy_call("conv_transpose", node, state, args, output_padding=unless(node.geom["outpad"], 0))
 
     def settings(self, node):
         g = node.geom
