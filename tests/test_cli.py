@@ -177,11 +177,12 @@ def test_codegen_rejects_an_unknown_target():
 
 def test_written_files_get_the_usual_permissions_not_a_temporary_files(tmp_path):
     out = tmp_path / "model.py"
+    argv = ["codegen", LENET, "-o", str(out)]
     run = subprocess.run(
         [
             sys.executable,
             "-c",
-            f"import os, sys; os.umask(0o022); from archc.cli import main; sys.exit(main({['codegen', LENET, '-o', str(out)]!r}))",
+            f"import os, sys; os.umask(0o022); from archc.cli import main; sys.exit(main({argv!r}))",
         ],
         capture_output=True,
         text=True,

@@ -34,7 +34,8 @@ FIGURES = {
 }
 
 # Small examples without published totals; checked against PyTorch below.
-EXAMPLES = {"conv1d_example.arch", "conv3d_example.arch", "deconv_example.arch"}
+SEQUENTIAL_EXAMPLES = {"conv1d_example.arch", "conv3d_example.arch", "deconv_example.arch"}
+EXAMPLES = SEQUENTIAL_EXAMPLES | {"inception_module.arch"}
 
 # Specs that are meant to trigger warnings (none of the bundled ones is).
 EXPECTED_WARNINGS: dict[str, int] = {}
@@ -209,7 +210,7 @@ def _torch_examples():
     }
 
 
-@pytest.mark.parametrize("name", sorted(EXAMPLES))
+@pytest.mark.parametrize("name", sorted(SEQUENTIAL_EXAMPLES))
 def test_example_matches_pytorch(name):
     torch = pytest.importorskip("torch")
     from torch.utils.flop_counter import FlopCounterMode
@@ -226,4 +227,32 @@ def test_example_matches_pytorch(name):
                 shapes.append(tuple(x.shape[1:]))
     assert [n.shape for n in net.layers if n.op != "input"] == shapes
     assert net.totals.params == sum(p.numel() for p in model.parameters())
+    assert net.totals.macs == counter.get_total_flops() // 2
+
+
+def test_inception_module_matches_torchvisions_inception3a():
+    """torchvision's Inception(192, 64, 96, 128, 16, 32, 32) written out; BasicConv2d: conv, no bias, BN eps 1e-3."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def basic(cin, cout, k=1, pad=0):
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, k, padding=pad, bias=False), nn.BatchNorm2d(cout, eps=1e-3), nn.ReLU()
+        )
+
+    branches = nn.ModuleList(
+        [
+            basic(192, 64),
+            nn.Sequential(basic(192, 96), basic(96, 128, 3, 1)),
+            nn.Sequential(basic(192, 16), basic(16, 32, 3, 1)),
+            nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), basic(192, 32)),
+        ]
+    ).eval()
+    x = torch.zeros(1, 192, 28, 28)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = torch.cat([b(x) for b in branches], 1)
+    net = load("inception_module.arch")
+    assert net.layers[-1].shape == tuple(out.shape[1:]) == (256, 28, 28)
+    assert net.totals.params == sum(p.numel() for p in branches.parameters())
     assert net.totals.macs == counter.get_total_flops() // 2

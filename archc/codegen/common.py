@@ -19,7 +19,7 @@ from .pyexpr import Index, lines, lit
 
 # Activations after which a layer's weights start with He (Kaiming) initialisation;
 # others (tanh, sigmoid, softmax, none) get Xavier (Glorot).
-RELU_LIKE = frozenset({"relu", "leaky_relu", "relu6", "elu", "gelu", "silu", "hardswish"})
+RELU_LIKE = frozenset({"relu", "leaky_relu", "relu6", "elu", "gelu", "silu", "hardswish", "mish"})
 
 
 @dataclass
