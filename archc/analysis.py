@@ -6,11 +6,12 @@ diagrams read; it holds figures only, nothing about how they are shown.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .diagnostics import ArchError, Diagnostic, Reporter
-from .expand import Expander, read_source, reason
+from .expand import MAX_FILE_BYTES, Expander, read_source, reason, resolve
 from .graph import Graph, Node
 from .passes import count_costs, find_unused, infer_shapes, measure_memory, receptive_fields
 from .syntax import parse
@@ -74,8 +75,13 @@ class Network:
         return network_json(self)
 
 
-def load(path: str | Path, *, batch: int = 1, dtype: str = "float32", inputs: dict | None = None) -> Network:
-    """Analyse the spec at `path`; raises ArchError listing every error found."""
+def load(path: str | Path, *, batch: int | None = None, dtype: str = "float32", inputs: dict | None = None) -> Network:
+    """Analyse the spec at `path`; raises ArchError listing every error found.
+
+    A `.cfg` (Darknet) or `.prototxt` (Caffe) file is read by its importer (archc.importers);
+    anything else is a `.arch` spec. `batch=None` takes the batch the file states (a Caffe
+    input shape), else 1.
+    """
     path = Path(path)
     file = str(path)
     try:
@@ -89,22 +95,39 @@ def loads(
     text: str,
     file: str = "<string>",
     *,
-    batch: int = 1,
+    batch: int | None = None,
     dtype: str = "float32",
     inputs: dict | None = None,
     base: Path | None = None,
+    format: str | None = None,
 ) -> Network:
-    """Analyse spec text. `inputs` overrides input shapes by name (another resolution)."""
+    """Analyse spec text. `inputs` overrides input shapes by name (another resolution).
+
+    `format` is `arch`, `darknet` or `caffe`; by default the extension of `file` decides.
+    """
+    from .importers import import_source, source_format
+
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_BYTES)}")
+    if len(text) > MAX_FILE_BYTES:  # a character is at least a byte: as load() refuses the file
+        message = f"cannot read `{file}`: larger than {MAX_FILE_BYTES // 2**20} MiB"
+        raise ArchError([Diagnostic("error", "E0102", message, None, ["split the spec, or use `repeat`"])])
+    sources = {file: text}
+    kind = format or source_format(file)
+    imported = None if kind == "arch" else import_source(text, file, inputs, kind)
+    if batch is None:
+        batch = imported.batch if imported is not None and imported.batch else 1
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    sources = {file: text}
-    module = parse(text, file)  # a syntax error stops here: nothing after it can be trusted
+    # a syntax error stops here: nothing after it can be trusted
+    module = parse(text, file) if imported is None else imported.module
     reporter = Reporter()
+    if imported is not None:
+        reporter.diagnostics.extend(imported.warnings)
     expander = Expander(reporter, sources)
     if base is not None:
-        expander.loaded.add(str(Path(file).resolve()))  # a library importing this spec back adds nothing
+        with contextlib.suppress(OSError):  # a `file` that names no file cannot be imported back
+            expander.loaded.add(str(resolve(Path(file))))  # a library importing this spec back adds nothing
     expander.load_imports(module, base if base is not None else Path.cwd())
     if len(module.networks) != 1:
         raise ArchError(reporter.diagnostics + [_network_count_error(module, file)], sources)

@@ -59,14 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def common(p):
-        p.add_argument("spec", help="a .arch file")
+        p.add_argument("spec", help="a .arch spec, or a Darknet .cfg or Caffe .prototxt file")
         p.add_argument(
             "--input",
             action="append",
             metavar="NAME=CxHxW",
             help="analyse with another input shape (repeatable; NAME may be left out for one input)",
         )
-        p.add_argument("--batch", type=_positive, default=1, help="batch size for the byte figures (default 1)")
+        p.add_argument(
+            "--batch",
+            type=_positive,
+            default=None,
+            help="batch size for the byte figures (default 1, or the batch a Caffe file's input states)",
+        )
         p.add_argument("--dtype", choices=DTYPES, default="float32", help="element type for the byte figures")
 
     check = sub.add_parser("check", help="parse and analyse a spec; report errors and warnings")
@@ -85,7 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument(
         "--columns",
         metavar="A,B,...",
-        help="columns to show: name,type,filter,stride,padding,output,size,activation,params,macs,memory,rf,inputs",
+        help="columns to show: name,type,filter,stride,padding,output,size,activation,params,macs,memory,rf,inputs"
+        " (and bflops, caffe_memory: see --convention)",
+    )
+    table.add_argument(
+        "--convention",
+        choices=("darknet", "caffe"),
+        help="add the figures as that tool prints them: Darknet's BFLOPs, Caffe's memory required for data",
     )
     codegen = sub.add_parser("codegen", help="write the network as a PyTorch or NumPy Python module")
     common(codegen)
@@ -110,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diagram.add_argument(
         "--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right"
+    )
+    importer = sub.add_parser("import", help="convert a Darknet .cfg or Caffe .prototxt file into a .arch spec")
+    importer.add_argument("file", help="a .cfg or .prototxt file")
+    importer.add_argument("-o", "--output", metavar="OUT.arch", help="write to OUT.arch instead of standard output")
+    importer.add_argument(
+        "--flat", action="store_true", help="one statement per layer, no blocks or repeats (the names `table` shows)"
+    )
+    importer.add_argument(
+        "--input",
+        action="append",
+        metavar="NAME=CxHxW",
+        help="the shape of an input the file does not give (a Caffe Data layer reads it from its database)",
     )
     explain = sub.add_parser("explain", help="explain a diagnostic code, with a wrong and a right example")
     explain.add_argument("code", nargs="?", metavar="CODE", help="a code such as E0203; without it, list every code")
@@ -202,7 +225,10 @@ def cmd_table(args) -> int:
         import shutil
 
         width = shutil.get_terminal_size().columns
-    sys.stdout.write(net.table(args.format, layout=args.layout, columns=columns, color=color, width=width))
+    table = net.table(
+        args.format, layout=args.layout, columns=columns, color=color, width=width, convention=args.convention
+    )
+    sys.stdout.write(table)
     if args.format != "json":
         _print_diagnostics(net.warnings, net.sources)
     return 0
@@ -276,7 +302,39 @@ def cmd_diagram(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    """The file as `.arch` text; its problems are reported, with their lines, as `check` reports them."""
+    from .analysis import load
+    from .importers import import_text, source_format
+
+    if source_format(args.file) == "arch":
+        raise UsageError(f"`{args.file}` is not a .cfg or .prototxt file: archc import reads Darknet and Caffe files")
+    overrides = _input_overrides(args.input)
+    if None in overrides:
+        raise UsageError("name the input: --input NAME=CxHxW (the Caffe top the data layer writes, e.g. data)")
+    try:
+        net = load(args.file, inputs=overrides or None)  # every error, pointing into the source file
+        text = import_text(net.sources[net.file], net.file, blocks=not args.flat, inputs=overrides)
+    except ArchError as err:
+        _print_diagnostics(err.diagnostics, err.sources)
+        return 1
+    _print_diagnostics(net.warnings, net.sources)
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    try:
+        from .files import write_atomic
+
+        write_atomic(args.output, text)
+    except OSError as err:
+        print(f"archc: error: cannot write `{args.output}`: {err.strerror or err}", file=sys.stderr)
+        return 1
+    print(f"{args.output}: {net.name}, {len(net.layers)} layers, from {args.file}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
+    "import": cmd_import,
     "check": cmd_check,
     "table": cmd_table,
     "codegen": cmd_codegen,

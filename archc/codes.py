@@ -25,18 +25,19 @@ class Code:
     wrong: str  # a complete spec that produces the code
     right: str  # the same spec fixed: no errors and no warnings
     inputs: dict | None = None  # input shapes by name to analyse `wrong` with (`--input`, `inputs=`)
+    suffix: str = ".arch"  # the examples' format: .arch, or .cfg (Darknet) and .prototxt (Caffe) for import codes
 
 
 def _spec(text: str) -> str:
     return textwrap.dedent(text).strip("\n") + "\n"
 
 
-def _entry(heading: str, text: str, wrong: str, right: str, inputs: dict | None = None) -> Code:
+def _entry(heading: str, text: str, wrong: str, right: str, inputs: dict | None = None, suffix: str = ".arch") -> Code:
     # The heading is the code and its title, "E0203: used before it is defined", as explain()
     # prints them. (A code written as a string of its own would make tests/test_docs.py count
     # this file among the places that emit it.)
     code, _, title = heading.partition(": ")
-    return Code(code, title, " ".join(text.split()), _spec(wrong), _spec(right), inputs)
+    return Code(code, title, " ".join(text.split()), _spec(wrong), _spec(right), inputs, suffix)
 
 
 _ENTRIES = (
@@ -730,6 +731,235 @@ _ENTRIES = (
         """,
     ),
     _entry(
+        "E0401: cannot read the source file",
+        """
+        A Darknet `.cfg` or Caffe `.prototxt` file has a line its format does
+        not allow, so archc cannot tell what it means and imports nothing. A
+        `.cfg` is a list of `[section]` headers, each followed by `key=value`
+        lines; comments start with `#` or `;`. A `.prototxt` is protobuf text:
+        `name: value` fields and `name { ... }` messages. The message names
+        what archc found and the caret shows where.
+        """,
+        wrong="""
+        [net]
+        width=32
+        height=32
+        channels=3
+
+        [convolutional]
+        filters=16
+        size=3
+        pad 1
+        activation=leaky
+        """,
+        right="""
+        [net]
+        width=32
+        height=32
+        channels=3
+
+        [convolutional]
+        filters=16
+        size=3
+        pad=1
+        activation=leaky
+        """,
+        suffix=".cfg",
+    ),
+    _entry(
+        "E0402: unsupported section or layer type",
+        """
+        The file uses a Darknet section or a Caffe layer type that archc does
+        not read, either because archc has no layer that computes it (a
+        recurrent layer, a parametric ReLU) or because the name is misspelt.
+        archc never skips a layer silently: the figures would be wrong. The
+        help suggests the closest name archc knows, and docs/importers.md lists
+        every section and layer type with what it becomes.
+        """,
+        wrong="""
+        [net]
+        width=32
+        height=32
+        channels=3
+
+        [convolutional]
+        filters=16
+        size=3
+        pad=1
+        activation=leaky
+
+        [maxpol]
+        size=2
+        stride=2
+        """,
+        right="""
+        [net]
+        width=32
+        height=32
+        channels=3
+
+        [convolutional]
+        filters=16
+        size=3
+        pad=1
+        activation=leaky
+
+        [maxpool]
+        size=2
+        stride=2
+        """,
+        suffix=".cfg",
+    ),
+    _entry(
+        "E0403: a value the source format does not allow",
+        """
+        A setting of a `.cfg` or `.prototxt` file has a value of the wrong kind
+        or out of its range: a word where a number is needed, a negative
+        size, an activation Darknet does not have. The caret points at the
+        value; the help lists what is allowed where the list is short. Fix the
+        value in the source file.
+        """,
+        wrong="""
+        [net]
+        width=32
+        height=32
+        channels=3
+
+        [convolutional]
+        filters=16
+        size=3
+        pad=1
+        activation=lekay
+        """,
+        right="""
+        [net]
+        width=32
+        height=32
+        channels=3
+
+        [convolutional]
+        filters=16
+        size=3
+        pad=1
+        activation=leaky
+        """,
+        suffix=".cfg",
+    ),
+    _entry(
+        "E0404: a setting the network needs is missing",
+        """
+        A layer lacks a setting that has no default (a Caffe convolution's
+        `num_output`), the network has no input size (Darknet's `[net]`
+        needs `width`, `height` and `channels`), or an input's shape is not in
+        the file at all: a Caffe `Data` layer reads it from its database. Add
+        the setting to the file, or give the input's shape on the command line
+        with `--input NAME=CxHxW` (the `inputs=` argument of `archc.load`).
+        """,
+        wrong="""
+        name: "Tiny"
+        input: "data"
+        input_shape { dim: 1 dim: 3 dim: 32 dim: 32 }
+        layer {
+          name: "conv1"
+          type: "Convolution"
+          bottom: "data"
+          top: "conv1"
+          convolution_param { kernel_size: 3 }
+        }
+        """,
+        right="""
+        name: "Tiny"
+        input: "data"
+        input_shape { dim: 1 dim: 3 dim: 32 dim: 32 }
+        layer {
+          name: "conv1"
+          type: "Convolution"
+          bottom: "data"
+          top: "conv1"
+          convolution_param { num_output: 16 kernel_size: 3 }
+        }
+        """,
+        suffix=".prototxt",
+    ),
+    _entry(
+        "E0405: a setting archc cannot represent",
+        """
+        The source tool supports this setting, but archc has no layer that
+        computes it, so the network cannot be analysed faithfully: stochastic
+        pooling, an element-wise product, binary (XNOR) convolutions, shortcut
+        weights. archc stops rather than count a different network. Remove the
+        setting if it does not matter for what you want to know, or describe
+        the network in a `.arch` spec with the nearest layers archc has.
+        """,
+        wrong="""
+        name: "Tiny"
+        input: "data"
+        input_shape { dim: 1 dim: 3 dim: 32 dim: 32 }
+        layer {
+          name: "pool1"
+          type: "Pooling"
+          bottom: "data"
+          top: "pool1"
+          pooling_param { pool: STOCHASTIC kernel_size: 2 stride: 2 }
+        }
+        """,
+        right="""
+        name: "Tiny"
+        input: "data"
+        input_shape { dim: 1 dim: 3 dim: 32 dim: 32 }
+        layer {
+          name: "pool1"
+          type: "Pooling"
+          bottom: "data"
+          top: "pool1"
+          pooling_param { pool: MAX kernel_size: 2 stride: 2 }
+        }
+        """,
+        suffix=".prototxt",
+    ),
+    _entry(
+        "E0406: a reference to no layer",
+        """
+        A Darknet `[route]` or `[shortcut]` names a layer index that does not
+        exist before it, or a Caffe layer reads a blob (`bottom`) that no layer
+        above it writes (`top`). Darknet numbers its layers from 0, `[net]` not
+        counted; a negative index counts back from the layer itself, so -1 is
+        the layer just above. In Caffe, check the spelling of the blob and
+        that the layer writing it comes first.
+        """,
+        wrong="""
+        [net]
+        width=32
+        height=32
+        channels=3
+
+        [convolutional]
+        filters=16
+        size=3
+        pad=1
+        activation=leaky
+
+        [route]
+        layers=-2
+        """,
+        right="""
+        [net]
+        width=32
+        height=32
+        channels=3
+
+        [convolutional]
+        filters=16
+        size=3
+        pad=1
+        activation=leaky
+
+        [route]
+        layers=-1
+        """,
+        suffix=".cfg",
+    ),
+    _entry(
         "W0301: stride does not divide evenly",
         """
         A convolution or pool moves its window by the stride and stops when the
@@ -783,6 +1013,42 @@ _ENTRIES = (
         }
         """,
     ),
+    _entry(
+        "W0401: a setting archc ignores",
+        """
+        The file sets something archc does not read: a key Darknet does not
+        know either (Darknet prints "Unused field" for it), or a Caffe field
+        that changes no figure. Often it is a misspelt key, and the setting
+        meant to be given falls back to its default: `filtres=16` leaves
+        `filters` at 1. Check the spelling; the help suggests the key archc
+        expected.
+        """,
+        wrong="""
+        [net]
+        width=32
+        height=32
+        channels=3
+
+        [convolutional]
+        filtres=16
+        size=3
+        pad=1
+        activation=leaky
+        """,
+        right="""
+        [net]
+        width=32
+        height=32
+        channels=3
+
+        [convolutional]
+        filters=16
+        size=3
+        pad=1
+        activation=leaky
+        """,
+        suffix=".cfg",
+    ),
 )
 
 CODES: dict[str, Code] = {entry.code: entry for entry in _ENTRIES}
@@ -793,10 +1059,14 @@ def explain(code: str) -> str:
     entry = CODES[code.strip().upper()]
     lines = [f"{entry.code}: {entry.title}", ""]
     lines += _wrap(entry.text)
-    for label, spec in (("Wrong:", entry.wrong), ("Right:", entry.right)):
+    where = "" if entry.suffix == ".arch" else f" (a {_FORMATS[entry.suffix]} file)"
+    for label, spec in ((f"Wrong{where}:", entry.wrong), (f"Right{where}:", entry.right)):
         lines += ["", label]
         lines += [f"    {line}" if line else "" for line in spec.splitlines()]
     return "\n".join(lines)
+
+
+_FORMATS = {".cfg": "Darknet .cfg", ".prototxt": "Caffe .prototxt"}
 
 
 def _wrap(text: str) -> list[str]:

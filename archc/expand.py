@@ -8,6 +8,7 @@ which. Shapes come later, in the passes.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +110,10 @@ def _expr(e, env: dict, top: bool = False):
             if right == 0:
                 raise EvalError("division by zero", e.span)
             return left // right if e.op == "//" else left % right
-        result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right}[e.op]()
+        try:
+            result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right}[e.op]()
+        except OverflowError:  # a whole number beyond a float's range, with a decimal: 10**400 * 0.5
+            raise EvalError("number too large", e.span, ["sizes must fit in 62 bits"], code="E0213") from None
         if isinstance(result, int) and abs(result) > 2**62:
             raise EvalError("number too large", e.span, ["sizes must fit in 62 bits"], code="E0213")
         return result
@@ -145,7 +149,12 @@ def check_kind(p, v):
     if kind == "int":
         return v if _is_int(v) else None
     if kind == "float":
-        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return None
+        try:
+            return float(v)
+        except OverflowError:  # a whole number beyond a float's range is infinite, as 1e400 is
+            return math.inf if v > 0 else -math.inf
     if kind == "bool":
         return v if isinstance(v, bool) else None
     if kind == "shape":
@@ -258,17 +267,18 @@ class Expander:
         self.graph: Graph | None = None
         self.loaded: set[str] = set()
         self.stack: list[str] = []
+        self._reading: str | None = None
 
     # modules and imports
     def load_imports(self, module: ast.Module, base: Path) -> None:
         self._add_blocks(module.blocks)
         for imp in module.imports:
-            path = (base / imp.path).resolve()
-            key = str(path)
-            if key in self.loaded:
-                continue
-            self.loaded.add(key)
             try:
+                path = resolve(base / imp.path)
+                key = str(path)
+                if key in self.loaded:
+                    continue
+                self.loaded.add(key)
                 text = read_source(path)
             except OSError as err:
                 self.r.error(
@@ -340,11 +350,18 @@ class Expander:
             return BROKEN
         if count > MAX_NODES:
             raise _TooBigError(f"repeat {count:,} is more than archc can expand")
+        before, reported = len(self.graph), len(self.r.diagnostics)
         for i in range(1, count + 1):
             prev = self.body(stmt.body, scope.iteration(i), prev)
+            # A first iteration without errors adds what every later one adds: stop now
+            # rather than after expanding 200,000 layers (repeat 1000 { repeat 1000 { ... } }).
+            clean = len(self.r.diagnostics) == reported
+            if i == 1 and clean and before + (len(self.graph) - before) * count > MAX_NODES:
+                raise _TooBigError(f"the network expands to more than {MAX_NODES:,} layers")
         return prev
 
     def statement(self, stmt: ast.Layer, scope: Scope, prev):
+        self._reading = stmt.name  # for the message of a layer that reads itself
         if stmt.op in self.blocks:
             return self.call_block(stmt, scope, prev)
         if stmt.op == OUTPUT:
@@ -504,12 +521,22 @@ class Expander:
                 self.r.error(
                     "E0202", f"`{BLOCK_INPUT}` names a block's input and is only defined inside a block", ref.span
                 )
+            elif self._reading and head == self._reading:
+                self.r.error(
+                    "E0203",
+                    f"`{head}` reads itself: a layer cannot be its own input",
+                    ref.span,
+                    ["that would be a cycle; a network flows one way: name the layer above it that it should read"],
+                )
             else:
                 self.r.error(
                     "E0203",
                     f"`{ref.text}` is used before it is defined",
                     ref.span,
-                    ["a layer can only take inputs from layers defined above it"],
+                    [
+                        "a layer can only take inputs from layers defined above it: move its definition up",
+                        f"if `{head}` also reads this layer, the two form a cycle, which a network cannot have",
+                    ],
                 )
             return None
         self.r.error(
@@ -759,20 +786,36 @@ def reason(err: OSError) -> str:
     return err.strerror or str(err)
 
 
-MAX_FILE_BYTES = 10 * 1024 * 1024
+# Parsing and analysing take up to ~700 bytes of memory per byte of spec (a file of `a;`), so 1 MiB,
+# hundreds of times the largest real spec, keeps a run within 1 GiB; 10 MiB needed 3-7 GiB.
+MAX_FILE_BYTES = 2**20
 
 
 def read_source(path: Path) -> str:
     """Read a spec as UTF-8; OSError for anything that is not a readable text file."""
-    if path.is_dir():
-        raise IsADirectoryError(21, "it is a directory")
-    data = path.read_bytes()
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a directory")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)  # no more: a device such as /dev/zero never ends
+    except ValueError:  # open() refuses a path with a NUL byte
+        raise OSError(22, "the path holds a NUL byte") from None
     if len(data) > MAX_FILE_BYTES:
         raise OSError(27, f"larger than {MAX_FILE_BYTES // 2**20} MiB")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise OSError(22, f"not UTF-8 text (byte {err.start})") from None
+
+
+def resolve(path: Path) -> Path:
+    """`path.resolve()`; an OSError, as read_source raises, for a path that cannot name a file."""
+    try:
+        return path.resolve()
+    except ValueError:  # a NUL byte
+        raise OSError(22, "the path holds a NUL byte") from None
+    except RuntimeError:  # a symlink loop; Python 3.13 raises OSError itself
+        raise OSError(40, "a loop of symbolic links") from None
 
 
 def _display_path(path: Path) -> str:

@@ -49,7 +49,8 @@ def draw_layer(rng, rank):
         op = rng.choice(
             ["conv", "conv", "dwconv", "deconv", "maxpool", "avgpool", "minpool", "l2pool", "adaptiveavgpool"]
             + ["adaptivemaxpool", "globalavgpool", "globalmaxpool", "bn", "lrn", "flatten", "upsample"]
-            + ["zeropad", "dropout", "act", "reshape"]
+            + ["zeropad", "dropout", "act", "reshape", "chunk", "crop"]
+            + (["space_to_depth"] if nd == 2 else [])
         )
     if op == "conv":
         extra = rng.choice(["", "", " dilation=2", " groups=depthwise", " bias=false"])
@@ -70,6 +71,12 @@ def draw_layer(rng, rank):
         return f"upsample: {rng.randint(1, 2)}"
     if op == "zeropad":
         return "zeropad: " + rng.choice(["1", "(0,1)" if nd == 1 else "x".join(["(1,0)"] * nd)])
+    if op == "chunk":
+        return f"chunk: {rng.randint(1, 3)} index={rng.randint(0, 1)}"
+    if op == "crop":
+        return f"crop: {rng.randint(1, 3)}" + rng.choice(["", " offset=1"])
+    if op == "space_to_depth":
+        return f"space_to_depth: {rng.randint(1, 2)}"
     if op == "dense":
         return f"dense: {rng.randint(1, 8)}" + rng.choice(["", " bias=false"])
     if op == "dropout":
@@ -112,7 +119,7 @@ def _candidate(rng, i, last, shape) -> list[str]:
     name = f"l{i}"
     if rng.random() < 0.15 and rank >= 0:  # two branches, joined
         a, b = draw_layer(rng, rank), draw_layer(rng, rank)
-        join = rng.choice(["add", "concat"])
+        join = rng.choice(["add", "concat", "shortcut"])
         op_a, _, args_a = a.partition(":")
         op_b, _, args_b = b.partition(":")
         return [

@@ -156,3 +156,20 @@ def test_alexnet_at_224_with_an_unpadded_11x11_stride_4_conv_warns_with_the_fix(
         "conv conv1 does not divide evenly: (224-11)/4+1 = 54.25, so 1 pixel at the end is never used"
     )
     assert warning.help == ["pad=(1,2) makes it exact (224+3-11)/4+1 = 55; so does an input of 227"]
+
+
+def test_a_layer_reading_itself_and_a_forward_reference_each_have_their_message():
+    text = "network N {\n  input x: 3x8x8\n  conv a (b): 4 @ 1x1\n  conv b (a): 4 @ 1x1\n  conv c (c): 4 @ 1x1\n}\n"
+    forward, itself = errors(text).errors
+    assert (forward.code, forward.message, forward.span.line, forward.span.col) == (
+        "E0203",
+        "`b` is used before it is defined",
+        3,
+        11,
+    )
+    assert forward.help[1] == "if `b` also reads this layer, the two form a cycle, which a network cannot have"
+    assert (itself.code, itself.message, itself.span.line) == (
+        "E0203",
+        "`c` reads itself: a layer cannot be its own input",
+        5,
+    )

@@ -39,8 +39,13 @@ def entries():
         yield pytest.param(entry, id=code, marks=marks)
 
 
-def analyse(text: str, folder, inputs=None) -> archc.Network:
-    """A spec with an import is loaded from a file in an empty folder, where its imports resolve."""
+def analyse(text: str, folder, inputs=None, suffix: str = ".arch") -> archc.Network:
+    """A spec with an import is loaded from a file in an empty folder, where its imports resolve.
+
+    Examples of the import codes are Darknet or Caffe files: `suffix` picks the importer.
+    """
+    if suffix != ".arch":
+        return archc.loads(text, f"wrong{suffix}", inputs=inputs)
     if not IMPORT.search(text):
         return archc.loads(text, "wrong.arch", inputs=inputs)
     path = folder / "wrong.arch"
@@ -68,18 +73,20 @@ def test_entries_are_in_order_and_well_formed():
         assert entry.title and len(entry.title) <= 60 and not entry.title.endswith("."), code
         assert entry.text.endswith(".") and "\n" not in entry.text, code
         assert 2 <= entry.text.count(". ") + 1 <= 6, f"{code}: 2-6 sentences"
-        assert entry.wrong.endswith("}\n") and entry.right.endswith("}\n"), code
+        assert entry.suffix in (".arch", ".cfg", ".prototxt"), code
+        if entry.suffix != ".cfg":  # a .cfg has no braces
+            assert entry.wrong.endswith("}\n") and entry.right.endswith("}\n"), code
         assert entry.wrong != entry.right, code
 
 
 @pytest.mark.parametrize("entry", entries())
 def test_wrong_example_produces_its_code(entry, tmp_path):
     if entry.code.startswith("W"):
-        net = analyse(entry.wrong, tmp_path, entry.inputs)
+        net = analyse(entry.wrong, tmp_path, entry.inputs, entry.suffix)
         assert {w.code for w in net.warnings} == {entry.code}, [f"{w.code} {w.message}" for w in net.warnings]
         return
     with pytest.raises(archc.ArchError) as info:
-        analyse(entry.wrong, tmp_path, entry.inputs)
+        analyse(entry.wrong, tmp_path, entry.inputs, entry.suffix)
     codes = {d.code for d in info.value.errors}
     assert codes == {entry.code}, str(info.value)
 
@@ -87,7 +94,7 @@ def test_wrong_example_produces_its_code(entry, tmp_path):
 @pytest.mark.parametrize("entry", entries())
 def test_right_example_analyses_cleanly(entry, tmp_path):
     try:
-        net = analyse(entry.right, tmp_path)
+        net = analyse(entry.right, tmp_path, suffix=entry.suffix)
     except archc.ArchError as err:
         pytest.fail(f"{entry.code}: the right example does not analyse:\n{err}")
     assert not net.warnings, [f"{w.code} {w.message}" for w in net.warnings]

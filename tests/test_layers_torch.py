@@ -545,6 +545,68 @@ def other_cases() -> list:
     return cases
 
 
+def darknet_shortcut(prev, add):
+    """Darknet's shortcut_cpu (pjreddie/darknet src/blas.c), loop for loop: `add` summed into a copy of `prev`."""
+    out = prev.clone()
+    c2, h2, w2 = prev.shape[1:]
+    c1, h1, w1 = add.shape[1:]
+    stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
+    for k in range(min(c1, c2)):
+        for j in range(min(h1, h2)):
+            for i in range(min(w1, w2)):
+                out[:, k, j * sample, i * sample] += add[:, k, j * stride, i * stride]
+    return out
+
+
+def rearrange_cases() -> list:
+    cases = []
+    # chunk: torch.chunk along the channels
+    for shape, parts, index in [
+        ((6, 4, 4), 2, 1),
+        ((6, 4, 4), 3, 0),
+        ((8,), 4, 3),
+        ((4, 5), 1, 0),
+        ((6, 2, 2, 2), 2, 1),
+    ]:
+        text = f"chunk y: {parts}" + ("" if index == 0 else f" index={index}")
+        cases.append(one(shape, text, lambda p=parts, i=index: Lambda(lambda x: torch.chunk(x, p, 1)[i])))
+    # crop: a window; centred at floor((n - size) / 2) unless an offset is given
+    for shape, size, offset in [
+        ((3, 8, 8), (4, 4), None),
+        ((3, 7, 9), (4, 5), None),
+        ((2, 10), (3,), (5,)),
+        ((3, 8, 6), (2, 3), (6, 0)),
+        ((2, 5, 6, 7), (3, 3, 3), None),
+    ]:
+        text = f"crop y: {dims(size)}" + ("" if offset is None else f" offset={dims(offset)}")
+        start = offset or tuple((n - k) // 2 for n, k in zip(shape[1:], size))
+        window = tuple(slice(o, o + k) for o, k in zip(start, size))
+        cases.append(one(shape, text, lambda w=window: Lambda(lambda x: x[(slice(None), slice(None), *w)])))
+    # space_to_depth: PixelUnshuffle
+    for shape, block in [((3, 4, 6), 2), ((2, 6, 9), 3), ((5, 4, 4), 1)]:
+        cases.append(one(shape, f"space_to_depth y: {block}", lambda b=block: nn.PixelUnshuffle(b)))
+    cases.append(one((3, 4, 6), "space_to_depth y", lambda: nn.PixelUnshuffle(2)))
+    # shortcut: Darknet's rule, computed by its own loops
+    for shapes in [
+        [(4, 6, 6), (4, 6, 6)],
+        [(8, 4, 4), (4, 8, 8)],  # ResNet's projection-free downsampling: fewer channels, twice the size
+        [(4, 4, 4), (8, 4, 4)],  # more channels in the added input: the surplus is dropped
+        [(6, 3, 3), (4, 7, 7)],  # 7 // 3 = 2: every other pixel of the first 6 rows and columns
+        [(5, 5, 5), (5, 5, 5), (2, 10, 10)],
+    ]:
+        names = [f"a{i}" for i in range(len(shapes))]
+
+        def fn(*xs):
+            out = xs[0]
+            for x in xs[1:]:
+                out = darknet_shortcut(out, x)
+            return out
+
+        cases.append(Case(dict(zip(names, shapes)), f"shortcut y ({', '.join(names)})", lambda fn=fn: Lambda(fn)))
+    cases.append(Case({"a": (6,), "b": (4,)}, "shortcut y (a, b)", lambda: Lambda(lambda a, b: a + F.pad(b, (0, 2)))))
+    return cases
+
+
 ACTIVATIONS = {
     "relu": lambda: nn.ReLU(),
     "leaky_relu": lambda: nn.LeakyReLU(),
@@ -555,6 +617,7 @@ ACTIVATIONS = {
     "gelu": lambda: nn.GELU(),
     "silu": lambda: nn.SiLU(),
     "hardswish": lambda: nn.Hardswish(),
+    "mish": lambda: nn.Mish(),
     "tanh": lambda: nn.Tanh(),
     "sigmoid": lambda: nn.Sigmoid(),
     "softmax": lambda: nn.Softmax(dim=1),
@@ -590,6 +653,7 @@ LAYER_CASES = [
         + pool_cases()
         + adaptive_cases()
         + other_cases()
+        + rearrange_cases()
         + activation_cases()
     )
 ]

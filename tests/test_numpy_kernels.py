@@ -472,6 +472,12 @@ def test_upsample_nearest(nd, scale):
 # -- dropout ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("block", [1, 2, 3])
+def test_space_to_depth(block):
+    x = rand(2, 3, 6, 12, seed=21)
+    close(K.space_to_depth(x, block), F.pixel_unshuffle(tensor(x), block))
+
+
 def test_dropout_is_identity_when_not_training_or_p_is_zero():
     x = rand(4, 6, seed=20)
     rng = np.random.default_rng(0)
@@ -509,6 +515,7 @@ ACTIVATIONS = {
     "gelu": (K.gelu, F.gelu),
     "silu": (K.silu, F.silu),
     "hardswish": (K.hardswish, F.hardswish),
+    "mish": (K.mish, F.mish),
     "sigmoid": (K.sigmoid, torch.sigmoid),
     "softmax": (K.softmax, lambda t: F.softmax(t, dim=1)),
     "softmax-last": (lambda x: K.softmax(x, axis=-1), lambda t: F.softmax(t, dim=-1)),
@@ -654,6 +661,8 @@ SAMPLES = {
     "gelu": lambda: (X,),
     "silu": lambda: (X,),
     "hardswish": lambda: (X * 5,),
+    "mish": lambda: (X * 50,),
+    "space_to_depth": lambda: (rand(2, 3, 4, 6, seed=45), 2),
     "sigmoid": lambda: (X * 50,),
     "softmax": lambda: (X, 2),
     "he_normal": lambda: (np.random.default_rng(6), (8, 4, 3)),

@@ -64,6 +64,7 @@ _activation(
 )
 _activation("gelu", "x * Phi(x), the Gaussian error linear unit (exact form)", ("nn.GELU", "F.gelu"), "gelu")
 _activation("silu", "x * sigmoid(x) (swish)", ("nn.SiLU", "F.silu"), "silu")
+_activation("mish", "x * tanh(softplus(x)) (YOLOv4)", ("nn.Mish", "F.mish"), "mish")
 _activation("hardswish", "x * relu6(x+3)/6 (MobileNetV3)", ("nn.Hardswish", "F.hardswish"), "hardswish")
 _activation("tanh", "hyperbolic tangent", ("nn.Tanh", "torch.tanh"), "np.tanh")
 _activation("sigmoid", "1 / (1 + exp(-x))", ("nn.Sigmoid", "torch.sigmoid"), "sigmoid")

@@ -220,6 +220,15 @@ def _padded(b: int, a: int) -> str:
     return f" (+{b + a} padding)" if b + a else ""
 
 
+def _plus_one(num: int, den: int) -> str:
+    """num/den + 1 to two decimals; beyond a float's range (a padding of 400 digits) cut, not rounded."""
+    try:
+        return f"{num / den + 1:.2f}"
+    except OverflowError:
+        whole, rest = divmod(num, den)
+        return f"{whole + 1}.{rest * 100 // den:02d}"
+
+
 def _uneven_message(what: str, uneven, nd: int):
     axes = ["L"] if nd == 1 else (["H", "W"] if nd == 2 else ["D", "H", "W"])
     parts, helps = [], []
@@ -227,10 +236,10 @@ def _uneven_message(what: str, uneven, nd: int):
         uneven, nd = uneven[:1], 1  # the same in every dimension: say it once
     for axis, n, eff, s, b, a, rem, _out in uneven:
         total = b + a
-        exact = (n + total - eff) / s + 1
+        exact = _plus_one(n + total - eff, s)
         where = f"{axes[axis]}: " if nd > 1 else ""
         parts.append(
-            f"{where}({n}{f'+{total}' if total else ''}-{eff})/{s}+1 = {exact:.2f}, "
+            f"{where}({n}{f'+{total}' if total else ''}-{eff})/{s}+1 = {exact}, "
             f"so {rem} pixel{'s' if rem > 1 else ''} at the end {'are' if rem > 1 else 'is'} never used"
         )
         extra = s - rem

@@ -17,10 +17,10 @@ class Input(Op):
     def infer(self, node, ins, warn):
         shape = node.attrs["shape"]
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        if len(shape) > 4 or min(shape) < 1:
+        if not shape or len(shape) > 4 or min(shape) < 1:  # inputs={"x": ()} gives no size at all
             raise ShapeError(
-                f"input {node.name}: shape {fmt_shape(shape)} is not a vector, C x L, C x H x W or C x D x H x W "
-                f"with sizes of at least 1",
+                f"input {node.name}: shape {fmt_shape(shape) or '()'} is not a vector, C x L, C x H x W or "
+                f"C x D x H x W with sizes of at least 1",
                 param="shape",
                 code="E0205",
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..codegen.pyexpr import Sum, call, list_of
+from ..codegen.pyexpr import Index, Sum, call, list_of, lit
 from .base import Op, ShapeError, fmt_shape, register
 
 
@@ -62,6 +62,92 @@ class Add(Op):
         return _merge_rf(rfs)
 
     def torch_call(self, node, module, args):
-        return Sum(tuple(args))
+        return flat_sum(args)
 
     numpy_call = torch_call
+
+
+# `a + b + c` nests one level per term, and CPython cannot compile a few thousand levels
+# (RecursionError); more inputs than this are summed by the builtin sum() of a flat list.
+MAX_TERMS = 64
+
+
+def flat_sum(terms):
+    """`a + b + c`, or `sum([a, b, c, ...])` for many terms: the same value in torch and NumPy."""
+    return Sum(tuple(terms)) if len(terms) <= MAX_TERMS else call("sum", list_of(terms))
+
+
+@register
+class Shortcut(Op):
+    name = "shortcut"
+    doc = (
+        "Adds the other inputs into the first, whose shape the output keeps: a larger input is sampled "
+        "every k-th position, surplus channels are dropped and missing ones count as zero "
+        "(ResNet's parameter-free shortcut; Darknet's [shortcut])."
+    )
+    min_inputs, max_inputs = 2, None
+
+    def infer(self, node, ins, warn):
+        out = ins[0]
+        fits = []
+        for src, shape in zip(node.inputs[1:], ins[1:]):
+            if len(shape) != len(out) or any(n < m for n, m in zip(shape[1:], out[1:])):
+                raise ShapeError(
+                    f"shortcut {node.name}: {src} {fmt_shape(shape)} cannot be added into {node.inputs[0]} "
+                    f"{fmt_shape(out)}: every input needs the first one's rank and at least its spatial size",
+                    ["list the input with the smaller (or equal) spatial size first"],
+                    code="E0305",
+                )
+            strides = tuple(n // m for n, m in zip(shape[1:], out[1:]))
+            fits.append((min(shape[0], out[0]), strides))
+        node.geom.update(fits=fits, shapes=ins[1:])
+        return out
+
+    def receptive(self, node, rfs):
+        return _merge_rf(rfs)
+
+    def describe(self, node):
+        strides = {s for _c, stride in node.geom["fits"] for s in stride}
+        return {"stride": "-" if strides <= {1} else "/".join(map(str, sorted(strides)))}
+
+    def settings(self, node):
+        return "sampled" if any(max(s, default=1) > 1 for _c, s in node.geom["fits"]) else ""
+
+    def _term(self, node, arg, shape, fit, pad):
+        channels, strides = fit
+        out = node.shape
+        parts = [":", ":" if channels == shape[0] else f":{channels}"]
+        parts += [_sample(n, m, s) for n, m, s in zip(shape[1:], out[1:], strides)]
+        term = arg if all(p == ":" for p in parts) else Index(arg, ", ".join(parts[: _last_cut(parts) + 1]))
+        if channels < out[0]:
+            term = pad(term, out[0] - channels, len(out) - 1)
+        return term
+
+    def _terms(self, node, args, pad):
+        g = node.geom
+        terms = (self._term(node, a, s, f, pad) for a, s, f in zip(args[1:], g["shapes"], g["fits"]))
+        return flat_sum((args[0], *terms))  # many inputs: sum([...]), which CPython can compile
+
+    def torch_call(self, node, module, args):
+        def pad(term, extra, nd):
+            return call("F.pad", term, lit((0, 0) * nd + (0, extra)))
+
+        return self._terms(node, args, pad)
+
+    def numpy_call(self, node, state, args):
+        def pad(term, extra, nd):
+            return call("np.pad", term, lit(((0, 0), (0, extra), *((0, 0),) * nd)))
+
+        return self._terms(node, args, pad)
+
+
+def _last_cut(parts) -> int:
+    """Index of the last part that slices anything: `x[:, :64]`, not `x[:, :64, :, :]`."""
+    return max(i for i, p in enumerate(parts) if p != ":")
+
+
+def _sample(n: int, m: int, s: int) -> str:
+    """The slice taking m of n positions, every s-th from the first."""
+    if s == 1:
+        return ":" if n == m else f":{m}"
+    return f"::{s}" if n == m * s else f":{m * s}:{s}"

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 from ..codegen.pyexpr import call, lit
 from .base import Op, P, ShapeError, fmt_padding, fmt_shape, per_dim, prod, register, resolve_padding, spatial_dims
-from .emit import dims, padding
+from .emit import dims, numpy_pad
 
 
 @register
@@ -133,7 +133,7 @@ class ZeroPad(Op):
         return call(f"nn.ZeroPad{node.geom['nd']}d", lit(pads[0][0]) if uniform else lit(flat))
 
     def numpy_call(self, node, state, args):
-        return call("pad", args[0], padding(node.geom["pads"]))
+        return numpy_pad(args[0], node.geom["pads"])  # `zeropad: 0` pads nothing: the input itself
 
 
 @register

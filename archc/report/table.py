@@ -29,6 +29,8 @@ COLUMNS = {
     "memory": "memory",
     "rf": "receptive field",
     "inputs": "inputs",
+    "bflops": "BFLOPs",
+    "caffe_memory": "memory for data",
 }
 DEFAULT_COLUMNS = (
     "name",
@@ -43,7 +45,9 @@ DEFAULT_COLUMNS = (
     "macs",
     "memory",
 )
-NUMERIC = {"size", "params", "macs", "memory"}
+NUMERIC = {"size", "params", "macs", "memory", "bflops", "caffe_memory"}
+# `--convention`: the column each source tool's figures add (computed in archc/conventions.py).
+CONVENTION_COLUMNS = {"darknet": "bflops", "caffe": "caffe_memory"}
 
 CONVENTIONS = (
     "MACs count the multiply-accumulates of conv, transposed conv and dense layers only (no bias, BN, pooling "
@@ -70,12 +74,21 @@ def _rf(node):
 
 
 def _num(fraction):
-    return int(fraction) if fraction.denominator == 1 else float(fraction)
+    if fraction.denominator == 1:
+        return int(fraction)
+    try:
+        return float(fraction)
+    except OverflowError:  # beyond a float's range (a padding of 400 digits): the nearest whole number
+        return round(fraction)
 
 
 def rows(net, layout: str = "chw") -> list[dict]:
     """One dictionary of raw values per layer, in topological order."""
     from ..analysis import DTYPE_BYTES
+    from ..conventions import caffe_memory, darknet_bflops
+
+    bflops = darknet_bflops(net)
+    caffe = {top.layer: top.total_bytes for top in caffe_memory(net)}  # the last blob of each layer
 
     nbytes = DTYPE_BYTES[net.dtype] * net.batch
     out = []
@@ -99,6 +112,8 @@ def rows(net, layout: str = "chw") -> list[dict]:
                 "memory": None if op.is_view else node.activations * nbytes,
                 "rf": rf,
                 "inputs": list(node.inputs),
+                "bflops": bflops.of(node.name),
+                "caffe_memory": caffe.get(node.name),
             }
         )
     return out
@@ -107,6 +122,8 @@ def rows(net, layout: str = "chw") -> list[dict]:
 def human_bytes(n: int | None) -> str:
     if n is None:
         return "view"
+    if n >= 2**1000:  # beyond a float's range (a batch of 400 digits): whole TiB
+        return f"{n // 2**40} TiB"
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -116,6 +133,8 @@ def human_bytes(n: int | None) -> str:
 
 
 def _cell(key: str, value) -> str:
+    if key == "bflops" and value is not None:
+        return f"{value:.3f}"
     if key == "memory":
         return human_bytes(value)
     if value is None or value == []:
@@ -131,7 +150,7 @@ def _cell(key: str, value) -> str:
     return str(value)
 
 
-def summary_lines(net) -> list[str]:
+def summary_lines(net, convention: str | None = None) -> list[str]:
     t = net.totals
     setting = f"batch {net.batch}, {net.dtype}"
     peak_at = f" (at {t.peak_layer})" if t.peak_layer else ""
@@ -140,7 +159,29 @@ def summary_lines(net) -> list[str]:
         f"MACs {t.macs:,} (FLOPs {t.flops:,})",
         f"Activations {t.activations:,} per sample, {human_bytes(t.activation_bytes)}; peak activation memory "
         f"{human_bytes(t.peak_activation_bytes)}{peak_at}; {setting}",
+        *_convention_lines(net, convention),
     ]
+
+
+def _convention_lines(net, convention: str | None) -> list[str]:
+    """The totals as the source tool prints them (archc table --convention)."""
+    from ..conventions import caffe_memory, darknet_bflops
+
+    if convention == "darknet":
+        figures = darknet_bflops(net)
+        return [
+            f"Total BFLOPS {float(figures.total):.3f} (convolutions {float(figures.conv):.3f}), as AlexeyAB's Darknet "
+            "counts them: 2 x MACs per conv, window x outputs per max pool, one per output and added input per "
+            "shortcut"
+        ]
+    if convention == "caffe":
+        tops = caffe_memory(net)
+        total = tops[-1].total_bytes if tops else 0
+        return [
+            f"Memory required for data: {total} ({human_bytes(total)}), as Caffe counts it: every top blob, "
+            f"in-place ones again; batch {net.batch}, {net.dtype}"
+        ]
+    return []
 
 
 def _pick(columns) -> tuple[str, ...]:
@@ -152,8 +193,20 @@ def _pick(columns) -> tuple[str, ...]:
 
 
 def render_table(
-    net, format: str = "rich", *, layout: str = "chw", columns=None, color: bool = False, width: int | None = None
+    net,
+    format: str = "rich",
+    *,
+    layout: str = "chw",
+    columns=None,
+    color: bool = False,
+    width: int | None = None,
+    convention: str | None = None,
 ) -> str:
+    """`convention`: darknet or caffe adds that tool's column (unless `columns` are given) and totals."""
+    if convention is not None and convention not in CONVENTION_COLUMNS:
+        raise ValueError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTION_COLUMNS)}")
+    if convention is not None and not columns:
+        columns = (*DEFAULT_COLUMNS, CONVENTION_COLUMNS[convention])
     columns = _pick(columns)
     if layout not in ("chw", "hwc"):
         raise ValueError("layout is chw or hwc")
@@ -161,17 +214,18 @@ def render_table(
     if format not in renderers:
         raise ValueError(f"unknown format {format!r}; choose one of {', '.join(renderers)}")
     if format == "json":
-        return _json(net, layout)
-    return renderers[format](net, rows(net, layout), columns, color=color, width=width)
+        return _json(net, layout, convention)
+    return renderers[format](net, rows(net, layout), columns, color=color, width=width, convention=convention)
 
 
-def _rich(net, table_rows, columns, *, color: bool, width: int | None) -> str:
+def _rich(net, table_rows, columns, *, color: bool, width: int | None, convention: str | None = None) -> str:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(
-        title=f"{net.name} ({net.file})",
+        title=Text(f"{net.name} ({net.file})", style="table.title"),  # literal: a file name is not markup
         box=box.SIMPLE_HEAVY,
         show_footer=True,
         title_justify="left",
@@ -184,6 +238,12 @@ def _rich(net, table_rows, columns, *, color: bool, width: int | None) -> str:
         "size": net.totals.activations,
         "memory": net.totals.activation_bytes,
     }
+    if "bflops" in columns or "caffe_memory" in columns:
+        from ..conventions import caffe_memory, darknet_bflops
+
+        tops = caffe_memory(net)
+        totals["bflops"] = float(darknet_bflops(net).total)
+        totals["caffe_memory"] = tops[-1].total_bytes if tops else 0
     for key in columns:
         footer = "total" if key == "name" else (_cell(key, totals[key]) if key in totals else "")
         table.add_column(
@@ -197,13 +257,13 @@ def _rich(net, table_rows, columns, *, color: bool, width: int | None) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=color, no_color=not color, width=width or 10_000, highlight=False)
     console.print(table)
-    for line in summary_lines(net):
+    for line in summary_lines(net, convention):
         console.print(line, soft_wrap=True)
     console.print(f"[dim]{CONVENTIONS}[/dim]" if color else CONVENTIONS, soft_wrap=True)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
-def _markdown(net, table_rows, columns, **_) -> str:
+def _markdown(net, table_rows, columns, convention: str | None = None, **_) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
@@ -216,7 +276,7 @@ def _markdown(net, table_rows, columns, **_) -> str:
     for row in table_rows:
         lines.append("| " + " | ".join(esc(_cell(k, row[k])) for k in columns) + " |")
     lines.append("")
-    lines += [line + "  " for line in summary_lines(net)]
+    lines += [line + "  " for line in summary_lines(net, convention)]
     lines.append(f"_{CONVENTIONS}_")
     return "\n".join(lines) + "\n"
 
@@ -242,8 +302,9 @@ def _csv_cell(key: str, value):
     return value
 
 
-def network_json(net, layout: str = "chw") -> dict:
+def network_json(net, layout: str = "chw", convention: str | None = None) -> dict:
     layers = []
+    extra = CONVENTION_COLUMNS.get(convention)
     for node, row in zip(net.graph, rows(net, layout)):
         layers.append(
             {
@@ -265,9 +326,10 @@ def network_json(net, layout: str = "chw") -> dict:
                 "block": [instance for _block, instance in node.scope],
                 "line": node.span.line,
                 "col": node.span.col,
+                **({extra: row[extra]} if extra else {}),
             }
         )
-    return {
+    document = {
         "network": net.name,
         "file": net.file,
         "inputs": {n.name: list(layout_shape(n.shape, layout)) for n in net.graph.inputs},
@@ -280,7 +342,20 @@ def network_json(net, layout: str = "chw") -> dict:
         "conventions": CONVENTIONS,
         "warnings": [w.as_dict() for w in net.warnings],
     }
+    if convention is not None:
+        document[convention] = _convention_totals(net, convention)
+    return document
 
 
-def _json(net, layout: str) -> str:
-    return json.dumps(network_json(net, layout), indent=2) + "\n"
+def _convention_totals(net, convention: str) -> dict:
+    from ..conventions import caffe_memory, darknet_bflops
+
+    if convention == "darknet":
+        figures = darknet_bflops(net)
+        return {"total_bflops": float(figures.total), "conv_bflops": float(figures.conv)}
+    tops = caffe_memory(net)
+    return {"memory_required_for_data": tops[-1].total_bytes if tops else 0}
+
+
+def _json(net, layout: str, convention: str | None = None) -> str:
+    return json.dumps(network_json(net, layout, convention), indent=2) + "\n"

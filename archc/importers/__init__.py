@@ -1,0 +1,62 @@
+"""Networks in other tools' formats, read into archc's syntax tree.
+
+`import_source(text, file)` picks the importer by the file's extension:
+Darknet `.cfg` files and Caffe `.prototxt` files. `archc.load` calls it, so
+every command (check, table, codegen, diagram) reads those files as it reads
+a `.arch` spec, and `archc import` prints the result as `.arch` text.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from .common import Imported
+
+FORMATS = {".cfg": "darknet", ".prototxt": "caffe"}
+
+
+def source_format(file: str) -> str:
+    """`darknet`, `caffe` or `arch`, by the file's extension."""
+    return FORMATS.get(PurePath(file).suffix.lower(), "arch")
+
+
+def import_source(text: str, file: str, inputs: dict | None = None, format: str | None = None) -> Imported:
+    """The network in `text` as an archc syntax tree; raises ArchError with every problem found.
+
+    `inputs` gives shapes by input name for inputs the file does not size (a Caffe Data layer).
+    """
+    kind = format or source_format(file)
+    if kind == "darknet":
+        from .darknet import import_darknet
+
+        return import_darknet(text, file)
+    if kind == "caffe":
+        from .caffe import import_caffe
+
+        return import_caffe(text, file, inputs or {})
+    raise ValueError(f"no importer for {file!r}")
+
+
+__all__ = ["FORMATS", "Imported", "import_source", "source_format"]
+
+
+def import_text(text: str, file: str, *, blocks: bool = True, inputs: dict | None = None) -> str:
+    """The network in a `.cfg` or `.prototxt` as `.arch` text (what `archc import` writes).
+
+    With `blocks`, repeated units become blocks and `repeat`s (archc.importers.structure); without,
+    one statement per layer, with the names `archc table FILE` shows.
+    """
+    from ..printer import format_module
+    from .structure import structure
+
+    imported = import_source(text, file, inputs)
+    module = imported.module
+    if blocks:
+        module = structure(module, imported.units, imported.modules, imported.repeats)
+    name = PurePath(file).name
+    header = [f"Imported by `archc import` from {name}.", *imported.header]
+    if imported.batch:
+        header.append(
+            f"The file's batch is {imported.batch}: `archc table --batch {imported.batch}` gives its figures."
+        )
+    return format_module(module, notes=imported.notes, after=imported.after, header=header, footer=imported.footer)

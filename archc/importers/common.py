@@ -1,0 +1,211 @@
+"""What both importers share: a flat network under construction, and values as syntax trees.
+
+An importer reads its format and builds the same syntax tree (`archc.ast`)
+that the `.arch` parser builds, one statement per layer, every input named
+and every statement and argument carrying the span of the source text it
+came from. The expander and the passes then run unchanged, so a shape error
+in a `.cfg` or `.prototxt` points at its line and column like one in a spec.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from .. import ast
+from ..diagnostics import Diagnostic, Span
+from ..ops.base import PadPair
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+BROKEN = None  # the output of a section or layer that has an error: whatever reads it stays quiet
+
+
+@dataclass
+class Imported:
+    """An importer's result: the syntax tree, and what the `.arch` text of it should say besides."""
+
+    module: ast.Module
+    warnings: list[Diagnostic]
+    notes: dict[str, list[str]] = field(default_factory=dict)  # comment lines above a statement, by its name
+    after: dict[str, str] = field(default_factory=dict)  # a comment at the end of a statement's line
+    header: list[str] = field(default_factory=list)  # comment lines at the top of the file
+    footer: list[str] = field(default_factory=list)  # comment lines after the last statement
+    batch: int | None = None  # the batch size the source states (Caffe's input shape), if any
+    # statements that came from one source layer, with the name a block call of them would take
+    units: list[tuple[str, list[str]]] = field(default_factory=list)
+    modules: list[tuple[str, list[str]]] = field(default_factory=list)  # larger groups (a Caffe name prefix)
+    repeats: bool = True  # whether runs of the same unit read best as `repeat` (Darknet: no layer names to keep)
+
+
+def to_value(value, span: Span) -> ast.Value:
+    """A Python value (int, float, bool, word, shape tuple, per-side pairs) as the tree of its literal."""
+    if isinstance(value, tuple) and not isinstance(value, PadPair):
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            if len(value) == 1:
+                return ast.Value((ast.Num(value[0], span),), span)
+            return ast.Value((ast.Dims(tuple(value), span),), span)
+        return ast.Value(tuple(_expr(v, span) for v in value), span)
+    return ast.Value((_expr(value, span),), span)
+
+
+def _expr(value, span: Span):
+    if isinstance(value, bool):
+        return ast.Name("true" if value else "false", span)
+    if isinstance(value, int | float):
+        return ast.Num(value, span)
+    if isinstance(value, str):
+        return ast.Name(value, span)
+    if isinstance(value, PadPair):
+        return ast.Pair(ast.Num(value[0], span), ast.Num(value[1], span), span)
+    raise TypeError(f"no literal for {value!r}")  # pragma: no cover - importers pass only the kinds above
+
+
+def sanitize(text: str) -> str:
+    """A source name as an archc name: letters, digits and `_`, not starting with a digit."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", text.strip()) or "layer"
+    return name if not name[0].isdigit() else "_" + name
+
+
+class Flat:
+    """A network under construction, one statement per layer, in the order the source defines them."""
+
+    RESERVED = frozenset({"in"})
+
+    def __init__(self, file: str):
+        self.file = file
+        self.stmts: list[ast.Layer] = []
+        self.position: dict[str, int] = {}
+        self.taken: set[str] = set()
+        self.diagnostics: list[Diagnostic] = []
+        self.notes: dict[str, list[str]] = {}
+        self.after: dict[str, str] = {}
+        self.header: list[str] = []
+        self.footer: list[str] = []
+        self.units: list[tuple[str, list[str]]] = []
+        self.modules: list[tuple[str, list[str]]] = []
+        self.repeats = True
+        self.outputs: list[str] | None = None
+        self.output_span: Span | None = None
+        self._pending: list[str] = []  # notes waiting for the next statement
+
+    # -- diagnostics -----------------------------------------------------------------------
+
+    def error(self, code: str, message: str, span: Span | None, help=()) -> None:
+        self.diagnostics.append(Diagnostic("error", code, message, span, list(help)))
+
+    def warn(self, code: str, message: str, span: Span | None, help=()) -> None:
+        self.diagnostics.append(Diagnostic("warning", code, message, span, list(help)))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.diagnostics)
+
+    # -- names -----------------------------------------------------------------------------
+
+    def unique(self, wanted: str) -> str:
+        """`wanted` made a valid name no statement has yet: `conv1`, else `conv1_2`, `conv1_3`, ..."""
+        base = sanitize(wanted)
+        if base in self.RESERVED:
+            base += "_"
+        name, n = base, 1
+        while name in self.taken:
+            n += 1
+            name = f"{base}_{n}"
+        self.taken.add(name)
+        return name
+
+    # -- statements ------------------------------------------------------------------------
+
+    def add(
+        self,
+        op: str,
+        name: str,
+        inputs: list[str],
+        args: list[tuple[str | None, object, Span]],
+        span: Span,
+        activation: tuple[str, list, Span] | None = None,
+        unit: bool = True,
+    ) -> str:
+        """Append `op name (inputs): args -> activation`; `name` must come from `unique`.
+
+        Reading a BROKEN input adds nothing and gives BROKEN: the cause has its own error.
+        """
+        if any(i is BROKEN for i in inputs):
+            return BROKEN
+        refs = tuple(ast.Ref((i,), span) for i in inputs)
+        stmt = ast.Layer(
+            op=op,
+            op_span=span,
+            name=name,
+            name_span=span,
+            inputs=refs if op != "input" else None,
+            args=tuple(ast.Arg(key, to_value(value, where), where) for key, value, where in args),
+            activation=_activation(activation),
+            span=span,
+        )
+        self.position[name] = len(self.stmts)
+        self.stmts.append(stmt)
+        if self._pending:
+            self.notes.setdefault(name, []).extend(self._pending)
+            self._pending = []
+        if unit:
+            self.units.append((name, [name]))
+        else:
+            self.units[-1][1].append(name)
+        return name
+
+    def name_unit(self, name: str) -> None:
+        """Name the current unit after `name` (a block call of it would take that name)."""
+        self.units[-1] = (name, self.units[-1][1])
+
+    def set_activation(self, name: str, activation: tuple[str, list, Span]) -> None:
+        i = self.position[name]
+        self.stmts[i] = replace(self.stmts[i], activation=_activation(activation))
+
+    def activation_of(self, name: str):
+        return self.stmts[self.position[name]].activation
+
+    def op_of(self, name: str) -> str:
+        return self.stmts[self.position[name]].op
+
+    def note(self, text: str) -> None:
+        """A comment for the `.arch` text, above the next statement (or at the end)."""
+        self._pending.append(text)
+
+    def module(self, network: str, span: Span) -> ast.Module:
+        body = list(self.stmts)
+        if self.outputs is not None:
+            where = self.output_span or span
+            refs = tuple(ast.Ref((o,), where) for o in self.outputs)
+            body.append(ast.Layer("output", where, None, None, refs, (), None, where))
+        self.footer.extend(self._pending)
+        self._pending = []
+        return ast.Module(self.file, (), (), (ast.Network(network, tuple(body), span),))
+
+    def result(self, network: str, span: Span, batch: int | None = None) -> Imported:
+        module = self.module(network, span)
+        warnings = [d for d in self.diagnostics if d.severity == "warning"]
+        return Imported(
+            module,
+            warnings,
+            self.notes,
+            self.after,
+            self.header,
+            self.footer,
+            batch,
+            self.units,
+            self.modules,
+            self.repeats,
+        )
+
+
+def _activation(activation) -> ast.Activation | None:
+    if activation is None:
+        return None
+    name, values, span = activation
+    return ast.Activation(name, tuple(to_value(v, span) for v in values), span)
+
+
+def network_name(text: str) -> str:
+    """A file stem or a source's network name as an archc network name: yolov3-tiny -> yolov3_tiny."""
+    return sanitize(text) if text.strip() else "Network"

@@ -1,0 +1,146 @@
+"""Layers that pick or rearrange values without computing new ones: chunk, crop, space_to_depth.
+
+`chunk` and `crop` are slices of their input (views in PyTorch and NumPy, so
+they add no memory); `space_to_depth` moves each block of pixels into the
+channels (PyTorch's PixelUnshuffle) and has its own output.
+"""
+
+from __future__ import annotations
+
+from ..codegen.pyexpr import Index, call
+from .base import Op, P, ShapeError, fmt_shape, per_dim, register, spatial_dims, window_rf
+
+
+@register
+class Chunk(Op):
+    name = "chunk"
+    doc = "One of `parts` equal groups of channels, the `index`-th (torch.chunk along the channels): a view."
+    params = (
+        P("parts", "int", positional=True, doc="how many equal groups the channels are split into"),
+        P("index", "int", 0, positional=True, doc="which group, counted from 0"),
+    )
+    is_view = True
+
+    def infer(self, node, ins, warn):
+        channels, *spatial = ins[0]
+        parts, index = node.attrs["parts"], node.attrs["index"]
+        if parts < 1:
+            raise ShapeError(f"chunk {node.name}: parts must be at least 1, not {parts}", param="parts", code="E0205")
+        if channels % parts:
+            divisors = ", ".join(str(d) for d in range(1, channels + 1) if channels % d == 0)
+            raise ShapeError(
+                f"chunk {node.name}: {parts} parts do not divide the {channels} channels of {fmt_shape(ins[0])}",
+                [f"the divisors of {channels} are {divisors}"],
+                param="parts",
+                code="E0303",
+            )
+        if not 0 <= index < parts:
+            raise ShapeError(
+                f"chunk {node.name}: index {index} is not one of the {parts} parts (0 to {parts - 1})",
+                param="index",
+                code="E0205",
+            )
+        size = channels // parts
+        node.geom.update(start=index * size, stop=(index + 1) * size)
+        return (size, *spatial)
+
+    def describe(self, node):
+        return {"filter": f"part {node.attrs['index'] + 1}/{node.attrs['parts']}"}
+
+    def settings(self, node):
+        return f"channels {node.geom['start']}:{node.geom['stop']}"
+
+    def torch_call(self, node, module, args):  # inline: a slice is not a module
+        return Index(args[0], f":, {node.geom['start']}:{node.geom['stop']}")
+
+    numpy_call = torch_call  # the same slice on both kinds of array
+
+
+@register
+class Crop(Op):
+    name = "crop"
+    doc = "A window of `size` cut out of the spatial dimensions, centred unless `offset` says where: a view."
+    params = (
+        P("size", "shape", positional=True, doc="the size kept, e.g. 224x224"),
+        P("offset", "shape", None, doc="first row/column kept; by default (input - size) // 2, the centre"),
+    )
+    is_view = True
+
+    def infer(self, node, ins, warn):
+        what = f"crop {node.name}"
+        channels, *spatial = ins[0]
+        nd = spatial_dims(node, ins[0], "crop")
+        size = per_dim(node.attrs["size"], nd, "size", what)
+        if node.attrs["offset"] is None:
+            offset = tuple((n - s) // 2 for n, s in zip(spatial, size))
+        else:
+            offset = per_dim(node.attrs["offset"], nd, "offset", what)
+        for n, s, o in zip(spatial, size, offset):
+            if s < 1 or o < 0 or o + s > n:
+                raise ShapeError(
+                    f"{what}: a {fmt_shape(size)} window at offset {fmt_shape(offset)} does not fit in "
+                    f"{fmt_shape(tuple(spatial))}",
+                    ["the window must lie inside the input: size + offset at most the input size"],
+                    param="size" if s > n or s < 1 else "offset",
+                    code="E0205",
+                )
+        node.geom.update(nd=nd, size=size, offset=offset)
+        return (channels, *size)
+
+    def receptive(self, node, rfs):
+        if rfs[0] is None:
+            return None
+        return tuple((r, j, start + o * j) for (r, j, start), o in zip(rfs[0], node.geom["offset"]))
+
+    def describe(self, node):
+        return {"filter": fmt_shape(node.geom["size"]), "padding": "crop " + fmt_shape(node.geom["offset"])}
+
+    def settings(self, node):
+        return f"{fmt_shape(node.geom['size'])} at {fmt_shape(node.geom['offset'])}"
+
+    def torch_call(self, node, module, args):
+        g = node.geom
+        window = ", ".join(f"{o}:{o + s}" for o, s in zip(g["offset"], g["size"]))
+        return Index(args[0], f":, :, {window}")
+
+    numpy_call = torch_call
+
+
+@register
+class SpaceToDepth(Op):
+    name = "space_to_depth"
+    doc = "Moves each block x block patch of pixels into the channels (PyTorch's PixelUnshuffle, Darknet's reorg)."
+    params = (P("block", "int", 2, positional=True, doc="side of the patch; must divide the height and width"),)
+
+    def infer(self, node, ins, warn):
+        what = f"space_to_depth {node.name}"
+        spatial_dims(node, ins[0], "space_to_depth", allowed=(2,))
+        channels, *spatial = ins[0]
+        block = node.attrs["block"]
+        if block < 1:
+            raise ShapeError(f"{what}: block must be at least 1, not {block}", param="block", code="E0205")
+        if any(n % block for n in spatial):
+            raise ShapeError(
+                f"{what}: block {block} does not divide the input's {fmt_shape(tuple(spatial))}",
+                ["the height and the width must be multiples of the block"],
+                param="block",
+                code="E0205",
+            )
+        return (channels * block * block, *(n // block for n in spatial))
+
+    def receptive(self, node, rfs):
+        b = node.attrs["block"]
+        return window_rf(rfs[0], (b, b), (b, b), (1, 1), ((0, 0), (0, 0)))
+
+    def describe(self, node):
+        b = node.attrs["block"]
+        return {"filter": f"{b}x{b}", "stride": str(b)}
+
+    def settings(self, node):
+        return f"block {node.attrs['block']}"
+
+    def torch_layer(self, node, ins):
+        return call("nn.PixelUnshuffle", node.attrs["block"])
+
+    def numpy_call(self, node, state, args):
+        return call("space_to_depth", args[0], node.attrs["block"])
