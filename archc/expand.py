@@ -103,21 +103,41 @@ def _expr(e, env: dict, top: bool = False):
     if isinstance(e, ast.Pair):
         return PadPair((_int(e.first, env), _int(e.second, env)))
     if isinstance(e, ast.BinOp):
-        left, right = _number(e.left, env), _number(e.right, env)
-        if e.op in ("//", "%"):
-            if not (isinstance(left, int) and isinstance(right, int)):
-                raise EvalError(f"`{e.op}` needs whole numbers", e.span)
-            if right == 0:
-                raise EvalError("division by zero", e.span)
-            return left // right if e.op == "//" else left % right
-        try:
-            result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right}[e.op]()
-        except OverflowError:  # a whole number beyond a float's range, with a decimal: 10**400 * 0.5
-            raise EvalError("number too large", e.span, ["sizes must fit in 62 bits"], code="E0213") from None
-        if isinstance(result, int) and abs(result) > 2**62:
-            raise EvalError("number too large", e.span, ["sizes must fit in 62 bits"], code="E0213")
-        return result
+        return _arithmetic(e, env)
     raise AssertionError(f"unknown expression {e!r}")  # pragma: no cover
+
+
+def _arithmetic(e: ast.BinOp, env: dict):
+    """Evaluate an operator tree with a stack of its own, not Python's: `1 + 1 + ... + 1` nests as
+    deep as it is long, and 1,000 terms overflowed Python's stack. Left before right, as before."""
+    todo: list = [(e, False)]
+    values: list = []
+    while todo:
+        node, ready = todo.pop()
+        if not isinstance(node, ast.BinOp):
+            values.append(_number(node, env))
+        elif not ready:
+            todo += [(node, True), (node.right, False), (node.left, False)]
+        else:
+            right = values.pop()
+            values.append(_operate(node, values.pop(), right))
+    return values[0]
+
+
+def _operate(e: ast.BinOp, left, right):
+    if e.op in ("//", "%"):
+        if not (isinstance(left, int) and isinstance(right, int)):
+            raise EvalError(f"`{e.op}` needs whole numbers", e.span)
+        if right == 0:
+            raise EvalError("division by zero", e.span)
+        return left // right if e.op == "//" else left % right
+    try:
+        result = {"+": lambda: left + right, "-": lambda: left - right, "*": lambda: left * right}[e.op]()
+    except OverflowError:  # a whole number beyond a float's range, with a decimal: 10**400 * 0.5
+        raise EvalError("number too large", e.span, ["sizes must fit in 62 bits"], code="E0213") from None
+    if isinstance(result, int) and abs(result) > 2**62:
+        raise EvalError("number too large", e.span, ["sizes must fit in 62 bits"], code="E0213")
+    return result
 
 
 def _number(e, env):

@@ -7,10 +7,11 @@ only the first run pays for building them.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken, v_args
+from lark import Lark, Token, Transformer_NonRecursive, UnexpectedCharacters, UnexpectedInput, UnexpectedToken, v_args
 
 from . import ast
 from .diagnostics import ArchError, Diagnostic, Span
@@ -47,7 +48,7 @@ def _token_span(file: str, tok: Token) -> Span:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):  # a long `1 + 1 + ...` nests as deep as it is long
     def __init__(self, file: str):
         super().__init__()
         self.file = file
@@ -217,6 +218,40 @@ def _join_or(words: list[str]) -> str:
 
 
 MAX_SYNTAX_ERRORS = 25
+MAX_NESTING = 100  # brackets and braces; far beyond any real spec, well within Python's recursion limit
+MAX_DIGITS = 4000  # Python refuses to read integers of more than 4,300 digits
+_NESTING = re.compile(r"#[^\n]*|\"[^\"\n]*\"|[{}()]")
+_LONG_NUMBER = re.compile(rf"[0-9]{{{MAX_DIGITS + 1},}}")
+
+
+def _beyond_limits(text: str, file: str) -> Diagnostic | None:
+    """Nesting or numbers no parser should recurse into or convert: E0213 before parsing."""
+    depth = 0
+    for match in _NESTING.finditer(text):
+        char = match.group()
+        if char in "{(":
+            depth += 1
+            if depth > MAX_NESTING:
+                return _limit_error(file, text, match.start(), f"brackets and braces nest more than {MAX_NESTING} deep")
+        elif char in "})":
+            depth -= 1
+    number = _LONG_NUMBER.search(text)
+    if number:
+        digits = number.end() - number.start()
+        return _limit_error(file, text, number.start(), f"a number of {digits:,} digits is more than archc reads")
+    return None
+
+
+def _limit_error(file: str, text: str, pos: int, message: str) -> Diagnostic:
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return Diagnostic(
+        "error",
+        "E0213",
+        message,
+        Span(file, line, col, line, col + 1),
+        ["simplify the spec: no real network needs this"],
+    )
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
@@ -228,6 +263,9 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     of the file. Recovery stops at the end of the file, on a line that
     already failed, or after MAX_SYNTAX_ERRORS.
     """
+    limit = _beyond_limits(text, file)
+    if limit is not None:
+        raise ArchError([limit], {file: text})
     errors: list[Diagnostic] = []
     current = text
     while True:

@@ -173,3 +173,18 @@ def test_a_layer_reading_itself_and_a_forward_reference_each_have_their_message(
         "`c` reads itself: a layer cannot be its own input",
         5,
     )
+
+
+def test_nesting_and_numbers_beyond_the_limits_are_e0213_before_parsing():
+    deep = "network N {\n  input x: 3x8x8\n  conv: 4 @ " + "(" * 150 + "3" + ")" * 150 + "\n}\n"
+    (diag,) = errors(deep).errors
+    assert (diag.code, diag.span.line, diag.span.col) == ("E0213", 3, 112)  # the 100th "(" is 101 deep, with "{"
+    assert diag.message == "brackets and braces nest more than 100 deep"
+    (diag,) = errors("network N {\n  input x: 3x8x8\n  conv: 4 @ 3x" + "9" * 5000 + "\n}\n").errors
+    assert (diag.code, diag.span.col) == ("E0213", 16)
+    assert diag.message == "a number of 5,000 digits is more than archc reads"
+
+
+def test_a_10000_term_expression_parses_without_recursion():
+    net = archc.loads("network N {\n  input x: 3x8x8\n  conv: 4 @ 3" + " + 0" * 10_000 + "\n}\n", "t.arch")
+    assert net.layers[1].geom["kernel"] == (3, 3)

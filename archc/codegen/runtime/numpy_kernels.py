@@ -145,8 +145,8 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         windows = _windows(x, kernel, stride, dilation)  # (N, C, *out, *kernel)
         order = (1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd))
         weights = weight.reshape(groups, f // groups, per_group * volume)
-        sample = c * volume * int(np.prod(out)) * x.itemsize  # bytes of one sample's
-        budget = 4 * 2**20  # columns; chunks of about 4 MiB fit in the cache
+        budget = 4 * 2**20  # bytes of columns per chunk: they stay in the cache
+        sample = c * volume * int(np.prod(out)) * x.itemsize  # one sample's columns
         samples = max(1, min(n, budget // max(sample, 1)))
         rows = out[0] if sample <= budget else max(1, out[0] * budget // sample)
         line = int(np.prod(out[1:]))  # output positions per output row
