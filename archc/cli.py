@@ -244,17 +244,22 @@ def cmd_codegen(args) -> int:
 
     code = generate(net, args.target).code
     _print_diagnostics(net.warnings, net.sources)
-    if not args.output:
-        sys.stdout.write(code)
-        return 0
-    try:
-        from .files import write_atomic
+    return _emit(args.output, code, f"{net.name} for {args.target}, {len(net.layers)} layers")
 
-        write_atomic(args.output, code)
+
+def _emit(output: str | None, text: str, summary: str) -> int:
+    """Text to standard output, or written whole to `output` with a one-line summary on stderr."""
+    if not output:
+        sys.stdout.write(text)
+        return 0
+    from .files import write_atomic
+
+    try:
+        write_atomic(output, text)
     except OSError as err:
-        print(f"archc: error: cannot write `{args.output}`: {err.strerror or err}", file=sys.stderr)
+        print(f"archc: error: cannot write `{output}`: {err.strerror or err}", file=sys.stderr)
         return 1
-    print(f"{args.output}: {net.name} for {args.target}, {len(net.layers)} layers", file=sys.stderr)
+    print(f"{output}: {summary}", file=sys.stderr)
     return 0
 
 
@@ -319,18 +324,7 @@ def cmd_import(args) -> int:
         _print_diagnostics(err.diagnostics, err.sources)
         return 1
     _print_diagnostics(net.warnings, net.sources)
-    if not args.output:
-        sys.stdout.write(text)
-        return 0
-    try:
-        from .files import write_atomic
-
-        write_atomic(args.output, text)
-    except OSError as err:
-        print(f"archc: error: cannot write `{args.output}`: {err.strerror or err}", file=sys.stderr)
-        return 1
-    print(f"{args.output}: {net.name}, {len(net.layers)} layers, from {args.file}", file=sys.stderr)
-    return 0
+    return _emit(args.output, text, f"{net.name}, {len(net.layers)} layers, from {args.file}")
 
 
 COMMANDS = {
