@@ -2,7 +2,9 @@
 
 The grammar lives in grammar/arch.lark (shipped inside the wheel as
 archc/grammar/arch.lark). Lark caches the compiled LALR tables on disk, so
-only the first run pays for building them.
+only the first run pays for building them. A fast reader of the same grammar
+(below) reads what it can first; lark, imported only then, reads the rest
+and reports every syntax error.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-
-from lark import Lark, Token, Transformer_NonRecursive, UnexpectedCharacters, UnexpectedInput, UnexpectedToken, v_args
+from typing import TYPE_CHECKING
 
 from . import ast
 from .diagnostics import ArchError, Diagnostic, Span
+
+if TYPE_CHECKING:
+    from lark import Lark, Token, Tree, UnexpectedInput
 
 _HERE = Path(__file__).resolve().parent
 # Installed wheel first, then the source checkout.
@@ -30,6 +34,8 @@ def grammar_path() -> Path:
 
 @cache
 def parser() -> Lark:
+    from lark import Lark  # only texts the fast reader gives up on need lark
+
     return Lark(
         grammar_path().read_text(encoding="utf-8"),
         parser="lalr",
@@ -47,120 +53,133 @@ def _token_span(file: str, tok: Token) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
-@v_args(meta=True)
-class _ToAst(Transformer_NonRecursive):  # a long `1 + 1 + ...` nests as deep as it is long
-    def __init__(self, file: str):
-        super().__init__()
-        self.file = file
+def to_ast(tree: Tree, file: str) -> ast.Module:
+    """Lark's parse tree as the syntax tree."""
+    return _transformer()(file).transform(tree)
 
-    def _s(self, meta) -> Span:
-        return _span(self.file, meta)
 
-    # expressions
-    def int(self, meta, children):
-        return ast.Num(int(children[0]), self._s(meta))
+@cache
+def _transformer():
+    """The lark Transformer class from parse trees to `ast` (built on first use: lark is
+    imported only when the fast reader gives up on a text)."""
+    from lark import Transformer_NonRecursive, v_args
 
-    def float(self, meta, children):
-        return ast.Num(float(children[0]), self._s(meta))
+    @v_args(meta=True)
+    class ToAst(Transformer_NonRecursive):  # a long `1 + 1 + ...` nests as deep as it is long
+        def __init__(self, file: str):
+            super().__init__()
+            self.file = file
 
-    def dims(self, meta, children):
-        return ast.Dims(tuple(int(v) for v in str(children[0]).split("x")), self._s(meta))
+        def _s(self, meta) -> Span:
+            return _span(self.file, meta)
 
-    def name(self, meta, children):
-        return ast.Name(str(children[0]), self._s(meta))
+        # expressions
+        def int(self, meta, children):
+            return ast.Num(int(children[0]), self._s(meta))
 
-    def pair(self, meta, children):
-        return ast.Pair(children[0], children[1], self._s(meta))
+        def float(self, meta, children):
+            return ast.Num(float(children[0]), self._s(meta))
 
-    def _binop(op):  # noqa: N805 - a factory used while the class body runs
-        def method(self, meta, children):
-            return ast.BinOp(op, children[0], children[1], self._s(meta))
+        def dims(self, meta, children):
+            return ast.Dims(tuple(int(v) for v in str(children[0]).split("x")), self._s(meta))
 
-        return method
+        def name(self, meta, children):
+            return ast.Name(str(children[0]), self._s(meta))
 
-    add = _binop("+")
-    sub = _binop("-")
-    mul = _binop("*")
-    floordiv = _binop("//")
-    mod = _binop("%")
-    del _binop
+        def pair(self, meta, children):
+            return ast.Pair(children[0], children[1], self._s(meta))
 
-    def value(self, meta, children):
-        return ast.Value(tuple(children), self._s(meta))
+        def _binop(op):  # noqa: N805 - a factory used while the class body runs
+            def method(self, meta, children):
+                return ast.BinOp(op, children[0], children[1], self._s(meta))
 
-    # arguments
-    def positional(self, meta, children):
-        return [ast.Arg(None, children[0], self._s(meta))]
+            return method
 
-    def filters_kernel(self, meta, children):
-        count, kernel = children
-        count_value = ast.Value((count,), count.span)
-        return [ast.Arg(None, count_value, count.span), ast.Arg(None, kernel, kernel.span)]
+        add = _binop("+")
+        sub = _binop("-")
+        mul = _binop("*")
+        floordiv = _binop("//")
+        mod = _binop("%")
+        del _binop
 
-    def stride(self, meta, children):
-        return [ast.Arg("stride", children[0], self._s(meta))]
+        def value(self, meta, children):
+            return ast.Value(tuple(children), self._s(meta))
 
-    def keyword(self, meta, children):
-        name, value = children
-        return [ast.Arg(str(name), value, self._s(meta))]
+        # arguments
+        def positional(self, meta, children):
+            return [ast.Arg(None, children[0], self._s(meta))]
 
-    def args(self, meta, children):
-        return tuple(arg for group in children for arg in group)
+        def filters_kernel(self, meta, children):
+            count, kernel = children
+            count_value = ast.Value((count,), count.span)
+            return [ast.Arg(None, count_value, count.span), ast.Arg(None, kernel, kernel.span)]
 
-    # statements
-    def ref(self, meta, children):
-        return ast.Ref(tuple(str(c) for c in children), self._s(meta))
+        def stride(self, meta, children):
+            return [ast.Arg("stride", children[0], self._s(meta))]
 
-    def inputs(self, meta, children):
-        return tuple(children)
+        def keyword(self, meta, children):
+            name, value = children
+            return [ast.Arg(str(name), value, self._s(meta))]
 
-    def activation(self, meta, children):
-        name, *values = children
-        values = tuple(v for v in values if v is not None)
-        return ast.Activation(str(name), values, self._s(meta))
+        def args(self, meta, children):
+            return tuple(arg for group in children for arg in group)
 
-    def layer(self, meta, children):
-        op, name, inputs, args, act = children
-        return ast.Layer(
-            op=str(op),
-            op_span=_token_span(self.file, op),
-            name=str(name) if name is not None else None,
-            name_span=_token_span(self.file, name) if name is not None else None,
-            inputs=inputs,
-            args=args or (),
-            activation=act,
-            span=self._s(meta),
-        )
+        # statements
+        def ref(self, meta, children):
+            return ast.Ref(tuple(str(c) for c in children), self._s(meta))
 
-    def repeat(self, meta, children):
-        return ast.Repeat(children[0], children[1], self._s(meta))
+        def inputs(self, meta, children):
+            return tuple(children)
 
-    def body(self, meta, children):
-        return tuple(c for c in children if c is not None)
+        def activation(self, meta, children):
+            name, *values = children
+            values = tuple(v for v in values if v is not None)
+            return ast.Activation(str(name), values, self._s(meta))
 
-    def param(self, meta, children):
-        return ast.Param(str(children[0]), children[1], self._s(meta))
+        def layer(self, meta, children):
+            op, name, inputs, args, act = children
+            return ast.Layer(
+                op=str(op),
+                op_span=_token_span(self.file, op),
+                name=str(name) if name is not None else None,
+                name_span=_token_span(self.file, name) if name is not None else None,
+                inputs=inputs,
+                args=args or (),
+                activation=act,
+                span=self._s(meta),
+            )
 
-    def block_def(self, meta, children):
-        name, *params, body = children
-        return ast.Block(
-            str(name), tuple(p for p in params if p is not None), body, self._s(meta), _token_span(self.file, name)
-        )
+        def repeat(self, meta, children):
+            return ast.Repeat(children[0], children[1], self._s(meta))
 
-    def network_def(self, meta, children):
-        return ast.Network(str(children[0]), children[1], self._s(meta))
+        def body(self, meta, children):
+            return tuple(c for c in children if c is not None)
 
-    def import_stmt(self, meta, children):
-        return ast.Import(str(children[0])[1:-1], self._s(meta))
+        def param(self, meta, children):
+            return ast.Param(str(children[0]), children[1], self._s(meta))
 
-    def start(self, meta, children):
-        items = [c for c in children if c is not None]
-        return ast.Module(
-            self.file,
-            tuple(i for i in items if isinstance(i, ast.Import)),
-            tuple(i for i in items if isinstance(i, ast.Block)),
-            tuple(i for i in items if isinstance(i, ast.Network)),
-        )
+        def block_def(self, meta, children):
+            name, *params, body = children
+            return ast.Block(
+                str(name), tuple(p for p in params if p is not None), body, self._s(meta), _token_span(self.file, name)
+            )
+
+        def network_def(self, meta, children):
+            return ast.Network(str(children[0]), children[1], self._s(meta))
+
+        def import_stmt(self, meta, children):
+            return ast.Import(str(children[0])[1:-1], self._s(meta))
+
+        def start(self, meta, children):
+            items = [c for c in children if c is not None]
+            return ast.Module(
+                self.file,
+                tuple(i for i in items if isinstance(i, ast.Import)),
+                tuple(i for i in items if isinstance(i, ast.Block)),
+                tuple(i for i in items if isinstance(i, ast.Network)),
+            )
+
+    return ToAst
 
 
 _TOKEN_WORDS = {
@@ -184,6 +203,8 @@ def _describe_terminal(name: str) -> str:
 
 
 def _syntax_error(file: str, text: str, err: UnexpectedInput) -> Diagnostic:
+    from lark import UnexpectedCharacters, UnexpectedToken
+
     line, col = err.line, err.column
     if isinstance(err, UnexpectedToken):
         tok = err.token
@@ -254,18 +275,360 @@ def _limit_error(file: str, text: str, pos: int, message: str) -> Diagnostic:
     )
 
 
+# -- the fast path ------------------------------------------------------------------
+#
+# Lark's LALR parser builds a parse tree of Tree and Token objects, propagates
+# positions through it and then the transformer above walks it again; that is
+# ~10 us per token, most of the time `archc check` spends on a spec and almost
+# all of it on a large one. Below is a direct recursive-descent reader of the
+# same grammar that builds the `ast` nodes in one pass, with the spans lark
+# would give them. It reads only what it is sure of: on anything else (any
+# syntax error, and anything odd) it gives up and `parse` runs lark, which
+# then either succeeds or reports the errors exactly as before. So lark stays
+# the definition of the language and of every syntax error; this only makes
+# the common case fast. tests/test_syntax_fast.py checks that both give the
+# same tree, spans included, on every spec, every documented example and
+# random and mutated specs.
+#
+# How it matches lark's contextual lexer: tokens are the grammar's terminals,
+# tried in lark's order (FLOAT and DIMS have priority 2, so `1.5` and `3x3`
+# are one token; `//` and `->` before `/` and `-`). The words `import`,
+# `block`, `network`, `repeat` and `x` lex as NAME and are keywords only where
+# the grammar accepts the keyword: the first three at the top level, `repeat`
+# at the start of a statement, and `x` right after an expression inside a
+# value, which is also the only place lark turns a NAME `x` into the keyword
+# (`input x: ...` keeps it a name). Spans follow lark's propagate_positions: a
+# rule spans from the start of its first child, tokens left out of the tree
+# included, to the end of its last; a parenthesised expression keeps its own
+# span but widens to the parentheses as a child of a larger expression.
+
+_TOKEN = re.compile(
+    r"(?P<SEP>(?:[ \t]*(?:#[^\n]*)?(?:\r?\n|;))+)"
+    r"|(?P<WS>[ \t]+)"
+    r"|(?P<COMMENT>#[^\n]*)"
+    r'|(?P<STRING>"[^"\n]*")'
+    r"|(?P<FLOAT>[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)"
+    r"|(?P<DIMS>[0-9]+(?:x[0-9]+)+)"
+    r"|(?P<INT>[0-9]+)"
+    r"|(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<OP>->|//|[(),={}:@/+*%.-])"
+)
+_ATOM_START = frozenset({"INT", "FLOAT", "DIMS", "NAME", "("})
+
+
+class _NotFastError(Exception):
+    """The fast reader is not sure of this text: lark reads it."""
+
+
+def _tokens(text: str) -> list[tuple[str, str, int, int]] | None:
+    """(kind, text, line, column) of every token; kind is the operator itself for operators."""
+    out = []
+    match = _TOKEN.match
+    line, line_start, pos, end = 1, 0, 0, len(text)
+    while pos < end:
+        m = match(text, pos)
+        if m is None:
+            return None
+        kind, stop = m.lastgroup, m.end()
+        if kind == "SEP":
+            out.append(("SEP", "", line, pos - line_start + 1))
+            newlines = text.count("\n", pos, stop)
+            if newlines:
+                line += newlines
+                line_start = text.rindex("\n", pos, stop) + 1
+        elif kind != "WS" and kind != "COMMENT":
+            value = m.group()
+            out.append((value if kind == "OP" else kind, value, line, pos - line_start + 1))
+        pos = stop
+    eof = ("EOF", "", line, pos - line_start + 1)
+    out += [eof, eof]  # one token of lookahead past the end is always there
+    return out
+
+
+class _Reader:
+    """Recursive descent over grammar/arch.lark; positions are (line, column) pairs."""
+
+    def __init__(self, file: str, tokens: list):
+        self.file = file
+        self.tokens = tokens
+        self.i = 0
+
+    def span(self, start, end) -> Span:
+        return Span(self.file, start[0], start[1], end[0], end[1])
+
+    def take(self, kind: str):
+        token = self.tokens[self.i]
+        if token[0] != kind:
+            raise _NotFastError
+        self.i += 1
+        return token
+
+    @staticmethod
+    def start(token):
+        return token[2], token[3]
+
+    @staticmethod
+    def end(token):
+        return token[2], token[3] + len(token[1])
+
+    def token_span(self, token) -> Span:
+        return Span(self.file, token[2], token[3], token[2], token[3] + len(token[1]))
+
+    # items
+    def module(self) -> ast.Module:
+        imports, blocks, networks = [], [], []
+        tokens = self.tokens
+        if tokens[self.i][0] == "SEP":
+            self.i += 1
+        while tokens[self.i][0] != "EOF":
+            word = self.take("NAME")
+            if word[1] == "import":
+                path = self.take("STRING")
+                imports.append(ast.Import(path[1][1:-1], self.span(self.start(word), self.end(path))))
+            elif word[1] == "block":
+                blocks.append(self.block(word))
+            elif word[1] == "network":
+                name = self.take("NAME")
+                body, end = self.body()
+                networks.append(ast.Network(name[1], body, self.span(self.start(word), end)))
+            else:
+                raise _NotFastError
+            kind = tokens[self.i][0]
+            if kind == "SEP":
+                self.i += 1
+            elif kind != "EOF":
+                raise _NotFastError
+        return ast.Module(self.file, tuple(imports), tuple(blocks), tuple(networks))
+
+    def block(self, word) -> ast.Block:
+        name = self.take("NAME")
+        self.take("(")
+        params = []
+        if self.tokens[self.i][0] != ")":
+            params.append(self.param())
+            while self.tokens[self.i][0] == ",":
+                self.i += 1
+                params.append(self.param())
+        self.take(")")
+        body, end = self.body()
+        return ast.Block(name[1], tuple(params), body, self.span(self.start(word), end), self.token_span(name))
+
+    def param(self) -> ast.Param:
+        name = self.take("NAME")
+        if self.tokens[self.i][0] != "=":
+            return ast.Param(name[1], None, self.token_span(name))
+        self.i += 1
+        value, end = self.value()
+        return ast.Param(name[1], value, self.span(self.start(name), end))
+
+    def body(self):
+        """The statements of `{ ... }` and where the `}` ends."""
+        tokens = self.tokens
+        self.take("{")
+        if tokens[self.i][0] == "SEP":
+            self.i += 1
+        stmts = []
+        while tokens[self.i][0] != "}":
+            first = tokens[self.i]
+            if first[0] != "NAME":
+                raise _NotFastError
+            stmts.append(self.repeat() if first[1] == "repeat" else self.layer())
+            kind = tokens[self.i][0]
+            if kind == "SEP":
+                self.i += 1
+            elif kind != "}":
+                raise _NotFastError
+        close = tokens[self.i]
+        self.i += 1
+        return tuple(stmts), self.end(close)
+
+    # statements
+    def repeat(self) -> ast.Repeat:
+        word = self.take("NAME")
+        count, _, _ = self.expr()
+        body, end = self.body()
+        return ast.Repeat(count, body, self.span(self.start(word), end))
+
+    def layer(self) -> ast.Layer:
+        tokens = self.tokens
+        op = self.take("NAME")
+        end = self.end(op)
+        name = inputs = activation = None
+        args = ()
+        if tokens[self.i][0] == "NAME":
+            name = tokens[self.i]
+            self.i += 1
+            end = self.end(name)
+        if tokens[self.i][0] == "(":
+            inputs, end = self.inputs()
+        if tokens[self.i][0] == ":":
+            self.i += 1
+            args, end = self.args()
+        if tokens[self.i][0] == "->":
+            activation, end = self.activation()
+        return ast.Layer(
+            op=op[1],
+            op_span=self.token_span(op),
+            name=name[1] if name is not None else None,
+            name_span=self.token_span(name) if name is not None else None,
+            inputs=inputs,
+            args=args,
+            activation=activation,
+            span=self.span(self.start(op), end),
+        )
+
+    def inputs(self):
+        self.take("(")
+        refs = [self.ref()]
+        while self.tokens[self.i][0] == ",":
+            self.i += 1
+            refs.append(self.ref())
+        close = self.take(")")
+        return tuple(refs), self.end(close)
+
+    def ref(self) -> ast.Ref:
+        first = last = self.take("NAME")
+        parts = [first[1]]
+        while self.tokens[self.i][0] == ".":
+            self.i += 1
+            last = self.take("NAME")
+            parts.append(last[1])
+        return ast.Ref(tuple(parts), self.span(self.start(first), self.end(last)))
+
+    def args(self):
+        tokens = self.tokens
+        out = []
+        end = None
+        while True:
+            token = tokens[self.i]
+            kind = token[0]
+            if kind == "/":
+                self.i += 1
+                value, end = self.value()
+                out.append(ast.Arg("stride", value, self.span(self.start(token), end)))
+            elif kind == "NAME" and tokens[self.i + 1][0] == "=":
+                self.i += 2
+                value, end = self.value()
+                out.append(ast.Arg(token[1], value, self.span(self.start(token), end)))
+            elif kind in _ATOM_START:
+                first, start, end = self.expr()
+                if tokens[self.i][0] == "@":
+                    self.i += 1
+                    kernel, end = self.value()
+                    out.append(ast.Arg(None, ast.Value((first,), first.span), first.span))
+                    out.append(ast.Arg(None, kernel, kernel.span))
+                else:
+                    value, end = self.value_from(first, start, end)
+                    out.append(ast.Arg(None, value, value.span))
+            else:
+                break
+        if not out:
+            raise _NotFastError
+        return tuple(out), end
+
+    def activation(self):
+        arrow = self.take("->")
+        name = self.take("NAME")
+        end = self.end(name)
+        values = []
+        if self.tokens[self.i][0] == "(":
+            self.i += 1
+            values.append(self.value()[0])
+            while self.tokens[self.i][0] == ",":
+                self.i += 1
+                values.append(self.value()[0])
+            end = self.end(self.take(")"))
+        return ast.Activation(name[1], tuple(values), self.span(self.start(arrow), end)), end
+
+    # values and expressions: each returns the node and the (start, end) of its text,
+    # parentheses included
+    def value(self):
+        return self.value_from(*self.expr())
+
+    def value_from(self, first, start, end):
+        parts = [first]
+        tokens = self.tokens
+        while tokens[self.i][0] == "NAME" and tokens[self.i][1] == "x":
+            self.i += 1
+            node, _, end = self.expr()
+            parts.append(node)
+        return ast.Value(tuple(parts), self.span(start, end)), end
+
+    def expr(self):
+        left, start, end = self.term()
+        tokens = self.tokens
+        while tokens[self.i][0] in ("+", "-"):
+            op = tokens[self.i][0]
+            self.i += 1
+            right, _, end = self.term()
+            left = ast.BinOp(op, left, right, self.span(start, end))
+        return left, start, end
+
+    def term(self):
+        left, start, end = self.atom()
+        tokens = self.tokens
+        while tokens[self.i][0] in ("*", "//", "%"):
+            op = tokens[self.i][0]
+            self.i += 1
+            right, _, end = self.atom()
+            left = ast.BinOp(op, left, right, self.span(start, end))
+        return left, start, end
+
+    def atom(self):
+        token = self.tokens[self.i]
+        self.i += 1
+        kind, text = token[0], token[1]
+        start, end = self.start(token), self.end(token)
+        if kind == "INT":
+            return ast.Num(int(text), self.span(start, end)), start, end
+        if kind == "NAME":
+            return ast.Name(text, self.span(start, end)), start, end
+        if kind == "DIMS":
+            return ast.Dims(tuple(int(v) for v in text.split("x")), self.span(start, end)), start, end
+        if kind == "FLOAT":
+            return ast.Num(float(text), self.span(start, end)), start, end
+        if kind != "(":
+            raise _NotFastError
+        inner, _, _ = self.expr()
+        if self.tokens[self.i][0] == ",":
+            self.i += 1
+            second, _, _ = self.expr()
+            end = self.end(self.take(")"))
+            return ast.Pair(inner, second, self.span(start, end)), start, end
+        end = self.end(self.take(")"))
+        return inner, start, end
+
+
+def _read_fast(text: str, file: str) -> ast.Module | None:
+    """The tree of a text the fast reader is sure of, else None (lark decides)."""
+    tokens = _tokens(text)
+    if tokens is None:
+        return None
+    try:
+        return _Reader(file, tokens).module()
+    except Exception:  # _NotFastError, or anything unforeseen: lark reads it instead
+        return None
+
+
 def parse(text: str, file: str = "<string>") -> ast.Module:
     """Parse one file's text; raises ArchError listing its syntax errors.
 
-    After an error the parser starts again with the offending line blanked out
-    (or, where it opens a body, replaced by an empty body opener), so the
-    errors of later lines are found in the same run. Line numbers stay those
-    of the file. Recovery stops at the end of the file, on a line that
-    already failed, or after MAX_SYNTAX_ERRORS.
+    A text without errors is read by the fast reader above when it can; the
+    rest, and every text with errors, by lark. After an error the parser
+    starts again with the offending line blanked out (or, where it opens a
+    body, replaced by an empty body opener), so the errors of later lines
+    are found in the same run. Line numbers stay those of the file. Recovery
+    stops at the end of the file, on a line that already failed, or after
+    MAX_SYNTAX_ERRORS.
     """
     limit = _beyond_limits(text, file)
     if limit is not None:
         raise ArchError([limit], {file: text})
+    fast = _read_fast(text, file)
+    if fast is not None:
+        return fast
+    from lark import UnexpectedInput
+
     errors: list[Diagnostic] = []
     current = text
     while True:
@@ -281,7 +644,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
                 break
             continue
         if not errors:
-            return _ToAst(file).transform(tree)
+            return to_ast(tree, file)
         break
     raise ArchError(errors, {file: text})
 
