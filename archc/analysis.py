@@ -7,6 +7,7 @@ diagrams read; it holds figures only, nothing about how they are shown.
 from __future__ import annotations
 
 import contextlib
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,30 @@ def loads(
 
     `format` is `arch`, `darknet` or `caffe`; by default the extension of `file` decides.
     """
+    with _collector_paused():
+        return _analyse(text, file, batch, dtype, inputs, base, format)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Pause Python's cyclic garbage collector while a spec is analysed.
+
+    The analysis allocates tens of objects a layer and frees none of them until it is done,
+    so the collector's generational passes keep re-scanning everything built so far: at
+    10,000 layers that made the time per layer grow 2x (benchmarks/HISTORY.md). The
+    collector's next pass after the analysis finds whatever it would have found during it.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
     from .importers import import_source, source_format
 
     if dtype not in DTYPE_BYTES:

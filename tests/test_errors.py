@@ -212,3 +212,23 @@ def test_rendered_error_has_location_source_line_and_caret():
         "      |   ^^^^^^",
         "  help: did you mean `maxpool`?",
     ]
+
+
+def test_loads_gives_the_garbage_collector_back_as_it_found_it():
+    """`loads` pauses the collector while it works (benchmarks/HISTORY.md); an error must not
+    leave it off, and a caller who turned it off keeps it off."""
+    import gc
+
+    good = "network N {\n  input x: 3x8x8\n  conv c: 4 @ 3x3\n}\n"
+    assert gc.isenabled()
+    archc.loads(good)
+    assert gc.isenabled()
+    with pytest.raises(ArchError):
+        archc.loads("network N {\n  input x: 3x8x8\n  conv c: 4 @ 9x9\n}\n")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        archc.loads(good)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
