@@ -17,8 +17,11 @@ from typing import ClassVar
 from ..codegen.pyexpr import call
 
 Shape = tuple[int, ...]
-# Receptive field per spatial dimension: (size, jump, start), in input pixels.
-RF = tuple[tuple[Fraction, Fraction, Fraction], ...] | None
+# Receptive field per spatial dimension: (size, jump, start), in input pixels. Each is an
+# int while it is whole (the common case: Fraction arithmetic costs ~1 us an operation,
+# which was a fifth of the analysis) and a Fraction where it is not (starts at pixel
+# centres, jumps below 1 after upsampling).
+RF = tuple[tuple[int | Fraction, int | Fraction, int | Fraction], ...] | None
 
 REQUIRED = object()
 
@@ -287,5 +290,6 @@ def window_rf(rf: RF, kernel, stride, dilation, pads) -> RF:
     out = []
     for (size, jump, start), k, s, d, (b, _a) in zip(rf, kernel, stride, dilation, pads):
         eff = d * (k - 1) + 1
-        out.append((size + (eff - 1) * jump, jump * s, start + (Fraction(eff - 1, 2) - b) * jump))
+        centre = (eff - 1) // 2 if eff % 2 else Fraction(eff - 1, 2)  # of the window, from its first pixel
+        out.append((size + (eff - 1) * jump, jump * s, start + (centre - b) * jump))
     return tuple(out)

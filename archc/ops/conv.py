@@ -271,7 +271,7 @@ class Deconv(Op):
         for (size, jump, start), k, s, d, (b, _a) in zip(rf, g["kernel"], g["stride"], g["dilation"], g["pads"]):
             eff = d * (k - 1) + 1
             taps = -(-eff // s)  # input pixels one output pixel can see
-            out.append((size + (taps - 1) * jump, jump / s, start + Fraction(b - (eff - 1), s) * jump))
+            out.append((size + (taps - 1) * jump, Fraction(jump, s), start + Fraction(b - (eff - 1), s) * jump))
         return tuple(out)
 
     describe = _ConvBase.describe  # the same columns; `same` never reaches a transposed conv

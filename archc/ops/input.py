@@ -30,4 +30,4 @@ class Input(Op):
         shape = node.shape
         if len(shape) < 2:
             return None
-        return tuple((Fraction(1), Fraction(1), Fraction(1, 2)) for _ in shape[1:])
+        return tuple((1, 1, Fraction(1, 2)) for _ in shape[1:])

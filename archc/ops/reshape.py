@@ -78,7 +78,7 @@ class Upsample(Op):
         if rfs[0] is None:
             return None
         return tuple(
-            (size, jump / s, start - (1 - Fraction(1, s)) * jump / 2)
+            (size, Fraction(jump, s), start - (1 - Fraction(1, s)) * jump / 2)
             for (size, jump, start), s in zip(rfs[0], node.geom["scale"])
         )
 
