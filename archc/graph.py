@@ -1,19 +1,28 @@
-"""The graph IR: one `Node` per layer, held in a networkx DiGraph.
+"""The graph IR: one `Node` per layer, and the edges between them.
 
 There is one node kind per operation in the registry (`input` included);
 blocks and repeats are gone by the time a Graph exists. Nodes are kept in
 definition order, which is a topological order because a layer may only
 take inputs from layers defined before it; every pass is a single walk of
 that order, so analysis is linear in the size of the network.
+
+The passes need only each layer's inputs and readers, which the Graph keeps
+itself; `Graph.nx`, the same graph as a networkx DiGraph, is built when
+something needs a graph algorithm (code generation, some error hints).
+Importing networkx is ~100 ms, more than half of a cold `archc table`
+(benchmarks/HISTORY.md), for a command that uses none of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import networkx as nx
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .diagnostics import Span
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(eq=False)
@@ -48,16 +57,28 @@ class Graph:
     def __init__(self, name: str, file: str):
         self.name = name
         self.file = file
-        self.nx = nx.DiGraph()
         self.nodes: dict[str, Node] = {}  # insertion order = topological order
+        self.readers: dict[str, list[str]] = {}  # layer -> the layers that take it as an input, in order
         self.declared_outputs: list[str] | None = None  # from `output (a, b)`
 
     def add(self, node: Node) -> Node:
         self.nodes[node.name] = node
-        self.nx.add_node(node.name, node=node)
-        for src in node.inputs:
-            self.nx.add_edge(src, node.name)
+        self.readers[node.name] = []
+        for src in dict.fromkeys(node.inputs):  # `add (a, a)` reads a once
+            self.readers[src].append(node.name)
+        self.__dict__.pop("nx", None)  # a DiGraph built before this node is out of date
         return node
+
+    @cached_property
+    def nx(self) -> nx.DiGraph:
+        """The graph as a networkx DiGraph: node names, with the Node as attribute `node`."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        for node in self:
+            graph.add_node(node.name, node=node)
+            graph.add_edges_from((src, node.name) for src in node.inputs)
+        return graph
 
     def __iter__(self):
         return iter(self.nodes.values())
@@ -81,7 +102,7 @@ class Graph:
     def unused(self) -> list[Node]:
         """Layers nothing reads and the network does not return."""
         outputs = {n.name for n in self.outputs}
-        return [n for n in self if self.nx.out_degree(n.name) == 0 and n.name not in outputs]
+        return [n for n in self if not self.readers[n.name] and n.name not in outputs]
 
     def consumers(self, name: str) -> list[str]:
-        return list(self.nx.successors(name))
+        return list(self.readers[name])

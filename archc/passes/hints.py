@@ -9,8 +9,6 @@ when this error occurs).
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..diagnostics import Reporter
 from ..ops.base import fmt_padding, fmt_shape, prod
 
@@ -71,6 +69,8 @@ def _input_sizes(graph, node, expected, overrides, infer) -> list[str]:
 
 
 def _paddings(graph, node, expected, overrides, infer) -> list[str]:
+    import networkx as nx  # only when a hint is being worked out: ~100 ms that `check` of a good spec saves
+
     candidates = []  # read everything first: each trial rewrites the shapes
     for name in nx.ancestors(graph.nx, node.name):
         layer = graph.nodes[name]
