@@ -1,0 +1,1 @@
+"""archc's benchmarks (issue 7): run them all with `python benchmarks/run.py`."""

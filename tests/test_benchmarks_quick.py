@@ -1,0 +1,69 @@
+"""Smoke test of benchmarks/ (issue 7): the benchmarks are run on demand, not here.
+
+`python benchmarks/run.py --quick` runs every benchmark once at a tiny size,
+but that takes about a minute (a dozen interpreters start, torch among
+them), too long for the suite. So this checks the parts that can break
+without anyone noticing: the modules import, the generated scaling specs
+analyse to the sizes asked for, the scaling worker and the import check of
+the cold-start benchmark run, and sections whose interpreter lacks
+torchvision and torchinfo (as in CI) are skipped with a note instead of
+failing the report.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import archc  # noqa: E402
+from benchmarks import analysis, coldstart, common, numpy_backend, run, scaling, torch_models  # noqa: E402
+
+MISSING = str(ROOT / "no-such-python")
+
+
+@pytest.mark.parametrize("kind", sorted(scaling.KINDS))
+@pytest.mark.parametrize("size", [10, 100, 1000])
+def test_scaling_specs_have_the_size_asked(kind, size):
+    net = archc.loads(scaling.KINDS[kind](size), f"{kind}.arch")
+    assert size - 5 <= len(net.graph) <= size
+
+
+def test_scaling_worker():
+    result = scaling.worker({"runs": {"chain": [10], "residual": [10]}, "repeats": 1})
+    assert [item["kind"] for item in result["results"]] == ["chain", "residual"]
+    assert all(item["times"] and item["peak"] > 0 for item in result["results"])
+
+
+def test_table_imports_no_numpy_torch_or_graphviz():
+    modules = coldstart.imports([sys.executable, "-m", "archc", "table", str(coldstart.SPEC)])
+    assert modules, "-X importtime printed nothing"
+    loaded = {name.split(".")[0] for name, _, _ in modules}
+    assert "archc" in loaded
+    assert not loaded & set(coldstart.FORBIDDEN)
+
+
+def test_sections_without_torchvision_are_skipped_with_a_note(tmp_path):
+    ctx = common.Context(quick=True, python=sys.executable, torch_python=MISSING)
+    sections = [analysis.run(ctx), torch_models.run(ctx)]
+    for section in sections:
+        assert section.skipped and "--torch-python" in section.skipped
+        assert section.targets and all(target.met is None for target in section.targets)
+    text = run.report(ctx, sections, time.time(), "-", ["--quick"])
+    assert text.count("Skipped:") == 2
+    assert "| 1a |" in text and "skipped" in text
+
+
+def test_numpy_backend_cases_name_bundled_specs():
+    for spec, batch in numpy_backend.CASES + numpy_backend.QUICK_CASES:
+        assert (common.SPECS / f"{spec}.arch").is_file() and batch in (1, 8)
+    assert set(numpy_backend.TARGETED) <= {spec for spec, _ in numpy_backend.CASES}
+
+
+def test_paired_ratio_is_the_median_of_the_rounds():
+    assert common.paired([2.0, 4.0, 30.0], [1.0, 1.0, 1.0]) == 4.0
