@@ -4,7 +4,7 @@ Every input must end in a valid analysis (and then the tables, the JSON and the
 generated code of both targets must work, the code must compile) or in archc's
 own diagnostics (`archc.ArchError`, every diagnostic with a code, every one
 renderable), within `fuzz_specs.TIME_LIMIT` (2 s; the tables and code of a
-valid network get 2 ms a layer more, as the rich table takes ~1 ms a row). On
+valid network get 2 ms a layer more, as a table rich renders whole takes ~1 ms a row). On
 the command line that means exit status 1, `error:` lines and no Python
 traceback, within 1 GiB of address space.
 

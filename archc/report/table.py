@@ -7,9 +7,12 @@ never disagree about a number.
 
 from __future__ import annotations
 
+import builtins
 import csv
 import io
 import json
+import re
+import sys
 
 from ..ops import OPS
 from ..ops.base import fmt_shape
@@ -219,19 +222,13 @@ def render_table(
 
 
 def _rich(net, table_rows, columns, *, color: bool, width: int | None, convention: str | None = None) -> str:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    """The table as rich's Table (SIMPLE_HEAVY) prints it, the totals and the conventions under it.
 
-    table = Table(
-        title=Text(f"{net.name} ({net.file})", style="table.title"),  # literal: a file name is not markup
-        box=box.SIMPLE_HEAVY,
-        show_footer=True,
-        title_justify="left",
-        header_style="bold",
-        footer_style="bold",
-    )
+    Rich lays out and renders every cell, at about 1 ms a row; the same text comes from three paths, cheapest
+    first: `_plain_lines` writes the table itself where rich would print plain text in columns as wide as their
+    contents (no colour, everything fits); `_print_table_fast` has rich print all but the rows, which it sets at
+    rich's column widths; otherwise rich prints the whole table.
+    """
     totals = {
         "params": net.totals.params,
         "macs": net.totals.macs,
@@ -244,23 +241,240 @@ def _rich(net, table_rows, columns, *, color: bool, width: int | None, conventio
         tops = caffe_memory(net)
         totals["bflops"] = float(darknet_bflops(net).total)
         totals["caffe_memory"] = tops[-1].total_bytes if tops else 0
-    for key in columns:
-        footer = "total" if key == "name" else (_cell(key, totals[key]) if key in totals else "")
+    title = f"{net.name} ({net.file})"
+    headers = [COLUMNS[key] for key in columns]
+    footers = ["total" if key == "name" else (_cell(key, totals[key]) if key in totals else "") for key in columns]
+    cells = [[_cell(key, row[key]) for key in columns] for row in table_rows]
+    notes = [*summary_lines(net, convention), f"[dim]{CONVENTIONS}[/dim]" if color else CONVENTIONS]
+    width = width or 10_000
+    lines = None if color else _plain_lines(title, columns, headers, footers, cells, notes, width)
+    if lines is None:
+        from rich.console import Console
+
+        buffer = io.StringIO()
+        console = Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False)
+        if not _print_table_fast(console, buffer, title, columns, footers, cells):
+            table = _new_table(title, columns, footers)
+            for row in cells:
+                table.add_row(*row)
+            console.print(table)
+        for line in notes:
+            console.print(line, soft_wrap=True)
+        lines = buffer.getvalue().splitlines()
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+NO_WRAP = ("name", "output")  # the columns rich cuts short (with an ellipsis) rather than wraps
+
+
+def _plain(text: str) -> bool:
+    """Rich shows this cell as it is: printable ASCII (a column a character), no [markup] or :emoji:, and no
+    surrounding spaces (which a right-justified cell loses)."""
+    return text.isascii() and text.isprintable() and "[" not in text and ":" not in text and text == text.strip()
+
+
+def _pad(text: str, width: int, key: str) -> str:
+    """A cell that fits its column (`width` with the padding), as rich pads it."""
+    return " " + (text.rjust if key in NUMERIC else text.ljust)(width - 2) + " "
+
+
+def _plain_lines(title, columns, headers, footers, cells, notes, width: int) -> list[str] | None:
+    """The lines rich prints when it prints plain text and the table fits `width`: each column as wide as its
+    longest text, with a space of padding each side and between columns, and nothing wrapped. None when that
+    is not so (colour is the caller's to rule out), or rich might show a text otherwise (markup, emoji, not
+    ASCII), or rich might not print here as on a plain file (Jupyter, a legacy Windows console)."""
+    if sys.platform == "win32" or hasattr(builtins, "get_ipython"):
+        return None
+    if any("[" in note or note.count(":") > 1 or not (note.isascii() and note.isprintable()) for note in notes):
+        return None
+    table = [headers, *cells, footers]
+    widths = _natural_widths(table, width)
+    if widths is None or not (title.isascii() and title.isprintable()) or len(title) > sum(widths) + len(widths) + 1:
+        return None  # rich would shrink and wrap columns, or wrap the title (which is Text: markup is literal)
+    lines = [" " + " ".join(_pad(text, w, key) for text, w, key in zip(row, widths, columns)) + " " for row in table]
+    rule = " " + "━" * (sum(widths) + len(widths) - 1) + " "
+    return [title, "", lines[0], rule, *lines[1:-1], rule, lines[-1], "", *notes]
+
+
+def _natural_widths(table: list[list[str]], width: int) -> list[int] | None:
+    """Each column's width (padding included) when all of `table` (header, rows, footer) is plain and it fits
+    `width` as it is: then rich makes each column as wide as its longest text. None otherwise."""
+    if not all(_plain(text) for row in table for text in row):
+        return None
+    widths = [max(map(len, column)) + 2 for column in zip(*table)]
+    return widths if sum(widths) + len(widths) + 1 <= width else None  # an edge each side, a divider between
+
+
+def _new_table(title: str | None, columns, footers, widths=None, box_name: str = "SIMPLE_HEAVY"):
+    """The rich table with its title, columns and footer, and no rows yet; `widths` fixes the columns' widths
+    (padding included)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=None if title is None else Text(title, style="table.title"),  # literal: a file name is not markup
+        box=getattr(box, box_name),
+        show_footer=True,
+        title_justify="left",
+        header_style="bold",
+        footer_style="bold",
+    )
+    for i, (key, footer) in enumerate(zip(columns, footers)):
         table.add_column(
             COLUMNS[key],
             justify="right" if key in NUMERIC else "left",
             footer=footer,
-            no_wrap=key in ("name", "output"),
+            no_wrap=key in NO_WRAP,
+            width=None if widths is None else widths[i] - 2,
         )
-    for row in table_rows:
-        table.add_row(*(_cell(key, row[key]) for key in columns))
-    buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width or 10_000, highlight=False)
-    console.print(table)
-    for line in summary_lines(net, convention):
-        console.print(line, soft_wrap=True)
-    console.print(f"[dim]{CONVENTIONS}[/dim]" if color else CONVENTIONS, soft_wrap=True)
-    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+    return table
+
+
+class _FallbackError(Exception):
+    """Something the fast path does not lay out as rich would: rich renders the whole table."""
+
+
+def _print_table_fast(console, buffer, title: str, columns, footers, cells) -> bool:
+    """Print the table to `console` (writing to `buffer`) exactly as rich's Table prints it, at a fraction of
+    the cost.
+
+    1. The column widths: rich measures a column by its longest text and its longest word, so a table with
+       only the rows holding those (and any row with a cell that is not plain) gets the widths the whole
+       table gets; its top border (HEAVY_HEAD: `┏━━━┳━━┓`) shows them.
+    2. Rich prints the title, header and footer in columns of exactly those widths, with no rows.
+    3. The rows go between the header's rule and the footer's: a plain cell is laid out by `_fit` as rich lays
+       it out (padded, wrapped or cut short); one not plain is rendered by rich (once per text and width).
+       Rows have no style, so rich writes them as plain text too.
+
+    False, with nothing printed, when the table is not one this reproduces: then rich prints it whole.
+    """
+    if console.is_jupyter:
+        return False  # rich shows it in the notebook rather than writing to the buffer
+    ncols = len(columns)
+    widths = _natural_widths([[COLUMNS[key] for key in columns], *cells, footers], console.width)
+    try:
+        widths = widths or _measured_widths(console, columns, footers, cells)
+        body = _body_lines(console, columns, cells, widths)
+    except _FallbackError:
+        return False
+    start = buffer.tell()
+    console.print(_new_table(title, columns, footers, widths))
+    lines = buffer.getvalue()[start:].split("\n")
+    rule = " " + "━" * (sum(widths) + ncols - 1) + " "
+    at = next((i for i in range(len(lines) - 1) if lines[i] == rule and lines[i + 1] == rule), None)
+    buffer.seek(start)
+    buffer.truncate()
+    if at is None:  # pragma: no cover - rich drew something else
+        return False
+    buffer.write("\n".join([*lines[: at + 1], *body, *lines[at + 1 :]]))
+    return True
+
+
+_WORD = re.compile(r"\s*\S+\s*")  # rich's word: the text and the spaces after it
+
+
+def _fit(text: str, key: str, width: int) -> list[str] | None:
+    """A plain cell's lines in a column `width` wide (padding included), as rich's Text renders them there:
+    word-wrapped (a word too long for a line gets one to itself, cut short with an ellipsis) or, in a no-wrap
+    column, cut short; left- or right-justified. None when the column has no room at all (rich's to do)."""
+    room = width - 2
+    if len(text) <= room:
+        return [_pad(text, width, key)]
+    if room < 1:
+        return None
+    right = key in NUMERIC
+    if key in NO_WRAP:
+        pieces = [text]
+    else:  # rich.text.Text.wrap: rich._wrap.divide_line without folding, then rstrip_end
+        breaks, offset, at = [], 0, 0
+        while match := _WORD.match(text, at):
+            start, at, word = match.start(), match.end(), match.group()
+            size = len(word.rstrip())
+            if room - offset >= size:
+                offset += len(word)
+                continue
+            if start and (size > room or offset):
+                breaks.append(start)
+            offset = len(word)
+        pieces = [text[a:b] for a, b in zip([0, *breaks], [*breaks, len(text)])]
+        for i, piece in enumerate(pieces):
+            if len(piece) > room:  # spaces past the end of the line go
+                spaces = len(piece) - len(piece.rstrip())
+                pieces[i] = piece[: len(piece) - min(spaces, len(piece) - room)]
+    lines = []
+    for piece in pieces:  # rich.containers.Lines.justify, with Text.truncate's ellipsis
+        if right:
+            piece = piece.rstrip()
+        if len(piece) > room:
+            piece = piece[: room - 1] + "…"
+        lines.append(" " + (piece.rjust(room) if right else piece.ljust(room)) + " ")
+    return lines
+
+
+def _measured_widths(console, columns, footers, cells) -> list[int]:
+    """The column widths rich gives the table, from a table with only the rows that decide them."""
+    ncols = len(columns)
+    plain_rows = [all(map(_plain, row)) for row in cells]
+    measuring = []
+    if cells:
+        plain = [row for row, is_plain in zip(cells, plain_rows) if is_plain]
+        for size in (len, lambda text: max(map(len, text.split()), default=0)):  # rich's maximum and minimum
+            measuring.append([max((row[i] for row in plain), key=size, default="") for i in range(ncols)])
+        measuring += [row for row, is_plain in zip(cells, plain_rows) if not is_plain]
+    table = _new_table(None, columns, footers, box_name="HEAVY_HEAD")
+    for row in measuring:
+        table.add_row(*row)
+    top = ""
+    for segment in console.render(table, console.options):  # lazily: the top border comes before any cell
+        if segment.text == "\n":
+            break
+        top += segment.text
+    parts = top[1:-1].split("┳")
+    if not (top[:1] == "┏" and top[-1:] == "┓" and len(parts) == ncols and not "".join(parts).strip("━")):
+        raise _FallbackError  # rich drew another box
+    if len(top) > console.width:
+        raise _FallbackError  # wider than the console, which crops it
+    return [len(part) for part in parts]
+
+
+def _body_lines(console, columns, cells, widths) -> list[str]:
+    """The rows' lines as rich's Table (SIMPLE_HEAVY, padding 1) renders them in columns of these widths."""
+    from rich.padding import Padding
+
+    # the options rich's Table renders a cell with, from those Console.print renders the table with
+    options = console.options.update(justify=None, overflow=None, height=None, no_wrap=None, markup=None)
+    options = options.update(width=sum(widths) + len(widths) + 1, highlight=False, height=None)
+    rendered: dict[tuple, list[str]] = {}
+
+    def render(text: str, key: str, width: int) -> list[str]:
+        if (text, key, width) not in rendered:
+            cell_options = options.update(
+                width=width,
+                justify="right" if key in NUMERIC else "left",
+                no_wrap=key in NO_WRAP,
+                overflow="ellipsis",
+                height=None,
+                highlight=False,
+            )
+            out = []
+            for line in console.render_lines(Padding(text, (0, 1, 0, 1)), cell_options):
+                if any(segment.style or segment.control for segment in line):
+                    raise _FallbackError  # styled by markup: its escape codes are rich's to write
+                out.append("".join(segment.text for segment in line))
+            rendered[text, key, width] = out
+        return rendered[text, key, width]
+
+    body = []
+    for row in cells:
+        row_lines = [
+            (_plain(text) and _fit(text, key, width)) or render(text, key, width)
+            for text, key, width in zip(row, columns, widths)
+        ]
+        for i in range(max(1, *map(len, row_lines))):  # a wrapped cell makes the row taller; the others get blanks
+            parts = (lines[i] if i < len(lines) else " " * width for lines, width in zip(row_lines, widths))
+            body.append(" " + " ".join(parts) + " ")
+    return body
 
 
 def _markdown(net, table_rows, columns, convention: str | None = None, **_) -> str:
