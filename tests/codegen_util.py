@@ -2,7 +2,8 @@
 
 `traced` runs a generated `forward` under `sys.settrace` and, using the line
 where each layer's statement starts (which the generator reports), takes the
-value each statement assigned just before the next one starts. That reads
+value each statement assigned just before the next one starts (a copy: a later
+statement may update the tensor in place, as `x += skip` does). That reads
 every intermediate tensor, including those computed inline (add, concat,
 reshape) that a forward hook cannot see, without changing the generated code.
 """
@@ -42,7 +43,7 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
     def take(frame, i):
         layer, var, _ = gen.statements[i]
         if layer not in values and var is not None:
-            values[layer] = frame.f_locals[var]
+            values[layer] = _copy(frame.f_locals[var])
 
     def local(frame, event, arg):
         if event == "line" and frame.f_lineno in starts and starts[frame.f_lineno] > 0:
@@ -66,6 +67,13 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
     finally:
         sys.settrace(old)
     return result, values
+
+
+def _copy(value):
+    """A tensor's or an array's own copy."""
+    if hasattr(value, "clone"):  # torch.Tensor
+        return value.clone()
+    return value.copy() if hasattr(value, "copy") else value
 
 
 def analysed(text: str, file: str = "t.arch", **kwargs):

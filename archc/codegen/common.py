@@ -15,7 +15,7 @@ import networkx as nx
 
 from ..ops import OPS
 from .names import NN_MODULE_MEMBERS, Namespace, class_name
-from .pyexpr import Index, lines, lit
+from .pyexpr import Index, Temp, Update, assignment, flat, lit
 
 # Activations after which a layer's weights start with He (Kaiming) initialisation;
 # others (tanh, sigmoid, softmax, none) get Xavier (Glorot).
@@ -88,22 +88,44 @@ def forward_body(plan: Plan, layer, activation, depth: int, first_line: int) -> 
     """The statements of forward, then the return.
 
     `layer(node, args)` gives a layer's expression, `activation(op, attrs, expr)`
-    wraps it in its `-> name` activation.
+    wraps it in its `-> name` activation. A layer given as `Update(x, y)` takes
+    two statements: `x += y`, then the layer's value is `x` (after its activation;
+    no second statement when that is `x` again in the layer's own variable).
     """
     out: list[str] = []
     where = []
     nodes = plan.computed
     for node in nodes:
+        start = len(out)
         expr = layer(node, [plan.vars[i] for i in node.inputs])
+        updated = isinstance(expr, Update)
+        if updated:
+            out += assignment(f"{expr.target} {expr.op}= ", expr.value, depth)
+            expr = Temp(expr.target)  # the updated tensor is this statement's alone
         if node.activation is not None:
             act, attrs = node.activation
             expr = activation(OPS[act], attrs, expr)
         last = node is nodes[-1] and plan.returns_last
-        where.append((node.name, None if last else plan.vars[node.name], first_line + len(out)))
-        out += lines(expr, depth, "return " if last else f"{plan.vars[node.name]} = ")
+        where.append((node.name, None if last else plan.vars[node.name], first_line + start))
+        if last or not updated or flat(expr) != plan.vars[node.name]:
+            out += assignment("return " if last else f"{plan.vars[node.name]} = ", expr, depth)
     if not plan.returns_last:
         out.append("    " * depth + "return " + ", ".join(plan.vars[n] for n in plan.outputs))
     return out, where
+
+
+def sole_reader(plan: Plan, name: str) -> str | None:
+    """The layer that reads `name`'s value when forward reads it there only, once, and does not return it.
+
+    After that layer, nothing reads the value again: the layer may overwrite it.
+    """
+    if name in plan.outputs:
+        return None
+    computed = {n.name for n in plan.computed}
+    readers = [c for c in plan.network.graph.consumers(name) if c in computed]
+    if len(readers) != 1 or plan.network.layer(readers[0]).inputs.count(name) != 1:
+        return None
+    return readers[0]
 
 
 def header(network, target: str) -> list[str]:

@@ -4,7 +4,9 @@ The generators build every statement from these nodes instead of pasting
 strings, so that long lines are wrapped exactly as the formatter would wrap
 them: the output is formatted by construction, with no formatter needed at
 generation time. Only the shapes the generators emit are supported: calls,
-bracketed literals, `a + b` chains, unary minus, subscripts and raw atoms.
+bracketed literals, `a + b` chains, unary minus, subscripts and raw atoms;
+and two marks for in-place code: `Temp` (a value nothing else reads) and
+`Update` (`x += y` before the statement that reads `x`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,28 @@ class Index:
     index: str
 
 
+@dataclass(frozen=True)
+class Temp:
+    """A new value that nothing but the expression around it reads: code may overwrite it in place.
+
+    Prints as `value`; it only tells the code around it that overwriting is safe.
+    """
+
+    value: object
+
+
+@dataclass(frozen=True)
+class Update:
+    """The statement `target <op>= value` (`x += y`), and as an expression the updated `target`.
+
+    Not an expression itself: `forward_body` writes the statement, then uses `target`.
+    """
+
+    target: str
+    value: object
+    op: str = "+"
+
+
 def call(func: str, *args, **kwargs) -> Call:
     """A call; keyword arguments whose value is None are left out (the callee's default)."""
     return Call(func, tuple(args), tuple((k, v) for k, v in kwargs.items() if v is not None))
@@ -122,6 +146,8 @@ def flat(expr) -> str:
         return "-" + flat(expr.value)
     if isinstance(expr, Index):
         return f"{flat(expr.value)}[{expr.index}]"
+    if isinstance(expr, Temp):
+        return flat(expr.value)
     raise TypeError(f"not an expression: {expr!r}")
 
 
@@ -133,7 +159,7 @@ def _forced(expr) -> bool:
         return any(_forced(i) for i in expr.items())
     if isinstance(expr, Kw | Entry):
         return _forced(expr.value)
-    if isinstance(expr, Neg | Index):
+    if isinstance(expr, Neg | Index | Temp):
         return _forced(expr.value)
     if isinstance(expr, Sum):
         return any(_forced(t) for t in expr.terms)
@@ -142,6 +168,8 @@ def _forced(expr) -> bool:
 
 def lines(expr, depth: int, prefix: str = "", suffix: str = "") -> list[str]:
     """`prefix + expr + suffix` at `depth` indents, split at brackets where it does not fit."""
+    if isinstance(expr, Temp):
+        return lines(expr.value, depth, prefix, suffix)
     pad = INDENT * depth
     one = prefix + flat(expr) + suffix
     if len(pad) + len(one) <= WIDTH and not _forced(expr):
@@ -186,6 +214,21 @@ def _bracketed(head: str, items: list, tail: str, depth: int, explode: bool) -> 
 def statement(target: str | None, expr, depth: int) -> list[str]:
     """`target = expr`, or `expr` alone, as formatted lines."""
     return lines(expr, depth, f"{target} = " if target else "")
+
+
+def assignment(head: str, expr, depth: int) -> list[str]:
+    """`x = expr`, `x += expr` or `return expr` (`head` is `x = `, `x += ` or `return `) as formatted lines.
+
+    As ruff does, a name too long for the line (or, assigned, a name's subscript) goes
+    in parentheses on a line of its own, when it fits there.
+    """
+    out = lines(expr, depth, head)
+    value = expr.value if isinstance(expr, Temp) else expr
+    pad, inner = INDENT * depth, INDENT * (depth + 1)
+    atom = isinstance(value, str) or (isinstance(value, Index) and isinstance(value.value, str) and head != "return ")
+    if len(out) == 1 and len(out[0]) > WIDTH and atom and len(inner + flat(value)) <= WIDTH:
+        return [pad + head + "(", inner + flat(value), pad + ")"]
+    return out
 
 
 def is_identifier(name: str) -> bool:

@@ -3,33 +3,103 @@
 Submodules are created in the order the spec defines the layers, so the
 parameters come in the order the network uses them: a spec written after a
 torchvision model takes that model's weights by position.
+
+Like torchvision's models, forward computes in place where that is safe in
+training too: an activation overwrites a new tensor nothing else reads
+(`F.relu(self.bn1(x), inplace=True)`), and a residual add adds into the tensor
+of a layer whose backward does not read its own output, when nothing reads
+that tensor afterwards (`x += skip`).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from ..ops import OPS
-from .common import Generated, forward_body, header, make_plan, reserved_names, shapes_text
-from .pyexpr import lines
+from .common import Generated, forward_body, header, make_plan, reserved_names, shapes_text, sole_reader
+from .pyexpr import Call, Sum, Temp, Update, lines
+
+# Layers whose torch output is a new tensor (never a view of an input or the input itself)
+# that their backward does not read: once their readers are done with it, overwriting it
+# changes no value of another layer and nothing autograd saved. Not activations (relu,
+# sigmoid, tanh and softmax save their output; others their input), views (flatten,
+# reshape, crop, chunk), dropout and identity (the input itself in eval mode), nor layers
+# that this file has not checked.
+NEW_TENSOR = frozenset({"conv", "dwconv", "deconv", "dense", "bn", "maxpool", "add", "shortcut", "concat"})
+
+
+def _inplace_activation(op, attrs) -> bool:
+    """Whether torch's in-place form of the activation computes its gradient from its output alone.
+
+    relu and relu6 (hardtanh) do; leaky_relu and elu only with a non-negative slope (torch
+    refuses their in-place backward otherwise). silu, gelu, hardswish and mish need their
+    input, sigmoid, tanh and softmax have no `inplace=` (or, as modules, no in-place form).
+    """
+    if op.name in ("relu", "relu6"):
+        return True
+    return op.name in ("leaky_relu", "elu") and float(attrs["alpha"]) >= 0
+
+
+def _inplace(code: Call) -> Call:
+    """The activation's call or module with `inplace=True`."""
+    return replace(code, kwargs=(*code.kwargs, ("inplace", "True")))
 
 
 def generate(network) -> Generated:
     plan = make_plan(network, reserved_names())
     init: list[str] = []
     graph = network.graph
+
+    def fresh(node, args):
+        """The layer's expression, or None unless it makes a new tensor that an in-place operation may overwrite."""
+        if node.op not in NEW_TENSOR:
+            return None
+        expr = OPS[node.op].torch_call(node, f"self.{plan.attrs[node.name]}", args)
+        return expr if isinstance(expr, Call | Sum) else None
+
+    def overwritable(name, reader) -> bool:
+        """Whether `reader` may overwrite the value of layer `name`: read by nothing else, autograd keeps none of it."""
+        node = graph.nodes[name]
+        if sole_reader(plan, name) != reader:
+            return False
+        if node.activation is not None and node.activation[0] != "identity":
+            return False  # the activation made the value, and may have saved it
+        return fresh(node, [plan.vars[i] for i in node.inputs]) is not None
+
     for node in graph:
         if node.op == "input":
             continue
         ins = [graph.nodes[i].shape for i in node.inputs]
-        module = OPS[node.op].torch_layer(node, ins)
+        op = OPS[node.op]
+        module = op.torch_layer(node, ins)
+        if op.is_activation and _inplace_activation(op, node.attrs) and overwritable(node.inputs[0], node.name):
+            module = _inplace(module)  # nn.ReLU(inplace=True): its input is read by nothing else
         if module is not None:
             init += lines(module, 2, f"self.{plan.attrs[node.name]} = ")
 
     def layer(node, args):
-        return OPS[node.op].torch_call(node, f"self.{plan.attrs[node.name]}", args)
+        expr = fresh(node, args)
+        if expr is None:
+            return OPS[node.op].torch_call(node, f"self.{plan.attrs[node.name]}", args)
+        if node.op in ("add", "shortcut") and isinstance(expr, Sum) and expr.op == "+" and len(expr.terms) == 2:
+            # A residual add, into a term nothing else reads: the shortcut's first (whose shape
+            # it keeps); either of an add's, the one in the add's own variable first (`x += y`
+            # and no `z = x` after it), a + b being b + a to the last bit.
+            first, second = expr.terms
+            candidates = [(first, second, node.inputs[0])]
+            if node.op == "add":
+                candidates.append((second, first, node.inputs[1]))
+                candidates.sort(key=lambda c: c[0] != plan.vars[node.name])
+            for target, other, name in candidates:
+                if target == plan.vars[name] and overwritable(name, node.name):
+                    return Update(target, other)
+        return Temp(expr)
 
     def activation(op, attrs, expr):
+        if isinstance(expr, Temp):
+            code = op.apply_torch(attrs, expr.value)
+            return _inplace(code) if _inplace_activation(op, attrs) else code
         return op.apply_torch(attrs, expr)
 
     doc = [
