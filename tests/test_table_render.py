@@ -13,8 +13,6 @@ import sys
 
 import pytest
 from conftest import ROOT, SPECS
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import archc
 from archc.report import table as report
@@ -89,27 +87,6 @@ def test_cells_rich_would_change_are_left_to_rich(monkeypatch, width, color):
     out = rows(net)
     monkeypatch.setattr(report, "rows", lambda net, layout="chw": [{**out[0], "name": "[bold]x[/bold]"}, *out[1:]])
     assert report.render_table(net, "rich", width=width, color=color) == whole_rich(net, width=width, color=color)
-
-
-TEXT = st.text(alphabet="ab1x,- ", min_size=1, max_size=30).map(str.strip).filter(bool)
-
-
-@settings(max_examples=300, deadline=None)
-@given(text=TEXT, width=st.integers(3, 16), key=st.sampled_from(["name", "filter", "params"]))
-def test_a_cell_is_laid_out_as_rich_lays_it_out(text, width, key):
-    """`_fit` (wrap, cut short with an ellipsis, justify) against a one-column rich Table of that width."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=box.SIMPLE_HEAVY, show_header=False, show_edge=False)
-    table.add_column(
-        justify="right" if key in report.NUMERIC else "left", no_wrap=key in report.NO_WRAP, width=width - 2
-    )
-    table.add_row(text)
-    console = Console(width=width, no_color=True, force_terminal=False)
-    expected = ["".join(segment.text for segment in line) for line in console.render_lines(table, pad=False)]
-    assert report._fit(text, key, width) == expected
 
 
 def cells(line: str) -> list[str]:

@@ -11,7 +11,6 @@ import builtins
 import csv
 import io
 import json
-import re
 import sys
 
 from ..ops import OPS
@@ -343,8 +342,9 @@ def _print_table_fast(console, buffer, title: str, columns, footers, cells) -> b
        only the rows holding those (and any row with a cell that is not plain) gets the widths the whole
        table gets; its top border (HEAVY_HEAD: `┏━━━┳━━┓`) shows them.
     2. Rich prints the title, header and footer in columns of exactly those widths, with no rows.
-    3. The rows go between the header's rule and the footer's: a plain cell is laid out by `_fit` as rich lays
-       it out (padded, wrapped or cut short); one not plain is rendered by rich (once per text and width).
+    3. The rows go between the header's rule and the footer's: a plain cell that fits its column is the text
+       padded, as rich pads it; a cell rich wraps or cuts short, or one not plain, is rendered by rich (once
+       per text and width).
        Rows have no style, so rich writes them as plain text too.
 
     False, with nothing printed, when the table is not one this reproduces: then rich prints it whole.
@@ -369,47 +369,6 @@ def _print_table_fast(console, buffer, title: str, columns, footers, cells) -> b
         return False
     buffer.write("\n".join([*lines[: at + 1], *body, *lines[at + 1 :]]))
     return True
-
-
-_WORD = re.compile(r"\s*\S+\s*")  # rich's word: the text and the spaces after it
-
-
-def _fit(text: str, key: str, width: int) -> list[str] | None:
-    """A plain cell's lines in a column `width` wide (padding included), as rich's Text renders them there:
-    word-wrapped (a word too long for a line gets one to itself, cut short with an ellipsis) or, in a no-wrap
-    column, cut short; left- or right-justified. None when the column has no room at all (rich's to do)."""
-    room = width - 2
-    if len(text) <= room:
-        return [_pad(text, width, key)]
-    if room < 1:
-        return None
-    right = key in NUMERIC
-    if key in NO_WRAP:
-        pieces = [text]
-    else:  # rich.text.Text.wrap: rich._wrap.divide_line without folding, then rstrip_end
-        breaks, offset, at = [], 0, 0
-        while match := _WORD.match(text, at):
-            start, at, word = match.start(), match.end(), match.group()
-            size = len(word.rstrip())
-            if room - offset >= size:
-                offset += len(word)
-                continue
-            if start and (size > room or offset):
-                breaks.append(start)
-            offset = len(word)
-        pieces = [text[a:b] for a, b in zip([0, *breaks], [*breaks, len(text)])]
-        for i, piece in enumerate(pieces):
-            if len(piece) > room:  # spaces past the end of the line go
-                spaces = len(piece) - len(piece.rstrip())
-                pieces[i] = piece[: len(piece) - min(spaces, len(piece) - room)]
-    lines = []
-    for piece in pieces:  # rich.containers.Lines.justify, with Text.truncate's ellipsis
-        if right:
-            piece = piece.rstrip()
-        if len(piece) > room:
-            piece = piece[: room - 1] + "…"
-        lines.append(" " + (piece.rjust(room) if right else piece.ljust(room)) + " ")
-    return lines
 
 
 def _measured_widths(console, columns, footers, cells) -> list[int]:
@@ -468,7 +427,7 @@ def _body_lines(console, columns, cells, widths) -> list[str]:
     body = []
     for row in cells:
         row_lines = [
-            (_plain(text) and _fit(text, key, width)) or render(text, key, width)
+            [_pad(text, width, key)] if _plain(text) and len(text) <= width - 2 else render(text, key, width)
             for text, key, width in zip(row, columns, widths)
         ]
         for i in range(max(1, *map(len, row_lines))):  # a wrapped cell makes the row taller; the others get blanks
