@@ -156,9 +156,15 @@ def test_resnet18_computes_in_place_as_torchvision_does():
     assert (
         "        x = self.layer1_basic1_bn2(x)\n"
         "        x += maxpool1\n"
+        "        del maxpool1\n"
         "        layer1_basic1_add1 = F.relu(x, inplace=True)\n"
     ) in body
-    assert "        layer2_basic_proj1_bn2 += x\n" in body
+    # both terms are read by the add only: it goes into `x`, which the next statement rebinds
+    assert (
+        "        x = self.layer2_basic_proj1_downsample_bn(x)\n"
+        "        x += layer2_basic_proj1_bn2\n"
+        "        del layer2_basic_proj1_bn2\n"
+    ) in body
     assert body.count(" += ") == 8  # every residual add
     assert body.count("F.relu(") == body.count("inplace=True") == 17  # every relu
 

@@ -4,7 +4,8 @@ A `Plan` fixes, once per network, the attribute of every layer (which is
 also its state_dict prefix, identical in both targets so weights move
 between them by key) and the variable that holds every value in `forward`.
 A value read only by the next statement lives in `x`, as a person writes a
-chain; a value read later, or by several layers, keeps its layer's name.
+chain; a value read later, or by several layers, keeps its layer's name
+until `del` lets it go after its last reader.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import networkx as nx
 
 from ..ops import OPS
 from .names import NN_MODULE_MEMBERS, Namespace, class_name
-from .pyexpr import Index, Temp, Update, assignment, flat, lit
+from .pyexpr import Index, Temp, Update, assignment, deletion, flat, lit
 
 # Activations after which a layer's weights start with He (Kaiming) initialisation;
 # others (tanh, sigmoid, softmax, none) get Xavier (Glorot).
@@ -95,20 +96,36 @@ def forward_body(plan: Plan, layer, activation, depth: int, first_line: int) -> 
     out: list[str] = []
     where = []
     nodes = plan.computed
-    for node in nodes:
+    last_read = {plan.vars[i]: k for k, node in enumerate(nodes) for i in node.inputs}
+    kept = {"x", *plan.params, *(plan.vars[n] for n in plan.outputs)}
+    for k, node in enumerate(nodes):
         start = len(out)
         expr = layer(node, [plan.vars[i] for i in node.inputs])
-        updated = isinstance(expr, Update)
-        if updated:
-            out += assignment(f"{expr.target} {expr.op}= ", expr.value, depth)
-            expr = Temp(expr.target)  # the updated tensor is this statement's alone
+        last = node is nodes[-1] and plan.returns_last
+        # A named value no later statement reads is deleted right after the statement that
+        # reads it last, as a person frees a skip connection's input: kept until return,
+        # every block's output would stay in memory (ResNet-50 at batch 8: a peak of
+        # ~250 MB instead of ~195 MB, and ~10% slower for the allocator).
+        target = expr.target if isinstance(expr, Update) else None
+        dead = [
+            v
+            for v in dict.fromkeys(plan.vars[i] for i in node.inputs)
+            if last_read[v] == k and v not in kept and not last
+        ]
+        if target is not None:
+            out += assignment(f"{target} {expr.op}= ", expr.value, depth)
+            # the updated tensor is now this layer's value: its old name goes once the
+            # layer's own variable holds it
+            out += deletion([v for v in dead if v != target], depth)
+            dead = [target] if target in dead and target != plan.vars[node.name] else []
+            expr = Temp(target)  # the updated tensor is this statement's alone
         if node.activation is not None:
             act, attrs = node.activation
             expr = activation(OPS[act], attrs, expr)
-        last = node is nodes[-1] and plan.returns_last
         where.append((node.name, None if last else plan.vars[node.name], first_line + start))
-        if last or not updated or flat(expr) != plan.vars[node.name]:
+        if last or target is None or flat(expr) != plan.vars[node.name]:
             out += assignment("return " if last else f"{plan.vars[node.name]} = ", expr, depth)
+        out += deletion(dead, depth)
     if not plan.returns_last:
         out.append("    " * depth + "return " + ", ".join(plan.vars[n] for n in plan.outputs))
     return out, where

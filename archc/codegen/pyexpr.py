@@ -231,5 +231,16 @@ def assignment(head: str, expr, depth: int) -> list[str]:
     return out
 
 
+def deletion(names: list[str], depth: int) -> list[str]:
+    """`del a, b` (nothing for no names); as ruff does, one name a line in parentheses when too long."""
+    if not names:
+        return []
+    pad = INDENT * depth
+    one = pad + "del " + ", ".join(names)
+    if len(one) <= WIDTH or len(names) == 1:
+        return [one]
+    return [pad + "del (", *(f"{pad}{INDENT}{n}," for n in names), pad + ")"]
+
+
 def is_identifier(name: str) -> bool:
     return name.isidentifier() and name.isascii() and not keyword.iskeyword(name)

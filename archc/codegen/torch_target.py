@@ -84,13 +84,14 @@ def generate(network) -> Generated:
             return OPS[node.op].torch_call(node, f"self.{plan.attrs[node.name]}", args)
         if node.op in ("add", "shortcut") and isinstance(expr, Sum) and expr.op == "+" and len(expr.terms) == 2:
             # A residual add, into a term nothing else reads: the shortcut's first (whose shape
-            # it keeps); either of an add's, the one in the add's own variable first (`x += y`
-            # and no `z = x` after it), a + b being b + a to the last bit.
+            # it keeps); either of an add's, a + b being b + a to the last bit: the one in the
+            # add's own variable first (`x += y` and no `z = x` after it), then `x` (which the
+            # next statement rebinds, where a named term would need a `del` as well).
             first, second = expr.terms
             candidates = [(first, second, node.inputs[0])]
             if node.op == "add":
                 candidates.append((second, first, node.inputs[1]))
-                candidates.sort(key=lambda c: c[0] != plan.vars[node.name])
+                candidates.sort(key=lambda c: (c[0] != plan.vars[node.name], c[0] != "x"))
             for target, other, name in candidates:
                 if target == plan.vars[name] and overwritable(name, node.name):
                     return Update(target, other)
