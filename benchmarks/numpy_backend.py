@@ -7,8 +7,9 @@ float32, torch under no_grad. Achieved GFLOP/s = 2 x MACs x batch / time.
 
 The two libraries run in two server processes that take turns: each round
 times the NumPy forward, the torch forward, a 2048 x 2048 float32 matrix
-product by np.matmul and one by torch.mm, so every ratio and every fraction of
-the matmul rate compares figures taken under the same machine load. They are
+product by np.matmul and one by torch.mm (every other round torch first), so
+every ratio and every fraction of the matmul rate compares figures taken
+under the same machine load. They are
 kept apart because OpenBLAS's and OpenMP's worker threads keep spinning for a
 while after a call returns: in one process, each library's threads would eat
 into the other's time on a machine with few cores. A pause before each timed
@@ -211,8 +212,9 @@ def measure(ctx: Context, python: str, torch_python: str | None, cases, n: int, 
             setup = servers["numpy"].ask(op="setup", file=case["numpy_file"], **common)
             times = {f"{name} {what}": [] for what in ("model", "matmul") for name in servers}
             for i in range(case["repeats"]):
+                turns = list(servers.items())
                 for what in ("model", "matmul"):
-                    for name, server in servers.items():
+                    for name, server in turns if i % 2 == 0 else turns[::-1]:  # as in interleaved()
                         reply = server.ask(op="time", what=what, pause=PAUSE, warmup=i == 0)
                         times[f"{name} {what}"].append(reply["seconds"])
             results.append({**case, **info, "difference": setup.get("difference"), "times": times})
