@@ -45,7 +45,7 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
         if layer not in values and var is not None:
             values[layer] = _copy(frame.f_locals[var])
 
-    def local(frame, event, arg):
+    def watch(frame, event, arg):
         if event == "line" and frame.f_lineno in starts and starts[frame.f_lineno] > 0:
             take(frame, starts[frame.f_lineno] - 1)
         elif event == "return":
@@ -54,6 +54,15 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
                 values[layer] = arg
             else:
                 take(frame, len(gen.statements) - 1)
+
+    return run_watched(model, filename, inputs, watch), values
+
+
+def run_watched(model, filename: str, inputs, watch):
+    """model(*inputs), with `watch(frame, event, arg)` called on every trace event of the generated forward."""
+
+    def local(frame, event, arg):
+        watch(frame, event, arg)
         return local
 
     def calls(frame, event, arg):
@@ -63,10 +72,9 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
     old = sys.gettrace()
     sys.settrace(calls)
     try:
-        result = model(*inputs)
+        return model(*inputs)
     finally:
         sys.settrace(old)
-    return result, values
 
 
 def _copy(value):

@@ -10,3 +10,14 @@ FIGURES = ROOT.parent / "shared" / "reference" / "figures.md"
 @pytest.fixture
 def specs_dir() -> Path:
     return SPECS
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors: one torch thread is faster, and far faster on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

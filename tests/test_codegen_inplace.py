@@ -32,6 +32,8 @@ import archc
 from archc.codegen import generate
 from archc.ops import OPS
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SAFE_IN_PLACE = {"relu", "relu6", "leaky_relu", "elu"}  # their in-place backward reads only their output
 
 CHECKS = """
@@ -79,15 +81,6 @@ NETWORKS = {
     "deconv_example": (SPECS / "deconv_example.arch", None),
     "mnist_cnn": (SPECS / "mnist_cnn.arch", None),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def load(source):

@@ -16,17 +16,18 @@ tensor). The statement about to run may still read or replace its own names.
 from __future__ import annotations
 
 import ast
-import sys
 
 import numpy as np
 import pytest
 import torch
-from codegen_util import build, load_module
+from codegen_util import build, load_module, run_watched
 from conftest import SPECS
 from test_codegen_random import SEEDS, random_spec
 
 import archc
 from archc.codegen import generate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 BUNDLED = {  # spec: per-sample input shape to run it at (None: the spec's own)
     "resnet18": (3, 32, 32),
@@ -61,7 +62,7 @@ def held_after_last_read(model, code: str, filename: str, *inputs) -> list[str]:
     given = {id(x) for x in inputs}  # the caller holds these anyway
     found = []
 
-    def local(frame, event, arg):
+    def watch(frame, event, arg):
         if event == "line" and frame.f_lineno in table:
             later, stored = table[frame.f_lineno]
             values = frame.f_locals
@@ -71,18 +72,8 @@ def held_after_last_read(model, code: str, filename: str, *inputs) -> list[str]:
                     continue
                 if id(value) not in live and id(value) not in given:
                     found.append(f"{frame.f_lineno}: {name}")
-        return local
 
-    def calls(frame, event, arg):
-        code_ = frame.f_code
-        return local if code_.co_filename == filename and code_.co_name == "forward" else None
-
-    old = sys.gettrace()
-    sys.settrace(calls)
-    try:
-        model(*inputs)
-    finally:
-        sys.settrace(old)
+    run_watched(model, filename, inputs, watch)
     return found
 
 
@@ -97,14 +88,6 @@ def assert_frees(net, target: str, shapes=None):
         with torch.no_grad():
             held = held_after_last_read(model, gen.code, filename, *xs)
     assert not held, f"forward holds values nothing reads again at {held}\n{gen.code}"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("target", ["torch", "numpy"])
