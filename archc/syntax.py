@@ -555,22 +555,19 @@ class _Reader:
         return ast.Value(tuple(parts), self.span(start, end)), end
 
     def expr(self):
-        left, start, end = self.term()
-        tokens = self.tokens
-        while tokens[self.i][0] in ("+", "-"):
-            op = tokens[self.i][0]
-            self.i += 1
-            right, _, end = self.term()
-            left = ast.BinOp(op, left, right, self.span(start, end))
-        return left, start, end
+        return self._operations(("+", "-"), self.term)
 
     def term(self):
-        left, start, end = self.atom()
+        return self._operations(("*", "//", "%"), self.atom)
+
+    def _operations(self, ops, operand):
+        """`operand (op operand)*`, left-associative: one level of the grammar's precedence."""
+        left, start, end = operand()
         tokens = self.tokens
-        while tokens[self.i][0] in ("*", "//", "%"):
+        while tokens[self.i][0] in ops:
             op = tokens[self.i][0]
             self.i += 1
-            right, _, end = self.atom()
+            right, _, end = operand()
             left = ast.BinOp(op, left, right, self.span(start, end))
         return left, start, end
 

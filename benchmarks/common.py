@@ -57,14 +57,17 @@ def interleaved(functions: dict, repeats: int, warmup: int = 1) -> dict[str, lis
         for fn in functions.values():
             fn()
     times = {name: [] for name in functions}
-    names = list(functions)
     for i in range(repeats):
-        for name in names if i % 2 == 0 else names[::-1]:
-            fn = functions[name]
+        for name, fn in in_turn(list(functions.items()), i):
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def in_turn(items: list, round_: int) -> list:
+    """The order of round `round_`: as given in even rounds, reversed in odd ones (see interleaved)."""
+    return items if round_ % 2 == 0 else items[::-1]
 
 
 def timed(fn, repeats: int, warmup: int = 1) -> list[float]:

@@ -33,6 +33,7 @@ from .common import (
     Target,
     archc_command,
     can_import,
+    in_turn,
     median,
     ms,
     paired,
@@ -212,9 +213,8 @@ def measure(ctx: Context, python: str, torch_python: str | None, cases, n: int, 
             setup = servers["numpy"].ask(op="setup", file=case["numpy_file"], **common)
             times = {f"{name} {what}": [] for what in ("model", "matmul") for name in servers}
             for i in range(case["repeats"]):
-                turns = list(servers.items())
                 for what in ("model", "matmul"):
-                    for name, server in turns if i % 2 == 0 else turns[::-1]:  # as in interleaved()
+                    for name, server in in_turn(list(servers.items()), i):
                         reply = server.ask(op="time", what=what, pause=PAUSE, warmup=i == 0)
                         times[f"{name} {what}"].append(reply["seconds"])
             results.append({**case, **info, "difference": setup.get("difference"), "times": times})
