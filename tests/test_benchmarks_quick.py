@@ -5,9 +5,9 @@ but that takes about a minute (a dozen interpreters start, torch among
 them), too long for the suite. So this checks the parts that can break
 without anyone noticing: the modules import, the generated scaling specs
 analyse to the sizes asked for, the scaling worker and the import check of
-the cold-start benchmark run, and sections whose interpreter lacks
+the cold-start benchmark run, sections whose interpreter lacks
 torchvision and torchinfo (as in CI) are skipped with a note instead of
-failing the report.
+failing the report, and the floor of benchmark 1 computes what archc does.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import archc  # noqa: E402
-from benchmarks import analysis, coldstart, common, numpy_backend, run, scaling, torch_models  # noqa: E402
+from benchmarks import analysis, coldstart, common, floor, numpy_backend, run, scaling, torch_models  # noqa: E402
 
 MISSING = str(ROOT / "no-such-python")
 
@@ -67,3 +67,28 @@ def test_numpy_backend_cases_name_bundled_specs():
 
 def test_paired_ratio_is_the_median_of_the_rounds():
     assert common.paired([2.0, 4.0, 30.0], [1.0, 1.0, 1.0]) == 4.0
+
+
+# figures.md, "Networks with known totals": the five networks of benchmark 1 (params, MACs).
+PUBLISHED = {
+    "resnet18": (11_689_512, 1_814_073_344),
+    "resnet50": (25_557_032, 4_089_184_256),
+    "vgg16": (138_357_544, 15_470_264_320),
+    "googlenet": (6_624_904, 1_498_376_192),
+    "mobilenet_v2": (3_504_872, 300_774_272),
+}
+
+
+@pytest.mark.parametrize("spec", sorted(analysis.NETWORKS))
+def test_floor_does_the_work_archc_does(spec):
+    """The floor's time means something only if it computes what archc.load
+    computes: the published totals, and archc's figures for every layer."""
+    path = common.SPECS / f"{spec}.arch"
+    rows, (activations, peak) = floor.analyse(path.read_text(encoding="utf-8"))
+    assert (sum(row[3] for row in rows), sum(row[5] for row in rows)) == PUBLISHED[spec]
+    net = archc.load(path)
+    assert [row[0] for row in rows] == [node.name for node in net.layers]
+    for name, _op, shape, params, buffers, macs, rf, _sources, _index in rows:
+        node = net.layer(name)
+        assert (shape, params, buffers, macs, rf) == (node.shape, node.params, node.buffers, node.macs, node.rf), name
+    assert (activations, peak) == (net.totals.activations, net.totals.peak_activation_bytes // 4)
