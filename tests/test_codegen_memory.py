@@ -8,9 +8,10 @@ named value until `return` would hold every skip connection's input at once
 
 The oracle reads the generated code's syntax tree, not the generator: before
 each statement of forward runs, every local holding a tensor (or array) that no
-statement from there on reads must be gone, or be the same object as a local
-still to be read (an in-place `x += skip` leaves the old name on the updated
-tensor). The statement about to run may still read or replace its own names.
+statement reads before the name is bound again must be gone, or be the same
+object as a local still to be read (an in-place `x += skip` leaves the old name
+on the updated tensor). So `x = self.conv(y)` must not find a dead value in x:
+it would stay alive until the conv has run.
 """
 
 from __future__ import annotations
@@ -41,18 +42,26 @@ BUNDLED = {  # spec: per-sample input shape to run it at (None: the spec's own)
 
 
 def forward_reads(code: str) -> dict[int, tuple[frozenset, frozenset]]:
-    """{first line of each statement of forward but return: (names read from there on, names it binds or deletes)}."""
+    """{first line of each statement of forward but return: (names whose value is read
+    from there on, names it deletes)}.
+
+    A name is live when a statement reads it before any statement rebinds it: the x of
+    `x = self.conv(y)` is not, so x's old value must be gone before the conv runs."""
     tree = ast.parse(code)
     forward = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "forward")
-    later: set[str] = set()
+    live: set[str] = set()
     table = {}
     for stmt in reversed(forward.body):
         names = [n for n in ast.walk(stmt) if isinstance(n, ast.Name)]
-        if not isinstance(stmt, ast.Delete):
-            later |= {n.id for n in names if isinstance(n.ctx, ast.Load)}
-        stored = {n.id for n in names if isinstance(n.ctx, ast.Store | ast.Del)}
-        if not isinstance(stmt, ast.Return):  # returning lets every local go
-            table[stmt.lineno] = (frozenset(later), frozenset(stored))
+        deleted = {n.id for n in names if isinstance(n.ctx, ast.Del)}
+        live -= deleted | {n.id for n in names if isinstance(n.ctx, ast.Store)}
+        live |= {n.id for n in names if isinstance(n.ctx, ast.Load)}
+        if isinstance(stmt, ast.AugAssign):  # `x += skip` reads x
+            live.add(stmt.target.id)
+        # returning lets every local go; `x = name` computes nothing while it holds x
+        renames = isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Name)
+        if not isinstance(stmt, ast.Return) and not renames:
+            table[stmt.lineno] = (frozenset(live), frozenset(deleted))
     return table
 
 
@@ -64,11 +73,11 @@ def held_after_last_read(model, code: str, filename: str, *inputs) -> list[str]:
 
     def watch(frame, event, arg):
         if event == "line" and frame.f_lineno in table:
-            later, stored = table[frame.f_lineno]
+            live_names, deleted = table[frame.f_lineno]
             values = frame.f_locals
-            live = {id(values[n]) for n in later if n in values}
+            live = {id(values[n]) for n in live_names if n in values}
             for name, value in values.items():
-                if not isinstance(value, torch.Tensor | np.ndarray) or name in later or name in stored:
+                if not isinstance(value, torch.Tensor | np.ndarray) or name in live_names or name in deleted:
                     continue
                 if id(value) not in live and id(value) not in given:
                     found.append(f"{frame.f_lineno}: {name}")
@@ -112,3 +121,16 @@ def test_the_oracle_sees_a_value_kept_too_long():
     with torch.no_grad():
         held = held_after_last_read(module.build_model().eval(), code, module.__file__, torch.randn(1, 3, 32, 32))
     assert held and all(h.endswith(": maxpool1") for h in held)
+
+
+def test_the_oracle_sees_x_kept_through_a_shortcut():
+    """Without `del x`, the last conv output of a projection block stays in x while
+    the shortcut's conv runs, because `x = self.downsample(...)` rebinds x only after."""
+    gen = generate(archc.load(SPECS / "resnet18.arch"), "torch")
+    kept = "        layer2_basic_proj1_bn2 = self.layer2_basic_proj1_bn2(x)\n"
+    assert kept + "        del x\n" in gen.code
+    code = gen.code.replace(kept + "        del x\n", kept)
+    module = load_module(code, "kept_x")
+    with torch.no_grad():
+        held = held_after_last_read(module.build_model().eval(), code, module.__file__, torch.randn(1, 3, 32, 32))
+    assert held and all(h.endswith(": x") for h in held)
