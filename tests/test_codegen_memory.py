@@ -112,25 +112,25 @@ def test_random_networks_free_each_value_after_its_last_reader(seed, target):
     assert_frees(archc.loads(random_spec(seed), f"random{seed}.arch"), target)
 
 
+def held_by_resnet18_without(line: str, after: str = "") -> list[str]:
+    """What the oracle finds in the generated ResNet-18 without `line` (the first one after `after`)."""
+    code = generate(archc.load(SPECS / "resnet18.arch"), "torch").code
+    assert after + line in code
+    code = code.replace(after + line, after, 1)
+    module = load_module(code, "without_a_line")
+    with torch.no_grad():
+        return held_after_last_read(module.build_model().eval(), code, module.__file__, torch.randn(1, 3, 32, 32))
+
+
 def test_the_oracle_sees_a_value_kept_too_long():
     """Without its `del`, the ResNet's first skip input stays alive through the whole next block."""
-    gen = generate(archc.load(SPECS / "resnet18.arch"), "torch")
-    assert "        del maxpool1\n" in gen.code
-    code = gen.code.replace("        del maxpool1\n", "")
-    module = load_module(code, "kept")
-    with torch.no_grad():
-        held = held_after_last_read(module.build_model().eval(), code, module.__file__, torch.randn(1, 3, 32, 32))
+    held = held_by_resnet18_without("        del maxpool1\n")
     assert held and all(h.endswith(": maxpool1") for h in held)
 
 
 def test_the_oracle_sees_x_kept_through_a_shortcut():
     """Without `del x`, the last conv output of a projection block stays in x while
     the shortcut's conv runs, because `x = self.downsample(...)` rebinds x only after."""
-    gen = generate(archc.load(SPECS / "resnet18.arch"), "torch")
-    kept = "        layer2_basic_proj1_bn2 = self.layer2_basic_proj1_bn2(x)\n"
-    assert kept + "        del x\n" in gen.code
-    code = gen.code.replace(kept + "        del x\n", kept)
-    module = load_module(code, "kept_x")
-    with torch.no_grad():
-        held = held_after_last_read(module.build_model().eval(), code, module.__file__, torch.randn(1, 3, 32, 32))
+    bn2 = "        layer2_basic_proj1_bn2 = self.layer2_basic_proj1_bn2(x)\n"
+    held = held_by_resnet18_without("        del x\n", after=bn2)
     assert held and all(h.endswith(": x") for h in held)
