@@ -58,12 +58,12 @@ def _extra(name: str) -> str:
 def _floor_agrees(text: str, net) -> bool:
     """Whether the floor found archc's layers and totals: its time means something only then."""
     rows, (activations, peak) = floor.analyse(text)
-    names = [name for name, *_ in rows]
-    sums = [sum(column) for column in zip(*((params, buffers, macs) for _, _, _, params, buffers, macs, *_ in rows))]
     totals = net.totals
     return (
-        names == [node.name for node in net.layers]
-        and sums == [totals.params, totals.buffers, totals.macs]
+        [row[0] for row in rows] == [node.name for node in net.layers]
+        and sum(row[3] for row in rows) == totals.params
+        and sum(row[4] for row in rows) == totals.buffers
+        and sum(row[5] for row in rows) == totals.macs
         and (activations, 4 * peak) == (totals.activations, totals.peak_activation_bytes)
     )
 

@@ -138,7 +138,8 @@ class _Analysis:
                 last = self.call(op, full, args, env, sources[0])
             else:
                 last = self.layer(op, full, args, env, sources)
-            local[name or op] = last
+            if name is not None:  # the bundled specs refer to named layers only
+                local[name] = last
         return last
 
     def call(self, block: str, name: str, args: list[str], env: dict, source):
