@@ -88,6 +88,21 @@ class Reporter:
         return [d for d in self.diagnostics if d.severity == "warning"]
 
 
+def source_lines(text: str) -> list[str]:
+    """The lines of a source, as every position archc reports counts them.
+
+    Only a line feed ends a line (a carriage return before it belongs to the
+    line ending): `str.splitlines` also splits at form feeds, U+0085 and
+    U+2028, which would make an excerpt show another line than the one that
+    `file:line:col` names. A text that ends with a line feed has no empty
+    line after it.
+    """
+    lines = text.split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 _STYLES = {"error": "\033[1;31m", "warning": "\033[1;33m", "help": "\033[1;36m", "bold": "\033[1m"}
 _RESET = "\033[0m"
 
@@ -119,7 +134,7 @@ def _excerpt(span: Span, sources: dict[str, str], paint) -> list[str]:
     text = sources.get(span.file)
     if text is None:
         return []
-    src_lines = text.splitlines()
+    src_lines = source_lines(text)
     if not 1 <= span.line <= len(src_lines):
         return []
     line = src_lines[span.line - 1].replace("\t", " ")

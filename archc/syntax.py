@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ast
-from .diagnostics import ArchError, Diagnostic, Span
+from .diagnostics import ArchError, Diagnostic, Span, source_lines
 
 if TYPE_CHECKING:
     from lark import Lark, Token, Tree, UnexpectedInput
@@ -210,7 +210,7 @@ def _syntax_error(file: str, text: str, err: UnexpectedInput) -> Diagnostic:
         tok = err.token
         if tok.type == "$END":
             found = "end of file"
-            lines = text.splitlines() or [""]
+            lines = source_lines(text)
             line, col = len(lines), len(lines[-1]) + 1
         elif tok.type == "_SEP":
             found = "end of line"

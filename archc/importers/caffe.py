@@ -20,7 +20,7 @@ import contextlib
 import re
 from dataclasses import dataclass, field
 
-from ..diagnostics import ArchError, Span
+from ..diagnostics import ArchError, Span, source_lines
 from ..expand import suggest
 from .common import BROKEN, Flat, Imported, network_name, sanitize
 
@@ -373,7 +373,7 @@ class _Importer:
             net = parse_prototxt(self.text, self.file)
         except _SyntaxError as err:
             tok = err.token
-            lines = self.text.splitlines() or [""]
+            lines = source_lines(self.text)
             line, col, end = (
                 (tok.line, tok.col, tok.end) if tok else (len(lines), len(lines[-1]) + 1, len(lines[-1]) + 2)
             )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..diagnostics import ArchError, Span
+from ..diagnostics import ArchError, Span, source_lines
 from ..expand import suggest
 from ..ops.base import PadPair
 from .common import BROKEN, Flat, Imported, network_name
@@ -128,7 +128,7 @@ HEADER = re.compile(r"\[\s*([^\]\s]*)\s*\]")
 def read_cfg(text: str, file: str, flat: Flat) -> list[Section]:
     """The sections of a `.cfg`, as Darknet's read_cfg splits them; unreadable lines are E0401."""
     sections: list[Section] = []
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(source_lines(text), 1):
         code = raw.split("#", 1)[0].rstrip()  # archc also allows a comment after a value
         stripped = code.strip()
         if not stripped or stripped.startswith(";"):
