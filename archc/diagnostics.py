@@ -26,6 +26,33 @@ class Span:
         return f"{self.file}:{self.line}:{self.col}"
 
 
+@dataclass(frozen=True)
+class Fix:
+    """An edit that a help line proposes: replace the text at `span` with `text`.
+
+    A help that suggests a change to the spec carries it as a `Fix` as well as
+    in words, so an editor (through `check --format json`) or a test can apply
+    it exactly and see that it gives what the help promises. A span whose end
+    is its start inserts.
+    """
+
+    span: Span
+    text: str
+
+    def apply(self, source: str) -> str:
+        """`source` with the edit made; lines and columns as `source_lines` counts them."""
+        starts = [0]
+        for line in source.split("\n"):
+            starts.append(starts[-1] + len(line) + 1)
+        begin = starts[self.span.line - 1] + self.span.col - 1
+        end = starts[self.span.end_line - 1] + self.span.end_col - 1
+        return source[:begin] + self.text + source[end:]
+
+    def as_dict(self) -> dict:
+        s = self.span
+        return {"line": s.line, "col": s.col, "end_line": s.end_line, "end_col": s.end_col, "text": self.text}
+
+
 @dataclass
 class Diagnostic:
     severity: str  # "error" or "warning"
@@ -34,6 +61,7 @@ class Diagnostic:
     span: Span | None = None
     help: list[str] = field(default_factory=list)
     notes: list[tuple[str, Span]] = field(default_factory=list)
+    fixes: list[Fix] = field(default_factory=list)  # the edits the help lines propose, in their order
 
     def as_dict(self) -> dict:
         span = self.span
@@ -47,6 +75,7 @@ class Diagnostic:
             "code": self.code,
             "message": self.message,
             "help": list(self.help),
+            "fixes": [f.as_dict() for f in self.fixes],
         }
 
 
@@ -69,13 +98,13 @@ class Reporter:
     def __init__(self) -> None:
         self.diagnostics: list[Diagnostic] = []
 
-    def error(self, code: str, message: str, span: Span | None, help=(), notes=()) -> Diagnostic:
-        diag = Diagnostic("error", code, message, span, list(help), list(notes))
+    def error(self, code: str, message: str, span: Span | None, help=(), notes=(), fixes=()) -> Diagnostic:
+        diag = Diagnostic("error", code, message, span, list(help), list(notes), list(fixes))
         self.diagnostics.append(diag)
         return diag
 
-    def warn(self, code: str, message: str, span: Span | None, help=(), notes=()) -> Diagnostic:
-        diag = Diagnostic("warning", code, message, span, list(help), list(notes))
+    def warn(self, code: str, message: str, span: Span | None, help=(), notes=(), fixes=()) -> Diagnostic:
+        diag = Diagnostic("warning", code, message, span, list(help), list(notes), list(fixes))
         self.diagnostics.append(diag)
         return diag
 

@@ -10,7 +10,7 @@ import pytest
 
 import archc
 from archc import ArchError
-from archc.diagnostics import MAX_SHOWN, render_all
+from archc.diagnostics import MAX_SHOWN, Fix, Span, render_all
 from archc.syntax import MAX_SYNTAX_ERRORS
 
 SEVERAL = """network N {
@@ -81,7 +81,18 @@ def test_the_command_line_shows_the_limit_and_json_lists_everything(tmp_path):
 
     diags = json.loads(run.stdout)["diagnostics"]
     assert len(diags) == MAX_SYNTAX_ERRORS
-    assert set(diags[0]) == {"file", "line", "col", "end_line", "end_col", "severity", "code", "message", "help"}
+    assert set(diags[0]) == {
+        "file",
+        "line",
+        "col",
+        "end_line",
+        "end_col",
+        "severity",
+        "code",
+        "message",
+        "help",
+        "fixes",
+    }
 
 
 # -- the seed mistakes ------------------------------------------------------------------
@@ -188,3 +199,10 @@ def test_nesting_and_numbers_beyond_the_limits_are_e0213_before_parsing():
 def test_a_10000_term_expression_parses_without_recursion():
     net = archc.loads("network N {\n  input x: 3x8x8\n  conv: 4 @ 3" + " + 0" * 10_000 + "\n}\n", "t.arch")
     assert net.layers[1].geom["kernel"] == (3, 3)
+
+
+def test_fix_replaces_and_inserts_at_its_span():
+    source = "network N {\r\n  bn: 1e-3\n}\n"
+    assert Fix(Span("f", 2, 7, 2, 11), "eps=1e-3").apply(source) == "network N {\r\n  bn: eps=1e-3\n}\n"
+    assert Fix(Span("f", 2, 11, 2, 11), " momentum=0.1").apply(source) == "network N {\r\n  bn: 1e-3 momentum=0.1\n}\n"
+    assert Fix(Span("f", 1, 11, 3, 2), "{}").apply(source) == "network N {}\n"
