@@ -279,6 +279,32 @@ def test_a_signal_during_analysis_or_a_diagram_write(spec, tmp_path, signame):
     _assert_quiet_stop(run, SIGNALS[signame], output, "old\n", new)
 
 
+# Sends SIGINT to itself when Python looks for the analyser's module, then runs the program.
+WHILE_LOADING = textwrap.dedent(
+    """
+    import os, runpy, signal, sys
+    class Interrupt:
+        def find_spec(self, name, path=None, target=None):
+            if name == "archc.analysis":
+                os.kill(os.getpid(), signal.SIGINT)
+    sys.meta_path.insert(0, Interrupt())
+    sys.argv = ["archc", *sys.argv[1:]]
+    runpy.run_module("archc", run_name="__main__", alter_sys=True)
+    """
+)
+
+
+def test_a_ctrl_c_while_the_analyser_loads_exits_quietly(spec):
+    """The package imports its API when first used, so the command has its handlers in place by then."""
+    run = subprocess.run(
+        [sys.executable, "-c", WHILE_LOADING, "check", str(spec)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert run.returncode == 130 and run.stderr == "archc: interrupted\n"
+
+
 # Waits to be told to start, so that the signal comes while archc runs, not while Python starts.
 READY = textwrap.dedent(
     """
