@@ -66,7 +66,11 @@ class Network:
         return {n.name: n.shape for n in self.graph.inputs}
 
     def layer(self, name: str) -> Node:
-        return self.graph.nodes[name]
+        """The layer called `name` (a block's layers as `block.layer`, as the table names them)."""
+        node = self.graph.nodes.get(arguments.text("name", name))
+        if node is None:
+            raise KeyError(f"{self.name} has no layer {name!r}; `net.layers` lists them")
+        return node
 
     def table(self, format: str = "rich", **options) -> str:
         from .report import render_table

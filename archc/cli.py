@@ -351,8 +351,8 @@ def cmd_diagram(args) -> int:
         return 0
     try:
         render(dot, args.output, timeout=args.timeout)
-    except DiagramError as err:
-        print(f"archc: error: {err}", file=sys.stderr)
+    except DiagramError as err:  # it may quote what dot printed
+        print(f"archc: error: {visible(str(err))}", file=sys.stderr)
         return 1
     except OSError as err:
         print(f"archc: error: cannot write `{args.output}`: {err.strerror or err}", file=sys.stderr)

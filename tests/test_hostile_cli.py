@@ -468,6 +468,8 @@ def test_render_all_keeps_the_order_within_each_severity():
         (lambda: archc.load(LENET).table(columns="name,output"), TypeError, "columns must be a list"),
         (lambda: archc.load(LENET).table(format=["csv"]), TypeError, "format must be one of"),
         (lambda: archc.load(LENET).table(width=0), ValueError, "width must be at least 1"),
+        (lambda: archc.load(LENET).layer(3), TypeError, "name must be str"),
+        (lambda: archc.load(LENET).layer("C9"), KeyError, "LeNet5 has no layer 'C9'"),
     ],
 )
 def test_api_arguments_are_checked_by_name(call, error, words):
