@@ -6,8 +6,26 @@ net.totals.params, net.totals.macs
 print(net.table("markdown"))
 """
 
-from .analysis import DTYPE_BYTES, Network, Totals, load, loads
-from .diagnostics import ArchError, Diagnostic, Span
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .analysis import DTYPE_BYTES, Network, Totals, load, loads
+    from .diagnostics import ArchError, Diagnostic, Span
 
 __all__ = ["DTYPE_BYTES", "ArchError", "Diagnostic", "Network", "Span", "Totals", "load", "loads"]
 __version__ = "0.1.0"
+
+_HOME = {"ArchError": "diagnostics", "Diagnostic": "diagnostics", "Span": "diagnostics"}
+
+
+def __getattr__(name: str):
+    """The API is imported when first used, not with the package: `archc` the command then starts by
+    installing its signal handlers (archc.cli.run), so a Ctrl-C while the analyser loads exits quietly."""
+    if name not in __all__:
+        raise AttributeError(f"module 'archc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOME.get(name, 'analysis')}", __name__), name)
+    globals()[name] = value
+    return value

@@ -11,7 +11,8 @@ import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .diagnostics import ArchError, Diagnostic, Reporter
+from . import arguments
+from .diagnostics import ArchError, Diagnostic, Reporter, visible
 from .expand import MAX_FILE_BYTES, Expander, read_source, reason, resolve
 from .graph import Graph, Node
 from .passes import count_costs, find_unused, infer_shapes, measure_memory, receptive_fields
@@ -48,6 +49,14 @@ class Network:
     warnings: list[Diagnostic]
     sources: dict[str, str] = field(repr=False, default_factory=dict)
 
+    def __repr__(self) -> str:
+        """Short: the generated one printed the whole graph and every warning."""
+        t = self.totals
+        return (
+            f"<Network {visible(self.name)} ({visible(self.file)}): {len(self.graph.nodes):,} layers, "
+            f"{t.params:,} params, {t.macs:,} MACs>"
+        )
+
     @property
     def layers(self) -> list[Node]:
         return list(self.graph)
@@ -57,7 +66,11 @@ class Network:
         return {n.name: n.shape for n in self.graph.inputs}
 
     def layer(self, name: str) -> Node:
-        return self.graph.nodes[name]
+        """The layer called `name` (a block's layers as `block.layer`, as the table names them)."""
+        node = self.graph.nodes.get(arguments.text("name", name))
+        if node is None:
+            raise KeyError(f"{self.name} has no layer {name!r}; `net.layers` lists them")
+        return node
 
     def table(self, format: str = "rich", **options) -> str:
         from .report import render_table
@@ -83,7 +96,8 @@ def load(path: str | Path, *, batch: int | None = None, dtype: str = "float32", 
     anything else is a `.arch` spec. `batch=None` takes the batch the file states (a Caffe
     input shape), else 1.
     """
-    path = Path(path)
+    path = arguments.path("path", path)
+    _check_options(batch, dtype, inputs)
     file = str(path)
     try:
         text = read_source(path)
@@ -106,8 +120,23 @@ def loads(
 
     `format` is `arch`, `darknet` or `caffe`; by default the extension of `file` decides.
     """
+    arguments.text("text", text)
+    arguments.text("file", file)
+    inputs = _check_options(batch, dtype, inputs)
+    base = arguments.path("base", base, optional=True)
+    arguments.choice("format", format, FORMATS, optional=True)
     with _collector_paused():
         return _analyse(text, file, batch, dtype, inputs, base, format)
+
+
+FORMATS = ("arch", "darknet", "caffe")
+
+
+def _check_options(batch, dtype, inputs) -> dict[str, tuple[int, ...]] | None:
+    """The options `load` and `loads` share, checked (archc.arguments); `inputs` with tuples of ints."""
+    arguments.whole("batch", batch, 1, optional=True)
+    arguments.choice("dtype", dtype, tuple(DTYPE_BYTES))
+    return arguments.shapes("inputs", inputs)
 
 
 @contextlib.contextmanager
@@ -132,8 +161,6 @@ def _collector_paused():
 def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
     from .importers import import_source, source_format
 
-    if dtype not in DTYPE_BYTES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_BYTES)}")
     if len(text) > MAX_FILE_BYTES:  # a character is at least a byte: as load() refuses the file
         message = f"cannot read `{file}`: larger than {MAX_FILE_BYTES // 2**20} MiB"
         raise ArchError([Diagnostic("error", "E0102", message, None, ["split the spec, or use `repeat`"])])
@@ -221,4 +248,4 @@ def _check_overrides(graph: Graph, overrides: dict, sources) -> dict:
                 ],
                 sources,
             )
-    return {k: tuple(v) if not isinstance(v, int) else (v,) for k, v in overrides.items()}
+    return overrides

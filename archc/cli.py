@@ -1,17 +1,21 @@
 """The `archc` command.
 
 Exit status: 0 when the spec is valid, 1 when it has errors (printed to
-stderr as file:line:col diagnostics), 2 for usage errors. `archc explain
-CODE` needs no spec: it prints what a diagnostic code means.
+stderr as file:line:col diagnostics), 2 for usage errors, 130 after Ctrl-C
+(SIGINT) and 143 after SIGTERM. `archc explain CODE` needs no spec: it prints
+what a diagnostic code means.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
 
-from .diagnostics import ArchError, render_all, use_color
+from .diagnostics import ArchError, render_all, use_color, visible
 
 DTYPES = ("float32", "float16", "bfloat16", "int8", "float64")
 FORMATS = ("rich", "markdown", "csv", "json")
@@ -19,6 +23,15 @@ FORMATS = ("rich", "markdown", "csv", "json")
 
 class UsageError(Exception):
     pass
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: the command stops where it is (a BaseException, as KeyboardInterrupt, so that no
+    `except Exception` swallows it); `status` is the shell's 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.status = 128 + signum
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -58,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    def command(name: str, **options) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, **options)
+        p.set_defaults(command_parser=p)  # a usage error found later prints this command's usage
+        return p
+
     def common(p):
         p.add_argument("spec", help="a .arch spec, or a Darknet .cfg or Caffe .prototxt file")
         p.add_argument(
@@ -66,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="NAME=CxHxW",
             help="analyse with another input shape (repeatable; NAME may be left out for one input)",
         )
+
+    def byte_figures(p):
+        """Only for the commands that print byte figures (codegen and diagram print none)."""
         p.add_argument(
             "--batch",
             type=_positive,
@@ -74,12 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--dtype", choices=DTYPES, default="float32", help="element type for the byte figures")
 
-    check = sub.add_parser("check", help="parse and analyse a spec; report errors and warnings")
+    check = command("check", help="parse and analyse a spec; report errors and warnings")
     common(check)
+    byte_figures(check)
     check.add_argument("--format", choices=("text", "json"), default="text", help="diagnostics as text or JSON")
 
-    table = sub.add_parser("table", help="print the per-layer table")
+    table = command("table", help="print the per-layer table")
     common(table)
+    byte_figures(table)
     table.add_argument("--format", choices=FORMATS, default="rich")
     table.add_argument(
         "--layout",
@@ -98,13 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("darknet", "caffe"),
         help="add the figures as that tool prints them: Darknet's BFLOPs, Caffe's memory required for data",
     )
-    codegen = sub.add_parser("codegen", help="write the network as a PyTorch or NumPy Python module")
+    codegen = command("codegen", help="write the network as a PyTorch or NumPy Python module")
     common(codegen)
     codegen.add_argument(
         "--target", choices=("torch", "numpy"), default="torch", help="torch: an nn.Module; numpy: numpy alone"
     )
     codegen.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
-    diagram = sub.add_parser("diagram", help="draw the network with graphviz (.svg, .png, .pdf or .dot)")
+    diagram = command("diagram", help="draw the network with graphviz (.svg, .png, .pdf or .dot)")
     common(diagram)
     diagram.add_argument(
         "-o",
@@ -122,7 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     diagram.add_argument(
         "--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right"
     )
-    importer = sub.add_parser("import", help="convert a Darknet .cfg or Caffe .prototxt file into a .arch spec")
+    diagram.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long graphviz's dot may take to draw .svg, .png or .pdf (default 120)",
+    )
+    importer = command("import", help="convert a Darknet .cfg or Caffe .prototxt file into a .arch spec")
     importer.add_argument("file", help="a .cfg or .prototxt file")
     importer.add_argument("-o", "--output", metavar="OUT.arch", help="write to OUT.arch instead of standard output")
     importer.add_argument(
@@ -134,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=CxHxW",
         help="the shape of an input the file does not give (a Caffe Data layer reads it from its database)",
     )
-    explain = sub.add_parser("explain", help="explain a diagnostic code, with a wrong and a right example")
+    explain = command("explain", help="explain a diagnostic code, with a wrong and a right example")
     explain.add_argument("code", nargs="?", metavar="CODE", help="a code such as E0203; without it, list every code")
     return parser
 
@@ -149,6 +179,16 @@ def _depth(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return value
+
+
 def _version() -> str:
     from . import __version__
 
@@ -158,15 +198,26 @@ def _version() -> str:
 def _load(args):
     from .analysis import load
 
+    figures = {"batch": getattr(args, "batch", None), "dtype": getattr(args, "dtype", "float32")}  # see byte_figures
     overrides = _input_overrides(args.input)
     if None in overrides:
         shape = overrides.pop(None)
-        net = load(args.spec, batch=args.batch, dtype=args.dtype)  # learn the input's name
+        net = load(args.spec, **figures)  # learn the input's name
         names = list(net.inputs)
         if len(names) != 1:
             raise UsageError(f"the network has {len(names)} inputs; name one: --input {names[0]}=...")
         overrides[names[0]] = shape
-    return load(args.spec, batch=args.batch, dtype=args.dtype, inputs=overrides or None)
+    return load(args.spec, inputs=overrides or None, **figures)
+
+
+def _refuse_overwriting(output: str | None, source: str) -> None:
+    """`-o` naming the file being read (through any link) would replace the spec with its own output."""
+    try:
+        same = bool(output) and os.path.samefile(output, source)
+    except OSError:  # either does not exist (yet)
+        same = False
+    if same:
+        raise UsageError(f"`{output}` is the file being read: -o would replace it; write the output to another file")
 
 
 def _print_diagnostics(diags, sources) -> None:
@@ -202,7 +253,8 @@ def cmd_check(args) -> int:
         return 0
     _print_diagnostics(net.warnings, net.sources)
     warned = f", {len(net.warnings)} warning{'s' if len(net.warnings) != 1 else ''}" if net.warnings else ""
-    print(f"{args.spec}: {net.name} is valid: {len(net.layers)} layers, {t.params:,} params, {t.macs:,} MACs{warned}")
+    figures = f"{len(net.layers)} layers, {t.params:,} params, {t.macs:,} MACs"
+    print(f"{args.spec}: {visible(net.name)} is valid: {figures}{warned}")
     return 0
 
 
@@ -235,6 +287,7 @@ def cmd_table(args) -> int:
 
 
 def cmd_codegen(args) -> int:
+    _refuse_overwriting(args.output, args.spec)
     try:
         net = _load(args)
     except ArchError as err:
@@ -244,18 +297,18 @@ def cmd_codegen(args) -> int:
 
     code = generate(net, args.target).code
     _print_diagnostics(net.warnings, net.sources)
-    return _emit(args.output, code, f"{net.name} for {args.target}, {len(net.layers)} layers")
+    return _emit(args.output, code, f"{visible(net.name)} for {args.target}, {len(net.layers)} layers")
 
 
 def _emit(output: str | None, text: str, summary: str) -> int:
-    """Text to standard output, or written whole to `output` with a one-line summary on stderr."""
+    """Text to standard output, or written to `output` (archc.files) with a one-line summary on stderr."""
     if not output:
         sys.stdout.write(text)
         return 0
-    from .files import write_atomic
+    from .files import write_output
 
     try:
-        write_atomic(output, text)
+        write_output(output, text)
     except OSError as err:
         print(f"archc: error: cannot write `{output}`: {err.strerror or err}", file=sys.stderr)
         return 1
@@ -281,6 +334,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_diagram(args) -> int:
+    _refuse_overwriting(args.output, args.spec)
     try:
         net = _load(args)
     except ArchError as err:
@@ -296,14 +350,14 @@ def cmd_diagram(args) -> int:
         sys.stdout.write(dot)
         return 0
     try:
-        render(dot, args.output)
-    except DiagramError as err:
-        print(f"archc: error: {err}", file=sys.stderr)
+        render(dot, args.output, timeout=args.timeout)
+    except DiagramError as err:  # it may quote what dot printed
+        print(f"archc: error: {visible(str(err))}", file=sys.stderr)
         return 1
     except OSError as err:
         print(f"archc: error: cannot write `{args.output}`: {err.strerror or err}", file=sys.stderr)
         return 1
-    print(f"{args.output}: {net.name}, {len(net.layers)} layers", file=sys.stderr)
+    print(f"{args.output}: {visible(net.name)}, {len(net.layers)} layers", file=sys.stderr)
     return 0
 
 
@@ -317,6 +371,7 @@ def cmd_import(args) -> int:
     overrides = _input_overrides(args.input)
     if None in overrides:
         raise UsageError("name the input: --input NAME=CxHxW (the Caffe top the data layer writes, e.g. data)")
+    _refuse_overwriting(args.output, args.file)
     try:
         net = load(args.file, inputs=overrides or None)  # every error, pointing into the source file
         text = import_text(net.sources[net.file], net.file, blocks=not args.flat, inputs=overrides)
@@ -324,7 +379,7 @@ def cmd_import(args) -> int:
         _print_diagnostics(err.diagnostics, err.sources)
         return 1
     _print_diagnostics(net.warnings, net.sources)
-    return _emit(args.output, text, f"{net.name}, {len(net.layers)} layers, from {args.file}")
+    return _emit(args.output, text, f"{visible(net.name)}, {len(net.layers)} layers, from {args.file}")
 
 
 COMMANDS = {
@@ -338,17 +393,69 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except UsageError as err:
-        parser.error(str(err))  # exits 2
-    except BrokenPipeError:  # `archc table big.arch | head`
-        sys.stderr.close()
-        return 0
+    """Run one command; the exit status. SIGINT and SIGTERM stop it quietly (130, 143) while it runs."""
+    with _signals_caught():
+        try:
+            args, unknown = build_parser().parse_known_args(argv)
+            if unknown:  # argparse would print the top-level usage for them
+                raise UsageError(f"unrecognized arguments: {' '.join(unknown)}")
+            return COMMANDS[args.command](args)
+        except UsageError as err:
+            args.command_parser.error(str(err))  # exits 2
+        except BrokenPipeError:  # `archc table big.arch | head`
+            sys.stderr.close()
+            return 0
+        except (Interrupted, KeyboardInterrupt) as stop:
+            return _stopped(stop)
     return 0  # pragma: no cover
 
 
+def run() -> None:
+    """The program (`archc`, `python -m archc`): main, then exit with its status.
+
+    The handlers stay installed from before main until the signals are ignored after it, so a signal that
+    comes at any moment, even as main returns, ends in an exit status and no traceback.
+    """
+    _catch(_raise_interrupted)
+    try:
+        status = main()
+        _catch(signal.SIG_IGN)
+    except Interrupted as stop:
+        _catch(signal.SIG_IGN)
+        status = _stopped(stop)
+    sys.exit(status)
+
+
+def _stopped(stop: BaseException) -> int:
+    """One line for an interrupted command; its exit status (a Ctrl-C raises KeyboardInterrupt in-process)."""
+    status = stop.status if isinstance(stop, Interrupted) else 128 + signal.SIGINT
+    print(f"archc: {'terminated' if status == 128 + signal.SIGTERM else 'interrupted'}", file=sys.stderr)
+    return status
+
+
+def _raise_interrupted(signum, _frame) -> None:
+    raise Interrupted(signum)
+
+
+def _catch(handler) -> dict:
+    """Set `handler` for SIGINT and SIGTERM; the handlers it replaces (none outside the main thread)."""
+    try:
+        return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are the application's business
+        return {}
+
+
+@contextlib.contextmanager
+def _signals_caught():
+    """Within: SIGINT and SIGTERM raise Interrupted, so a file being written is cleaned up (archc.files)."""
+    previous = _catch(_raise_interrupted)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: a handler set outside Python, which cannot be set back
+                signal.signal(signum, handler)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

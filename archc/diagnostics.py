@@ -9,6 +9,7 @@ tests) renders the same objects.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 
@@ -83,7 +84,7 @@ class ArchError(Exception):
     """Raised when a spec has errors; carries every diagnostic found so far."""
 
     def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None):
-        self.diagnostics = diagnostics
+        self.diagnostics = errors_first(diagnostics)
         self.sources = sources or {}
         super().__init__(render_all(diagnostics, self.sources, color=False))
 
@@ -137,25 +138,47 @@ _RESET = "\033[0m"
 
 
 def use_color(stream) -> bool:
-    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    """Colour on a terminal; never when NO_COLOR is set (no-color.org), else always when FORCE_COLOR is
+    (force-color.org), even on a pipe. Set means set and not empty; NO_COLOR wins, as in Python itself."""
     if os.environ.get("NO_COLOR"):
         return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
     return hasattr(stream, "isatty") and stream.isatty()
 
 
+# What a terminal would act on instead of showing: C0 and C1 controls (ESC starts its control sequences),
+# line and paragraph separators, and the invisible format characters that reorder or hide text
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def visible(text: str) -> str:
+    """`text` safe to print to a terminal: every character `_INVISIBLE` matches shown as an escape
+    (`\\x1b`, `\\u2028`). Anything quoted from a spec or a file name goes through it."""
+    return _INVISIBLE.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def render(diag: Diagnostic, sources: dict[str, str], color: bool = False) -> str:
+    """The diagnostic as terminal text; whatever it quotes (excerpts, names in messages, file names) is passed
+    through `visible`, so a spec cannot send control sequences to the terminal."""
+
     def paint(style: str, text: str) -> str:
         return f"{_STYLES[style]}{text}{_RESET}" if color else text
 
-    head = f"{paint(diag.severity, diag.severity)}: {paint('bold', diag.message)} [{diag.code}]"
-    lines = [f"{diag.span}: {head}" if diag.span else head]
+    head = f"{paint(diag.severity, diag.severity)}: {paint('bold', visible(diag.message))} [{diag.code}]"
+    lines = [f"{visible(str(diag.span))}: {head}" if diag.span else head]
     if diag.span:
         lines += _excerpt(diag.span, sources, lambda t: paint(diag.severity, t))
     for text, span in diag.notes:
-        lines.append(f"  note: {text} ({span})")
+        lines.append(f"  note: {visible(text)} ({visible(str(span))})")
         lines += _excerpt(span, sources, lambda t: paint("help", t))
     for text in diag.help:
-        lines.append(f"  {paint('help', 'help')}: {text}")
+        lines.append(f"  {paint('help', 'help')}: {visible(text)}")
     return "\n".join(lines)
 
 
@@ -167,23 +190,27 @@ def _excerpt(span: Span, sources: dict[str, str], paint) -> list[str]:
     if not 1 <= span.line <= len(src_lines):
         return []
     line = src_lines[span.line - 1].replace("\t", " ")
-    if len(line) > 200:  # keep a huge line readable: show the part around the span
-        start = max(span.col - 80, 0)
-        line, offset = line[start : start + 200], start
-    else:
-        offset = 0
-    end = span.end_col if span.end_line == span.line else len(line) + offset + 1
-    width = max(end - span.col, 1)
+    start = max(span.col - 80, 0) if len(line) > 200 else 0  # a huge line: the part around the span
+    end = span.end_col if span.end_line == span.line else len(line) + 1
+    # the caret sits under the escaped text: as wide as what `visible` makes of the characters before it
+    before = len(visible(line[start : span.col - 1]))
+    width = max(len(visible(line[span.col - 1 : end - 1])), 1)
     gutter = f"{span.line:>5} | "
-    caret = " " * (len(gutter) - 2) + "| " + " " * (span.col - 1 - offset) + paint("^" * width)
-    return [gutter + line, caret]
+    caret = " " * (len(gutter) - 2) + "| " + " " * before + paint("^" * width)
+    return [gutter + visible(line[start : start + 200]), caret]
 
 
 MAX_SHOWN = 20  # a screenful; the first errors are the ones to fix first
 
 
+def errors_first(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """Errors before warnings, each in the order found: a screenful of warnings must not hide an error."""
+    return sorted(diags, key=lambda d: d.severity != "error")
+
+
 def render_all(diags: list[Diagnostic], sources: dict[str, str], color: bool = False, limit: int = MAX_SHOWN) -> str:
-    """Every diagnostic, up to `limit` of them, then how many more there are (JSON output lists all)."""
+    """Every diagnostic, errors first, up to `limit` of them, then how many more there are (JSON lists all)."""
+    diags = errors_first(diags)
     shown = "\n".join(render(d, sources, color) for d in diags[:limit])
     rest = len(diags) - limit
     return shown if rest <= 0 else f"{shown}\n... and {rest} more diagnostic{'s' if rest > 1 else ''}"

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from .files import write_atomic
+from . import arguments
+from .files import write_output
 from .ops import OPS
 from .ops.base import fmt_shape
 
@@ -130,10 +131,10 @@ def to_dot(
     network, *, depth: int | None = None, fold: bool = False, detail: str = "normal", rankdir: str = "TB"
 ) -> str:
     """DOT text for the network; `depth` None draws every layer, 0 collapses every block."""
-    if detail not in DETAILS:
-        raise ValueError(f"detail must be one of {', '.join(DETAILS)}")
-    if rankdir not in RANKDIRS:
-        raise ValueError(f"rankdir must be one of {', '.join(RANKDIRS)}")
+    arguments.whole("depth", depth, 0, optional=True)
+    arguments.flag("fold", fold)
+    arguments.choice("detail", detail, DETAILS)
+    arguments.choice("rankdir", rankdir, RANKDIRS)
     graph = network.graph
     rep: dict[str, str] = {}  # layer -> the box it is drawn in
     boxes: dict[str, _Box] = {}  # in the order the spec defines them
@@ -258,29 +259,50 @@ def dot_executable() -> str | None:
     return shutil.which("dot")
 
 
-def render(dot: str, path: str | Path) -> Path:
-    """Write `path`: DOT text for .dot/.gv, else rendered by graphviz's `dot` (the .dot is written beside it
-    when dot is missing, and DiagramError says so)."""
-    path = Path(path)
+def render(dot: str, path: str | Path, *, timeout: float = 120) -> Path:
+    """Write `path` (as archc.files writes outputs): DOT text for .dot/.gv, else drawn by graphviz's `dot`.
+
+    When dot is missing, or does not finish within `timeout` seconds, the DOT source is written beside `path`
+    instead, and DiagramError says so: the work is not lost, and `dot` can be run on it by hand.
+    """
+    arguments.text("dot", dot)
+    path = arguments.path("path", path)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout must be a number of seconds above 0, not {timeout}")
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise DiagramError(f"cannot tell the format of `{path}`: use one of {', '.join(FORMATS)}")
     if suffix in (".dot", ".gv"):
-        write_atomic(path, dot.encode())
+        write_output(path, dot)
         return path
     exe = dot_executable()
     if exe is None:
-        source = path.with_suffix(".dot")
-        write_atomic(source, dot.encode())
         raise DiagramError(
-            f"graphviz's `dot` is not installed, so `{path}` was not drawn; the DOT source is in `{source}` "
+            f"graphviz's `dot` is not installed, so `{path}` was not drawn; the DOT source is in "
+            f"`{_save_source(dot, path)}` "
             "(install graphviz: `sh .ci/install-graphviz`, `apt-get install graphviz` or `brew install graphviz`)"
         )
-    done = subprocess.run([exe, f"-T{suffix[1:]}"], input=dot.encode(), capture_output=True, timeout=120)
+    try:
+        done = subprocess.run([exe, f"-T{suffix[1:]}"], input=dot.encode(), capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DiagramError(
+            f"graphviz's `dot` did not finish within {timeout:g} s, so `{path}` was not drawn; the DOT source is "
+            f"in `{_save_source(dot, path)}`: run `dot -T{suffix[1:]}` on it yourself, allow it longer (--timeout), "
+            "or draw less (--depth, --fold)"
+        ) from None
     if done.returncode != 0:
         raise DiagramError(f"dot failed: {done.stderr.decode(errors='replace').strip()}")
-    write_atomic(path, done.stdout)
+    write_output(path, done.stdout)
     return path
+
+
+def _save_source(dot: str, path: Path) -> Path:
+    """The DOT text beside `path`, for when it could not be drawn; where it is."""
+    source = path.with_suffix(".dot")
+    write_output(source, dot)
+    return source
 
 
 def diagram(network, **options):

@@ -83,7 +83,8 @@ class Upsample(Op):
         )
 
     def describe(self, node):
-        return {"stride": "1/" + "x".join(map(str, node.geom["scale"]))}
+        strides = [f"1/{s}" for s in node.geom["scale"]]  # 1/2, or 1/2x1/3 per dimension: never 1/2x2
+        return {"stride": strides[0] if len(set(strides)) == 1 else "x".join(strides)}
 
     def settings(self, node):
         return "x" + fmt_shape(node.geom["scale"])

@@ -13,6 +13,7 @@ import io
 import json
 import sys
 
+from .. import arguments
 from ..ops import OPS
 from ..ops.base import fmt_shape
 
@@ -188,7 +189,7 @@ def _convention_lines(net, convention: str | None) -> list[str]:
 
 def _pick(columns) -> tuple[str, ...]:
     columns = tuple(columns or DEFAULT_COLUMNS)
-    unknown = [c for c in columns if c not in COLUMNS]
+    unknown = [c for c in columns if not isinstance(c, str) or c not in COLUMNS]
     if unknown:
         raise ValueError(f"unknown column {unknown[0]!r}; columns are: {', '.join(COLUMNS)}")
     return columns
@@ -205,16 +206,17 @@ def render_table(
     convention: str | None = None,
 ) -> str:
     """`convention`: darknet or caffe adds that tool's column (unless `columns` are given) and totals."""
-    if convention is not None and convention not in CONVENTION_COLUMNS:
-        raise ValueError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTION_COLUMNS)}")
+    renderers = {"rich": _rich, "markdown": _markdown, "csv": _csv, "json": _json}
+    arguments.choice("format", format, tuple(renderers))
+    arguments.choice("layout", layout, ("chw", "hwc"))
+    arguments.choice("convention", convention, tuple(CONVENTION_COLUMNS), optional=True)
+    arguments.flag("color", color)
+    arguments.whole("width", width, 1, optional=True)
+    if columns is not None and (isinstance(columns, str) or not isinstance(columns, list | tuple)):
+        raise TypeError(f"columns must be a list of column names such as ['name', 'output'], not {columns!r:.60}")
     if convention is not None and not columns:
         columns = (*DEFAULT_COLUMNS, CONVENTION_COLUMNS[convention])
     columns = _pick(columns)
-    if layout not in ("chw", "hwc"):
-        raise ValueError("layout is chw or hwc")
-    renderers = {"rich": _rich, "markdown": _markdown, "csv": _csv, "json": _json}
-    if format not in renderers:
-        raise ValueError(f"unknown format {format!r}; choose one of {', '.join(renderers)}")
     if format == "json":
         return _json(net, layout, convention)
     return renderers[format](net, rows(net, layout), columns, color=color, width=width, convention=convention)
