@@ -444,6 +444,7 @@ class Expander:
         self.failed: set[int] = set()  # id() of the statements that reported an error
         self._least: dict[str, int] = {}  # block -> the fewest steps a call of it takes
         self._lines: dict[str, list[str]] = {}  # file -> its source lines, for the text of a span
+        self.compared = 0  # candidates compared for "did you mean" hints, up to MAX_STEPS
 
     # modules and imports
     def load_imports(self, module: ast.Module, base: Path) -> None:
@@ -615,7 +616,7 @@ class Expander:
         if stmt.op == OUTPUT:
             return self.output(stmt, scope, prev)
         if stmt.op not in OPS:
-            help_, fixes = _did_you_mean(stmt.op, [*OPS, *self.blocks], stmt.op_span, meanings=True)
+            help_, fixes = self._hint(stmt.op, [*OPS, *self.blocks], stmt.op_span, meanings=True)
             self.r.error(
                 "E0201",
                 f"unknown layer type `{stmt.op}`",
@@ -843,7 +844,7 @@ class Expander:
                     ],
                 )
             return None
-        help_, fixes = _did_you_mean(ref.text, self._all_refs(scope), ref.span)
+        help_, fixes = self._hint(ref.text, self._all_refs(scope), ref.span)
         self.r.error(
             "E0202", f"unknown layer `{ref.text}`", ref.span, help_ or ["inputs name layers defined above"], fixes=fixes
         )
@@ -905,7 +906,7 @@ class Expander:
                 if not taken:
                     extra = f"the word `{value}`" if isinstance(value, str) else "this value"
                     if isinstance(value, str):
-                        help_, fixes = suggest(value, [*symbols, *by_name]), []
+                        help_, fixes = self._word_hint(value, arg.span, symbols, by_name)
                     else:
                         help_, fixes = self._keyword_for(value, arg, [p for p in params if p.name not in seen])
                     expect = ", ".join(p.name for p in positional) or "none"
@@ -921,7 +922,7 @@ class Expander:
                 key = taken[0].name
             if key not in by_name:
                 s = arg.span
-                help_, fixes = _did_you_mean(key, by_name, Span(s.file, s.line, s.col, s.line, s.col + len(key)))
+                help_, fixes = self._hint(key, by_name, Span(s.file, s.line, s.col, s.line, s.col + len(key)))
                 self.r.error(
                     "E0206",
                     f"`{what}` has no parameter `{key}`",
@@ -941,7 +942,7 @@ class Expander:
             checked = check_kind(p, value)
             if checked is None:
                 words = p.choices or _KIND_CHOICES.get(p.kind) or symbols
-                help_, fixes = _did_you_mean(value, words, arg.value.span) if isinstance(value, str) else ([], [])
+                help_, fixes = self._hint(value, words, arg.value.span) if isinstance(value, str) else ([], [])
                 self.r.error(
                     "E0205",
                     f"`{what}` {key} must be {kind_text(p)}, not {_describe(value)}",
@@ -965,6 +966,23 @@ class Expander:
                 else:
                     attrs[p.name] = p.default
         return (attrs, spans) if ok else (None, None)
+
+    def _hint(self, word: str, candidates, span: Span, meanings: bool = False) -> tuple[list[str], list[Fix]]:
+        """`_did_you_mean`, while the expansion has compared fewer than MAX_STEPS candidates: a
+        suggestion among 100,000 layer names costs a tenth of a second, and a spec can ask for
+        one at every statement."""
+        candidates = list(candidates)
+        self.compared += len(candidates)
+        return _did_you_mean(word, candidates, span, meanings) if self.compared <= MAX_STEPS else ([], [])
+
+    def _word_hint(self, word: str, span: Span, symbols, params) -> tuple[list[str], list[Fix]]:
+        """For a word with no positional place: the word it misspells (`ciel`: `ceil`), or the
+        parameter it names, which needs a value (`strid`: `stride=...`, not an edit to make)."""
+        help_, fixes = self._hint(word, symbols, span)
+        if help_:
+            return help_, fixes
+        target, _ = closest(word, params)
+        return ([f"did you mean `{target}=...`? a parameter is given as name=value"], []) if target else ([], [])
 
     def _keyword_for(self, value, arg: ast.Arg, free) -> tuple[list[str], list[Fix]]:
         """For a number with no positional place (`bn: 1e-3`): the first parameter not yet
@@ -1003,7 +1021,7 @@ class Expander:
         if op is None or not op.is_activation:
             names = [n for n, o in OPS.items() if o.is_activation]
             where = self._word_span(act.span, act.name)
-            help_, fixes = _did_you_mean(act.name, names, where or act.span, meanings=True)
+            help_, fixes = self._hint(act.name, names, where or act.span, meanings=True)
             self.r.error(
                 "E0216",
                 f"unknown activation `{act.name}`",
@@ -1093,12 +1111,15 @@ class Expander:
                     continue
                 key = free[0]
             if key not in names:
+                s = arg.span
+                help_, fixes = self._hint(key, names, Span(s.file, s.line, s.col, s.line, s.col + len(key)))
                 self.r.error(
                     "E0206",
                     f"block `{block.name}` has no parameter `{key}`",
                     arg.span,
-                    suggest(key, names) + [f"its parameters are: {', '.join(names) or 'none'}"],
+                    help_ + [f"its parameters are: {', '.join(names) or 'none'}"],
                     [(f"`{block.name}` is defined here", block.name_span)],
+                    fixes,
                 )
                 ok = False
                 continue

@@ -431,3 +431,38 @@ def test_every_expansion_ends_within_bounded_work(text):
     finally:
         expand.Expander.statement, expand.Scope.iteration = original
     assert counted["steps"] <= expand.MAX_STEPS + 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        net("maxpool: 3 /2 ciel"),
+        "block b(ch=2) {\n  conv: ch @ 1x1\n}\n" + net("b: chh=4"),
+    ],
+)
+def test_words_and_block_parameters_carry_their_edit(text):
+    assert_fixes_work(text)
+
+
+def test_a_word_that_names_a_parameter_proposes_no_edit():
+    """`strid` alone would still lack its value: the help says name=value, and proposes no edit."""
+    (d,) = errors(net("conv: 4 @ 3x3 strid"))
+    assert d.code == "E0208" and d.help[0] == "did you mean `stride=...`? a parameter is given as name=value"
+    assert not d.fixes
+
+
+def test_suggestions_stop_when_their_budget_is_spent(monkeypatch):
+    """Each suggestion compares the word with every candidate: 100,000 layers and a statement with a
+    typo on every line would take hours. The expansion compares at most MAX_STEPS candidates."""
+    monkeypatch.setattr(expand, "MAX_STEPS", 450)  # two suggestions among ~200 names
+    layers = [f"relu layer{i}" for i in range(100)]
+    found = errors(net(*layers, *["relu (layer5x)"] * 5))
+    assert [d.code for d in found] == ["E0202"] * 5
+    assert [d.help[0].startswith("did you mean") for d in found] == [True, True, False, False, False]
+
+
+def test_an_unused_layer_in_a_repeat_is_one_warning():
+    network = archc.loads(net("repeat 1000 { conv c (x): 4 @ 1x1 }"), "t.arch")
+    (w,) = network.warnings
+    assert w.code == "W0302" and w.message.startswith("layer `c_1` is never used")
+    assert "nor are the 998 other layers its statement makes (`c_2`, `c_3`, ..., `c_999`)" in w.message
