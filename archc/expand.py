@@ -8,6 +8,7 @@ which. Shapes come later, in the passes.
 from __future__ import annotations
 
 import difflib
+import errno
 import math
 import os
 import stat
@@ -1193,6 +1194,10 @@ def read_source(path: Path) -> str:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except ValueError:  # open() refuses a path with a NUL byte
         raise OSError(22, "the path holds a NUL byte") from None
+    except OSError as err:
+        if err.errno == errno.ENXIO:  # what opening a socket answers
+            raise OSError(err.errno, "it is a socket, not a regular file") from None
+        raise
     with os.fdopen(fd, "rb") as handle:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):

@@ -10,6 +10,7 @@ carries it as a `Fix`; `assert_fixes_work` applies each one and analyses the spe
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -466,3 +467,14 @@ def test_an_unused_layer_in_a_repeat_is_one_warning():
     (w,) = network.warnings
     assert w.code == "W0302" and w.message.startswith("layer `c_1` is never used")
     assert "nor are the 998 other layers its statement makes (`c_2`, `c_3`, ..., `c_999`)" in w.message
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no unix sockets")
+def test_a_socket_is_refused(tmp_path):
+    path = tmp_path / "s.arch"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        with pytest.raises(archc.ArchError) as info:
+            archc.load(path)
+    (d,) = info.value.errors
+    assert d.code == "E0102" and "a socket, not a regular file" in d.message
