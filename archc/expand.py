@@ -1073,10 +1073,13 @@ class Expander:
         )
         inner.names[BLOCK_INPUT] = BROKEN if failed else inputs[0]
         self.stack.append(block.name)
+        reported = len(self.r.diagnostics)
         try:
             out = self.body(block.body, inner, inner.names[BLOCK_INPUT])
         finally:
             self.stack.pop()
+        for diag in self.r.diagnostics[reported:]:  # the body's errors name the call, innermost first
+            diag.notes.append((f"in block `{block.name}`, called here", stmt.span))
         if failed:
             return self._define(stmt, scope, local, BROKEN)
         scope.prefixes[stmt.name or local] = prefix

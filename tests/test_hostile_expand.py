@@ -148,6 +148,8 @@ def test_a_block_called_on_a_failed_layer_still_reports_its_own_errors():
     text = "block b() {\n  foo\n  conv: 4 @ 3x3 strid=2\n}\n" + net("relu r (nosuch)", "b (r)")
     found = errors(text)
     assert [(d.code, d.span.line) for d in found] == [("E0202", 7), ("E0201", 2), ("E0206", 3)]
+    for d in found[1:]:  # language.md section 14: an error inside a block notes the call
+        assert [(text, span.line) for text, span in d.notes] == [("in block `b`, called here", 8)]
 
 
 def test_a_block_call_with_a_clashing_name_still_reports_its_body():
