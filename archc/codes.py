@@ -176,7 +176,8 @@ _ENTRIES = (
         to bottom, and this order is what keeps a network free of cycles. Move
         the layer that is read above the layer that reads it. Inside a `repeat`,
         a named layer is called `c_1`, `c_2`, ... after the loop, so the plain
-        name used after the loop also gives this error.
+        name used after the loop also gives this error; its help then proposes
+        the last iteration's name.
         """,
         wrong="""
         network Residual {
