@@ -353,13 +353,16 @@ def test_file_names_are_not_rich_markup(file):
     assert f"LeNet5 ({file})" in network.table("rich", color=True)
 
 
-def test_nested_repeat_overflow_fails_fast():
-    """repeat 1000 { repeat 1000 { ... } } built 200,000 layers (4 s) before reporting E0213."""
-    start = time.perf_counter()
+def test_nested_repeat_overflow_fails_fast(monkeypatch):
+    """repeat 1000 { repeat 1000 { ... } } built 200,000 layers (4 s) before reporting E0213; now
+    it runs no iteration (counted, not timed: a busy machine cannot fail the test)."""
+    iterations = []
+    iteration = archc.expand.Scope.iteration
+    monkeypatch.setattr(archc.expand.Scope, "iteration", lambda self, i: iterations.append(i) or iteration(self, i))
     with pytest.raises(archc.ArchError) as info:
         archc.loads(net("repeat 1000 {", "  repeat 1000 { relu }", "}"), "big.arch")
     assert [d.code for d in info.value.errors] == ["E0213"]
-    assert time.perf_counter() - start < 0.5
+    assert iterations == []
     # a repeat whose first iteration has an error expands in full and reports just that error
     with pytest.raises(archc.ArchError) as info:
         archc.loads(net("repeat 3 {", "  relu r (later_1)", "  relu later", "}"), "t.arch")

@@ -388,7 +388,7 @@ COUNTS = st.sampled_from([0, 1, 2, 3, 10, 1000, 200_001, 10**6])
 @st.composite
 def expansion(draw) -> str:
     """Nested repeats, blocks calling blocks several times, and names up to 100,000 characters."""
-    n = draw(st.integers(1, 6))
+    n = draw(st.integers(1, 25))
     blocks = []
     for i in range(n):
         body = []
