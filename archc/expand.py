@@ -140,7 +140,7 @@ UNSUPPORTED_LAYERS = {
     "transpose": "a permutation of dimensions",
 }
 
-MAX_SUGGESTED_LENGTH = 100  # no name is mistyped at this length; difflib is quadratic in it
+MAX_SUGGESTED_LENGTH = 200  # longer than any name a person types; difflib is quadratic in it
 
 
 def _key(word: str) -> str:
