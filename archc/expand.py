@@ -1174,8 +1174,6 @@ def reason(err: OSError) -> str:
         return "it is a directory"
     if isinstance(err, PermissionError):
         return "permission denied"
-    if isinstance(err, UnicodeDecodeError):  # pragma: no cover - raised as ValueError, see read_source
-        return "it is not UTF-8 text"
     return err.strerror or str(err)
 
 
