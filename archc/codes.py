@@ -74,7 +74,10 @@ _ENTRIES = (
         file named by an `import`. The path of an import is relative to the
         folder of the file that imports it, not to the folder you run archc
         from. Check the spelling and the folder, or, when the file is not
-        needed, remove the import.
+        needed, remove the import. archc reads only regular text files of up to
+        1 MiB: a named pipe, a device or a socket is refused without waiting on
+        it, and so is a file with a NUL byte or one that is not UTF-8 (a binary
+        file is not shown).
         """,
         wrong="""
         import "blocks/missing.arch"   # there is no such file next to this spec
@@ -124,8 +127,10 @@ _ENTRIES = (
         The first word of a statement must be a layer type, such as `conv` or
         `maxpool`, or the name of a block defined in the file or imported into
         it. Layer types are written in lower case. This is usually a typo, and
-        the help suggests the closest name; docs/language.md lists every layer
-        type.
+        the help suggests the closest name. For a name another tool gives a
+        layer (`linear`, `BatchNorm2d`, `fc`) the help gives archc's (`dense`,
+        `bn`); for a layer archc does not have (`lstm`, `embedding`) it says so.
+        docs/language.md lists every layer type.
         """,
         wrong="""
         network Typo {
@@ -171,7 +176,8 @@ _ENTRIES = (
         to bottom, and this order is what keeps a network free of cycles. Move
         the layer that is read above the layer that reads it. Inside a `repeat`,
         a named layer is called `c_1`, `c_2`, ... after the loop, so the plain
-        name used after the loop also gives this error.
+        name used after the loop also gives this error; its help then proposes
+        the last iteration's name.
         """,
         wrong="""
         network Residual {
@@ -194,8 +200,10 @@ _ENTRIES = (
         Every layer in a network, and every layer in one block, needs its own
         name, because other layers and the table refer to layers by name. Rename
         one of the two layers, or leave the name out and let archc number the
-        layer (`conv1`, `conv2`, ...). The name `in` is reserved for a block's
-        input and cannot name a layer.
+        layer (`conv1`, `conv2`, ...). A name made by a `repeat` counts too: a
+        `stage` in a repeat is `stage_1` in its first iteration, which clashes
+        with a layer or block instance written `stage_1`. The name `in` is
+        reserved for a block's input and cannot name a layer.
         """,
         wrong="""
         network Twice {
@@ -423,9 +431,11 @@ _ENTRIES = (
         """
         archc refuses work that no real network needs and that would exhaust
         memory: the result of arithmetic above 2^62, a `repeat` of more than
-        200,000 copies, or a network that expands to more than 200,000 layers.
-        Such numbers are almost always a typo, such as a repeat count with extra
-        zeros or a width multiplied twice. Check the number.
+        200,000 copies, or a network that expands to more than 200,000 layers,
+        takes more than 1,000,000 steps to expand (statements expanded and
+        repeat iterations, even empty ones) or has more than 32 MiB of layer
+        names. Such numbers are almost always a typo, such as a repeat count
+        with extra zeros or a width multiplied twice. Check the number.
         """,
         wrong="""
         network Tower {

@@ -8,18 +8,28 @@ which. Shapes come later, in the passes.
 from __future__ import annotations
 
 import difflib
+import errno
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast
-from .diagnostics import ArchError, Reporter, Span
+from .diagnostics import ArchError, Fix, Reporter, Span, source_lines
 from .graph import Graph, Node
 from .ops import OPS
 from .ops.base import REQUIRED, PadPair
 from .syntax import parse
 
 MAX_NODES = 200_000
+# Expansion visits statements and runs repeat iterations (and the block calls among the statements)
+# whether or not they add layers, so it is bounded by its own count of those steps as well: five a
+# layer at the layer limit, and an empty `repeat 200000 { repeat 200000 { } }` stops at once.
+MAX_STEPS = 1_000_000
+# The names of the layers, prefixes and repeat numbers included, are copies: a 100 KB name in a
+# repeat of 100,000 is 10 GB. 32 MiB is 160 bytes a layer at the layer limit.
+MAX_NAME_BYTES = 2**25
 MAX_DEPTH = 64
 BLOCK_INPUT = "in"
 
@@ -37,19 +47,142 @@ OUTPUT = "output"  # the statement that declares the network's outputs; not a la
 
 
 class EvalError(Exception):
-    def __init__(self, message: str, span: Span, help=(), code: str = "E0212"):
+    def __init__(self, message: str, span: Span, help=(), code: str = "E0212", fixes=()):
         super().__init__(message)
-        self.message, self.span, self.help, self.code = message, span, list(help), code
+        self.message, self.span, self.help, self.code, self.fixes = message, span, list(help), code, list(fixes)
 
 
 class _TooBigError(Exception):
-    pass
+    """The network is beyond a limit of expansion: reported as E0213 where it was found."""
+
+    def __init__(self, message: str, span: Span | None, help: str):
+        super().__init__(message)
+        self.span, self.help = span, help
+
+
+# -- "did you mean": spelling, and what other tools call archc's layers ---------------------------
+
+# The names PyTorch, Keras, Caffe and Darknet give to archc's layer types, keyed as `_key` writes
+# them (lower case, no `_` or `-`, no trailing 1d/2d/3d); names that only differ from archc's in
+# those ways (`Conv2d`, `MaxPool2d`, `LeakyReLU`) need no entry.
+LAYER_SYNONYMS = {
+    "batchnorm": "bn",
+    "batchnormalization": "bn",
+    "batchnormalisation": "bn",
+    "linear": "dense",
+    "fc": "dense",
+    "fullyconnected": "dense",
+    "innerproduct": "dense",
+    "connected": "dense",
+    "convolution": "conv",
+    "convolutional": "conv",
+    "convtranspose": "deconv",
+    "conv2dtranspose": "deconv",
+    "deconvolution": "deconv",
+    "transposedconv": "deconv",
+    "depthwiseconv": "dwconv",
+    "maxpooling": "maxpool",
+    "averagepooling": "avgpool",
+    "avgpooling": "avgpool",
+    "globalaveragepooling": "globalavgpool",
+    "globalaveragepool": "globalavgpool",
+    "globalmaxpooling": "globalmaxpool",
+    "adaptiveaveragepool": "adaptiveavgpool",
+    "concatenate": "concat",
+    "cat": "concat",
+    "eltwise": "add",
+    "sum": "add",
+    "zeropadding": "zeropad",
+    "upsampling": "upsample",
+    "interpolate": "upsample",
+    "swish": "silu",
+    "leaky": "leaky_relu",
+    "lrelu": "leaky_relu",
+    "view": "reshape",
+    "reorg": "space_to_depth",
+    "spacetodepth": "space_to_depth",
+    "pixelunshuffle": "space_to_depth",
+    "cropping": "crop",
+    "split": "chunk",
+}
+
+# Layers users try that archc does not have: what they are, so the help can say that archc has no
+# such layer instead of proposing one that merely looks alike (`lstm` is not `softmax`).
+UNSUPPORTED_LAYERS = {
+    "lstm": "a recurrent layer (LSTM)",
+    "gru": "a recurrent layer (GRU)",
+    "rnn": "a recurrent layer",
+    "attention": "attention",
+    "multiheadattention": "attention",
+    "selfattention": "attention",
+    "transformer": "a transformer layer",
+    "transformerencoderlayer": "a transformer layer",
+    "embedding": "an embedding (a lookup table)",
+    "layernorm": "layer normalisation",
+    "layernormalization": "layer normalisation",
+    "groupnorm": "group normalisation",
+    "instancenorm": "instance normalisation",
+    "rmsnorm": "RMS normalisation",
+    "mul": "an element-wise product",
+    "multiply": "an element-wise product",
+    "matmul": "a matrix product",
+    "sub": "an element-wise difference",
+    "subtract": "an element-wise difference",
+    "div": "an element-wise division",
+    "prelu": "a parametric ReLU",
+    "pixelshuffle": "depth to space (pixel shuffle)",
+    "depthtospace": "depth to space (pixel shuffle)",
+    "yolo": "a detection head (YOLO)",
+    "region": "a detection head (YOLO region)",
+    "detectionoutput": "a detection head",
+    "roipooling": "region-of-interest pooling",
+    "permute": "a permutation of dimensions",
+    "transpose": "a permutation of dimensions",
+}
+
+MAX_SUGGESTED_LENGTH = 200  # longer than any name a person types; difflib is quadratic in it
+
+
+def _key(word: str) -> str:
+    key = word.lower().replace("_", "").replace("-", "")
+    return key[:-2] if key[-2:] in ("1d", "2d", "3d") and len(key) > 2 else key
+
+
+def closest(word: str, candidates, meanings: bool = False) -> tuple[str | None, list[str]]:
+    """The candidate to write instead of `word`, if any, and the help lines that say so.
+
+    A candidate that differs only in case, `_`, `-` or a trailing 2d comes first; with
+    `meanings` (the candidates are layer types), what other tools call a layer type, and
+    the layers archc does not have, come next; then the closest spelling.
+    """
+    if len(word) > MAX_SUGGESTED_LENGTH:
+        return None, []
+    names = sorted({c for c in candidates if len(c) <= MAX_SUGGESTED_LENGTH})
+    keyed = {_key(c): c for c in names}
+    key = _key(word)
+    if meanings:
+        if LAYER_SYNONYMS.get(key) in names:
+            target = LAYER_SYNONYMS[key]
+            return target, [f"did you mean `{target}`? it is archc's name for `{word}`"]
+        if key in UNSUPPORTED_LAYERS and key not in keyed:
+            what = UNSUPPORTED_LAYERS[key]
+            return None, [f"archc has no `{word}` layer: {what} is not supported yet (docs/language.md, section 8)"]
+    if key in keyed and keyed[key] != word:
+        return keyed[key], [f"did you mean `{keyed[key]}`?"]
+    cutoff = 0.5 if len(word) <= 4 else 0.6  # one wrong letter in a short name is a big share of it
+    match = difflib.get_close_matches(word, names, n=1, cutoff=cutoff)
+    return (match[0], [f"did you mean `{match[0]}`?"]) if match else (None, [])
 
 
 def suggest(word: str, candidates) -> list[str]:
-    cutoff = 0.5 if len(word) <= 4 else 0.6  # one wrong letter in a short name is a big share of it
-    match = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=cutoff)
-    return [f"did you mean `{match[0]}`?"] if match else []
+    """The help lines of `closest`: "did you mean `maxpool`?", or nothing."""
+    return closest(word, candidates)[1]
+
+
+def _did_you_mean(word: str, candidates, span: Span, meanings: bool = False) -> tuple[list[str], list[Fix]]:
+    """`closest`'s help, with the edit it proposes: `span` (where `word` is written) replaced."""
+    target, help_ = closest(word, candidates, meanings)
+    return help_, ([Fix(span, target)] if target is not None else [])
 
 
 # -- evaluation of argument values -------------------------------------------------
@@ -95,10 +228,12 @@ def _expr(e, env: dict, top: bool = False):
             return e.id == "true"
         if top:
             return e.id  # a bare word: `same`, `ceil`, `depthwise`
+        help_, fixes = _did_you_mean(e.id, env, e.span)
         raise EvalError(
             f"unknown name `{e.id}` in an expression",
             e.span,
-            suggest(e.id, env) or ["only block parameters can be used in arithmetic"],
+            help_ or ["only block parameters can be used in arithmetic"],
+            fixes=fixes,
         )
     if isinstance(e, ast.Pair):
         return PadPair((_int(e.first, env), _int(e.second, env)))
@@ -201,6 +336,9 @@ _KIND_WORDS = {
 }
 
 
+_KIND_CHOICES = {"bool": ("true", "false"), "padding": ("same", "valid", "full")}  # words a kind accepts
+
+
 def kind_text(p) -> str:
     text = _KIND_WORDS.get(p.kind, "one of " + ", ".join(p.choices))
     if p.choices and p.kind != "choice":
@@ -211,6 +349,15 @@ def kind_text(p) -> str:
 # -- scopes -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """Where a name of a body was first taken, and how: as written, numbered by a repeat, or generated."""
+
+    span: Span
+    written: str | None  # the name as written; None for a generated name
+    suffix: str = ""  # the repeat numbering appended to it: "_2", "_1_2"
+
+
 @dataclass
 class Scope:
     prefix: str  # "" at network level, "b1." inside block instance b1
@@ -219,12 +366,16 @@ class Scope:
     counters: dict[str, int] = field(default_factory=dict)
     names: dict[str, object] = field(default_factory=dict)  # local name -> node name or BROKEN
     prefixes: dict[str, str] = field(default_factory=dict)  # block instance -> its prefix
-    spans: dict[str, Span] = field(default_factory=dict)
+    # the body's own scope (not a repeat iteration's) keeps every name taken in it, in `claims`, and
+    # the names each repeat numbering made of a written name, in `numbered`: "c" -> ["c_1", "c_2"]
+    claims: dict[str, _Claim] = field(default_factory=dict)
+    numbered: dict[str, list[str]] = field(default_factory=dict)
     parent: Scope | None = None  # for repeat iterations
     suffix: str = ""
     block: str | None = None  # the block being expanded, None at network level
     calls: tuple[Span, ...] = ()
     path: tuple[tuple[str, str], ...] = ()
+    top: Scope | None = None  # the body's own scope, for an iteration
 
     def lookup(self, name: str):
         scope = self
@@ -250,7 +401,7 @@ class Scope:
         return out
 
     def root(self) -> Scope:
-        return self if self.parent is None else self.parent.root()
+        return self.top or self
 
     def iteration(self, i: int) -> Scope:
         return Scope(
@@ -263,6 +414,7 @@ class Scope:
             block=self.block,
             calls=self.calls,
             path=self.path,
+            top=self.root(),
         )
 
 
@@ -288,6 +440,12 @@ class Expander:
         self.loaded: set[str] = set()
         self.stack: list[str] = []
         self._reading: str | None = None
+        self.steps = 0  # statements expanded and repeat iterations run, up to MAX_STEPS
+        self.name_bytes = 0  # of every name taken, up to MAX_NAME_BYTES
+        self.failed: set[int] = set()  # id() of the statements that reported an error
+        self._least: dict[str, int] = {}  # block -> the fewest steps a call of it takes
+        self._lines: dict[str, list[str]] = {}  # file -> its source lines, for the text of a span
+        self.compared = 0  # candidates compared for "did you mean" hints, up to MAX_STEPS
 
     # modules and imports
     def load_imports(self, module: ast.Module, base: Path) -> None:
@@ -345,64 +503,136 @@ class Expander:
         try:
             self.body(net.body, scope, None)
         except _TooBigError as err:
-            self.r.error(
-                "E0213",
-                str(err),
-                net.span,
-                [f"archc handles networks of up to {MAX_NODES:,} layers; check repeat counts"],
-            )
+            self.r.error("E0213", str(err), err.span or net.span, [err.help])
         return self.graph
 
     def body(self, stmts, scope: Scope, prev):
         for stmt in stmts:
+            self._step(stmt.span)
             expand = self.repeat if isinstance(stmt, ast.Repeat) else self.statement
             prev = expand(stmt, scope, prev)
         return prev
+
+    # the bounds of expansion
+    def _step(self, span: Span) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise self._too_many_steps(span)
+
+    def _too_many_steps(self, span: Span) -> _TooBigError:
+        return _TooBigError(
+            f"the network takes more than {MAX_STEPS:,} steps to expand",
+            span,
+            "each statement expanded and each repeat iteration is a step: nested repeats, and blocks that"
+            " call blocks several times, multiply them; check repeat counts and block calls",
+        )
+
+    def _too_many_layers(self, span: Span) -> _TooBigError:
+        return _TooBigError(
+            f"the network expands to more than {MAX_NODES:,} layers",
+            span,
+            f"archc handles networks of up to {MAX_NODES:,} layers; check repeat counts",
+        )
+
+    def _expect(self, steps: int, span: Span) -> None:
+        """Stop now, not after the work, when `steps` more steps would pass the limit."""
+        if self.steps + steps > MAX_STEPS:
+            raise self._too_many_steps(span)
+
+    def least_steps(self, stmts, env: dict) -> int:
+        """The fewest steps expanding `stmts` takes, if no statement in them fails.
+
+        A repeat counts its iterations times its body, a block call the body of its block. A
+        count that cannot be evaluated here (a parameter of a block not yet called) counts 0,
+        so this never says more than the expansion will do, and `block b2() { b1; b1 }`, ...
+        up to b60 is refused at its first call instead of after a million of its 2^60.
+        """
+        total = 0
+        for stmt in stmts:
+            total += 1
+            if isinstance(stmt, ast.Repeat):
+                try:
+                    count = _expr(stmt.count, env)
+                except EvalError:
+                    count = 0
+                if _is_int(count) and count > 0:
+                    total += min(count, MAX_NODES + 1) * (1 + self.least_steps(stmt.body, env))
+            elif stmt.op in self.blocks:
+                total += self._least_block(stmt.op)
+            if total > MAX_STEPS:
+                break  # enough to know
+        return total
+
+    def _least_block(self, name: str) -> int:
+        if name not in self._least:
+            self._least[name] = 0  # a block that calls itself (E0210) goes no deeper
+            self._least[name] = self.least_steps(self.blocks[name].body, {})
+        return self._least[name]
 
     def repeat(self, stmt: ast.Repeat, scope: Scope, prev):
         try:
             count = _expr(stmt.count, scope.env)
         except EvalError as err:
-            self.r.error(err.code, err.message, err.span, err.help)
+            self.r.error(err.code, err.message, err.span, err.help, fixes=err.fixes)
             return BROKEN
         if not _is_int(count) or count < 0:
             self.r.error("E0205", f"repeat needs a whole number of at least 0, not {_describe(count)}", stmt.count.span)
             return BROKEN
         if count > MAX_NODES:
-            raise _TooBigError(f"repeat {count:,} is more than archc can expand")
-        before, reported = len(self.graph), len(self.r.diagnostics)
+            raise _TooBigError(
+                f"repeat {count:,} is more than archc can expand",
+                stmt.count.span,
+                f"archc handles networks of up to {MAX_NODES:,} layers; check the repeat count",
+            )
+        if count:
+            self._expect(count * (1 + self.least_steps(stmt.body, scope.env)), stmt.span)
         for i in range(1, count + 1):
+            steps, nodes, reported = self.steps, len(self.graph), len(self.r.diagnostics)
+            self._step(stmt.span)
             prev = self.body(stmt.body, scope.iteration(i), prev)
-            # A first iteration without errors adds what every later one adds: stop now
-            # rather than after expanding 200,000 layers (repeat 1000 { repeat 1000 { ... } }).
-            clean = len(self.r.diagnostics) == reported
-            if i == 1 and clean and before + (len(self.graph) - before) * count > MAX_NODES:
-                raise _TooBigError(f"the network expands to more than {MAX_NODES:,} layers")
+            # An iteration without errors does what every later one does: stop now rather than
+            # after expanding 200,000 layers (repeat 1000 { repeat 1000 { relu } }).
+            if len(self.r.diagnostics) == reported:
+                self._expect((self.steps - steps) * (count - i), stmt.span)
+                if len(self.graph) + (len(self.graph) - nodes) * (count - i) > MAX_NODES:
+                    raise self._too_many_layers(stmt.span)
         return prev
 
     def statement(self, stmt: ast.Layer, scope: Scope, prev):
+        """Expand one statement; one that failed before (in an earlier iteration or call) is not
+        expanded again: it would fail the same way, and a million iterations would report a
+        million copies of its error."""
+        if id(stmt) in self.failed:
+            return self._broken(stmt, scope)
+        reported = len(self.r.diagnostics)
+        out = self._statement(stmt, scope, prev)
+        if len(self.r.diagnostics) > reported:
+            self.failed.add(id(stmt))
+        return out
+
+    def _statement(self, stmt: ast.Layer, scope: Scope, prev):
         self._reading = stmt.name  # for the message of a layer that reads itself
         if stmt.op in self.blocks:
             return self.call_block(stmt, scope, prev)
         if stmt.op == OUTPUT:
             return self.output(stmt, scope, prev)
         if stmt.op not in OPS:
+            help_, fixes = self._hint(stmt.op, [*OPS, *self.blocks], stmt.op_span, meanings=True)
             self.r.error(
                 "E0201",
                 f"unknown layer type `{stmt.op}`",
                 stmt.op_span,
-                suggest(stmt.op, [*OPS, *self.blocks]) or ["see `docs/language.md` for the layer types"],
+                help_ or ["see `docs/language.md` for the layer types"],
+                fixes=fixes,
             )
-            return self._define(stmt, scope, BROKEN)
+            return self._broken(stmt, scope)
         op = OPS[stmt.op]
-        name = self._name(stmt, scope)
+        local = self._name(stmt, scope)
         inputs = self._inputs(stmt, scope, prev, op.min_inputs, op.max_inputs)
         attrs, spans = self._bind(stmt, op, scope)
         act = self._activation(stmt, scope)
-        if name is None:
-            return BROKEN
         if inputs is BROKEN or attrs is None or act is BROKEN:
-            return self._define(stmt, scope, BROKEN)
+            return self._define(stmt, scope, local, BROKEN)
         if op.name == "input" and scope.block is not None:
             self.r.error(
                 "E0215",
@@ -410,10 +640,13 @@ class Expander:
                 stmt.span,
                 ["declare `input` in the network and pass it to the block"],
             )
-            return self._define(stmt, scope, BROKEN)
+            return self._define(stmt, scope, local, BROKEN)
+        if local is None:
+            return BROKEN
+        name = scope.prefix + local
         node = Node(name, op.name, inputs, attrs, stmt.span, spans, act, scope.path, scope.calls)
-        self._add(node)
-        return self._define(stmt, scope, name)
+        self._add(node, stmt.span)
+        return self._define(stmt, scope, local, name)
 
     def output(self, stmt: ast.Layer, scope: Scope, prev):
         """`output (a, b)`: what the network returns, in that order; without it, the last layer."""
@@ -436,49 +669,98 @@ class Expander:
                 self.graph.declared_outputs = list(dict.fromkeys(inputs))
         return prev
 
-    def _add(self, node: Node) -> None:
+    def _add(self, node: Node, span: Span) -> None:
         if len(self.graph) >= MAX_NODES:
-            raise _TooBigError(f"the network expands to more than {MAX_NODES:,} layers")
+            raise self._too_many_layers(span)
         self.graph.add(node)
 
-    def _define(self, stmt: ast.Layer, scope: Scope, value):
-        """Make a statement's name refer to its output (or to BROKEN)."""
-        if not stmt.name and isinstance(value, str):
-            scope.names.setdefault(value[len(scope.prefix) :], value)  # generated names are referable too
-        if stmt.name and stmt.name not in scope.names:
-            scope.names[stmt.name] = value
-            scope.spans[stmt.name] = stmt.name_span
-            if scope.parent is not None:  # a repeat iteration: also visible as name_i afterwards
-                scope.root().names[stmt.name + scope.suffix] = value
-        return value
+    # names
+    def _take(self, scope: Scope, local: str, claim: _Claim) -> bool:
+        """Take `local` as a name of the scope's body, or report E0204 if it is taken.
+
+        Every name a body defines comes through here: a written name, the same name numbered by
+        a repeat (`c_1`), a block instance's name and a generated one (`conv1`), so a name can
+        only ever mean one layer of the body.
+        """
+        root = scope.root()
+        first = root.claims.get(local)
+        if first is not None:
+            self._clash(local, claim, first)
+            return False
+        self.name_bytes += len(scope.prefix) + len(local)
+        if self.name_bytes > MAX_NAME_BYTES:
+            raise _TooBigError(
+                f"the names of the layers add up to more than {MAX_NAME_BYTES // 2**20} MiB",
+                claim.span,
+                "a name in a repeat or a block is copied for every iteration and call: shorten it",
+            )
+        root.claims[local] = claim
+        return True
+
+    def _clash(self, local: str, claim: _Claim, first: _Claim) -> None:
+        """E0204 for `local`, named as the user sees it, with where and how it was first taken."""
+        same = claim.written == first.written and claim.suffix == first.suffix
+        help_ = []
+        if not same:
+            for how in (claim, first):
+                if how.written is None:
+                    help_.append(f"`{local}` is the name archc gave the unnamed layer at line {how.span.line}")
+                elif how.suffix:
+                    help_.append(
+                        f"in its repeat, the `{how.written}` of line {how.span.line} is named `{local}`:"
+                        " a repeat appends the iteration number to every name in it"
+                    )
+        self.r.error(
+            "E0204",
+            f"`{claim.written if same else local}` is defined twice",
+            claim.span,
+            [*dict.fromkeys(help_), "every layer in a network or block needs its own name"],
+            [("first defined here", first.span)],
+        )
 
     def _name(self, stmt: ast.Layer, scope: Scope) -> str | None:
-        """The node name for a statement; None (reported) when the name is not usable."""
+        """The statement's name in its body (`c`, `c_2`, `conv3`), taken; None (reported) if unusable."""
         if stmt.name:
             if stmt.name == BLOCK_INPUT:
                 self.r.error(
                     "E0204", f"`{BLOCK_INPUT}` is reserved for a block's input", stmt.name_span, ["choose another name"]
                 )
                 return None
-            full = scope.prefix + stmt.name + scope.suffix
-            if stmt.name in scope.names or full in self.graph.nodes:
-                first = scope.spans.get(stmt.name) or self.graph.nodes[full].span
-                self.r.error(
-                    "E0204",
-                    f"`{stmt.name}` is defined twice",
-                    stmt.name_span,
-                    ["every layer in a network or block needs its own name"],
-                    [("first defined here", first)],
-                )
+            local = stmt.name + scope.suffix
+            if not self._take(scope, local, _Claim(stmt.name_span, stmt.name, scope.suffix)):
+                scope.names.setdefault(stmt.name, BROKEN)  # its readers are already wrong: keep them quiet
                 return None
-            return full
+            return local
+        root = scope.root()
         base = stmt.op
         while True:
             scope.counters[base] = scope.counters.get(base, 0) + 1
             sep = "_" if base[-1].isdigit() else ""  # relu6_1, not relu61
             local = f"{base}{sep}{scope.counters[base]}"
-            if local not in scope.reserved and scope.prefix + local not in self.graph.nodes:
-                return scope.prefix + local
+            if local not in scope.reserved and local not in root.claims:
+                self._take(scope, local, _Claim(stmt.span, None))
+                return local
+
+    def _define(self, stmt: ast.Layer, scope: Scope, local: str | None, value):
+        """Make the statement's names refer to its output (or to BROKEN): `local` in its body,
+        and inside a repeat iteration the name as written as well."""
+        if local is None or (not stmt.name and stmt.op in self.blocks):
+            return value  # an unnamed block instance is reached by its dotted names only
+        root = scope.root()
+        root.names[local] = value
+        if stmt.name:
+            scope.names[stmt.name] = value
+            if scope.suffix:
+                root.numbered.setdefault(stmt.name, []).append(local)
+        return value
+
+    def _broken(self, stmt: ast.Layer, scope: Scope):
+        """A statement that cannot be expanded: its written name, if free, refers to BROKEN."""
+        if stmt.name and stmt.name != BLOCK_INPUT and stmt.name + scope.suffix not in scope.root().claims:
+            self._define(stmt, scope, self._name(stmt, scope), BROKEN)
+        elif stmt.name:
+            scope.names.setdefault(stmt.name, BROKEN)
+        return BROKEN
 
     def _inputs(self, stmt: ast.Layer, scope: Scope, prev, lo: int, hi: int | None):
         if stmt.inputs is None:
@@ -536,6 +818,10 @@ class Expander:
                 return full
             if prefix is None and scope.lookup(head) is BROKEN:
                 return BROKEN
+        numbered = scope.root().numbered.get(head)
+        if numbered and scope.lookup(head) is None:
+            self._numbered_only(ref, scope, numbered)
+            return None
         if head in scope.root().reserved or head == BLOCK_INPUT:
             if head == BLOCK_INPUT:
                 self.r.error(
@@ -559,13 +845,29 @@ class Expander:
                     ],
                 )
             return None
+        help_, fixes = self._hint(ref.text, self._all_refs(scope), ref.span)
         self.r.error(
-            "E0202",
-            f"unknown layer `{ref.text}`",
-            ref.span,
-            suggest(ref.text, self._all_refs(scope)) or ["inputs name layers defined above"],
+            "E0202", f"unknown layer `{ref.text}`", ref.span, help_ or ["inputs name layers defined above"], fixes=fixes
         )
         return None
+
+    def _numbered_only(self, ref: ast.Ref, scope: Scope, numbered: list[str]) -> None:
+        """E0203 for a name written in a repeat, read after it: the repeat numbered it."""
+        head, rest = ref.parts[0], ref.parts[1:]
+        shown = numbered if len(numbered) <= 4 else [*numbered[:2], "...", numbered[-1]]
+        made = ", ".join(n if n == "..." else f"`{n}`" for n in shown)
+        if scope.suffix:  # inside another repeat: which iteration it means is the user's to say
+            help_, fixes = [f"name the layer with its iteration number: one of {made}"], []
+        else:
+            last = ".".join((numbered[-1], *rest))
+            help_, fixes = [f"write `{last}` to read the last iteration's `{head}`"], [Fix(ref.span, last)]
+        self.r.error(
+            "E0203",
+            f"`{ref.text}` is only defined inside a repeat, which named its layers {made}",
+            ref.span,
+            help_,
+            fixes=fixes,
+        )
 
     def _all_refs(self, scope: Scope) -> list[str]:
         names = scope.visible()
@@ -579,7 +881,7 @@ class Expander:
             try:
                 out.append((arg.name, evaluate(arg.value, env), arg))
             except EvalError as err:
-                self.r.error(err.code, err.message, err.span, err.help)
+                self.r.error(err.code, err.message, err.span, err.help, fixes=err.fixes)
                 ok = False
         return out if ok else None
 
@@ -604,23 +906,30 @@ class Expander:
                 taken = [p for p in positional if p.name not in seen]
                 if not taken:
                     extra = f"the word `{value}`" if isinstance(value, str) else "this value"
-                    help_ = suggest(value, [*symbols, *by_name]) if isinstance(value, str) else []
+                    if isinstance(value, str):
+                        help_, fixes = self._word_hint(value, arg.span, symbols, by_name)
+                    else:
+                        help_, fixes = self._keyword_for(value, arg, [p for p in params if p.name not in seen])
                     expect = ", ".join(p.name for p in positional) or "none"
                     self.r.error(
                         "E0208",
                         f"`{what}` does not take {extra} here",
                         arg.span,
                         help_ + [f"its positional arguments are: {expect}; others are written name=value"],
+                        fixes=fixes,
                     )
                     ok = False
                     continue
                 key = taken[0].name
             if key not in by_name:
+                s = arg.span
+                help_, fixes = self._hint(key, by_name, Span(s.file, s.line, s.col, s.line, s.col + len(key)))
                 self.r.error(
                     "E0206",
                     f"`{what}` has no parameter `{key}`",
                     arg.span,
-                    suggest(key, by_name) + [f"its parameters are: {', '.join(by_name) or 'none'}"],
+                    help_ + [f"its parameters are: {', '.join(by_name) or 'none'}"],
+                    fixes=fixes,
                 )
                 ok = False
                 continue
@@ -633,11 +942,14 @@ class Expander:
             p = by_name[key]
             checked = check_kind(p, value)
             if checked is None:
+                words = p.choices or _KIND_CHOICES.get(p.kind) or symbols
+                help_, fixes = self._hint(value, words, arg.value.span) if isinstance(value, str) else ([], [])
                 self.r.error(
                     "E0205",
                     f"`{what}` {key} must be {kind_text(p)}, not {_describe(value)}",
                     arg.span,
-                    suggest(value, p.choices or symbols) if isinstance(value, str) else [],
+                    help_,
+                    fixes=fixes,
                 )
                 ok = False
                 continue
@@ -656,6 +968,52 @@ class Expander:
                     attrs[p.name] = p.default
         return (attrs, spans) if ok else (None, None)
 
+    def _hint(self, word: str, candidates, span: Span, meanings: bool = False) -> tuple[list[str], list[Fix]]:
+        """`_did_you_mean`, while the expansion has compared fewer than MAX_STEPS candidates: a
+        suggestion among 100,000 layer names costs a tenth of a second, and a spec can ask for
+        one at every statement."""
+        candidates = list(candidates)
+        self.compared += len(candidates)
+        return _did_you_mean(word, candidates, span, meanings) if self.compared <= MAX_STEPS else ([], [])
+
+    def _word_hint(self, word: str, span: Span, symbols, params) -> tuple[list[str], list[Fix]]:
+        """For a word with no positional place: the word it misspells (`ciel`: `ceil`), or the
+        parameter it names, which needs a value (`strid`: `stride=...`, not an edit to make)."""
+        help_, fixes = self._hint(word, symbols, span)
+        if help_:
+            return help_, fixes
+        target, _ = closest(word, params)
+        return ([f"did you mean `{target}=...`? a parameter is given as name=value"], []) if target else ([], [])
+
+    def _keyword_for(self, value, arg: ast.Arg, free) -> tuple[list[str], list[Fix]]:
+        """For a number with no positional place (`bn: 1e-3`): the first parameter not yet
+        given that takes it, as a keyword (`eps=1e-3`), and the edit that names it."""
+        fits = [p.name for p in free if check_kind(p, value) is not None]
+        text = self._text(arg.value.span)
+        if not fits or text is None:
+            return [], []
+        others = ", ".join(f"`{name}={text}`" for name in fits[1:3])
+        others = f" (also possible: {others})" if others else ""
+        start = arg.value.span
+        insert = Span(start.file, start.line, start.col, start.line, start.col)
+        return [f"did you mean `{fits[0]}={text}`?{others}"], [Fix(insert, f"{fits[0]}=")]
+
+    def _word_span(self, span: Span, word: str) -> Span | None:
+        """Where `word` is first written in a one-line span (an activation's name, after its `->`)."""
+        text = self._text(span)
+        at = -1 if text is None else text.find(word)
+        return None if at < 0 else Span(span.file, span.line, span.col + at, span.line, span.col + at + len(word))
+
+    def _text(self, span: Span) -> str | None:
+        """The source text at a one-line span."""
+        if span.file not in self._lines:
+            text = self.sources.get(span.file)
+            self._lines[span.file] = source_lines(text) if text is not None else []
+        lines = self._lines[span.file]
+        if span.line != span.end_line or not 1 <= span.line <= len(lines):
+            return None
+        return lines[span.line - 1][span.col - 1 : span.end_col - 1]
+
     def _activation(self, stmt: ast.Layer, scope: Scope):
         act = stmt.activation
         if act is None:
@@ -663,11 +1021,14 @@ class Expander:
         op = OPS.get(act.name)
         if op is None or not op.is_activation:
             names = [n for n, o in OPS.items() if o.is_activation]
+            where = self._word_span(act.span, act.name)
+            help_, fixes = self._hint(act.name, names, where or act.span, meanings=True)
             self.r.error(
                 "E0216",
                 f"unknown activation `{act.name}`",
                 act.span,
-                suggest(act.name, names) + [f"activations: {', '.join(names)}"],
+                help_ + [f"activations: {', '.join(names)}"],
+                fixes=fixes if where else [],
             )
             return BROKEN
         values = self._evaluate_args([ast.Arg(None, v, v.span) for v in act.args], scope.env)
@@ -687,40 +1048,49 @@ class Expander:
                 ["a block cannot contain itself, directly or through other blocks; use `repeat`"],
                 [(f"`{block.name}` is defined here", block.name_span)],
             )
-            return self._define(stmt, scope, BROKEN)
+            return self._broken(stmt, scope)
         if len(self.stack) >= MAX_DEPTH:
             self.r.error("E0210", f"blocks are nested more than {MAX_DEPTH} deep", stmt.op_span)
-            return self._define(stmt, scope, BROKEN)
-        name = self._name(stmt, scope)
+            return self._broken(stmt, scope)
+        local = self._name(stmt, scope)
         inputs = self._inputs(stmt, scope, prev, 1, 1)
         env = self._bind_block(stmt, block, scope)
         act = self._activation(stmt, scope)
-        if name is None:
-            return BROKEN
-        if inputs is BROKEN or env is None or act is BROKEN:
-            return self._define(stmt, scope, BROKEN)
-        local = name[len(scope.prefix) :]
+        if env is None:  # the body cannot be expanded without its parameters
+            return self._define(stmt, scope, local, BROKEN)
+        self._expect(self.least_steps(block.body, env), stmt.span)
+        # A call that failed still expands its body, for the body's own errors (language.md,
+        # section 14, promises all of them), but from a broken input: nothing in it is added.
+        failed = local is None or inputs is BROKEN or act is BROKEN
+        prefix = f"{scope.prefix}{local or stmt.name}."
         inner = Scope(
-            prefix=name + ".",
+            prefix=prefix,
             env=env,
             reserved=_explicit_names(block.body),
             block=block.name,
             calls=(*scope.calls, stmt.span),
-            path=(*scope.path, (block.name, local)),
+            path=(*scope.path, (block.name, local or stmt.name)),
         )
-        inner.names[BLOCK_INPUT] = inputs[0]
+        inner.names[BLOCK_INPUT] = BROKEN if failed else inputs[0]
         self.stack.append(block.name)
+        reported = len(self.r.diagnostics)
         try:
-            out = self.body(block.body, inner, inputs[0])
+            out = self.body(block.body, inner, inner.names[BLOCK_INPUT])
         finally:
             self.stack.pop()
-        scope.prefixes[stmt.name or local] = name + "."
-        scope.root().prefixes[local] = name + "."
+        for diag in self.r.diagnostics[reported:]:  # the body's errors name the call, innermost first
+            diag.notes.append((f"in block `{block.name}`, called here", stmt.span))
+        if failed:
+            return self._define(stmt, scope, local, BROKEN)
+        scope.prefixes[stmt.name or local] = prefix
+        scope.root().prefixes[local] = prefix
         if out is not BROKEN and act is not None:
-            act_name = self._name(ast.Layer(act[0], stmt.span, None, None, None, (), None, stmt.span), scope)
-            self._add(Node(act_name, act[0], [out], act[1], stmt.span, {}, None, scope.path, scope.calls))
-            out = act_name
-        return self._define(stmt, scope, out)
+            act_stmt = ast.Layer(act[0], stmt.span, None, None, None, (), None, stmt.span)
+            act_local = self._name(act_stmt, scope)
+            act_name = scope.prefix + act_local
+            self._add(Node(act_name, act[0], [out], act[1], stmt.span, {}, None, scope.path, scope.calls), stmt.span)
+            out = self._define(act_stmt, scope, act_local, act_name)
+        return self._define(stmt, scope, local, out)
 
     def _bind_block(self, stmt: ast.Layer, block: ast.Block, scope: Scope):
         values = self._evaluate_args(stmt.args, scope.env)
@@ -745,12 +1115,15 @@ class Expander:
                     continue
                 key = free[0]
             if key not in names:
+                s = arg.span
+                help_, fixes = self._hint(key, names, Span(s.file, s.line, s.col, s.line, s.col + len(key)))
                 self.r.error(
                     "E0206",
                     f"block `{block.name}` has no parameter `{key}`",
                     arg.span,
-                    suggest(key, names) + [f"its parameters are: {', '.join(names) or 'none'}"],
+                    help_ + [f"its parameters are: {', '.join(names) or 'none'}"],
                     [(f"`{block.name}` is defined here", block.name_span)],
+                    fixes,
                 )
                 ok = False
                 continue
@@ -801,8 +1174,6 @@ def reason(err: OSError) -> str:
         return "it is a directory"
     if isinstance(err, PermissionError):
         return "permission denied"
-    if isinstance(err, UnicodeDecodeError):  # pragma: no cover - raised as ValueError, see read_source
-        return "it is not UTF-8 text"
     return err.strerror or str(err)
 
 
@@ -812,20 +1183,45 @@ MAX_FILE_BYTES = 2**20
 
 
 def read_source(path: Path) -> str:
-    """Read a spec as UTF-8; OSError for anything that is not a readable text file."""
+    """Read a spec as UTF-8; OSError for anything that is not a readable text file.
+
+    Only a regular file is read: a named pipe would block until something writes to it
+    (forever, if nothing does), a device may never end, and both are opened without
+    blocking so that asking does not block either. A NUL byte, or bytes that are not
+    UTF-8, mean the file is not a spec (such as /proc/self/environ): it is refused
+    before anything shows an excerpt of it.
+    """
     try:
-        if path.is_dir():
-            raise IsADirectoryError(21, "it is a directory")
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)  # no more: a device such as /dev/zero never ends
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except ValueError:  # open() refuses a path with a NUL byte
         raise OSError(22, "the path holds a NUL byte") from None
+    except OSError as err:
+        if err.errno == errno.ENXIO:  # what opening a socket answers
+            raise OSError(err.errno, "it is a socket, not a regular file") from None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "it is a directory")
+        if not stat.S_ISREG(mode):
+            raise OSError(22, f"it is {_file_kind(mode)}, not a regular file")
+        data = handle.read(MAX_FILE_BYTES + 1)  # no more: a file can grow while it is read
     if len(data) > MAX_FILE_BYTES:
         raise OSError(27, f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+    if b"\0" in data:
+        raise OSError(22, f"not a text file (a NUL byte at byte {data.index(0)})")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise OSError(22, f"not UTF-8 text (byte {err.start})") from None
+        raise OSError(22, f"not a text file (not UTF-8 at byte {err.start})") from None
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
 
 
 def resolve(path: Path) -> Path:

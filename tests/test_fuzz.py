@@ -353,13 +353,16 @@ def test_file_names_are_not_rich_markup(file):
     assert f"LeNet5 ({file})" in network.table("rich", color=True)
 
 
-def test_nested_repeat_overflow_fails_fast():
-    """repeat 1000 { repeat 1000 { ... } } built 200,000 layers (4 s) before reporting E0213."""
-    start = time.perf_counter()
+def test_nested_repeat_overflow_fails_fast(monkeypatch):
+    """repeat 1000 { repeat 1000 { ... } } built 200,000 layers (4 s) before reporting E0213; now
+    it runs no iteration (counted, not timed: a busy machine cannot fail the test)."""
+    iterations = []
+    iteration = archc.expand.Scope.iteration
+    monkeypatch.setattr(archc.expand.Scope, "iteration", lambda self, i: iterations.append(i) or iteration(self, i))
     with pytest.raises(archc.ArchError) as info:
         archc.loads(net("repeat 1000 {", "  repeat 1000 { relu }", "}"), "big.arch")
     assert [d.code for d in info.value.errors] == ["E0213"]
-    assert time.perf_counter() - start < 0.5
+    assert iterations == []
     # a repeat whose first iteration has an error expands in full and reports just that error
     with pytest.raises(archc.ArchError) as info:
         archc.loads(net("repeat 3 {", "  relu r (later_1)", "  relu later", "}"), "t.arch")
@@ -369,11 +372,11 @@ def test_nested_repeat_overflow_fails_fast():
 def test_import_paths_that_name_no_file(tmp_path):
     """`import "a<NUL>b"` raised ValueError and an import of a symlink loop RuntimeError."""
     (tmp_path / "loop.arch").symlink_to("loop.arch")
-    main = tmp_path / "main.arch"
-    main.write_text('import "a\x00b.arch"\nimport "loop.arch"\n' + LENET)
-    assert check("", load=lambda: archc.load(main)) == "diagnosed"
+    text = 'import "a\x00b.arch"\nimport "loop.arch"\n' + LENET  # as text: a file with a NUL is no spec
+    load = lambda: archc.loads(text, str(tmp_path / "main.arch"), base=tmp_path)  # noqa: E731
+    assert check("", load=load) == "diagnosed"
     with pytest.raises(archc.ArchError) as info:
-        archc.load(main)
+        load()
     assert [d.code for d in info.value.errors] == ["E0102", "E0102"]
     assert "NUL" in info.value.errors[0].message and "loop" in info.value.errors[1].message
 
@@ -396,12 +399,12 @@ def test_size_limit():
 
 
 def test_endless_files_are_not_read_to_the_end():
-    """archc.load("/dev/zero") read until memory ran out (MemoryError); now it stops at the size limit."""
+    """archc.load("/dev/zero") read until memory ran out (MemoryError); now only regular files are read."""
     if not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero")
     code = "import archc\ntry:\n    archc.load('/dev/zero')\nexcept archc.ArchError as err:\n    print(err)\n"
     run = limited([sys.executable, "-c", code])
-    assert run.returncode == 0 and "larger than 1 MiB" in run.stdout, run.stderr[-2000:]
+    assert run.returncode == 0 and "a device, not a regular file" in run.stdout, run.stderr[-2000:]
 
 
 # -- files ---------------------------------------------------------------------------------------------------
@@ -471,12 +474,12 @@ def assert_diagnosed(run: subprocess.CompletedProcess, located: bool = True) -> 
         assert any(line.split(": error: ")[0].count(":") >= 2 for line in lines if ": error: " in line), run.stderr
 
 
-@pytest.mark.parametrize("name", ["empty", "directory", "missing", "non-utf8", "too-large", "symlink-loop"])
+@pytest.mark.parametrize("name", ["empty", "directory", "missing", "non-utf8", "nul", "too-large", "symlink-loop"])
 def test_cli_unreadable_or_empty(files, name):
     assert_diagnosed(archc_check(files[name]), located=False)
 
 
-@pytest.mark.parametrize("name", ["nul", "bom", "utf-16"])
+@pytest.mark.parametrize("name", ["bom", "utf-16"])
 def test_cli_located_errors(files, name):
     assert_diagnosed(archc_check(files[name]), located=name != "utf-16")
 
