@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import ast
-from .diagnostics import ArchError, Diagnostic, Span, source_lines
+from .diagnostics import ArchError, Diagnostic, Fix, Span, source_lines
 
 if TYPE_CHECKING:
     from lark import Lark, Token, Tree, UnexpectedInput
@@ -743,13 +743,55 @@ def _lark_tree(text: str, file: str) -> Tree:
         errors.append(diag)
         start = _error_line_start(current, failure)
         resume = run.checkpoint_before(start - 1) if start > 0 else None
-        if len(errors) == MAX_SYNTAX_ERRORS or (start > 0 and resume is None):
+        if start > 0 and resume is None:
+            break
+        _add_division_hint(diag, current, failure, resume)
+        if len(errors) == MAX_SYNTAX_ERRORS:
             break
         current = _without_line(current, start, resume.depth if resume is not None else 0)
         if current is None:
             break
         run = _LarkRun(current, resume)
     raise ArchError(errors, {file: text})
+
+
+def _add_division_hint(diag: Diagnostic, text: str, err: UnexpectedInput, resume: _Checkpoint | None) -> None:
+    """`ch / 2 @ 1x1` where `ch // 2` was meant: `/` starts a stride, `//` divides.
+
+    When writing `//` for the last `/` before the error makes its line parse,
+    say so first, with that edit as the fix.
+    """
+    token = getattr(err, "token", None)
+    if token is None or token.type == "$END":
+        return
+    start = text.rfind("\n", 0, token.start_pos) + 1
+    slash = _last_slash(text, start, token.start_pos + 1)  # the failing token may be the `/`
+    if slash is None:
+        return
+    changed = text[:slash] + "//" + text[slash + 1 :]
+    end = changed.find("\n", slash)
+    from lark import UnexpectedInput
+
+    try:
+        _LarkRun(changed, resume).run(stop=len(changed) + 1 if end < 0 else end + 1)
+    except UnexpectedInput:
+        return
+    line, col = diag.span.line, slash - start + 1
+    diag.help.insert(0, "`/` starts a stride, it does not divide: write `//` to divide")
+    diag.fixes.append(Fix(Span(diag.span.file, line, col, line, col + 1), "//"))
+
+
+def _last_slash(text: str, start: int, stop: int) -> int | None:
+    """The offset of the last `/` operator that starts before `stop`, from `start` on (none in comments)."""
+    slash, pos = None, start
+    while pos < stop:
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            break
+        if m.group() == "/":
+            slash = pos
+        pos = m.end()
+    return slash
 
 
 def _error_line_start(text: str, err: UnexpectedInput) -> int:

@@ -13,13 +13,17 @@
 from __future__ import annotations
 
 import contextlib
+import re
+from pathlib import Path
 
+import pytest
 from fuzz_specs import SPEC_TEXTS, mutants, specs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lark import UnexpectedInput
 from lark.parsers.lalr_parser_state import ParserState
 
+import archc
 from archc import syntax
 from archc.diagnostics import ArchError
 
@@ -197,3 +201,47 @@ def test_lark_still_gives_the_tree_of_a_valid_text(monkeypatch):
     fast = syntax.parse(LENET, "l.arch")
     monkeypatch.setattr(syntax, "_read_fast", lambda text, file: None)
     assert syntax.parse(LENET, "l.arch") == fast
+
+
+# -- `/` is a stride, `//` divides ---------------------------------------------------------------------
+
+DOCS = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
+HALVE = re.search(r"```arch error=E0101\n(block halve.*?)```", DOCS, re.S).group(1)
+
+DIVISIONS = {  # a spec where `/` was meant to divide -> the filters of the conv once it does
+    "documented": (HALVE, 8 // 2),
+    "kernel after": ("block h(ch) {\n  conv: ch / 2 @ 3x3 pad=1\n}\nnetwork N {\n  input x: 8x4x4\n  h: 8\n}\n", 4),
+    "sum": ("block h(c) {\n  conv: c + c / 4 @ 1x1 -> relu\n}\nnetwork N {\n  input x: 8x4x4\n  h: 8\n}\n", 10),
+    "repeat count": ("network N {\n  input x: 8x4x4\n  repeat 4 / 2 { conv: 3 @ 1x1 }\n}\n", 3),
+}
+
+
+@pytest.mark.parametrize("name", list(DIVISIONS))
+def test_a_slash_meant_as_division_gets_a_fix_that_writes_floor_division(name):
+    text, filters = DIVISIONS[name]
+    with pytest.raises(ArchError) as info:
+        archc.loads(text, "t.arch")
+    (diag,) = info.value.errors
+    assert diag.code == "E0101"
+    assert diag.help[0] == "`/` starts a stride, it does not divide: write `//` to divide"
+    (fix,) = diag.fixes
+    fixed = fix.apply(text)
+    assert fixed.count("//") == text.count("//") + 1
+    net = archc.loads(fixed, "t.arch")  # no error left, and no warning
+    assert not net.warnings
+    convs = [n for n in net.graph if n.op == "conv"]
+    assert convs and convs[0].shape[0] == filters
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "network N {\n  input x: 8x4x4\n  conv: 16 @ 3x3 /2 pad=\n}\n",  # `//` would not help
+        "network N {\n  input x: 8x4x4\n  conv: 16 @ 3x3 # a / b @\n  relu relu relu\n}\n",  # in a comment
+        "network N {\n  input x: 8x4x4\n  conv: 16 @ @ 3x3\n}\n",  # no `/` at all
+    ],
+)
+def test_no_division_hint_where_floor_division_does_not_make_the_line_parse(text):
+    with pytest.raises(ArchError) as info:
+        archc.loads(text, "t.arch")
+    assert all(not d.fixes and not d.help[0].startswith("`/`") for d in info.value.errors)
