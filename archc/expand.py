@@ -823,7 +823,7 @@ def read_source(path: Path) -> str:
     if len(data) > MAX_FILE_BYTES:
         raise OSError(27, f"larger than {MAX_FILE_BYTES // 2**20} MiB")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # without the byte-order mark some editors write
     except UnicodeDecodeError as err:
         raise OSError(22, f"not UTF-8 text (byte {err.start})") from None
 

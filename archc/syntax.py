@@ -224,7 +224,12 @@ def _syntax_error(file: str, text: str, err: UnexpectedInput) -> Diagnostic:
     elif isinstance(err, UnexpectedCharacters):
         char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
         message = f"unexpected character {char!r}"
-        help_ = ["names start with a letter or `_`; shapes are written like 3x3; comments start with `#`"]
+        if char == "\r":  # a line end to some editors, as U+2028 is to others: not to archc
+            help_ = ["a line ends with a line feed (LF or CR LF); a carriage return alone ends nothing: use LF"]
+        elif char.isspace():
+            help_ = ["only spaces and tabs separate tokens, and only a line feed ends a line"]
+        else:
+            help_ = ["names start with a letter or `_`; shapes are written like 3x3; comments start with `#`"]
         width = 1
     else:  # pragma: no cover - lark raises only the two kinds above for LALR
         message, help_, width = str(err), [], 1
