@@ -404,3 +404,18 @@ def test_columns_of_the_first_line_do_not_count_the_byte_order_mark(tmp_path):
     shown = render(diag, info.value.sources).split("\n")
     assert shown[1] == "    1 | network N { input x: 3x8x8 $"
     assert shown[2].index("^") == len("    1 | ") + 27
+
+
+# -- the benchmark of hostile text (benchmarks/hostile.py) ------------------------------------------------
+
+
+def test_the_hostile_text_benchmark_makes_the_texts_it_says():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import hostile
+
+    for size in hostile.QUICK_SIZES + hostile.SIZES:
+        for kind, make in hostile.KINDS.items():
+            assert size - 64 <= len(make(size)) <= size, (kind, size)
+    assert len(diagnostics(hostile.errors(2**14))) == hostile.ERRORS == syntax.MAX_SYNTAX_ERRORS
+    result = hostile.worker({"runs": {"errors": [4096], "garbage": [4096]}, "repeats": 1})
+    assert [(item["kind"], item["errors"]) for item in result["results"]] == [("errors", 25), ("garbage", 1)]
