@@ -697,7 +697,7 @@ class _LarkRun:
             counter.line_start_pos = resume.start - resume.column + 1
             self.depth = resume.depth
 
-    def run(self, stop: int | None = None):
+    def run(self, stop: int | None = None) -> Tree | None:
         """Parse to the end of the text and give lark's tree; with `stop`, only up to the first
         token that starts at or after that offset (then None). Raises lark's UnexpectedInput."""
         from lark.exceptions import UnexpectedToken

@@ -133,7 +133,11 @@ def test_recovery_gives_the_errors_of_a_fresh_parse_on_mutants(text):
 
 
 @settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
-@given(specs(), st.lists(st.sampled_from(["@", "}", "{", "(", "x x", "= =", ":", "\r", "->"]), max_size=6), st.data())
+@given(
+    specs(),
+    st.lists(st.sampled_from(["@", "}", "{", "(", "x x", "= =", ":", "\r", "->", "/", "/ 2"]), max_size=6),
+    st.data(),
+)
 def test_recovery_gives_the_errors_of_a_fresh_parse_on_broken_specs(text, pieces, data):
     for piece in pieces:
         at = data.draw(st.integers(0, len(text)))
