@@ -390,6 +390,10 @@ def test_a_byte_order_mark_is_accepted(tmp_path, file, text, params):
     assert archc.loads(BOM + text, file).totals.params == params
     run = subprocess.run([sys.executable, "-m", "archc", "check", str(path)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+    if file != "t.arch":  # `archc import` reads it too, and writes a spec of the same network
+        run = subprocess.run([sys.executable, "-m", "archc", "import", str(path)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert archc.loads(run.stdout, "imported.arch").totals.params == params
 
 
 def test_an_imported_file_may_start_with_a_byte_order_mark(tmp_path):
