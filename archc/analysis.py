@@ -164,6 +164,7 @@ def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
     if len(text) > MAX_FILE_BYTES:  # a character is at least a byte: as load() refuses the file
         message = f"cannot read `{file}`: larger than {MAX_FILE_BYTES // 2**20} MiB"
         raise ArchError([Diagnostic("error", "E0102", message, None, ["split the spec, or use `repeat`"])])
+    text = text.removeprefix("\ufeff")  # a byte-order mark is no part of the text (read_source drops it too)
     sources = {file: text}
     kind = format or source_format(file)
     imported = None if kind == "arch" else import_source(text, file, inputs, kind)

@@ -1211,7 +1211,7 @@ def read_source(path: Path) -> str:
     if b"\0" in data:
         raise OSError(22, f"not a text file (a NUL byte at byte {data.index(0)})")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # without the byte-order mark some editors write
     except UnicodeDecodeError as err:
         raise OSError(22, f"not a text file (not UTF-8 at byte {err.start})") from None
 

@@ -10,12 +10,13 @@ and reports every syntax error.
 from __future__ import annotations
 
 import re
+from collections import deque
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import ast
-from .diagnostics import ArchError, Diagnostic, Span, source_lines
+from .diagnostics import ArchError, Diagnostic, Fix, Span, source_lines
 
 if TYPE_CHECKING:
     from lark import Lark, Token, Tree, UnexpectedInput
@@ -223,7 +224,12 @@ def _syntax_error(file: str, text: str, err: UnexpectedInput) -> Diagnostic:
     elif isinstance(err, UnexpectedCharacters):
         char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
         message = f"unexpected character {char!r}"
-        help_ = ["names start with a letter or `_`; shapes are written like 3x3; comments start with `#`"]
+        if char == "\r":  # a line end to some editors, as U+2028 is to others: not to archc
+            help_ = ["a line ends with a line feed (LF or CR LF); a carriage return alone ends nothing: use LF"]
+        elif char.isspace():
+            help_ = ["only spaces and tabs separate tokens, and only a line feed ends a line"]
+        else:
+            help_ = ["names start with a letter or `_`; shapes are written like 3x3; comments start with `#`"]
         width = 1
     else:  # pragma: no cover - lark raises only the two kinds above for LALR
         message, help_, width = str(err), [], 1
@@ -314,21 +320,24 @@ _TOKEN = re.compile(
     r"|(?P<OP>->|//|[(),={}:@/+*%.-])"
 )
 _ATOM_START = frozenset({"INT", "FLOAT", "DIMS", "NAME", "("})
+_AHEAD = 1024  # tokens read ahead of the reader: more than any stretch between two `fill` calls
 
 
 class _NotFastError(Exception):
     """The fast reader is not sure of this text: lark reads it."""
 
 
-def _tokens(text: str) -> list[tuple[str, str, int, int]] | None:
-    """(kind, text, line, column) of every token; kind is the operator itself for operators."""
+def _token_chunks(text: str, size: int):
+    """(kind, text, line, column) of every token, `size` at a time; kind is the operator itself
+    for operators. Read as the reader needs them, so that a text that goes wrong early (a
+    megabyte of garbage on one line) is given up on early."""
     out = []
     match = _TOKEN.match
     line, line_start, pos, end = 1, 0, 0, len(text)
     while pos < end:
         m = match(text, pos)
         if m is None:
-            return None
+            raise _NotFastError
         kind, stop = m.lastgroup, m.end()
         if kind == "SEP":
             out.append(("SEP", "", line, pos - line_start + 1))
@@ -340,18 +349,41 @@ def _tokens(text: str) -> list[tuple[str, str, int, int]] | None:
             value = m.group()
             out.append((value if kind == "OP" else kind, value, line, pos - line_start + 1))
         pos = stop
+        if len(out) >= size:
+            yield out
+            out = []
     eof = ("EOF", "", line, pos - line_start + 1)
-    out += [eof, eof]  # one token of lookahead past the end is always there
-    return out
+    yield [*out, eof, eof]  # one token of lookahead past the end is always there
 
 
 class _Reader:
     """Recursive descent over grammar/arch.lark; positions are (line, column) pairs."""
 
-    def __init__(self, file: str, tokens: list):
+    def __init__(self, file: str, text: str):
         self.file = file
-        self.tokens = tokens
+        self.tokens: list = []
+        self.chunks = _token_chunks(text, _AHEAD)
         self.i = 0
+        self.fill()
+
+    def fill(self) -> None:
+        """Tokenize at least _AHEAD tokens past the next one (or to the end of the text).
+
+        Called at every statement and every step of a loop: no stretch of the grammar read
+        between two calls is longer than that (nesting is at most MAX_NESTING deep).
+        """
+        tokens = self.tokens
+        while len(tokens) < self.i + _AHEAD:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return
+            tokens += chunk
+
+    def kind(self) -> str:
+        """The kind of the next token; loops test it, so each of their steps tokenizes ahead."""
+        if len(self.tokens) < self.i + _AHEAD:
+            self.fill()
+        return self.tokens[self.i][0]
 
     def span(self, start, end) -> Span:
         return Span(self.file, start[0], start[1], end[0], end[1])
@@ -380,7 +412,7 @@ class _Reader:
         tokens = self.tokens
         if tokens[self.i][0] == "SEP":
             self.i += 1
-        while tokens[self.i][0] != "EOF":
+        while self.kind() != "EOF":
             word = self.take("NAME")
             if word[1] == "import":
                 path = self.take("STRING")
@@ -406,7 +438,7 @@ class _Reader:
         params = []
         if self.tokens[self.i][0] != ")":
             params.append(self.param())
-            while self.tokens[self.i][0] == ",":
+            while self.kind() == ",":
                 self.i += 1
                 params.append(self.param())
         self.take(")")
@@ -428,7 +460,7 @@ class _Reader:
         if tokens[self.i][0] == "SEP":
             self.i += 1
         stmts = []
-        while tokens[self.i][0] != "}":
+        while self.kind() != "}":
             first = tokens[self.i]
             if first[0] != "NAME":
                 raise _NotFastError
@@ -480,7 +512,7 @@ class _Reader:
     def inputs(self):
         self.take("(")
         refs = [self.ref()]
-        while self.tokens[self.i][0] == ",":
+        while self.kind() == ",":
             self.i += 1
             refs.append(self.ref())
         close = self.take(")")
@@ -489,7 +521,7 @@ class _Reader:
     def ref(self) -> ast.Ref:
         first = last = self.take("NAME")
         parts = [first[1]]
-        while self.tokens[self.i][0] == ".":
+        while self.kind() == ".":
             self.i += 1
             last = self.take("NAME")
             parts.append(last[1])
@@ -500,8 +532,8 @@ class _Reader:
         out = []
         end = None
         while True:
+            kind = self.kind()
             token = tokens[self.i]
-            kind = token[0]
             if kind == "/":
                 self.i += 1
                 value, end = self.value()
@@ -534,7 +566,7 @@ class _Reader:
         if self.tokens[self.i][0] == "(":
             self.i += 1
             values.append(self.value()[0])
-            while self.tokens[self.i][0] == ",":
+            while self.kind() == ",":
                 self.i += 1
                 values.append(self.value()[0])
             end = self.end(self.take(")"))
@@ -548,7 +580,7 @@ class _Reader:
     def value_from(self, first, start, end):
         parts = [first]
         tokens = self.tokens
-        while tokens[self.i][0] == "NAME" and tokens[self.i][1] == "x":
+        while self.kind() == "NAME" and tokens[self.i][1] == "x":
             self.i += 1
             node, _, end = self.expr()
             parts.append(node)
@@ -564,7 +596,7 @@ class _Reader:
         """`operand (op operand)*`, left-associative: one level of the grammar's precedence."""
         left, start, end = operand()
         tokens = self.tokens
-        while tokens[self.i][0] in ops:
+        while self.kind() in ops:
             op = tokens[self.i][0]
             self.i += 1
             right, _, end = operand()
@@ -598,11 +630,8 @@ class _Reader:
 
 def _read_fast(text: str, file: str) -> ast.Module | None:
     """The tree of a text the fast reader is sure of, else None (lark decides)."""
-    tokens = _tokens(text)
-    if tokens is None:
-        return None
     try:
-        return _Reader(file, tokens).module()
+        return _Reader(file, text).module()
     except Exception:  # _NotFastError, or anything unforeseen: lark reads it instead
         return None
 
@@ -611,12 +640,7 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     """Parse one file's text; raises ArchError listing its syntax errors.
 
     A text without errors is read by the fast reader above when it can; the
-    rest, and every text with errors, by lark. After an error the parser
-    starts again with the offending line blanked out (or, where it opens a
-    body, replaced by an empty body opener), so the errors of later lines
-    are found in the same run. Line numbers stay those of the file. Recovery
-    stops at the end of the file, on a line that already failed, or after
-    MAX_SYNTAX_ERRORS.
+    rest, and every text with errors, by lark (`_lark_tree`).
     """
     limit = _beyond_limits(text, file)
     if limit is not None:
@@ -624,50 +648,184 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
     fast = _read_fast(text, file)
     if fast is not None:
         return fast
+    return to_ast(_lark_tree(text, file), file)
+
+
+# -- lark, and recovery from syntax errors ------------------------------------------
+#
+# After an error the offending line is blanked out (or, where it opens a body,
+# replaced by an empty body opener, so that its lines are still read as a
+# body) and the text is read again, so the errors of later lines are found in
+# the same run. Reading it again from the start would cost a whole parse per
+# error: 25 errors in a 1 MiB text took minutes. But nothing before the
+# changed line changes, so the parser resumes where that line began: from a
+# checkpoint, the parser's state just before the separator token that holds
+# the line feed ending the line before. Every line feed is in a separator,
+# and the state stack is as deep as the nesting (lark turns `stmt (_SEP
+# stmt)*` into a left-recursive rule), so a checkpoint costs a copy of a few
+# numbers, and the errors come out exactly as from a fresh parse of the
+# changed text (tests/test_hostile_syntax.py compares the two). Recovery
+# stops at the end of the file, on a line that already failed, or after
+# MAX_SYNTAX_ERRORS; the line numbers stay those of the file.
+
+
+class _Checkpoint(NamedTuple):
+    """The parser just before a token that holds a line feed (a separator)."""
+
+    states: list
+    start: int  # the token's offset in the text, its end, line and column
+    end: int
+    line: int
+    column: int
+    depth: int  # braces open before it
+
+
+class _LarkRun:
+    """One run of lark's LALR parser over a text, from its start or resumed at a checkpoint."""
+
+    def __init__(self, text: str, resume: _Checkpoint | None = None):
+        self.interactive = parser().parse_interactive(text)
+        self.checkpoints: deque[_Checkpoint] = deque(maxlen=2)  # recovery needs the last or the one before
+        self.depth = 0
+        if resume is not None:
+            state = self.interactive.parser_state
+            state.state_stack[:] = resume.states
+            state.value_stack[:] = [None] * (len(resume.states) - 1)
+            state.parse_conf.callbacks = {}  # after an error the tree is not needed, only the next errors
+            counter = self.interactive.lexer_thread.state.line_ctr
+            counter.char_pos, counter.line, counter.column = resume.start, resume.line, resume.column
+            counter.line_start_pos = resume.start - resume.column + 1
+            self.depth = resume.depth
+
+    def run(self, stop: int | None = None) -> Tree | None:
+        """Parse to the end of the text and give lark's tree; with `stop`, only up to the first
+        token that starts at or after that offset (then None). Raises lark's UnexpectedInput."""
+        from lark.exceptions import UnexpectedToken
+
+        state = self.interactive.parser_state
+        token = None
+        try:
+            for token in self.interactive.lexer_thread.lex(state):
+                if stop is not None and token.start_pos >= stop:
+                    return None
+                if "\n" in token:
+                    where = (token.start_pos, token.end_pos, token.line, token.column, self.depth)
+                    self.checkpoints.append(_Checkpoint(list(state.state_stack), *where))
+                elif token.type == "LBRACE":
+                    self.depth += 1
+                elif token.type == "RBRACE":
+                    self.depth -= 1
+                state.feed_token(token)
+            return None if stop is not None else self.interactive.feed_eof(token)
+        except UnexpectedToken as err:
+            err.interactive_parser = self.interactive  # what it accepts there, for the message
+            raise
+
+    def checkpoint_before(self, offset: int) -> _Checkpoint | None:
+        """The checkpoint at the separator that holds the line feed at `offset`."""
+        return next((c for c in self.checkpoints if c.start <= offset < c.end), None)
+
+
+def _lark_tree(text: str, file: str) -> Tree:
+    """Lark's tree of `text`; ArchError with every syntax error, recovering as described above."""
     from lark import UnexpectedInput
 
     errors: list[Diagnostic] = []
     current = text
+    run = _LarkRun(text)
     while True:
         try:
-            tree = parser().parse(current)
+            tree = run.run()
         except UnexpectedInput as err:
-            diag = _syntax_error(file, current, err)
-            if any(d.span.line == diag.span.line for d in errors):
-                break  # the repair did not help: what follows would only echo this error
-            errors.append(diag)
-            current = _without_line(current, diag.span.line)
-            if current is None or len(errors) == MAX_SYNTAX_ERRORS:
-                break
-            continue
-        if not errors:
-            return to_ast(tree, file)
-        break
+            failure = err
+        else:
+            if not errors:
+                return tree
+            break
+        diag = _syntax_error(file, current, failure)
+        if any(d.span.line == diag.span.line for d in errors):
+            break  # the repair did not help: what follows would only echo this error
+        errors.append(diag)
+        start = _error_line_start(current, failure)
+        resume = run.checkpoint_before(start - 1) if start > 0 else None
+        if start > 0 and resume is None:
+            break
+        _add_division_hint(diag, current, failure, resume)
+        if len(errors) == MAX_SYNTAX_ERRORS:
+            break
+        current = _without_line(current, start, resume.depth if resume is not None else 0)
+        if current is None:
+            break
+        run = _LarkRun(current, resume)
     raise ArchError(errors, {file: text})
 
 
-def _without_line(text: str, number: int) -> str | None:
-    """The text with line `number` emptied; None when there is nothing left to skip."""
-    lines = text.split("\n")
-    if not 1 <= number <= len(lines) or not lines[number - 1].strip():
+def _add_division_hint(diag: Diagnostic, text: str, err: UnexpectedInput, resume: _Checkpoint | None) -> None:
+    """`ch / 2 @ 1x1` where `ch // 2` was meant: `/` starts a stride, `//` divides.
+
+    When writing `//` for the last `/` before the error makes its line parse,
+    say so first, with that edit as the fix.
+    """
+    token = getattr(err, "token", None)
+    if token is None or token.type == "$END":
+        return
+    start = text.rfind("\n", 0, token.start_pos) + 1
+    slash = _last_slash(text, start, token.start_pos + 1)  # the failing token may be the `/`
+    if slash is None:
+        return
+    changed = text[:slash] + "//" + text[slash + 1 :]
+    end = changed.find("\n", slash)
+    from lark import UnexpectedInput
+
+    try:
+        _LarkRun(changed, resume).run(stop=len(changed) + 1 if end < 0 else end + 1)
+    except UnexpectedInput:
+        return
+    line, col = diag.span.line, slash - start + 1
+    diag.help.insert(0, "`/` starts a stride, it does not divide: write `//` to divide")
+    diag.fixes.append(Fix(Span(diag.span.file, line, col, line, col + 1), "//"))
+
+
+def _last_slash(text: str, start: int, stop: int) -> int | None:
+    """The offset of the last `/` operator that starts before `stop`, from `start` on (none in comments)."""
+    slash, pos = None, start
+    while pos < stop:
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            break
+        if m.group() == "/":
+            slash = pos
+        pos = m.end()
+    return slash
+
+
+def _error_line_start(text: str, err: UnexpectedInput) -> int:
+    """The offset at which the line of an error (as `_syntax_error` reports it) starts."""
+    token = getattr(err, "token", None)
+    if token is not None and token.type == "$END":  # reported on the last line
+        end = len(text) - 1 if text.endswith("\n") else len(text)
+    else:
+        end = token.start_pos if token is not None else err.pos_in_stream
+    return text.rfind("\n", 0, end) + 1
+
+
+def _without_line(text: str, start: int, depth: int) -> str | None:
+    """The text with the line at offset `start` emptied; None when there is nothing left to skip.
+
+    `depth` is how many braces are open before it.
+    """
+    end = text.find("\n", start)
+    end = len(text) if end < 0 else end
+    line = text[start:end]
+    if not line.strip():
         return None
-    line = lines[number - 1]
     code = line.split("#", 1)[0]
     opens, closes = code.count("{"), code.count("}")
     if opens > closes:  # keep the body it opens, so its lines are still parsed as a body
-        depth = _depth("\n".join(lines[: number - 1]))
         opener = "repeat 1 {" if depth > 0 else "block _() {"
-        lines[number - 1] = opener + "{" * (opens - closes - 1)
+        line = opener + "{" * (opens - closes - 1)
     elif closes > opens:
-        lines[number - 1] = "}" * (closes - opens)
+        line = "}" * (closes - opens)
     else:
-        lines[number - 1] = ""
-    return "\n".join(lines)
-
-
-def _depth(text: str) -> int:
-    depth = 0
-    for line in text.split("\n"):
-        code = line.split("#", 1)[0]
-        depth += code.count("{") - code.count("}")
-    return depth
+        line = ""
+    return text[:start] + line + text[end:]

@@ -23,7 +23,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `archc` importable from this checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import analysis, coldstart, numpy_backend, scaling, torch_models
+from benchmarks import analysis, coldstart, hostile, numpy_backend, scaling, torch_models
 from benchmarks.common import (
     ROOT,
     Context,
@@ -41,6 +41,7 @@ SECTIONS = {
     "coldstart": coldstart.run,
     "numpy": numpy_backend.run,
     "torch": torch_models.run,
+    "hostile": hostile.run,
 }
 HISTORY = Path(__file__).resolve().parent / "HISTORY.md"
 

@@ -21,16 +21,18 @@ Two sources of inputs:
 tables, JSON and generated code (both targets, compiled with `compile()`)
 all work, or raises `archc.ArchError` whose every diagnostic has a code and
 renders. Anything else is a failure that shows the input, and so is an
-analysis over `TIME_LIMIT` seconds (or tables and code over `TIME_LIMIT`
-plus `PER_LAYER` a layer), twice in a row.
+input that is not done within `HANG_GUARD` seconds: a guard against hangs
+only, far above the time any input takes on a busy machine (speed is
+measured in benchmarks/, not by the tests).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
-import time
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -45,8 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"  # the folder their imports are relative to
 SPEC_TEXTS = {p.name: p.read_text(encoding="utf-8") for p in sorted(SPECS.glob("*.arch"))}
 
-TIME_LIMIT = 2.0  # seconds for the analysis of one input (a Network, or the diagnostics rendered)
-PER_LAYER = 0.002  # and for the tables and code of a valid network, this many more seconds a layer
+HANG_GUARD = 60  # seconds for one input, tables and code included; the slowest takes about 1 s
 CODE = re.compile(r"[EW]\d{4}")
 
 ACTIVATIONS = sorted(name for name, op in OPS.items() if op.is_activation)
@@ -528,6 +529,11 @@ STRAY = [
     "\n",
     "\t",
     "\x0c",
+    "\x0b",  # line ends to str.splitlines, not to archc: see tests/test_hostile_syntax.py
+    "\x1c",
+    "\u0085",
+    "\u2028",
+    "\u2029",
     "\x7f",
     "\u00e9",
     "\u202e",
@@ -670,22 +676,36 @@ def check(text: str, file: str = "fuzz.arch", source: str = "fuzz", load=None, b
     """Run one input through everything archc does with it; "valid" or "diagnosed", else AssertionError.
 
     `load` replaces `archc.loads(text, file, base=base)` (then `text` only names the input in messages).
-    The analysis (a Network, or the ArchError and its rendering) must take less than TIME_LIMIT; the
-    tables and the code of a valid network TIME_LIMIT plus PER_LAYER a layer, since the rich table
-    alone takes about a millisecond a row. An input over its limit runs a second time and fails only
-    if it is slow again: a busy machine can stall one run, an input that hangs archc stalls every run.
     """
-    outcome, slow = _run(text, file, load, base)
-    if slow:
-        outcome, again = _run(text, file, load, base)
-        assert not again, f"{slow}, then {again}\n{shown(text)}"
+    with hang_guard(HANG_GUARD, text):
+        outcome = _run(text, file, load, base)
     OUTCOMES[source, outcome] += 1
     return outcome
 
 
-def _run(text: str, file: str, load, base) -> tuple[str, str]:
-    """The outcome, and what took too long ("" when nothing did)."""
-    start = time.perf_counter()
+class _Hang(BaseException):
+    """Raised by the alarm; a BaseException, so that no `except Exception` in archc swallows it."""
+
+
+@contextlib.contextmanager
+def hang_guard(seconds: float, text: str):
+    """Fail, showing the input, when the body is not done within `seconds` (in the main thread)."""
+
+    def alarm(signum, frame):
+        raise _Hang
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _Hang:
+        raise AssertionError(f"not done within {seconds} s: archc hangs on\n{shown(text)}") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run(text: str, file: str, load, base) -> str:
     net = error = None
     try:
         net = load() if load is not None else archc.loads(text, file, base=base)
@@ -696,7 +716,6 @@ def _run(text: str, file: str, load, base) -> tuple[str, str]:
     try:
         if error is not None:
             check_diagnostics(error)
-        analysed = time.perf_counter()
         if net is not None:
             exercise(net)
     except AssertionError as exc:
@@ -704,14 +723,7 @@ def _run(text: str, file: str, load, base) -> tuple[str, str]:
     except Exception as exc:
         what = "using the network" if error is None else "rendering the diagnostics"
         raise AssertionError(f"{what} raised {type(exc).__name__}: {exc}\n{shown(text)}") from exc
-    done = time.perf_counter()
-    slow = ""
-    if analysed - start >= TIME_LIMIT:
-        slow = f"the analysis took {analysed - start:.2f} s (limit {TIME_LIMIT} s)"
-    elif net is not None and done - analysed >= TIME_LIMIT + PER_LAYER * len(net.layers):
-        limit = TIME_LIMIT + PER_LAYER * len(net.layers)
-        slow = f"the tables and the code of {len(net.layers)} layers took {done - analysed:.2f} s (limit {limit:.2f} s)"
-    return ("valid" if error is None else "diagnosed"), slow
+    return "valid" if error is None else "diagnosed"
 
 
 def exercise(net) -> None:
