@@ -459,7 +459,9 @@ def assert_diagnosed(run: subprocess.CompletedProcess, located: bool = True) -> 
         assert any(line.split(": error: ")[0].count(":") >= 2 for line in lines if ": error: " in line), run.stderr
 
 
-@pytest.mark.parametrize("name", ["empty", "directory", "missing", "non-utf8", "utf-16", "nul", "too-large", "symlink-loop"])
+@pytest.mark.parametrize(
+    "name", ["empty", "directory", "missing", "non-utf8", "utf-16", "nul", "too-large", "symlink-loop"]
+)
 def test_cli_unreadable_or_empty(files, name):
     assert_diagnosed(archc_check(files[name]), located=False)
 
