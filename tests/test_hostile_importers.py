@@ -261,9 +261,8 @@ def test_a_cfg_s_diagnostics_come_in_the_order_of_the_file():
     text = NET + "[maxpol]\nsize=2\n[convolutional]\nfilters=2\nsize=1\nbogus=1\nbogus=2\nthis is no line\n"
     with pytest.raises(archc.ArchError) as info:
         archc.loads(text, "t.cfg")
-    spans = [(d.severity, d.span.line) for d in info.value.diagnostics]
-    assert spans == sorted(spans, key=lambda s: s[1])  # the reader's own line errors are found first
-    assert [line for severity, line in spans if severity == "error"] == [5, 12]
+    lines = {kind: [d.span.line for d in info.value.diagnostics if d.severity == kind] for kind in ("error", "warning")}
+    assert lines == {"error": [5, 12], "warning": [10, 11]}  # the reader found line 12 first, and the duplicate
 
 
 def test_a_prototxt_s_diagnostics_come_in_the_order_of_the_file():
@@ -371,3 +370,10 @@ def test_mutated_real_files_import_or_give_located_diagnostics(path):
             parse(import_text(text, path.name, blocks=blocks, inputs=DATA_SHAPES.get(path.name)), "w.arch")
         outcomes["imported"] += 1
     assert sum(outcomes.values()) == 12
+
+
+def test_a_mutated_yolov4_tiny_with_a_size_of_200_digits_is_e0213_at_the_value():
+    text = (REAL / "darknet" / "alexeyab" / "yolov4-tiny.cfg").read_text()
+    line = source_lines(text).index("size=3") + 1
+    mutated = text.replace("size=3", f"size={10**200}", 1)
+    assert diagnostics(mutated, "yolov4-tiny.cfg") == [("E0213", line, 6)]
