@@ -426,6 +426,8 @@ _ENTRIES = (
         200,000 copies, or a network that expands to more than 200,000 layers.
         Such numbers are almost always a typo, such as a repeat count with extra
         zeros or a width multiplied twice. Check the number.
+        The importers apply the same bound to Darknet and Caffe files: a number
+        above 2^62 (of any length) or messages nested more than 100 deep.
         """,
         wrong="""
         network Tower {
