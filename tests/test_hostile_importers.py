@@ -43,7 +43,11 @@ def diagnostics(text: str, file: str) -> list[tuple[str, int, int]]:
 
 
 def figures(net):
-    return [(n.name, n.op, n.shape, n.params, n.macs, n.activation, n.attrs) for n in net.layers]
+    return [(n.op, n.shape, n.params, n.macs, n.activation, n.attrs) for n in net.layers]
+
+
+def names(net):
+    return [n.name for n in net.layers]
 
 
 def round_trip(text: str, file: str, blocks: bool = False):
@@ -93,14 +97,14 @@ def test_a_darknet_float_that_is_not_finite_is_e0403_at_the_value(section, key, 
 ])  # fmt: skip
 def test_negative_and_extreme_caffe_floats_are_written_as_literals_that_mean_the_same(text):
     source, written, arch = round_trip(text, "t.prototxt")
-    assert figures(written) == figures(source)
+    assert figures(written) == figures(source) and names(written) == names(source)
     assert "-0." not in arch.replace("0 - 0.", "")  # no unary minus: the language writes 0 - x
 
 
 def test_negative_darknet_floats_are_written_as_literals_that_mean_the_same():
     text = NET + "[convolutional]\nfilters=2\nsize=1\n[lrn]\nalpha=-0.5\nbeta=-1e-10\nkappa=-2\n"
     source, written, _arch = round_trip(text, "t.cfg")
-    assert figures(written) == figures(source)
+    assert figures(written) == figures(source) and names(written) == names(source)
     assert written.layer("lrn1").attrs["alpha"] == -0.5
 
 
@@ -117,7 +121,7 @@ def test_a_caffe_name_with_line_breaks_adds_no_statement_and_a_net_name_no_impor
     for blocks in (True, False):
         source, written, arch = round_trip(text, "t.prototxt", blocks)
         assert parse(arch, "written.arch").imports == ()
-        assert [n.name for n in written.layers] == [n.name for n in source.layers] == ["data", "c"]
+        assert names(written) == names(source) == ["data", "c"]
         assert "# r\\n  relu injected\\n  # (ReLU) in place" in arch  # the name, escaped, in its comment
 
 
@@ -142,23 +146,25 @@ def quoted(name: str) -> str:
 
 
 @settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(names=st.lists(NAMES, min_size=6, max_size=6), blocks=st.booleans())
-def test_random_caffe_names_never_inject_into_the_written_spec(names, blocks):
-    net_name, relu, scale, loss, excluded, conv = (quoted(n) for n in names)
+@given(texts=st.lists(NAMES, min_size=6, max_size=6), blocks=st.booleans())
+def test_random_caffe_names_never_inject_into_the_written_spec(texts, blocks):
+    net_name, relu, scale, loss, excluded, conv = (quoted(n) for n in texts)
     text = (
-        f"name: {net_name}\ninput: {quoted('da' + names[0])}\ninput_shape {{ dim: 1 dim: 3 dim: 8 dim: 8 }}\n"
-        f'layer {{ name: {conv} type: "Convolution" bottom: {quoted("da" + names[0])} top: "c" '
+        f"name: {net_name}\ninput: {quoted('da' + texts[0])}\ninput_shape {{ dim: 1 dim: 3 dim: 8 dim: 8 }}\n"
+        f'layer {{ name: {conv} type: "Convolution" bottom: {quoted("da" + texts[0])} top: "c" '
         "convolution_param { num_output: 4 kernel_size: 3 } }\n"
         f'layer {{ name: "bn" type: "BatchNorm" bottom: "c" top: "c" }}\n'
         f'layer {{ name: {scale} type: "Scale" bottom: "c" top: "c" scale_param {{ bias_term: true }} }}\n'
         f'layer {{ name: {relu} type: "ReLU" bottom: "c" top: "c" }}\n'
-        f'layer {{ name: {excluded} type: "Dropout" bottom: "c" top: "d" include {{ phase: TRAIN }} }}\n'
+        f'layer {{ name: {excluded} type: {conv} bottom: "c" top: "d" include {{ phase: TRAIN }} }}\n'
         f'layer {{ name: {loss} type: "SoftmaxWithLoss" bottom: "c" top: "l" }}\n'
     )
     source, written, arch = round_trip(text, "t.prototxt", blocks)
     assert parse(arch, "written.arch").imports == ()
     assert figures(written) == figures(source)
     assert [n.op for n in source.layers] == ["input", "conv", "bn"]
+    if not blocks:  # with blocks, a layer is named by the block call that holds it
+        assert names(written) == names(source)
 
 
 @settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -377,3 +383,14 @@ def test_a_mutated_yolov4_tiny_with_a_size_of_200_digits_is_e0213_at_the_value()
     line = source_lines(text).index("size=3") + 1
     mutated = text.replace("size=3", f"size={10**200}", 1)
     assert diagnostics(mutated, "yolov4-tiny.cfg") == [("E0213", line, 6)]
+
+
+def test_a_caffe_name_prefix_never_makes_a_block_named_after_a_keyword():
+    text, bottom = HEAD, "data"
+    for module in ("repeat_1", "repeat_2", "network_1", "network_2"):
+        text += f'layer {{ name: "{module}/c" type: "Convolution" bottom: "{bottom}" top: "{module}/c"\n'
+        text += "  convolution_param { num_output: 4 kernel_size: 1 } }\n"
+        text += f'layer {{ name: "{module}/s" type: "Sigmoid" bottom: "{module}/c" top: "{module}/s" }}\n'
+        bottom = f"{module}/s"
+    source, written, arch = round_trip(text, "t.prototxt", blocks=True)
+    assert "block repeat2(" in arch and "  repeat2 repeat_1\n" in arch and figures(written) == figures(source)

@@ -20,6 +20,7 @@ from ..ops.base import PadPair
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 BROKEN = None  # the output of a section or layer that has an error: whatever reads it stays quiet
+KEYWORDS = frozenset({"block", "import", "network", "repeat"})  # never the name of a block: `repeat` starts a repeat
 LIMIT = 2**62  # the largest whole number an importer takes: archc's sizes must fit in 62 bits
 _WHOLE = re.compile(r"([-+]?)([0-9]+)")  # ASCII digits only, as Darknet's atoi and protobuf read them
 _UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format characters, line and paragraph ends
