@@ -394,3 +394,18 @@ def test_a_caffe_name_prefix_never_makes_a_block_named_after_a_keyword():
         bottom = f"{module}/s"
     source, written, arch = round_trip(text, "t.prototxt", blocks=True)
     assert "block repeat2(" in arch and "  repeat2 repeat_1\n" in arch and figures(written) == figures(source)
+
+
+def test_thousands_of_digits_in_a_name_or_a_setting_do_not_reach_the_written_spec():
+    digits = "7" * 4500
+    caffe = HEAD + f'layer {{ name: "{digits}" type: "ReLU" bottom: "data" top: "r" }}\n'
+    caffe += f'layer {{ name: "{digits}" type: "Sigmoid" bottom: "r" top: "s" }}\n'
+    source, written, _arch = round_trip(caffe, "t.prototxt")
+    assert names(written) == names(source) and len(set(names(source))) == 3
+    darknet = f"[net]\nwidth=0{digits}8\nheight=8\nchannels=3\n[convolutional]\nfilters=2\nsize=1\n"
+    darknet += f"[yolo]\nanchors={digits}\n"
+    with pytest.raises(archc.ArchError):  # a 4,502-digit width, leading zero or not, is too large
+        archc.loads(darknet, "t.cfg")
+    darknet = darknet.replace(f"width=0{digits}8", f"width={'0' * 4500}8")
+    source, written, arch = round_trip(darknet, "t.cfg")
+    assert figures(written) == figures(source) and "(4,501 characters)" in arch

@@ -23,6 +23,7 @@ BROKEN = None  # the output of a section or layer that has an error: whatever re
 KEYWORDS = frozenset({"block", "import", "network", "repeat"})  # never the name of a block: `repeat` starts a repeat
 LIMIT = 2**62  # the largest whole number an importer takes: archc's sizes must fit in 62 bits
 _WHOLE = re.compile(r"([-+]?)([0-9]+)")  # ASCII digits only, as Darknet's atoi and protobuf read them
+_LONG_DIGITS = re.compile(r"[0-9]{41,}")
 _UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format characters, line and paragraph ends
 
 
@@ -96,9 +97,11 @@ def comment(text: str) -> str:
 
     Every control, format or line-separating character becomes its escape (`\\n`, `\\x1b`,
     `\\u2028`), so that nothing a file says can end the comment and add a statement or an
-    `import`, or reach a terminal as a control sequence. `import_text` passes every comment
-    line through here; names go through `sanitize`.
+    `import`, or reach a terminal as a control sequence; a run of digits too long for the
+    `.arch` reader is cut. `import_text` passes every comment line through here; names go
+    through `sanitize`.
     """
+    text = _LONG_DIGITS.sub(lambda run: shown(run[0]), text)  # the `.arch` reader refuses 4,000 digits
     if text.isprintable():
         return text
     return "".join(
@@ -133,8 +136,10 @@ def _expr(value, span: Span):
 
 
 def sanitize(text: str) -> str:
-    """A source name as an archc name: letters, digits and `_`, not starting with a digit."""
+    """A source name as an archc name: letters, digits and `_`, not starting with a digit, and no
+    run of digits the `.arch` reader would refuse as a number (`Flat.unique` keeps names apart)."""
     name = re.sub(r"[^A-Za-z0-9_]", "_", text.strip()) or "layer"
+    name = _LONG_DIGITS.sub(lambda run: run[0][:40], name)
     return name if not name[0].isdigit() else "_" + name
 
 
