@@ -409,3 +409,9 @@ def test_thousands_of_digits_in_a_name_or_a_setting_do_not_reach_the_written_spe
     darknet = darknet.replace(f"width=0{digits}8", f"width={'0' * 4500}8")
     source, written, arch = round_trip(darknet, "t.cfg")
     assert figures(written) == figures(source) and "(4,501 characters)" in arch
+
+
+def test_decimals_are_ascii_as_darknet_and_protobuf_write_them():
+    for value in ("1_0", "\u0661.5", "0x1p3", "1e"):
+        text = NET + f"[convolutional]\nfilters=2\nsize=1\n[dropout]\nprobability={value}\n"
+        assert diagnostics(text, "t.cfg") == [("E0403", 9, 13)], value

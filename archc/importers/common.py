@@ -23,6 +23,7 @@ BROKEN = None  # the output of a section or layer that has an error: whatever re
 KEYWORDS = frozenset({"block", "import", "network", "repeat"})  # never the name of a block: `repeat` starts a repeat
 LIMIT = 2**62  # the largest whole number an importer takes: archc's sizes must fit in 62 bits
 _WHOLE = re.compile(r"([-+]?)([0-9]+)")  # ASCII digits only, as Darknet's atoi and protobuf read them
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _LONG_DIGITS = re.compile(r"[0-9]{41,}")
 _UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format characters, line and paragraph ends
 
@@ -74,11 +75,14 @@ def whole(text: str) -> int:
 
 
 def decimal(text: str) -> float:
-    """A number with or without a decimal point; only finite ones, which the `.arch` text can write."""
-    try:
+    """A number with or without a decimal point and exponent, in ASCII digits (not Python's `1_0`
+    or other scripts' digits); only finite ones, which the `.arch` text can write."""
+    if _DECIMAL.fullmatch(text):
         value = float(text)
-    except ValueError:
-        raise NumberError("E0403", "a number") from None
+    elif text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        value = math.nan
+    else:
+        raise NumberError("E0403", "a number")
     if not math.isfinite(value):
         raise NumberError("E0403", "a finite number", ["nan and inf describe no layer archc can analyse"])
     return value + 0.0  # -0.0 is 0.0: the same layer, and a literal the `.arch` text can write

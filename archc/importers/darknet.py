@@ -277,7 +277,7 @@ class _Importer:
             flat.error("E0404", f"`{self.file}` has no sections", Span(self.file, 1, 1, 1, 2), ["start with [net]"])
             flat.fail(self.text)
         first = sections[0]
-        whole = Span(self.file, first.line, first.col, first.line, first.end)
+        start = Span(self.file, first.line, first.col, first.line, first.end)
         if first.kind != "net":
             flat.error(
                 "E0404",
@@ -297,7 +297,7 @@ class _Importer:
         if flat.has_errors:
             flat.fail(self.text)
         stem = self.file.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        return flat.result(network_name(stem), whole)
+        return flat.result(network_name(stem), start)
 
     def _is_last_unread(self) -> bool:
         reads = {ref.parts[0] for stmt in self.flat.stmts for ref in stmt.inputs or ()}
