@@ -415,3 +415,16 @@ def test_decimals_are_ascii_as_darknet_and_protobuf_write_them():
     for value in ("1_0", "\u0661.5", "0x1p3", "1e"):
         text = NET + f"[convolutional]\nfilters=2\nsize=1\n[dropout]\nprobability={value}\n"
         assert diagnostics(text, "t.cfg") == [("E0403", 9, 13)], value
+
+
+@pytest.mark.parametrize(("text", "file"), [
+    (NET + "[convolutional]\nfilters=2\nsize=1\nactivation=" + "a" * 100_000 + "\n", "t.cfg"),
+    (NET + "[" + "a" * 100_000 + "]\n", "t.cfg"),
+    (HEAD + 'layer { name: "r" type: "' + "a" * 100_000 + '" bottom: "data" top: "x" }\n', "t.prototxt"),
+    (HEAD + 'layer { name: "r" type: "ReLU" bottom: "' + "a" * 100_000 + '" top: "x" }\n', "t.prototxt"),
+], ids=["activation", "section", "type", "bottom"])  # fmt: skip
+def test_messages_quote_a_huge_name_or_value_cut(text, file):
+    with pytest.raises(archc.ArchError) as info:
+        archc.loads(text, file)
+    (error,) = info.value.errors
+    assert "(100,000 characters)" in error.message and len(error.message) < 300

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ..diagnostics import Span, source_lines
 from ..expand import suggest
 from ..syntax import MAX_NESTING
-from .common import BROKEN, Flat, Imported, NumberError, decimal, network_name, sanitize, shown, whole
+from .common import BROKEN, Flat, Imported, NumberError, decimal, network_name, sanitize, whole
 
 # -- protobuf text format ---------------------------------------------------------------------------
 
@@ -388,7 +388,7 @@ class _Importer:
         try:
             return convert(text)
         except NumberError as err:
-            message = f"`{f.key}` must be {err.wanted}, not `{shown(text)}`"
+            message = f"`{f.key}` must be {err.wanted}, not `{text}`"
             raise self.error(err.code, message, f.value_span, err.help) from None
 
     def int(self, msg: Message | None, key: str, default, low: int | None = None) -> int:

@@ -24,6 +24,7 @@ KEYWORDS = frozenset({"block", "import", "network", "repeat"})  # never the name
 LIMIT = 2**62  # the largest whole number an importer takes: archc's sizes must fit in 62 bits
 _WHOLE = re.compile(r"([-+]?)([0-9]+)")  # ASCII digits only, as Darknet's atoi and protobuf read them
 _DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_QUOTED = re.compile(r"`[^`]{41,}`|\[[^\]]{41,}\]")  # a name or value in backticks, a Darknet [section]
 _LONG_DIGITS = re.compile(r"[0-9]{41,}")
 _UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format characters, line and paragraph ends
 
@@ -89,8 +90,16 @@ def decimal(text: str) -> float:
 
 
 def shown(text: str) -> str:
-    """A value from the source as a message quotes it: a number of thousands of digits is cut."""
+    """A name or value from the source, cut when long: a number of thousands of digits, a huge name."""
     return text if len(text) <= 40 else f"{text[:16]}...{text[-8:]} ({len(text):,} characters)"
+
+
+def _quoting(message: str) -> str:
+    """A message with what it quotes from the file (`name`, [section]) cut as `shown` cuts it: a name or
+    a value of a million characters is a screenful of nothing, and the excerpt shows it anyway."""
+    if len(message) <= 200:
+        return message
+    return _QUOTED.sub(lambda quote: quote[0][0] + shown(quote[0][1:-1]) + quote[0][-1], message)
 
 
 # -- text written into the `.arch` spec ----------------------------------------------------------
@@ -172,10 +181,10 @@ class Flat:
     # -- diagnostics -----------------------------------------------------------------------
 
     def error(self, code: str, message: str, span: Span | None, help=()) -> None:
-        self.diagnostics.append(Diagnostic("error", code, message, span, list(help)))
+        self.diagnostics.append(Diagnostic("error", code, _quoting(message), span, list(help)))
 
     def warn(self, code: str, message: str, span: Span | None, help=()) -> None:
-        self.diagnostics.append(Diagnostic("warning", code, message, span, list(help)))
+        self.diagnostics.append(Diagnostic("warning", code, _quoting(message), span, list(help)))
 
     @property
     def has_errors(self) -> bool:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ..diagnostics import Span, source_lines
 from ..expand import suggest
 from ..ops.base import PadPair
-from .common import BROKEN, Flat, Imported, NumberError, decimal, network_name, shown, whole
+from .common import BROKEN, Flat, Imported, NumberError, decimal, network_name, whole
 
 # Darknet activation -> archc activation and its arguments; None: no activation ("linear").
 ACTIVATIONS: dict[str, tuple[str, list] | None] = {
@@ -208,7 +208,7 @@ class Reader:
         option = self.s.options[key]
         self.flat.error(
             code,
-            f"[{self.s.written}] {key} must be {wanted}, not `{shown(option.value)}`",
+            f"[{self.s.written}] {key} must be {wanted}, not `{option.value}`",
             option.value_span(self.file),
             help,
         )
