@@ -123,6 +123,7 @@ ESCAPE = re.compile(
           | u(?P<u>[0-9a-fA-F]{4}) | U(?P<U>[0-9a-fA-F]{8}) )""",
     re.VERBOSE,
 )
+TRAIL = re.compile(r"\\u(d[c-f][0-9a-f]{2})", re.IGNORECASE)  # the second half of a UTF-16 pair
 SIMPLE = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, "?": 63, "'": 39, '"': 34}
 
 
@@ -161,10 +162,10 @@ def unescape(literal: str, line: int, col: int) -> str:
             out.append(int(match["hex"], 16))
         else:
             code = int(match["u"] or match["U"], 16)
-            pair = re.match(r"\\u(d[c-f][0-9a-f]{2})", body[pos:], re.IGNORECASE)
+            pair = TRAIL.match(body, pos)
             if 0xD800 <= code < 0xDC00 and pair:  # a UTF-16 pair, as protobuf joins them
                 code = 0x10000 + ((code - 0xD800) << 10) + (int(pair[1], 16) - 0xDC00)
-                pos += pair.end()
+                pos = pair.end()
             if 0xD800 <= code < 0xE000 or code > 0x10FFFF:
                 raise _SyntaxError(f"`{match[0]}` is not a Unicode character", where)
             out += chr(code).encode("utf-8")
