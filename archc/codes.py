@@ -436,6 +436,8 @@ _ENTRIES = (
         repeat iterations, even empty ones) or has more than 32 MiB of layer
         names. Such numbers are almost always a typo, such as a repeat count
         with extra zeros or a width multiplied twice. Check the number.
+        The importers apply the same bound to Darknet and Caffe files: a number
+        above 2^62 (of any length) or messages nested more than 100 deep.
         """,
         wrong="""
         network Tower {

@@ -1,7 +1,7 @@
 """Caffe `.prototxt` files: the BVLC deploy and train_test files, against Caffe's own logs.
 
-The files and the logs are read from ../shared/realspecs (copied unchanged from
-the BVLC Caffe repository and published logs; see SOURCES.md there). The
+The files and the logs are in tests/data/realspecs (copied unchanged from the
+BVLC Caffe repository and published logs; see SOURCES.md there). The
 figures checked are Caffe's: 431,080 parameters for LeNet and every "Top
 shape" and "Memory required for data" line Caffe logged for it at batch 64
 (5,172,224 bytes at the end); 60,965,224 parameters for AlexNet and every
@@ -23,7 +23,7 @@ import archc
 from archc.conventions import caffe_memory
 from archc.importers import import_text
 
-REAL = ROOT.parent / "shared" / "realspecs"
+REAL = ROOT / "tests" / "data" / "realspecs"
 CAFFE = sorted((REAL / "caffe").glob("*.prototxt"))
 LENET = REAL / "caffe" / "lenet.prototxt"
 ALEXNET = REAL / "caffe" / "bvlc_alexnet_deploy.prototxt"
@@ -33,8 +33,6 @@ LOGS = {
 }
 # data layers read their shape from a database: the tests give it, as a user does with --input
 DATA_SHAPES = {"lenet_train_test.prototxt": {"data": (1, 28, 28)}}
-
-pytestmark = pytest.mark.skipif(not LENET.is_file(), reason="../shared/realspecs is not there")
 
 
 def log_lines(path):

@@ -1,11 +1,10 @@
 """Darknet `.cfg` files: the real files of pjreddie's and AlexeyAB's Darknet, against Darknet's own log.
 
-The files and the log are read from ../shared/realspecs (copied unchanged from
-the Darknet repositories and a published log; see SOURCES.md there), never
-copied into this repository. The figures checked are Darknet's, not archc's:
-the per-layer output shapes and BFLOPs AlexeyAB's Darknet prints for
-yolov3-tiny at 416x416, its "Total BFLOPS 5.571", 8,852,366 trainable
-parameters and 5.565 BFLOPs for the convolutions alone.
+The files and the log are in tests/data/realspecs (copied unchanged from the
+Darknet repositories and a published log; see SOURCES.md there). The figures
+checked are Darknet's, not archc's: the per-layer output shapes and BFLOPs
+AlexeyAB's Darknet prints for yolov3-tiny at 416x416, its "Total BFLOPS 5.571",
+8,852,366 trainable parameters and 5.565 BFLOPs for the convolutions alone.
 """
 
 from __future__ import annotations
@@ -23,12 +22,11 @@ import archc
 from archc.conventions import darknet_bflops
 from archc.importers import import_text
 
-REAL = ROOT.parent / "shared" / "realspecs"
+REAL = ROOT / "tests" / "data" / "realspecs"
 DARKNET = sorted((REAL / "darknet").glob("*/*.cfg"))
 TINY = REAL / "darknet" / "alexeyab" / "yolov3-tiny.cfg"
 LOG = REAL / "logs" / "darknet_alexeyab_yolov3-tiny_416_layer_table.txt"
 
-pytestmark = pytest.mark.skipif(not TINY.is_file(), reason="../shared/realspecs is not there")
 
 # Darknet's names in its layer table -> the names archc gives the section's layer
 KINDS = {"conv": "conv", "max": "maxpool", "yolo": "yolo", "route": "route", "upsample": "upsample"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from .common import Imported
+from .common import Imported, comment
 
 FORMATS = {".cfg": "darknet", ".prototxt": "caffe"}
 
@@ -59,4 +59,8 @@ def import_text(text: str, file: str, *, blocks: bool = True, inputs: dict | Non
         header.append(
             f"The file's batch is {imported.batch}: `archc table --batch {imported.batch}` gives its figures."
         )
-    return format_module(module, notes=imported.notes, after=imported.after, header=header, footer=imported.footer)
+    # every comment passes through `comment`: a name or a setting cannot end its line and add a statement
+    notes = {key: [comment(line) for line in lines] for key, lines in imported.notes.items()}
+    after = {key: comment(text) for key, text in imported.after.items()}
+    header, footer = [comment(line) for line in header], [comment(line) for line in imported.footer]
+    return format_module(module, notes=notes, after=after, header=header, footer=footer)

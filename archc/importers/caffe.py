@@ -20,9 +20,10 @@ import contextlib
 import re
 from dataclasses import dataclass, field
 
-from ..diagnostics import ArchError, Span, source_lines
+from ..diagnostics import Span, source_lines
 from ..expand import suggest
-from .common import BROKEN, Flat, Imported, network_name, sanitize
+from ..syntax import MAX_NESTING
+from .common import BROKEN, Flat, Imported, NumberError, decimal, network_name, sanitize, whole
 
 # -- protobuf text format ---------------------------------------------------------------------------
 
@@ -43,6 +44,7 @@ class Token:
     text: str
     line: int
     col: int
+    value: str | None = None  # of a string: its text, escapes read
 
     @property
     def end(self) -> int:
@@ -52,13 +54,8 @@ class Token:
 @dataclass
 class Scalar:
     kind: str  # string, number or ident
-    text: str
-
-    @property
-    def value(self):
-        if self.kind == "string":
-            return bytes(self.text[1:-1], "utf-8").decode("unicode_escape")
-        return self.text
+    text: str  # as written (adjacent strings: the first)
+    value: str  # a string's text, escapes read (adjacent strings joined); otherwise as written
 
 
 @dataclass
@@ -85,9 +82,9 @@ class Message:
 
 
 class _SyntaxError(Exception):
-    def __init__(self, message: str, token: Token | None, help=()):
+    def __init__(self, message: str, token: Token | None, help=(), code: str = "E0401"):
         super().__init__(message)
-        self.message, self.token, self.help = message, token, list(help)
+        self.message, self.token, self.help, self.code = message, token, list(help), code
 
 
 def tokenize(text: str) -> list[Token]:
@@ -96,6 +93,12 @@ def tokenize(text: str) -> list[Token]:
         match = TOKEN.match(text, pos)
         col = pos - line_start + 1
         if not match:
+            if text[pos] in "\"'":
+                raise _SyntaxError(
+                    "a string that does not end on its line",
+                    Token("punct", text[pos], line, col),
+                    [f"close it with {text[pos]}; a line break inside a string is written \\n"],
+                )
             raise _SyntaxError(
                 f"unexpected character {text[pos]!r}",
                 Token("punct", text[pos], line, col),
@@ -103,7 +106,9 @@ def tokenize(text: str) -> list[Token]:
             )
         kind = match.lastgroup
         chunk = match[0]
-        if kind != "space":
+        if kind == "string":
+            tokens.append(Token(kind, chunk, line, col, unescape(chunk, line, col)))
+        elif kind != "space":
             tokens.append(Token(kind, chunk, line, col))
         newlines = chunk.count("\n")
         if newlines:
@@ -111,6 +116,61 @@ def tokenize(text: str) -> list[Token]:
             line_start = pos + chunk.rindex("\n") + 1
         pos = match.end()
     return tokens
+
+
+ESCAPE = re.compile(
+    r"""\\(?: (?P<simple>[abfnrtv\\?'"]) | (?P<octal>[0-7]{1,3}) | [xX](?P<hex>[0-9a-fA-F]{1,2})
+          | u(?P<u>[0-9a-fA-F]{4}) | U(?P<U>[0-9a-fA-F]{8}) )""",
+    re.VERBOSE,
+)
+TRAIL = re.compile(r"\\u(d[c-f][0-9a-f]{2})", re.IGNORECASE)  # the second half of a UTF-16 pair
+SIMPLE = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, "?": 63, "'": 39, '"': 34}
+
+
+def unescape(literal: str, line: int, col: int) -> str:
+    """A string literal's text, as protobuf's text format reads it (io/tokenizer.cc).
+
+    The escapes are C's (`\\n`, `\\t`, `\\\\`, `\\"`, ...), octal (`\\101`, up to `\\377`), hex
+    (`\\x41`) and Unicode (`\\u00e9`, a UTF-16 pair of them, `\\U0001F600`); any other is E0401
+    at the backslash, as is a code point that is no character (a lone surrogate, beyond
+    U+10FFFF). Escapes give bytes; bytes that are not UTF-8 stay visible as `\\xNN`.
+    """
+    body, out, pos = literal[1:-1], bytearray(), 0
+    while (at := body.find("\\", pos)) != -1:
+        out += body[pos:at].encode("utf-8", "surrogatepass")
+        match = ESCAPE.match(body, at)
+        where = Token("string", body[at : at + 2], line, col + 1 + at)
+        if match is None:
+            letter = body[at + 1]
+            digits = {"x": "one or two", "X": "one or two", "u": "four", "U": "eight"}.get(letter)
+            message = (
+                f"`\\{letter}` needs {digits} hex digits" if digits else f"`\\{letter}` is not an escape protobuf knows"
+            )
+            raise _SyntaxError(
+                message,
+                where,
+                ["escapes are \\n \\t \\r \\\\ \\\" \\' and the like, \\NNN (octal), \\xNN, \\uNNNN, \\UNNNNNNNN"],
+            )
+        pos, where.text = match.end(), match[0]
+        if match["simple"]:
+            out.append(SIMPLE[match["simple"]])
+        elif match["octal"]:
+            if int(match["octal"], 8) > 0o377:
+                raise _SyntaxError(f"`{match[0]}` is more than a byte: the largest octal escape is \\377", where)
+            out.append(int(match["octal"], 8))
+        elif match["hex"]:
+            out.append(int(match["hex"], 16))
+        else:
+            code = int(match["u"] or match["U"], 16)
+            pair = TRAIL.match(body, pos)
+            if 0xD800 <= code < 0xDC00 and pair:  # a UTF-16 pair, as protobuf joins them
+                code = 0x10000 + ((code - 0xD800) << 10) + (int(pair[1], 16) - 0xDC00)
+                pos = pair.end()
+            if 0xD800 <= code < 0xE000 or code > 0x10FFFF:
+                raise _SyntaxError(f"`{match[0]}` is not a Unicode character", where)
+            out += chr(code).encode("utf-8")
+    out += body[pos:].encode("utf-8", "surrogatepass")
+    return out.decode("utf-8", "backslashreplace")
 
 
 class _Parser:
@@ -130,7 +190,7 @@ class _Parser:
     def span(self, first: Token, last: Token) -> Span:
         return Span(self.file, first.line, first.col, last.line, last.end if last.line == first.line else first.end)
 
-    def message(self, closing: str | None) -> Message:
+    def message(self, closing: str | None, depth: int = 0) -> Message:
         msg = Message()
         while True:
             tok = self.peek()
@@ -150,8 +210,15 @@ class _Parser:
                 self.i += 1
                 nxt = self.peek()
             if nxt is not None and nxt.text in ("{", "<"):
+                if depth == MAX_NESTING:
+                    raise _SyntaxError(
+                        f"messages nest more than {MAX_NESTING} deep",
+                        nxt,
+                        ["simplify the file: no real network needs this"],
+                        code="E0213",
+                    )
                 self.i += 1
-                inner = self.message("}" if nxt.text == "{" else ">")
+                inner = self.message("}" if nxt.text == "{" else ">", depth + 1)
                 inner.span = Span(self.file, tok.line, tok.col, tok.line, tok.end)
                 msg.fields.append(Field(tok.text, inner, inner.span, inner.span))
             elif not colon:
@@ -178,12 +245,13 @@ class _Parser:
         tok = self.take()
         if tok.kind not in ("string", "number", "ident"):
             raise _SyntaxError(f"expected a value, found `{tok.text}`", tok)
-        text, last = tok.text, tok
+        value, last = tok.text, tok
         if tok.kind == "string":  # adjacent strings join, as in C
+            value = tok.value
             while (nxt := self.peek()) is not None and nxt.kind == "string":
                 self.i += 1
-                text, last = text[:-1] + nxt.text[1:], nxt
-        return Scalar(tok.kind, text), last, Span(self.file, tok.line, tok.col, tok.line, tok.end)
+                value, last = value + nxt.value, nxt
+        return Scalar(tok.kind, tok.text, value), last, Span(self.file, tok.line, tok.col, tok.line, tok.end)
 
 
 def parse_prototxt(text: str, file: str) -> Message:
@@ -305,7 +373,7 @@ class _Importer:
         return _LayerError()
 
     def fail(self):
-        raise ArchError(self.flat.diagnostics, {self.file: self.text})
+        self.flat.fail(self.text)
 
     # -- values -----------------------------------------------------------------------------------
 
@@ -314,14 +382,21 @@ class _Importer:
             raise self.error("E0403", f"`{f.key}` must be a value, not a message", f.span)
         return f.value
 
+    def number(self, f: Field, convert):
+        """`convert` (common.whole or common.decimal) of the field's value; reported at the value if it cannot."""
+        scalar = self.scalar(f)
+        text = scalar.text.rstrip("fF") if convert is decimal and scalar.kind == "number" else scalar.text
+        try:
+            return convert(text)
+        except NumberError as err:
+            message = f"`{f.key}` must be {err.wanted}, not `{text}`"
+            raise self.error(err.code, message, f.value_span, err.help) from None
+
     def int(self, msg: Message | None, key: str, default, low: int | None = None) -> int:
         f = msg.get(key) if msg is not None else None
         if f is None:
             return default
-        text = self.scalar(f).text
-        if not re.fullmatch(r"[-+]?\d+", text):
-            raise self.error("E0403", f"`{key}` must be a whole number, not `{text}`", f.value_span)
-        value = int(text)
+        value = self.number(f, whole)
         if low is not None and value < low:
             raise self.error("E0403", f"`{key}` must be at least {low}, not {value}", f.value_span)
         return value
@@ -331,23 +406,15 @@ class _Importer:
             return []
         out = []
         for f in msg.all(key):
-            text = self.scalar(f).text
-            if not re.fullmatch(r"[-+]?\d+", text) or int(text) < low:
-                raise self.error(
-                    "E0403", f"`{key}` must be a whole number of at least {low}, not `{text}`", f.value_span
-                )
-            out.append(int(text))
+            value = self.number(f, whole)
+            if value < low:
+                raise self.error("E0403", f"`{key}` must be at least {low}, not {value}", f.value_span)
+            out.append(value)
         return out
 
     def float(self, msg: Message | None, key: str, default: float) -> float:
         f = msg.get(key) if msg is not None else None
-        if f is None:
-            return default
-        text = self.scalar(f).text.rstrip("fF")
-        try:
-            return float(text)
-        except ValueError:
-            raise self.error("E0403", f"`{key}` must be a number, not `{text}`", f.value_span) from None
+        return default if f is None else self.number(f, decimal)
 
     def word(self, msg: Message | None, key: str, default: str) -> str:
         f = msg.get(key) if msg is not None else None
@@ -377,13 +444,15 @@ class _Importer:
             line, col, end = (
                 (tok.line, tok.col, tok.end) if tok else (len(lines), len(lines[-1]) + 1, len(lines[-1]) + 2)
             )
-            self.flat.error("E0401", err.message, Span(self.file, line, col, line, end), err.help)
+            self.flat.error(err.code, err.message, Span(self.file, line, col, line, end), err.help)
             self.fail()
-        whole = Span(self.file, 1, 1, 1, 2)
-        name_field = net.get("name")
-        name = self.word(net, "name", "") if name_field else ""
+        start = Span(self.file, 1, 1, 1, 2)
+        name = ""
+        with contextlib.suppress(_LayerError):  # reported (a message where the name goes); read on
+            name = self.word(net, "name", "")
         stem = self.file.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        self.top_level_inputs(net)
+        with contextlib.suppress(_LayerError):
+            self.top_level_inputs(net)
         layers = net.all("layer") or net.all("layers")
         v1 = not net.all("layer") and bool(net.all("layers"))
         for f in layers:
@@ -396,14 +465,14 @@ class _Importer:
             if f.key not in net.used and f.key not in ("state", "force_backward", "debug_info", "input_shape"):
                 self.flat.warn("W0401", f"archc ignores the field `{f.key}` of the net", f.span)
         if not self.flat.stmts and not self.flat.has_errors:
-            self.error("E0404", f"`{self.file}` defines no input and no layer", whole, ["see docs/importers.md"])
+            self.error("E0404", f"`{self.file}` defines no input and no layer", start, ["see docs/importers.md"])
         if self.flat.has_errors:
             self.fail()
         self.flat.modules = self.modules()
         self.flat.repeats = False  # Caffe names every layer: a repeat would hide fc6 and fc7 behind fc_1, fc_2
         self.flat.header.insert(0, f'Caffe net "{name}", read as Caffe builds its TEST phase' if name else "")
         self.flat.header = [h for h in self.flat.header if h]
-        return self.flat.result(network_name(name or stem), whole, self.batch)
+        return self.flat.result(network_name(name or stem), start, self.batch)
 
     def modules(self) -> list[tuple[str, list[str]]]:
         """Runs of statements whose Caffe names share a prefix (`inception_3a/...`): candidate blocks."""

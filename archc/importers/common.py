@@ -9,15 +9,24 @@ in a `.cfg` or `.prototxt` points at its line and column like one in a spec.
 
 from __future__ import annotations
 
+import math
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 
 from .. import ast
-from ..diagnostics import Diagnostic, Span
+from ..diagnostics import ArchError, Diagnostic, Span
 from ..ops.base import PadPair
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 BROKEN = None  # the output of a section or layer that has an error: whatever reads it stays quiet
+KEYWORDS = frozenset({"block", "import", "network", "repeat"})  # never the name of a block: `repeat` starts a repeat
+LIMIT = 2**62  # the largest whole number an importer takes: archc's sizes must fit in 62 bits
+_WHOLE = re.compile(r"([-+]?)([0-9]+)")  # ASCII digits only, as Darknet's atoi and protobuf read them
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_QUOTED = re.compile(r"`[^`]{41,}`|\[[^\]]{41,}\]")  # a name or value in backticks, a Darknet [section]
+_LONG_DIGITS = re.compile(r"[0-9]{41,}")
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format characters, line and paragraph ends
 
 
 @dataclass
@@ -37,6 +46,83 @@ class Imported:
     repeats: bool = True  # whether runs of the same unit read best as `repeat` (Darknet: no layer names to keep)
 
 
+# -- numbers ---------------------------------------------------------------------------------
+
+
+class NumberError(Exception):
+    """A number in the source that an importer cannot take; the importer reports it at the value.
+
+    The message reads `<setting> must be {wanted}, not <value>`.
+    """
+
+    def __init__(self, code: str, wanted: str, help=()):
+        super().__init__(wanted)
+        self.code, self.wanted, self.help = code, wanted, list(help)
+
+
+def whole(text: str) -> int:
+    """A whole number as Darknet and Caffe files write it: ASCII digits after an optional sign.
+
+    Both importers convert every whole number here, so a number beyond archc's limit is E0213 at
+    the value, whatever its length, and Python's own limit (4,300 digits) is never reached.
+    """
+    match = _WHOLE.fullmatch(text)
+    if match is None:
+        raise NumberError("E0403", "a whole number")
+    digits = match[2].lstrip("0") or "0"
+    if len(digits) > len(str(LIMIT)) or int(digits) > LIMIT:
+        raise NumberError("E0213", "between -2^62 and 2^62", ["sizes must fit in 62 bits; no real network needs this"])
+    return -int(digits) if match[1] == "-" else int(digits)
+
+
+def decimal(text: str) -> float:
+    """A number with or without a decimal point and exponent, in ASCII digits (not Python's `1_0`
+    or other scripts' digits); only finite ones, which the `.arch` text can write."""
+    if _DECIMAL.fullmatch(text):
+        value = float(text)
+    elif text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        value = math.nan
+    else:
+        raise NumberError("E0403", "a number")
+    if not math.isfinite(value):
+        raise NumberError("E0403", "a finite number", ["nan and inf describe no layer archc can analyse"])
+    return value + 0.0  # -0.0 is 0.0: the same layer, and a literal the `.arch` text can write
+
+
+def shown(text: str) -> str:
+    """A name or value from the source, cut when long: a number of thousands of digits, a huge name."""
+    return text if len(text) <= 40 else f"{text[:16]}...{text[-8:]} ({len(text):,} characters)"
+
+
+def _quoting(message: str) -> str:
+    """A message with what it quotes from the file (`name`, [section]) cut as `shown` cuts it: a name or
+    a value of a million characters is a screenful of nothing, and the excerpt shows it anyway."""
+    if len(message) <= 200:
+        return message
+    return _QUOTED.sub(lambda quote: quote[0][0] + shown(quote[0][1:-1]) + quote[0][-1], message)
+
+
+# -- text written into the `.arch` spec ----------------------------------------------------------
+
+
+def comment(text: str) -> str:
+    """Text from the source (a name, a setting) as part of one `.arch` comment line.
+
+    Every control, format or line-separating character becomes its escape (`\\n`, `\\x1b`,
+    `\\u2028`), so that nothing a file says can end the comment and add a statement or an
+    `import`, or reach a terminal as a control sequence; a run of digits too long for the
+    `.arch` reader is cut. `import_text` passes every comment line through here; names go
+    through `sanitize`.
+    """
+    text = _LONG_DIGITS.sub(lambda run: shown(run[0]), text)  # the `.arch` reader refuses 4,000 digits
+    if text.isprintable():
+        return text
+    return "".join(
+        ch.encode("unicode_escape", "backslashreplace").decode("ascii") if unicodedata.category(ch) in _UNSAFE else ch
+        for ch in text
+    )
+
+
 def to_value(value, span: Span) -> ast.Value:
     """A Python value (int, float, bool, word, shape tuple, per-side pairs) as the tree of its literal."""
     if isinstance(value, tuple) and not isinstance(value, PadPair):
@@ -52,17 +138,21 @@ def _expr(value, span: Span):
     if isinstance(value, bool):
         return ast.Name("true" if value else "false", span)
     if isinstance(value, int | float):
+        if value < 0:  # the language has no unary minus: -0.5 is written 0 - 0.5
+            return ast.BinOp("-", ast.Num(0, span), ast.Num(-value, span), span)
         return ast.Num(value, span)
     if isinstance(value, str):
         return ast.Name(value, span)
     if isinstance(value, PadPair):
-        return ast.Pair(ast.Num(value[0], span), ast.Num(value[1], span), span)
+        return ast.Pair(_expr(value[0], span), _expr(value[1], span), span)
     raise TypeError(f"no literal for {value!r}")  # pragma: no cover - importers pass only the kinds above
 
 
 def sanitize(text: str) -> str:
-    """A source name as an archc name: letters, digits and `_`, not starting with a digit."""
+    """A source name as an archc name: letters, digits and `_`, not starting with a digit, and no
+    run of digits the `.arch` reader would refuse as a number (`Flat.unique` keeps names apart)."""
     name = re.sub(r"[^A-Za-z0-9_]", "_", text.strip()) or "layer"
+    name = _LONG_DIGITS.sub(lambda run: run[0][:40], name)
     return name if not name[0].isdigit() else "_" + name
 
 
@@ -76,6 +166,7 @@ class Flat:
         self.stmts: list[ast.Layer] = []
         self.position: dict[str, int] = {}
         self.taken: set[str] = set()
+        self._suffix: dict[str, int] = {}  # per base name, the suffix its last unique name took
         self.diagnostics: list[Diagnostic] = []
         self.notes: dict[str, list[str]] = {}
         self.after: dict[str, str] = {}
@@ -91,26 +182,40 @@ class Flat:
     # -- diagnostics -----------------------------------------------------------------------
 
     def error(self, code: str, message: str, span: Span | None, help=()) -> None:
-        self.diagnostics.append(Diagnostic("error", code, message, span, list(help)))
+        self.diagnostics.append(Diagnostic("error", code, _quoting(message), span, list(help)))
 
     def warn(self, code: str, message: str, span: Span | None, help=()) -> None:
-        self.diagnostics.append(Diagnostic("warning", code, message, span, list(help)))
+        self.diagnostics.append(Diagnostic("warning", code, _quoting(message), span, list(help)))
 
     @property
     def has_errors(self) -> bool:
         return any(d.severity == "error" for d in self.diagnostics)
 
+    def ordered(self) -> list[Diagnostic]:
+        """The diagnostics in the order of the file, whatever pass found them (a line the reader
+        cannot read, a section's error, an unknown key found after the section)."""
+        return sorted(self.diagnostics, key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
+
+    def fail(self, text: str):
+        """Stop with every diagnostic found so far."""
+        raise ArchError(self.ordered(), {self.file: text})
+
     # -- names -----------------------------------------------------------------------------
 
     def unique(self, wanted: str) -> str:
-        """`wanted` made a valid name no statement has yet: `conv1`, else `conv1_2`, `conv1_3`, ..."""
+        """`wanted` made a valid name no statement has yet: `conv1`, else `conv1_2`, `conv1_3`, ...
+
+        The search for a base resumes where the last one stopped, so a file of 20,000 layers of
+        one name costs 20,000 steps, not 200 million."""
         base = sanitize(wanted)
         if base in self.RESERVED:
             base += "_"
-        name, n = base, 1
+        n = self._suffix.get(base, 1)
+        name = base if n == 1 else f"{base}_{n}"
         while name in self.taken:
             n += 1
             name = f"{base}_{n}"
+        self._suffix[base] = n
         self.taken.add(name)
         return name
 
@@ -184,7 +289,7 @@ class Flat:
 
     def result(self, network: str, span: Span, batch: int | None = None) -> Imported:
         module = self.module(network, span)
-        warnings = [d for d in self.diagnostics if d.severity == "warning"]
+        warnings = [d for d in self.ordered() if d.severity == "warning"]
         return Imported(
             module,
             warnings,

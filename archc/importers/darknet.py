@@ -21,10 +21,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..diagnostics import ArchError, Span, source_lines
+from ..diagnostics import Span, source_lines
 from ..expand import suggest
 from ..ops.base import PadPair
-from .common import BROKEN, Flat, Imported, network_name
+from .common import BROKEN, Flat, Imported, NumberError, decimal, network_name, whole
 
 # Darknet activation -> archc activation and its arguments; None: no activation ("linear").
 ACTIVATIONS: dict[str, tuple[str, list] | None] = {
@@ -204,23 +204,28 @@ class Reader:
         option = self.s.options.get(key)
         return default if option is None else option.value
 
-    def _bad(self, key: str, wanted: str, help=()) -> _LayerError:
+    def _bad(self, key: str, wanted: str, help=(), code: str = "E0403") -> _LayerError:
         option = self.s.options[key]
         self.flat.error(
-            "E0403",
+            code,
             f"[{self.s.written}] {key} must be {wanted}, not `{option.value}`",
             option.value_span(self.file),
             help,
         )
         return _LayerError()
 
+    def _number(self, key: str, convert, text: str, wanted: str | None = None):
+        """`convert(text)` (common.whole or common.decimal); what it cannot take is reported at the value."""
+        try:
+            return convert(text)
+        except NumberError as err:
+            raise self._bad(key, wanted if wanted and err.code == "E0403" else err.wanted, err.help, err.code) from None
+
     def int(self, key: str, default: int, low: int | None = None) -> int:
         text = self.raw(key)
         if text is None:
             return default
-        if not re.fullmatch(r"[-+]?\d+", text):
-            raise self._bad(key, "a whole number")
-        value = int(text)
+        value = self._number(key, whole, text)
         if low is not None and value < low:
             raise self._bad(key, f"at least {low}")
         return value
@@ -229,19 +234,16 @@ class Reader:
         text = self.raw(key)
         if text is None:
             return default
-        try:
-            return float(text)
-        except ValueError:
-            raise self._bad(key, "a number") from None
+        return self._number(key, decimal, text)
 
     def ints(self, key: str) -> list[int] | None:
         text = self.raw(key)
         if text is None:
             return None
         items = [t for t in text.split(",") if t]
-        if not items or not all(re.fullmatch(r"[-+]?\d+", t) for t in items):
+        if not items:
             raise self._bad(key, "a list of whole numbers such as -1, 8")
-        return [int(t) for t in items]
+        return [self._number(key, whole, t, "a list of whole numbers such as -1, 8") for t in items]
 
     def unsupported(self, key: str, why: str, default=0) -> None:
         """E0405 when `key` is set to anything but its default (archc cannot represent it)."""
@@ -273,9 +275,9 @@ class _Importer:
         sections = read_cfg(self.text, self.file, flat)
         if not sections:
             flat.error("E0404", f"`{self.file}` has no sections", Span(self.file, 1, 1, 1, 2), ["start with [net]"])
-            raise ArchError(flat.diagnostics, {self.file: self.text})
+            flat.fail(self.text)
         first = sections[0]
-        whole = Span(self.file, first.line, first.col, first.line, first.end)
+        start = Span(self.file, first.line, first.col, first.line, first.end)
         if first.kind != "net":
             flat.error(
                 "E0404",
@@ -283,7 +285,7 @@ class _Importer:
                 first.span(self.file),
                 ["add [net] with width=, height= and channels= before the first layer"],
             )
-            raise ArchError(flat.diagnostics, {self.file: self.text})
+            flat.fail(self.text)
         self.net(first)
         for index, section in enumerate(sections[1:]):
             self.section(index, section)
@@ -293,9 +295,9 @@ class _Importer:
             if flat.stmts and flat.outputs == [flat.stmts[-1].name]:
                 flat.outputs = None
         if flat.has_errors:
-            raise ArchError(flat.diagnostics, {self.file: self.text})
+            flat.fail(self.text)
         stem = self.file.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        return flat.result(network_name(stem), whole)
+        return flat.result(network_name(stem), start)
 
     def _is_last_unread(self) -> bool:
         reads = {ref.parts[0] for stmt in self.flat.stmts for ref in stmt.inputs or ()}

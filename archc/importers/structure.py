@@ -34,7 +34,7 @@ from ..diagnostics import Span
 from ..expand import evaluate
 from ..ops import OPS
 from ..ops.base import REQUIRED as REQUIRED_OP
-from .common import sanitize, to_value
+from .common import KEYWORDS, sanitize, to_value
 
 MAX_WINDOW = 4
 
@@ -100,7 +100,7 @@ def structure(
     stmts = [s for s in net.body if isinstance(s, ast.Layer)]
     outputs = next((s for s in stmts if s.op == "output"), None)
     layers = [s for s in stmts if s.op != "output"]
-    state = _State(taken={*OPS, *(s.name for s in layers)})
+    state = _State(taken={*OPS, *KEYWORDS, *(s.name for s in layers)})
     items = [_item(s) for s in layers]
     items = _group(items, [u for u in units if len(u[1]) > 1], state, "unit")
     if modules:
