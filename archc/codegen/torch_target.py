@@ -82,7 +82,9 @@ def generate(network) -> Generated:
         expr = fresh(node, args)
         if expr is None:
             return OPS[node.op].torch_call(node, f"self.{plan.attrs[node.name]}", args)
-        if node.op in ("add", "shortcut") and isinstance(expr, Sum) and expr.op == "+" and len(expr.terms) == 2:
+        residual = node.op in ("add", "shortcut") and isinstance(expr, Sum) and expr.op == "+"
+        # (an add nothing reads is a bare `a + b`: it has no variable for `a += b` to stand for)
+        if residual and len(expr.terms) == 2 and node.name not in plan.unused:
             # A residual add, into a term nothing else reads: the shortcut's first (whose shape
             # it keeps); either of an add's, a + b being b + a to the last bit: the one in the
             # add's own variable first (`x += y` and no `z = x` after it), then `x` (which the

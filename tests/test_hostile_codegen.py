@@ -1,0 +1,124 @@
+"""Issue 14, code generation: the generated code does what the analyser says, and always runs.
+
+- A layer nothing reads (W0302) was left out of forward while its parameters
+  stayed and the header counted its MACs: torch measured fewer MACs than
+  archc reported. Forward now computes it, in a bare statement.
+- A network of inputs alone generated a forward with no body (with `output`)
+  or returning nothing (without): it is now the identity, in both targets.
+
+The outside truths are torch (its flop counter, its parameter count, the
+values its model computes) and the inputs themselves (an identity returns them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from codegen_util import analysed, build, load_module, measured, traced
+
+from archc.codegen import generate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SIDE = """network Side {
+  input image: 3x16x16
+  conv trunk: 8 @ 3x3 pad=1 -> relu
+  conv aux (image): 16 @ 1x1
+  identity spare (trunk)
+  relu a (trunk)
+  relu b (trunk)
+  add sum (a, b)
+  maxpool (trunk): 2
+}
+"""
+
+
+def test_layers_nothing_reads_are_computed_so_torch_measures_the_analysed_totals():
+    net = analysed(SIDE)
+    assert sorted(w.message.split("`")[1] for w in net.warnings if w.code == "W0302") == ["aux", "spare", "sum"]
+    model, gen, _ = build(net, "torch")
+    params, buffers, macs = measured(model.eval(), torch.randn(1, 3, 16, 16))
+    assert (params, buffers, macs) == (net.totals.params, net.totals.buffers, net.totals.macs)
+    assert f"{params:,} parameters, {macs:,} MACs per sample" in gen.code.splitlines()[1]  # the header's figures
+    assert "        self.aux(image)  # unused: nothing reads it (W0302)\n" in gen.code
+    assert "        a + x  # unused: nothing reads it (W0302)\n" in gen.code  # not `a += x`: no variable holds it
+
+
+def test_layers_nothing_reads_compute_the_same_values_in_both_targets():
+    net = analysed(SIDE)
+    tmodel, tgen, tfile = build(net, "torch")
+    nmodel, ngen, nfile = build(net, "numpy")
+    nmodel.load_state_dict(tmodel.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        tout, want = traced(tmodel.eval(), tgen, tfile, x)
+    nout, got = traced(nmodel.eval(), ngen, nfile, x.numpy())
+    for name in ("aux", "sum"):  # computed by their bare statements
+        assert tuple(want[name].shape) == (2, *net.layer(name).shape)
+        np.testing.assert_allclose(got[name], want[name].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nout, tout.numpy(), rtol=1e-5, atol=1e-6)
+    # an identity nothing reads computes nothing: a comment, not a useless bare name
+    assert "        # spare = trunk, unused: nothing reads it (W0302)\n" in ngen.code
+
+
+IDENTITIES = {  # spec body -> the inputs the network returns, in order
+    "input x: 3x4\n  output (x)": ["x"],
+    "input x: 3x4": ["x"],
+    "input a: 3x4\n  input b: 2\n  output (b, a)": ["b", "a"],
+    "input a: 3x4\n  input b: 2": ["b"],
+    "input a: 3x4\n  input b: 2\n  output (a, b, a)": ["a", "b"],
+}
+
+
+@pytest.mark.parametrize("target", ["torch", "numpy"])
+@pytest.mark.parametrize("body", IDENTITIES)
+def test_a_network_of_inputs_alone_returns_them(body, target):
+    net = analysed(f"network Id {{\n  {body}\n}}\n")
+    assert [n.name for n in net.graph.outputs] == IDENTITIES[body]
+    model, _, _ = build(net, target)
+    xs = {
+        name: np.random.default_rng(0).standard_normal((2, *shape), dtype=np.float32)
+        for name, shape in net.inputs.items()
+    }
+    given = [torch.from_numpy(v) if target == "torch" else v for v in xs.values()]
+    out = model(*given)
+    want = [xs[name] for name in IDENTITIES[body]]
+    got = list(out) if len(want) > 1 else [out]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert np.array_equal(np.asarray(g), w)
+
+
+def test_a_network_of_one_input_returns_it_without_a_warning():
+    """Without `output`, the input is what the network returns: nothing is unused."""
+    assert analysed("network Id {\n  input x: 3x4\n}\n").warnings == []
+
+
+@pytest.mark.parametrize("target", ["torch", "numpy"])
+def test_inputs_among_several_outputs(target):
+    net = analysed("network Mix {\n  input a: 3\n  input b: 2\n  dense d (a): 2\n  output (b, d, a)\n}\n")
+    model, _, _ = build(net, target)
+    a, b = torch.randn(2, 3), torch.randn(2, 2)
+    if target == "numpy":
+        a, b = a.numpy(), b.numpy()
+    rb, rd, ra = model(a, b)
+    assert rb is b and ra is a and tuple(rd.shape) == (2, 2)
+
+
+def test_generated_code_of_unusual_networks_is_clean(tmp_path):
+    """ruff with its defaults: bare statements and comments are formatted as ruff formats them."""
+    import subprocess
+
+    specs = {"side": SIDE, **{f"id{i}": f"network Id {{\n  {body}\n}}\n" for i, body in enumerate(IDENTITIES)}}
+    name = "a_rather_long_name_nothing_reads"  # its bare statement is longer than a line
+    specs["long"] = f"network Long {{\n  input image: 3x8x8\n  conv {name}: 4 @ 1x1\n  conv c (image): 4 @ 1x1\n}}\n"
+    for name, text in specs.items():
+        for target in ("torch", "numpy"):
+            code = generate(analysed(text), target).code
+            load_module(code)  # it compiles and imports
+            (tmp_path / f"{name}_{target}.py").write_text(code)
+    check = subprocess.run(["ruff", "check", "--isolated", "."], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run(["ruff", "format", "--isolated", "--diff", "."], cwd=tmp_path, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
