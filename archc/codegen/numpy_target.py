@@ -18,6 +18,7 @@ from .common import Generated, StateRef, forward_body, he_or_xavier, header, mak
 from .pyexpr import Entry, Seq, lines, lit
 
 KERNELS = Path(__file__).parent / "runtime" / "numpy_kernels.py"
+_CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")  # the names of functions called, not methods
 
 METHODS = '''
     def __call__(self, *inputs):
@@ -83,7 +84,7 @@ def kernel_names() -> tuple[str, ...]:
 def _needed(code: str) -> list[str]:
     """The kernels the code calls and, transitively, the kernels they call, in the kernels file's order."""
     kernels = _kernels()
-    wanted = {name for name in kernels if re.search(rf"(?<![\w.]){name}\(", code)}
+    wanted = set(kernels).intersection(_CALLED.findall(code))  # one pass over the code, however many kernels
     stack = list(wanted)
     while stack:
         for dep in kernels[stack.pop()][1]:
