@@ -3,7 +3,8 @@
 `traced` runs a generated `forward` under `sys.settrace` and, using the line
 where each layer's statement starts (which the generator reports), takes the
 value each statement assigned just before the next one starts (a copy: a later
-statement may update the tensor in place, as `x += skip` does). That reads
+statement may update the tensor in place, as `x += skip` does). A layer with
+no statement of its own shares its line with what follows it. That reads
 every intermediate tensor, including those computed inline (add, concat,
 reshape) that a forward hook cannot see, without changing the generated code.
 """
@@ -43,7 +44,9 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
     evaluated in forward's frame just before the statement runs it (so the oracle sees
     what the statement computes, and the statement still runs as written).
     """
-    starts = {line: i for i, (_, _, line) in enumerate(gen.statements)}
+    starts: dict[int, list[int]] = {}
+    for i, (_, _, line) in enumerate(gen.statements):
+        starts.setdefault(line, []).append(i)
     bare = bare_statements(gen.code, set(starts))
     values: dict = {}
 
@@ -54,13 +57,13 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
 
     def watch(frame, event, arg):
         if event == "line" and frame.f_lineno in starts:
-            i = starts[frame.f_lineno]
-            if i > 0:
-                take(frame, i - 1)
-            layer = gen.statements[i][0]
+            for i in starts[frame.f_lineno]:  # what ran before this line is done
+                if i > 0:
+                    take(frame, i - 1)
+            layer = gen.statements[starts[frame.f_lineno][-1]][0]  # the statement this line starts
             if frame.f_lineno in bare and layer not in values:
                 values[layer] = _copy(eval(bare[frame.f_lineno], frame.f_globals, frame.f_locals))
-        elif event == "return":
+        elif event == "return" and gen.statements:  # (a network of inputs alone has no statement)
             layer, var, line = gen.statements[-1]
             if var is not None:
                 take(frame, len(gen.statements) - 1)

@@ -164,3 +164,19 @@ def test_generated_code_of_unusual_networks_is_clean(tmp_path):
     assert check.returncode == 0, check.stdout
     fmt = subprocess.run(["ruff", "format", "--isolated", "--diff", "."], cwd=tmp_path, capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+@pytest.mark.parametrize("name", ["p", "pool_of_some_length", "a_pool_whose_long_name_splits_the_lines"])
+def test_a_crop_of_a_quotient_crops_the_quotient(name):
+    """An average pool that leaves padding out of its count (`count_pad=false`) divides two pools;
+    in ceil mode with per-side padding it then crops a last window: `(a / b)[...]` however the
+    line is split, never `a / b[...]`, which would crop the divisor alone."""
+    text = f"network P {{\n  input x: 2x5x6\n  avgpool {name}: 2 /3 pad=(0,1)x(0,1) ceil count_pad=false\n}}\n"
+    net = analysed(text)
+    tmodel, _, _ = build(net, "torch")
+    nmodel, _, _ = build(net, "numpy")
+    x = torch.randn(2, 2, 5, 6)
+    with torch.no_grad():
+        got = tmodel(x)
+    assert tuple(got.shape) == (2, *net.layer(name).shape)
+    np.testing.assert_allclose(got.numpy(), nmodel(x.numpy()), rtol=1e-5, atol=1e-6)

@@ -28,8 +28,9 @@ class Generated:
     """Source code, and for each layer the line where its statement starts in forward."""
 
     code: str
-    # (layer, variable, line); no variable when the statement returns the value or, for a layer nothing
-    # reads, drops it; no entry for a layer nothing reads that computes nothing (an identity)
+    # (layer, variable, line): the variable that holds the value once the statement has run (None when
+    # the statement returns it or, for a layer nothing reads, drops it). A layer with no statement of its
+    # own (an identity: its value is already in a variable) has the line of whatever comes next.
     statements: list[tuple[str, str | None, int]] = field(default_factory=list)
     attrs: dict[str, str] = field(default_factory=dict)  # layer -> attribute, the prefix of its state_dict keys
 
@@ -134,15 +135,17 @@ def forward_body(plan: Plan, layer, activation, depth: int, first_line: int) -> 
         if node.activation is not None:
             act, attrs = node.activation
             expr = activation(OPS[act], attrs, expr)
-        if node.name in plan.unused and is_identifier(flat(expr)):
+        value = flat(expr)
+        if node.name in plan.unused and is_identifier(value):
             # an identity that nothing reads computes nothing; a bare name would be a useless statement
-            out.append("    " * depth + f"# {plan.attrs[node.name]} = {flat(expr)}, {UNUSED}")
+            out.append("    " * depth + f"# {plan.attrs[node.name]} = {value}, {UNUSED}")
+            where.append((node.name, value, first_line + len(out)))
         elif node.name in plan.unused:  # computed as the spec says, then dropped
             where.append((node.name, None, first_line + start))
             out += lines(expr, depth, "", f"  # {UNUSED}")
         else:
             where.append((node.name, None if last else plan.vars[node.name], first_line + start))
-            if last or target is None or flat(expr) != plan.vars[node.name]:
+            if last or value != plan.vars[node.name]:  # never `x = x`
                 out += assignment("return " if last else f"{plan.vars[node.name]} = ", expr, depth)
         out += deletion(dead, depth)
     if not plan.returns_last:
