@@ -148,13 +148,28 @@ def test_code_generation_does_the_same_work_per_layer_at_any_size(target):
     assert per_layer[1] <= 1.25 * per_layer[0], per_layer
 
 
+LONG = [  # spec bodies for a name N, whose length decides where the lines split
+    "input image: 3x8x8\n  conv N: 4 @ 1x1\n  conv c (image): 4 @ 1x1",
+    "input image: 3x8x8\n  conv N: 4 @ 1x1\n  conv c: 4 @ 1x1",
+    "input image: 3x8x8\n  conv a: 4 @ 1x1\n  conv N (image): 4 @ 1x1\n  add (a, N)\n  maxpool: 2 pad=(0,1)x(0,1) ceil"
+    "\n  avgpool: 2 pad=(0,1)x(0,1) ceil count_pad=false\n  chunk: 2 index=1",
+    "input N: 3x8x8\n  conv a: 4 @ 1x1\n  maxpool (N): 2 pad=(0,1)x(0,1) ceil\n  minpool (N): 2 pad=(0,1)x(0,1) ceil"
+    "\n  avgpool (N): 2 pad=(0,1)x(0,1) ceil count_pad=false\n  shortcut (a, N)"
+    "\n  output (maxpool1, minpool1, avgpool1, shortcut1)",
+    "input N: 3x8x8\n  input bN: 3x8x8\n  add (N, bN)\n  identity u (N)\n  conv v (N): 2 @ 1x1",
+]
+
+
 def test_generated_code_of_unusual_networks_is_clean(tmp_path):
-    """ruff with its defaults: bare statements and comments are formatted as ruff formats them."""
+    """ruff with its defaults: bare statements, comments, and lines split by names of any length
+    (a long target, subscript, quotient or signature), all formatted as ruff formats them."""
     import subprocess
 
     specs = {"side": SIDE, **{f"id{i}": f"network Id {{\n  {body}\n}}\n" for i, body in enumerate(IDENTITIES)}}
-    name = "a_rather_long_name_nothing_reads"  # its bare statement is longer than a line
-    specs["long"] = f"network Long {{\n  input image: 3x8x8\n  conv {name}: 4 @ 1x1\n  conv c (image): 4 @ 1x1\n}}\n"
+    for length in (30, 40, 55, 66, 75, 95):
+        name = ("a_long_name_" * 10)[:length].rstrip("_")
+        for i, body in enumerate(LONG):
+            specs[f"long{length}_{i}"] = "network Long {\n  " + body.replace("N", name) + "\n}\n"
     for name, text in specs.items():
         for target in ("torch", "numpy"):
             code = generate(analysed(text), target).code

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..ops import OPS
 from .names import NN_MODULE_MEMBERS, Namespace, class_name
-from .pyexpr import Index, Temp, Update, assignment, deletion, flat, is_identifier, lines, lit
+from .pyexpr import Call, Index, Temp, Update, assignment, deletion, flat, is_identifier, lines, lit
 
 UNUSED = "unused: nothing reads it (W0302)"  # the comment on the statement of a layer nothing reads
 
@@ -177,6 +177,11 @@ def sole_reader(plan: Plan, name: str) -> str | None:
     if len(readers) != 1 or name in plan.returned or plan.network.layer(readers[0]).inputs.count(name) != 1:
         return None
     return readers[0]
+
+
+def signature(plan: Plan) -> list[str]:
+    """`def forward(self, x):`, split as ruff splits it when the inputs' names make it too long."""
+    return lines(Call("def forward", ("self", *plan.params)), 1, "", ":")
 
 
 def header(network, target: str) -> list[str]:

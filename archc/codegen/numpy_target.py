@@ -14,7 +14,17 @@ import re
 from pathlib import Path
 
 from ..ops import OPS
-from .common import Generated, StateRef, forward_body, he_or_xavier, header, make_plan, reserved_names, shapes_text
+from .common import (
+    Generated,
+    StateRef,
+    forward_body,
+    he_or_xavier,
+    header,
+    make_plan,
+    reserved_names,
+    shapes_text,
+    signature,
+)
 from .pyexpr import Entry, Seq, lines, lit
 
 KERNELS = Path(__file__).parent / "runtime" / "numpy_kernels.py"
@@ -137,7 +147,7 @@ def generate(network) -> Generated:
         "",
         *init_lines,
         "",
-        f"    def forward(self, {', '.join(plan.params)}):",
+        *signature(plan),
     ]
     if entries:
         head.append("        s = self.state")

@@ -187,7 +187,7 @@ def lines(expr, depth: int, prefix: str = "", suffix: str = "") -> list[str]:
         return _operand_lines(expr.value, depth, prefix + "-", suffix)
     if isinstance(expr, Index):
         head = pad + prefix + _operand(expr.value) + "["
-        if not isinstance(expr.value, str) and len(head) <= WIDTH and not _forced(expr.value):
+        if len(head) <= WIDTH and not _forced(expr.value):
             # as ruff does, the last brackets split first when what comes before them fits
             return [head, INDENT * (depth + 1) + expr.index, f"{pad}]{suffix}"]
         return _operand_lines(expr.value, depth, prefix, f"[{expr.index}]{suffix}")
@@ -217,8 +217,10 @@ def _in_parentheses(expr: Sum, depth: int, prefix: str, suffix: str) -> list[str
     body = flat(expr)
     if len(inner) + len(body) <= WIDTH:
         return [pad + prefix + "(", inner + body, pad + ")" + suffix]
-    terms = [inner + _operand(expr.terms[0])] + [f"{inner}{expr.op} {_operand(t)}" for t in expr.terms[1:]]
-    return [pad + prefix + "(", *terms, pad + ")" + suffix]
+    out = [pad + prefix + "("]
+    for i, term in enumerate(expr.terms):  # one a line, each split in turn when too long
+        out += _operand_lines(term, depth + 1, f"{expr.op} " if i else "", "")
+    return [*out, pad + ")" + suffix]
 
 
 def _bracketed(head: str, items: list, tail: str, depth: int, explode: bool) -> list[str]:
@@ -244,16 +246,19 @@ def statement(target: str | None, expr, depth: int) -> list[str]:
 def assignment(head: str, expr, depth: int) -> list[str]:
     """`x = expr`, `x += expr` or `return expr` (`head` is `x = `, `x += ` or `return `) as formatted lines.
 
-    As ruff does, a name too long for the line (or, assigned, a name's subscript) goes
-    in parentheses on a line of its own, when it fits there.
+    As ruff does, the value goes in parentheses on a line of its own, when it fits there,
+    if it is a name too long for the line (or, assigned, a name's subscript), or if
+    splitting it leaves its first line too long (a call after a long target).
     """
-    out = lines(expr, depth, head)
     value = expr.value if isinstance(expr, Temp) else expr
     pad, inner = INDENT * depth, INDENT * (depth + 1)
+    own_line = [pad + head + "(", inner + flat(value), pad + ")"]
     atom = isinstance(value, str) or (isinstance(value, Index) and isinstance(value.value, str) and head != "return ")
-    if len(out) == 1 and len(out[0]) > WIDTH and atom and len(inner + flat(value)) <= WIDTH:
-        return [pad + head + "(", inner + flat(value), pad + ")"]
-    return out
+    fits_alone = len(inner + flat(value)) <= WIDTH and len(own_line[0]) <= WIDTH and not _forced(value)
+    if atom and len(pad + head + flat(value)) > WIDTH and fits_alone:
+        return own_line
+    out = lines(expr, depth, head)
+    return own_line if len(out[0]) > WIDTH and fits_alone else out
 
 
 def deletion(names: list[str], depth: int) -> list[str]:

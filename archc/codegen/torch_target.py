@@ -17,8 +17,8 @@ import re
 from dataclasses import replace
 
 from ..ops import OPS
-from .common import Generated, forward_body, header, make_plan, reserved_names, shapes_text, sole_reader
-from .pyexpr import Call, Sum, Temp, Update, lines
+from .common import Generated, forward_body, header, make_plan, reserved_names, shapes_text, signature, sole_reader
+from .pyexpr import Call, Sum, Temp, Update, assignment
 
 # Layers whose torch output is a new tensor (never a view of an input or the input itself)
 # that their backward does not read: once their readers are done with it, overwriting it
@@ -76,7 +76,7 @@ def generate(network) -> Generated:
         if op.is_activation and _inplace_activation(op, node.attrs) and overwritable(node.inputs[0], node.name):
             module = _inplace(module)  # nn.ReLU(inplace=True): its input is read by nothing else
         if module is not None:
-            init += lines(module, 2, f"self.{plan.attrs[node.name]} = ")
+            init += assignment(f"self.{plan.attrs[node.name]} = ", module, 2)
 
     def layer(node, args):
         expr = fresh(node, args)
@@ -126,7 +126,7 @@ def generate(network) -> Generated:
         "        super().__init__()",
         *init,
         "",
-        f"    def forward(self, {', '.join(plan.params)}):",
+        *signature(plan),
     ]
     # imports depend on what the body uses; they take a fixed number of lines only once known
     body, where = forward_body(plan, layer, activation, 2, 0)
