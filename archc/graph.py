@@ -92,10 +92,14 @@ class Graph:
 
     @property
     def outputs(self) -> list[Node]:
-        """What the network returns: the layers `output (...)` names, else the last layer."""
+        """What the network returns: the layers `output (...)` names, else the last layer.
+
+        A network of inputs alone returns its last input (it is the identity), so that
+        every network returns something, as its generated code does.
+        """
         if self.declared_outputs is not None:
             return [self.nodes[name] for name in self.declared_outputs]
-        layers = [n for n in self if n.op != "input"]
+        layers = [n for n in self if n.op != "input"] or list(self)
         return layers[-1:]
 
     @property

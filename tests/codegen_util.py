@@ -3,13 +3,15 @@
 `traced` runs a generated `forward` under `sys.settrace` and, using the line
 where each layer's statement starts (which the generator reports), takes the
 value each statement assigned just before the next one starts (a copy: a later
-statement may update the tensor in place, as `x += skip` does). That reads
+statement may update the tensor in place, as `x += skip` does). A layer with
+no statement of its own shares its line with what follows it. That reads
 every intermediate tensor, including those computed inline (add, concat,
 reshape) that a forward hook cannot see, without changing the generated code.
 """
 
 from __future__ import annotations
 
+import ast
 import itertools
 import sys
 import types
@@ -36,8 +38,16 @@ def build(net, target: str, **kwargs):
 
 
 def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
-    """Run model(*inputs); return its result and {layer: value} for every layer."""
-    starts = {line: i for i, (_, _, line) in enumerate(gen.statements)}
+    """Run model(*inputs); return its result and {layer: value} for every layer that has a statement.
+
+    A layer nothing reads is a bare expression statement: its value is the expression,
+    evaluated in forward's frame just before the statement runs it (so the oracle sees
+    what the statement computes, and the statement still runs as written).
+    """
+    starts: dict[int, list[int]] = {}
+    for i, (_, _, line) in enumerate(gen.statements):
+        starts.setdefault(line, []).append(i)
+    bare = bare_statements(gen.code, set(starts))
     values: dict = {}
 
     def take(frame, i):
@@ -46,16 +56,31 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
             values[layer] = _copy(frame.f_locals[var])
 
     def watch(frame, event, arg):
-        if event == "line" and frame.f_lineno in starts and starts[frame.f_lineno] > 0:
-            take(frame, starts[frame.f_lineno] - 1)
-        elif event == "return":
-            layer, var, _ = gen.statements[-1]
-            if var is None:
-                values[layer] = arg
-            else:
+        if event == "line" and frame.f_lineno in starts:
+            for i in starts[frame.f_lineno]:  # what ran before this line is done
+                if i > 0:
+                    take(frame, i - 1)
+            layer = gen.statements[starts[frame.f_lineno][-1]][0]  # the statement this line starts
+            if frame.f_lineno in bare and layer not in values:
+                values[layer] = _copy(eval(bare[frame.f_lineno], frame.f_globals, frame.f_locals))
+        elif event == "return" and gen.statements:  # (a network of inputs alone has no statement)
+            layer, var, line = gen.statements[-1]
+            if var is not None:
                 take(frame, len(gen.statements) - 1)
+            elif line not in bare:  # the last statement returns the layer's value
+                values[layer] = arg
 
     return run_watched(model, filename, inputs, watch), values
+
+
+def bare_statements(code: str, lines: set[int]) -> dict[int, object]:
+    """{line: the compiled expression} for the bare expression statements of forward starting on `lines`."""
+    forward = next(n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.FunctionDef) and n.name == "forward")
+    return {
+        stmt.lineno: compile(ast.Expression(stmt.value), "<bare statement>", "eval")
+        for stmt in forward.body
+        if stmt.lineno in lines and isinstance(stmt, ast.Expr)
+    }
 
 
 def run_watched(model, filename: str, inputs, watch):
@@ -82,6 +107,23 @@ def _copy(value):
     if hasattr(value, "clone"):  # torch.Tensor
         return value.clone()
     return value.copy() if hasattr(value, "copy") else value
+
+
+def measured(model, *inputs) -> tuple[int, int, int]:
+    """(parameters, buffers, MACs) of a torch model as torch counts them, for inputs of batch 1.
+
+    MACs are half of the FLOPs torch.utils.flop_counter counts (convolutions and matrix
+    products, whose bias it leaves out, as archc's MACs do); buffers leave out batch
+    norm's `num_batches_tracked`, a step counter.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    params = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*inputs)
+    return params, buffers, counter.get_total_flops() // 2
 
 
 def analysed(text: str, file: str = "t.arch", **kwargs):

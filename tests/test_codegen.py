@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
-from codegen_util import build, traced
+from codegen_util import build, measured, traced
 from conftest import ROOT, SPECS
 
 import archc
@@ -26,6 +26,9 @@ from archc.codegen.names import NN_MODULE_MEMBERS
 
 SPEC_FILES = sorted(SPECS.glob("*.arch"))
 SPEC_IDS = [p.stem for p in SPEC_FILES]
+NETS = {p.stem: archc.load(p) for p in SPEC_FILES}
+# the specs with batch norm, whose training statistics the NumPy model must keep as torch does
+WITH_BATCH_NORM = [spec for spec, net in NETS.items() if any(n.op == "bn" for n in net.layers)]
 TORCHVISION = json.loads((ROOT / "tests" / "data" / "torchvision_state_dicts.json").read_text())
 # spec -> the torchvision model it is written after
 AFTER_TORCHVISION = {
@@ -40,7 +43,7 @@ AFTER_TORCHVISION = {
 
 @pytest.fixture(scope="module")
 def nets():
-    return {p.stem: archc.load(p) for p in SPEC_FILES}
+    return NETS
 
 
 def randomise_batch_norm(model: torch.nn.Module, seed: int = 0) -> None:
@@ -70,13 +73,12 @@ def relative_error(got, want) -> float:
 
 
 @pytest.mark.parametrize("spec", SPEC_IDS)
-def test_torch_model_has_the_analysed_parameters_and_shapes(nets, spec):
+def test_torch_model_has_the_analysed_parameters_macs_and_shapes(nets, spec):
     net = nets[spec]
     model, gen, filename = build(net, "torch")
     model.eval()
-    assert sum(p.numel() for p in model.parameters()) == net.totals.params
-    buffers = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
-    assert buffers == net.totals.buffers
+    measured_totals = measured(model, *inputs_for(net, batch=1))
+    assert measured_totals == (net.totals.params, net.totals.buffers, net.totals.macs)
     with torch.no_grad():
         _, values = traced(model, gen, filename, *inputs_for(net, batch=1))
     layers = [n for n in net.layers if n.op != "input"]
@@ -122,12 +124,10 @@ def test_numpy_model_computes_what_torch_computes_in_eval_mode(nets, spec):
         assert relative_error(got[node.name], want[node.name]) < 1e-4, node.name
 
 
-@pytest.mark.parametrize("spec", SPEC_IDS)
+@pytest.mark.parametrize("spec", WITH_BATCH_NORM)
 def test_numpy_batch_norm_statistics_follow_torch_in_train_mode(nets, spec):
     """Two training steps; BN layers that no dropout reaches must agree on every statistic."""
     net = nets[spec]
-    if not any(n.op == "bn" for n in net.layers):
-        pytest.skip("no batch norm")
     torch.manual_seed(1)
     tmodel, gen, _ = build(net, "torch")
     nmodel, _, _ = build(net, "numpy")
@@ -242,7 +242,7 @@ def test_numpy_load_state_dict_names_missing_keys_and_wrong_shapes(nets):
         model.load_state_dict({**state, "C1.weight": np.zeros((1, 1))})
 
 
-def test_declared_outputs_come_back_in_order_and_unused_layers_are_not_computed(tmp_path):
+def test_declared_outputs_come_back_in_order_and_unused_layers_are_computed(tmp_path):
     text = """network Heads {
   input image: 3x16x16
   conv trunk: 8 @ 3x3 pad=1 -> relu
@@ -257,12 +257,15 @@ def test_declared_outputs_come_back_in_order_and_unused_layers_are_not_computed(
     assert [w.code for w in net.warnings] == ["W0302"]
     for target in ("torch", "numpy"):
         code = generate(net, target).code
-        assert "dead(" not in code.split("def forward")[1].split("def ")[0]  # not computed
+        forward = code.split("def forward")[1].split("def ")[0]
+        # computed, as the spec says, in a bare statement
+        assert forward.count("  # unused: nothing reads it (W0302)\n") == 1
+        assert ("self.dead(trunk)" if target == "torch" else 's["dead.weight"]') in forward
         path = tmp_path / f"heads_{target}.py"
         path.write_text(code)
         assert subprocess.run(["ruff", "check", "--isolated", str(path)], capture_output=True).returncode == 0
     tmodel, _, _ = build(net, "torch")
-    assert sum(p.numel() for p in tmodel.parameters()) == net.totals.params  # its weights are still there
+    assert measured(tmodel.eval(), torch.randn(1, 3, 16, 16)) == (net.totals.params, 0, net.totals.macs)
     nmodel, _, _ = build(net, "numpy")
     nmodel.load_state_dict(tmodel.state_dict())
     x = torch.randn(2, 3, 16, 16)

@@ -3,25 +3,35 @@
 Networks are drawn from fixed seeds (so a failure names its seed and comes
 back every run): an input of random rank, then random layers of every type
 with random settings, random `-> activation` shorthands, and branches that
-join again with add or concat. A drawn layer the analyser rejects is
-dropped and another drawn, so every network is valid but otherwise
-unconstrained.
+join again with add or concat; some also have side layers nothing reads,
+a second input, declared outputs (inputs among them), or no layer at all.
+A drawn layer the analyser rejects is dropped and another drawn, so every
+network is valid but otherwise unconstrained. Torch measures the analysed
+parameters, buffers and MACs (its flop counter), and the NumPy model
+computes torch's value of every layer and every output.
 """
 
 from __future__ import annotations
 
+import functools
 import random
+import subprocess
 
 import numpy as np
 import pytest
 import torch
-from codegen_util import build, traced
+from codegen_util import build, measured, traced
 
 import archc
 from archc import ArchError
+from archc.codegen import generate
 from archc.ops import OPS
 
 SEEDS = range(150)
+# Seeds whose network torch refuses to run although archc accepts it: a 3-D pooling window larger
+# than its input ("input image smaller than kernel size"), issue 14's shapes part, fixed elsewhere.
+# Strict: once archc and torch agree, these pass or draw another network, and must leave this set.
+TORCH_REFUSES = {94, 141}
 ACTIVATIONS = [name for name, op in OPS.items() if op.is_activation]
 
 
@@ -91,32 +101,52 @@ def draw_layer(rng, rank):
     return op
 
 
+@functools.cache
 def random_spec(seed: int) -> str:
+    """A valid network: a flow of random layers from `x`; some networks also have a second input
+    with a flow of its own, side layers nothing reads, declared outputs (inputs among them),
+    or no layer at all."""
     rng = random.Random(seed)
+    lines = [f"input x: {_input_shape(rng)}"]
+    second = rng.random() < 0.2
+    if second:
+        lines.append(f"input y: {_input_shape(rng)}")
+    if rng.random() >= 0.05:  # else a network of inputs alone
+        _flow(rng, lines, "x", "l", rng.randint(2, 8))
+        if second:
+            _flow(rng, lines, "y", "m", rng.randint(0, 2))
+    if rng.random() < 0.3:
+        names = [n.name for n in archc.loads(_text(lines), "r.arch").layers]
+        lines.append(f"output ({', '.join(rng.sample(names, min(len(names), rng.randint(1, 3))))})")
+    return _text(lines)
+
+
+def _input_shape(rng) -> str:
     rank = rng.choice([0, 1, 2, 2, 3])
     sizes = {0: [rng.randint(2, 12)], 1: [rng.randint(1, 4), rng.randint(4, 12)]}
     sizes[2] = [rng.randint(1, 4), rng.randint(4, 10), rng.randint(4, 10)]
     sizes[3] = [rng.randint(1, 3), rng.randint(3, 6), rng.randint(3, 6), rng.randint(3, 6)]
-    lines = [f"input x: {'x'.join(map(str, sizes[rank]))}"]
-    last = "x"
-    for i in range(rng.randint(2, 8)):
+    return "x".join(map(str, sizes[rank]))
+
+
+def _flow(rng, lines: list[str], last: str, prefix: str, count: int) -> None:
+    """Append `count` valid statements to `lines`, each reading the one before (`last` first)."""
+    for i in range(count):
         for _attempt in range(20):
-            net = archc.loads(_text(lines), "r.arch")
-            shape = net.layer(last).shape
-            candidate = _candidate(rng, i, last, shape)
+            shape = archc.loads(_text(lines), "r.arch").layer(last).shape
+            candidate, new_last = _candidate(rng, f"{prefix}{i}", last, shape)
             try:
                 archc.loads(_text(lines + candidate), "r.arch")
             except ArchError:
                 continue
             lines += candidate
-            last = candidate[-1].split()[1]
+            last = new_last
             break
-    return _text(lines)
 
 
-def _candidate(rng, i, last, shape) -> list[str]:
+def _candidate(rng, name: str, last: str, shape) -> tuple[list[str], str]:
+    """Statements reading `last`, and the one the next statement reads."""
     rank = len(shape) - 1
-    name = f"l{i}"
     if rng.random() < 0.15 and rank >= 0:  # two branches, joined
         a, b = draw_layer(rng, rank), draw_layer(rng, rank)
         join = rng.choice(["add", "concat", "shortcut"])
@@ -126,22 +156,32 @@ def _candidate(rng, i, last, shape) -> list[str]:
             f"{op_a} {name}a ({last}){':' + args_a if args_a else ''}",
             f"{op_b} {name}b ({last}){':' + args_b if args_b else ''}",
             f"{join} {name} ({name}a, {name}b)",
-        ]
+        ], name
     if rng.random() < 0.1:
         total = int(np.prod(shape))
         target = rng.choice([f"{total}", f"1x{total}", f"{shape[0]}x{total // shape[0]}"])
-        return [f"reshape {name} ({last}): {target}"]
+        return [f"reshape {name} ({last}): {target}"], name
     op, _, args = draw_layer(rng, rank).partition(":")
     act = f" -> {rng.choice(ACTIVATIONS)}" if rng.random() < 0.3 else ""
-    return [f"{op} {name} ({last}){':' + args if args else ''}{act}"]
+    if rng.random() < 0.1:  # a side layer that nothing reads (W0302)
+        return [f"{op} {name}u ({last}){':' + args if args else ''}{act}"], last
+    return [f"{op} {name} ({last}){':' + args if args else ''}{act}"], name
 
 
 def _text(lines: list[str]) -> str:
     return "network R {\n" + "".join(f"  {line}\n" for line in lines) + "}\n"
 
 
+def expect_torch_refusal(request, seed: int) -> None:
+    """Mark the running test as failing, strictly, for a seed of TORCH_REFUSES."""
+    if seed in TORCH_REFUSES:
+        reason = "torch refuses a pooling window archc accepts (issue 14, shapes)"
+        request.applymarker(pytest.mark.xfail(raises=RuntimeError, strict=True, reason=reason))
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_random_network_through_both_generators(seed):
+def test_random_network_through_both_generators(seed, request):
+    expect_torch_refusal(request, seed)
     text = random_spec(seed)
     net = archc.loads(text, f"random{seed}.arch")
     torch.manual_seed(seed)
@@ -152,21 +192,55 @@ def test_random_network_through_both_generators(seed):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 1.5)
     tmodel.eval()
-    assert sum(p.numel() for p in tmodel.parameters()) == net.totals.params, text
+    one = [torch.randn(1, *shape) for shape in net.inputs.values()]
+    assert measured(tmodel, *one) == (net.totals.params, net.totals.buffers, net.totals.macs), text
     gen = torch.Generator().manual_seed(seed)
     xs = [torch.randn(2, *shape, generator=gen) for shape in net.inputs.values()]
     with torch.no_grad():
-        _, want = traced(tmodel, tgen, tfile, *xs)
+        tout, want = traced(tmodel, tgen, tfile, *xs)
     nmodel, ngen, nfile = build(net, "numpy")
     nmodel.load_state_dict(tmodel.state_dict())
-    _, got = traced(nmodel.eval(), ngen, nfile, *(x.numpy() for x in xs))
-    for node in net.layers:
-        if node.op == "input":
-            continue
-        assert tuple(want[node.name].shape) == (2, *node.shape), (node.name, text)
-        w = want[node.name].numpy()
-        scale = max(float(np.abs(w).max()), 1.0)
-        np.testing.assert_allclose(got[node.name], w, rtol=1e-4, atol=1e-5 * scale, err_msg=f"{node.name}\n{text}")
+    nout, got = traced(nmodel.eval(), ngen, nfile, *(x.numpy() for x in xs))
+    assert set(want) == set(got) == {n.name for n in net.layers if n.op != "input"}, text
+    for name in want:
+        assert tuple(want[name].shape) == (2, *net.layer(name).shape), (name, text)
+        close(got[name], want[name], f"{name}\n{text}")
+    outputs = net.graph.outputs
+    if len(outputs) == 1:
+        tout, nout = (tout,), (nout,)
+    assert len(tout) == len(nout) == len(outputs), text
+    for node, t, n in zip(outputs, tout, nout):
+        assert tuple(t.shape) == (2, *node.shape), (node.name, text)
+        close(n, t, f"output {node.name}\n{text}")
+
+
+def close(got, want, message: str) -> None:
+    """NumPy's value against torch's, to float32 precision relative to the largest value."""
+    w = want.numpy()
+    scale = max(float(np.abs(w).max()), 1.0) if w.size else 1.0
+    np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-5 * scale, err_msg=message)
+
+
+def test_the_code_of_the_random_networks_is_clean(tmp_path):
+    """ruff with its defaults, once over the code of every random network in both targets."""
+    for seed in SEEDS:
+        net = archc.loads(random_spec(seed), f"random{seed}.arch")
+        for target in ("torch", "numpy"):
+            (tmp_path / f"random{seed}_{target}.py").write_text(generate(net, target).code)
+    check = subprocess.run(["ruff", "check", "--isolated", "."], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run(["ruff", "format", "--isolated", "--diff", "."], cwd=tmp_path, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_the_random_networks_cover_what_code_generation_must_handle():
+    """Layers nothing reads, networks of inputs alone, several inputs, several outputs, inputs returned."""
+    nets = [archc.loads(random_spec(seed), "r.arch") for seed in SEEDS]
+    assert sum(any(n.op != "input" for n in net.graph.unused) for net in nets) >= 20
+    assert sum(all(n.op == "input" for n in net.layers) for net in nets) >= 3
+    assert sum(len(net.inputs) > 1 for net in nets) >= 10
+    assert sum(len(net.graph.outputs) > 1 for net in nets) >= 10
+    assert sum(any(n.op == "input" for n in net.graph.outputs) for net in nets) >= 10
 
 
 def test_the_random_networks_use_every_layer_type_and_activation_shorthand():

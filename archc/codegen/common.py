@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from ..ops import OPS
 from .names import NN_MODULE_MEMBERS, Namespace, class_name
-from .pyexpr import Index, Temp, Update, assignment, deletion, flat, lit
+from .pyexpr import Call, Index, Temp, Update, assignment, deletion, flat, is_identifier, lines, lit
+
+UNUSED = "unused: nothing reads it (W0302)"  # the comment on the statement of a layer nothing reads
 
 # Activations after which a layer's weights start with He (Kaiming) initialisation;
 # others (tanh, sigmoid, softmax, none) get Xavier (Glorot).
@@ -28,7 +28,10 @@ class Generated:
     """Source code, and for each layer the line where its statement starts in forward."""
 
     code: str
-    statements: list[tuple[str, str | None, int]] = field(default_factory=list)  # (layer, variable, line)
+    # (layer, variable, line): the variable that holds the value once the statement has run (None when
+    # the statement returns it or, for a layer nothing reads, drops it). A layer with no statement of its
+    # own (an identity: its value is already in a variable) has the line of whatever comes next.
+    statements: list[tuple[str, str | None, int]] = field(default_factory=list)
     attrs: dict[str, str] = field(default_factory=dict)  # layer -> attribute, the prefix of its state_dict keys
 
 
@@ -37,11 +40,13 @@ class Plan:
     network: object
     cls: str
     attrs: dict[str, str]
-    vars: dict[str, str]
+    vars: dict[str, str | None]  # None for a layer nothing reads: its value is never stored
     params: list[str]
     outputs: list[str]
+    returned: frozenset[str]  # the outputs, to look up
+    unused: frozenset[str]  # layers nothing reads and forward does not return (W0302)
     returns_last: bool  # one output, computed last: `return <expr>`
-    computed: list  # the layers forward computes, in order
+    computed: list  # the layers forward computes, in order: every layer but the inputs
 
 
 class StateRef:
@@ -55,34 +60,43 @@ class StateRef:
 
 
 def make_plan(network, module_names: tuple[str, ...]) -> Plan:
-    nodes = list(network.graph)
+    """Names for everything, in one walk of the layers in definition order.
+
+    Every layer is computed, the ones nothing reads included (archc warned about
+    them, W0302): the generated code does what the spec says, so its parameters,
+    MACs and random draws are the analysed ones.
+    """
+    graph = network.graph
+    nodes = list(graph)
     top = Namespace(module_names)
     cls = top.name(class_name(network.name), fallback="Network")
     members = Namespace(NN_MODULE_MEMBERS)
     attrs = {n.name: members.name(n.name) for n in nodes if n.op != "input"}
     local = Namespace({*module_names, cls, "self", "s", "x"})
-    outputs = [n.name for n in network.graph.outputs]
-    # Layers nothing returned depends on are left out of forward (archc warned about
-    # them, W0302); their modules stay, so the parameters are still the analysed ones.
-    needed = set(outputs).union(*(nx.ancestors(network.graph.nx, name) for name in outputs))
-    nodes = [n for n in nodes if n.name in needed or n.op == "input"]
-    order = {n.name: i for i, n in enumerate(nodes)}
-    variables = {}
+    outputs = [n.name for n in graph.outputs]
+    returned = frozenset(outputs)
+    unused = frozenset(n.name for n in graph.unused if n.op != "input")
+    one_input = sum(n.op == "input" for n in nodes) == 1
+    variables: dict[str, str | None] = {}
     for i, node in enumerate(nodes):
-        consumers = [c for c in network.graph.consumers(node.name) if c in order]
+        readers = graph.readers[node.name]
         chained = (
-            len(consumers) == 1
-            and order[consumers[0]] == i + 1
+            len(readers) == 1
+            and i + 1 < len(nodes)
+            and readers[0] == nodes[i + 1].name
             and nodes[i + 1].inputs.count(node.name) == 1
-            and node.name not in outputs
+            and node.name not in returned
         )
-        if node.op == "input":
-            variables[node.name] = "x" if chained and len(network.graph.inputs) == 1 else local.name(node.name)
+        if node.name in unused:
+            variables[node.name] = None
+        elif node.op == "input":
+            variables[node.name] = "x" if chained and one_input else local.name(node.name)
         else:
             variables[node.name] = "x" if chained else local.name(node.name)
-    params = [variables[n.name] for n in network.graph.inputs]
-    returns_last = len(outputs) == 1 and outputs[0] == nodes[-1].name
-    return Plan(network, cls, attrs, variables, params, outputs, returns_last, [n for n in nodes if n.op != "input"])
+    params = [variables[n.name] for n in nodes if n.op == "input"]
+    returns_last = len(outputs) == 1 and outputs[0] == nodes[-1].name and nodes[-1].op != "input"
+    computed = [n for n in nodes if n.op != "input"]
+    return Plan(network, cls, attrs, variables, params, outputs, returned, unused, returns_last, computed)
 
 
 def forward_body(plan: Plan, layer, activation, depth: int, first_line: int) -> tuple[list[str], list]:
@@ -121,9 +135,18 @@ def forward_body(plan: Plan, layer, activation, depth: int, first_line: int) -> 
         if node.activation is not None:
             act, attrs = node.activation
             expr = activation(OPS[act], attrs, expr)
-        where.append((node.name, None if last else plan.vars[node.name], first_line + start))
-        if last or target is None or flat(expr) != plan.vars[node.name]:
-            out += assignment("return " if last else f"{plan.vars[node.name]} = ", expr, depth)
+        value = flat(expr)
+        if node.name in plan.unused and is_identifier(value):
+            # an identity that nothing reads computes nothing; a bare name would be a useless statement
+            out.append("    " * depth + f"# {plan.attrs[node.name]} = {value}, {UNUSED}")
+            where.append((node.name, value, first_line + len(out)))
+        elif node.name in plan.unused:  # computed as the spec says, then dropped
+            where.append((node.name, None, first_line + start))
+            out += lines(expr, depth, "", f"  # {UNUSED}")
+        else:
+            where.append((node.name, None if last else plan.vars[node.name], first_line + start))
+            if last or value != plan.vars[node.name]:  # never `x = x`
+                out += assignment("return " if last else f"{plan.vars[node.name]} = ", expr, depth)
         out += deletion(dead, depth)
     if not plan.returns_last:
         out.append("    " * depth + "return " + ", ".join(plan.vars[n] for n in plan.outputs))
@@ -148,14 +171,17 @@ def sole_reader(plan: Plan, name: str) -> str | None:
     """The layer that reads `name`'s value when forward reads it there only, once, and does not return it.
 
     After that layer, nothing reads the value again: the layer may overwrite it.
+    Constant time: code generation asks this of every activation and residual add.
     """
-    if name in plan.outputs:
-        return None
-    computed = {n.name for n in plan.computed}
-    readers = [c for c in plan.network.graph.consumers(name) if c in computed]
-    if len(readers) != 1 or plan.network.layer(readers[0]).inputs.count(name) != 1:
+    readers = plan.network.graph.readers[name]
+    if len(readers) != 1 or name in plan.returned or plan.network.layer(readers[0]).inputs.count(name) != 1:
         return None
     return readers[0]
+
+
+def signature(plan: Plan) -> list[str]:
+    """`def forward(self, x):`, split as ruff splits it when the inputs' names make it too long."""
+    return lines(Call("def forward", ("self", *plan.params)), 1, "", ":")
 
 
 def header(network, target: str) -> list[str]:

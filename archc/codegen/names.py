@@ -95,18 +95,24 @@ class Namespace:
     def __init__(self, reserved=()):
         self.taken = set(reserved) | set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
         self.given: dict[str, str] = {}
+        self.suffix: dict[str, int] = {}  # base -> the numeric suffix to try next: below it, all are taken
 
     def name(self, wanted: str, key: str | None = None, fallback: str = "layer") -> str:
-        """A fresh identifier for `wanted`; asking again with the same `key` gives the same one."""
+        """A fresh identifier for `wanted`; asking again with the same `key` gives the same one.
+
+        The suffixes tried for a base start where the last search for it stopped, so
+        that n names reduced to one base (`a`, `_a`, `a_`, ...) cost n steps, not n^2.
+        """
         key = wanted if key is None else key
         if key in self.given:
             return self.given[key]
         base = sanitize(wanted, fallback)
         candidate = base if base not in self.taken else f"{base}_"
-        n = 1
+        n = self.suffix.get(base, 1)
         while candidate in self.taken:
             candidate = f"{base}_{n}"
             n += 1
+        self.suffix[base] = n
         self.taken.add(candidate)
         self.given[key] = candidate
         return candidate

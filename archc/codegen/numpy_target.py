@@ -14,10 +14,21 @@ import re
 from pathlib import Path
 
 from ..ops import OPS
-from .common import Generated, StateRef, forward_body, he_or_xavier, header, make_plan, reserved_names, shapes_text
+from .common import (
+    Generated,
+    StateRef,
+    forward_body,
+    he_or_xavier,
+    header,
+    make_plan,
+    reserved_names,
+    shapes_text,
+    signature,
+)
 from .pyexpr import Entry, Seq, lines, lit
 
 KERNELS = Path(__file__).parent / "runtime" / "numpy_kernels.py"
+_CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")  # the names of functions called, not methods
 
 METHODS = '''
     def __call__(self, *inputs):
@@ -83,7 +94,7 @@ def kernel_names() -> tuple[str, ...]:
 def _needed(code: str) -> list[str]:
     """The kernels the code calls and, transitively, the kernels they call, in the kernels file's order."""
     kernels = _kernels()
-    wanted = {name for name in kernels if re.search(rf"(?<![\w.]){name}\(", code)}
+    wanted = set(kernels).intersection(_CALLED.findall(code))  # one pass over the code, however many kernels
     stack = list(wanted)
     while stack:
         for dep in kernels[stack.pop()][1]:
@@ -136,7 +147,7 @@ def generate(network) -> Generated:
         "",
         *init_lines,
         "",
-        f"    def forward(self, {', '.join(plan.params)}):",
+        *signature(plan),
     ]
     if entries:
         head.append("        s = self.state")

@@ -141,14 +141,19 @@ def flat(expr) -> str:
     if isinstance(expr, Entry):
         return f"{flat(expr.key)}: {flat(expr.value)}"
     if isinstance(expr, Sum):
-        return f" {expr.op} ".join(flat(t) for t in expr.terms)
+        return f" {expr.op} ".join(_operand(t) for t in expr.terms)
     if isinstance(expr, Neg):
-        return "-" + flat(expr.value)
+        return "-" + _operand(expr.value)
     if isinstance(expr, Index):
-        return f"{flat(expr.value)}[{expr.index}]"
+        return f"{_operand(expr.value)}[{expr.index}]"
     if isinstance(expr, Temp):
         return flat(expr.value)
     raise TypeError(f"not an expression: {expr!r}")
+
+
+def _operand(expr) -> str:
+    """An operand of `-`, `[]` or another operator: a sum in parentheses, `(a / b)[:, :2]`."""
+    return f"({flat(expr)})" if isinstance(expr, Sum) else flat(expr)
 
 
 def _forced(expr) -> bool:
@@ -179,21 +184,43 @@ def lines(expr, depth: int, prefix: str = "", suffix: str = "") -> list[str]:
     if isinstance(expr, Entry):
         return lines(expr.value, depth, f"{prefix}{flat(expr.key)}: ", suffix)
     if isinstance(expr, Neg):
-        return lines(expr.value, depth, prefix + "-", suffix)
+        return _operand_lines(expr.value, depth, prefix + "-", suffix)
     if isinstance(expr, Index):
-        return lines(expr.value, depth, prefix, f"[{expr.index}]{suffix}")
+        head = pad + prefix + _operand(expr.value) + "["
+        if len(head) <= WIDTH and not _forced(expr.value):
+            # as ruff does, the last brackets split first when what comes before them fits
+            return [head, INDENT * (depth + 1) + expr.index, f"{pad}]{suffix}"]
+        return _operand_lines(expr.value, depth, prefix, f"[{expr.index}]{suffix}")
     if isinstance(expr, Call):
         return _bracketed(f"{prefix}{expr.func}(", expr.items(), ")" + suffix, depth, explode=False)
     if isinstance(expr, Seq):
         return _bracketed(prefix + expr.open, list(expr.items), expr.close + suffix, depth, expr.explode)
     if isinstance(expr, Sum):
-        inner = INDENT * (depth + 1)
-        body = flat(expr)
-        if len(inner) + len(body) <= WIDTH:
-            return [pad + prefix + "(", inner + body, pad + ")" + suffix]
-        terms = [inner + flat(expr.terms[0])] + [f"{inner}{expr.op} {flat(t)}" for t in expr.terms[1:]]
-        return [pad + prefix + "(", *terms, pad + ")" + suffix]
+        if len(expr.terms) == 2 and isinstance(expr.terms[1], Call) and expr.terms[1].items():
+            # one operator and a call with arguments last: as ruff does, no parentheses of its
+            # own when splitting the operand's brackets leaves the line before them short enough
+            out = lines(expr.terms[1], depth, f"{prefix}{_operand(expr.terms[0])} {expr.op} ", suffix)
+            if len(out) > 1 and len(out[0]) <= WIDTH:
+                return out
+        return _in_parentheses(expr, depth, prefix, suffix)
     return [pad + one]  # an atom cannot be split
+
+
+def _operand_lines(expr, depth: int, prefix: str, suffix: str) -> list[str]:
+    """The lines of an operand of `-` or `[]`: a sum keeps its parentheses, whatever follows it."""
+    return _in_parentheses(expr, depth, prefix, suffix) if isinstance(expr, Sum) else lines(expr, depth, prefix, suffix)
+
+
+def _in_parentheses(expr: Sum, depth: int, prefix: str, suffix: str) -> list[str]:
+    """`(`, the sum on one line or one term a line, `)`."""
+    pad, inner = INDENT * depth, INDENT * (depth + 1)
+    body = flat(expr)
+    if len(inner) + len(body) <= WIDTH:
+        return [pad + prefix + "(", inner + body, pad + ")" + suffix]
+    out = [pad + prefix + "("]
+    for i, term in enumerate(expr.terms):  # one a line, each split in turn when too long
+        out += _operand_lines(term, depth + 1, f"{expr.op} " if i else "", "")
+    return [*out, pad + ")" + suffix]
 
 
 def _bracketed(head: str, items: list, tail: str, depth: int, explode: bool) -> list[str]:
@@ -219,16 +246,19 @@ def statement(target: str | None, expr, depth: int) -> list[str]:
 def assignment(head: str, expr, depth: int) -> list[str]:
     """`x = expr`, `x += expr` or `return expr` (`head` is `x = `, `x += ` or `return `) as formatted lines.
 
-    As ruff does, a name too long for the line (or, assigned, a name's subscript) goes
-    in parentheses on a line of its own, when it fits there.
+    As ruff does, the value goes in parentheses on a line of its own, when it fits there,
+    if it is a name too long for the line (or, assigned, a name's subscript), or if
+    splitting it leaves its first line too long (a call after a long target).
     """
-    out = lines(expr, depth, head)
     value = expr.value if isinstance(expr, Temp) else expr
     pad, inner = INDENT * depth, INDENT * (depth + 1)
+    own_line = [pad + head + "(", inner + flat(value), pad + ")"]
     atom = isinstance(value, str) or (isinstance(value, Index) and isinstance(value.value, str) and head != "return ")
-    if len(out) == 1 and len(out[0]) > WIDTH and atom and len(inner + flat(value)) <= WIDTH:
-        return [pad + head + "(", inner + flat(value), pad + ")"]
-    return out
+    fits_alone = len(inner + flat(value)) <= WIDTH and len(own_line[0]) <= WIDTH and not _forced(value)
+    if atom and len(pad + head + flat(value)) > WIDTH and fits_alone:
+        return own_line
+    out = lines(expr, depth, head)
+    return own_line if len(out[0]) > WIDTH and fits_alone else out
 
 
 def deletion(names: list[str], depth: int) -> list[str]:

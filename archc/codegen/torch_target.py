@@ -17,8 +17,8 @@ import re
 from dataclasses import replace
 
 from ..ops import OPS
-from .common import Generated, forward_body, header, make_plan, reserved_names, shapes_text, sole_reader
-from .pyexpr import Call, Sum, Temp, Update, lines
+from .common import Generated, forward_body, header, make_plan, reserved_names, shapes_text, signature, sole_reader
+from .pyexpr import Call, Sum, Temp, Update, assignment
 
 # Layers whose torch output is a new tensor (never a view of an input or the input itself)
 # that their backward does not read: once their readers are done with it, overwriting it
@@ -76,13 +76,15 @@ def generate(network) -> Generated:
         if op.is_activation and _inplace_activation(op, node.attrs) and overwritable(node.inputs[0], node.name):
             module = _inplace(module)  # nn.ReLU(inplace=True): its input is read by nothing else
         if module is not None:
-            init += lines(module, 2, f"self.{plan.attrs[node.name]} = ")
+            init += assignment(f"self.{plan.attrs[node.name]} = ", module, 2)
 
     def layer(node, args):
         expr = fresh(node, args)
         if expr is None:
             return OPS[node.op].torch_call(node, f"self.{plan.attrs[node.name]}", args)
-        if node.op in ("add", "shortcut") and isinstance(expr, Sum) and expr.op == "+" and len(expr.terms) == 2:
+        residual = node.op in ("add", "shortcut") and isinstance(expr, Sum) and expr.op == "+"
+        # (an add nothing reads is a bare `a + b`: it has no variable for `a += b` to stand for)
+        if residual and len(expr.terms) == 2 and node.name not in plan.unused:
             # A residual add, into a term nothing else reads: the shortcut's first (whose shape
             # it keeps); either of an add's, a + b being b + a to the last bit: the one in the
             # add's own variable first (`x += y` and no `z = x` after it), then `x` (which the
@@ -124,7 +126,7 @@ def generate(network) -> Generated:
         "        super().__init__()",
         *init,
         "",
-        f"    def forward(self, {', '.join(plan.params)}):",
+        *signature(plan),
     ]
     # imports depend on what the body uses; they take a fixed number of lines only once known
     body, where = forward_body(plan, layer, activation, 2, 0)
