@@ -199,7 +199,10 @@ def test_uneven_stride_is_a_warning_with_the_fix():
     (w,) = net.warnings
     assert w.code == "W0301" and (w.span.line, w.span.col) == (3, 3)
     assert "(7-3)/3+1 = 2.33" in w.message
-    assert w.help == ["pad=1 makes it exact (7+2-3)/3+1 = 3; so does an input of 9"]
+    assert w.help == [
+        "pad=1 makes it exact: (7+2-3)/3+1 = 3, output 8x3x3",
+        "so does an input `x` of 3x9x9: (9-3)/3+1 = 3, output 8x3x3",
+    ]
 
 
 def test_rendered_error_has_location_source_line_and_caret():

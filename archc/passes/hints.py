@@ -1,56 +1,153 @@
-"""What would make a wrong size right: the suggestions of a dense size mismatch (E0218).
+"""What would make a shape diagnostic go away, tried before it is offered.
 
-A `dense ... in=N` that gets another size is usually a mistake far upstream:
-an input of another resolution than the layer table assumed, or a stride-1
-convolution whose padding shrinks the map. Both are found by trying the
-change and running the shape pass again (a few dozen linear passes, only
-when this error occurs).
+Two diagnostics have causes a change elsewhere fixes: a stride that does not
+divide evenly (W0301), fixed by more padding or another input size, and a
+`dense ... in=N` that gets another size (E0218), usually a mistake far
+upstream: an input of another resolution than the layer table assumed, or a
+stride-1 convolution whose padding shrinks the map. Each change is tried by
+running the shape pass again with it made, and offered only when the
+diagnostic goes away, no new one appears, and the layer gets the size the help
+promises. A help line that proposes an edit of the spec carries it as a `Fix`,
+so that pasting it gives exactly that. Each trial is a linear pass, run only
+when these diagnostics occur, and all of them together are bounded (`WORK`).
 """
 
 from __future__ import annotations
 
-from ..diagnostics import Reporter
-from ..ops.base import fmt_padding, fmt_shape, prod
+from collections import Counter
 
-MAX_TRIALS = 80
+from ..diagnostics import Fix, Reporter, Span
+from ..ops.base import Proposal, fmt_padding, fmt_shape, pad_spelling, prod
+
+MAX_TRIALS = 80  # shape passes one analysis may run to find and check fixes
+WORK = 4_000_000  # ... and layers those passes may visit in all: a big network gets fewer trials
 COMMON_SIZES = (28, 32, 64, 96, 112, 128, 160, 224, 227, 229, 256, 299, 320, 384, 448, 512)
 
 
-def dense_mismatch(graph, node, overrides, infer) -> tuple[str, list[str]]:
-    """(message, help) for a dense layer whose input size is not its `in=`."""
+class Trials:
+    """Runs the shape pass with a change made, within the budget, and puts everything back."""
+
+    def __init__(self, graph, reporter: Reporter, overrides: dict, infer, editable: bool):
+        self.graph, self.overrides, self.infer, self.editable = graph, overrides, infer, editable
+        self.left = min(MAX_TRIALS, WORK // max(len(graph), 1))
+        self.known = {_key(d) for d in reporter.diagnostics}
+        self.results = [(n, n.attrs, n.geom, n.shape, n.failed) for n in graph]  # what each trial rewrites
+        self.statements = Counter(n.span for n in graph)  # a statement that makes several layers
+
+    def works(self, diag, node, changes: dict, overrides: dict, spatial=None) -> bool:
+        """Whether the pass, with `changes` ({node: {param: value}}) and input `overrides`, loses `diag`,
+        gains no diagnostic, and gives `node` the spatial size `spatial` (when given)."""
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        trial = Reporter()
+        try:
+            for n, attrs in changes.items():
+                n.attrs = {**n.attrs, **attrs}
+            self.infer(self.graph, trial, {**self.overrides, **overrides}, hints=False)
+            found = {_key(d) for d in trial.diagnostics}
+            sized = spatial is None or (node.shape is not None and tuple(node.shape[1:]) == tuple(spatial))
+            return _key(diag) not in found and found <= self.known and sized
+        finally:
+            self.restore()
+
+    def restore(self) -> None:
+        """The real network again: a trial changes attributes and overrides input shapes, and the
+        pass rewrites every result; putting them back costs less than another pass."""
+        for n, attrs, geom, shape, failed in self.results:
+            n.attrs, n.geom, n.shape, n.failed = attrs, geom, shape, failed
+
+    # -- the edits --------------------------------------------------------------------
+
+    def param_fix(self, node, param: str, text: str) -> Fix | None:
+        """`text` (`pad=...`) in place of the layer's `param` argument, or after its last argument.
+
+        None when the statement is not the layer's alone (a block body or a repeat makes
+        several layers of it, and an edit would change them all) or the spec is not `.arch`.
+        """
+        if not self.editable or node.scope or self.statements[node.span] > 1:
+            return None
+        if param in node.arg_spans:
+            return Fix(node.arg_spans[param], text)
+        if not node.arg_spans:
+            return None
+        end = max(node.arg_spans.values(), key=lambda s: (s.end_line, s.end_col))
+        return Fix(Span(end.file, end.end_line, end.end_col, end.end_line, end.end_col), f" {text}")
+
+    def input_fix(self, inp, shape) -> Fix | None:
+        """The input's shape rewritten; None when the shape comes from an override, not the spec."""
+        if not self.editable or inp.name in self.overrides or "shape" not in inp.arg_spans:
+            return None
+        return Fix(inp.arg_spans["shape"], fmt_shape(shape))
+
+
+def _key(diag) -> tuple:
+    """A diagnostic, told apart from those of the other copies of its statement by its message."""
+    return diag.code, diag.span, diag.message
+
+
+def offer_fixes(graph, reporter: Reporter, pending, overrides: dict, infer, editable: bool) -> None:
+    """Fill in the help and fixes of the diagnostics in `pending`: (diagnostic, node, proposals)."""
+    trials = Trials(graph, reporter, overrides, infer, editable)
+    for diag, node, proposals in pending:
+        if diag.code == "E0218":
+            diag.help, diag.fixes = dense_mismatch(trials, diag, node)
+        else:
+            _uneven(trials, diag, node, proposals)
+
+
+def _uneven(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
+    """W0301: the padding, then the input size, that make the stride exact, where they work."""
+    helps, fixes = [], []
+    src = trials.graph.nodes[node.inputs[0]]
+    for prop in proposals:
+        out = fmt_shape((node.shape[0], *prop.spatial))
+        if prop.param == "pad":
+            fix = trials.param_fix(node, "pad", prop.text)
+            if fix and trials.works(diag, node, {node: {"pad": prop.value}}, {}, prop.spatial):
+                helps.append(f"{prop.text} makes it exact: {prop.says}, output {out}")
+                fixes.append(fix)
+        elif src.op == "input":
+            shape = (src.shape[0], *prop.value)
+            fix = trials.input_fix(src, shape)
+            if fix and trials.works(diag, node, {}, {src.name: shape}, prop.spatial):
+                what = f"input `{src.name}` of {fmt_shape(shape)}"
+                lead = f"so does an {what}" if helps else f"an {what} makes it exact"
+                helps.append(f"{lead}: {prop.says}, output {out}")
+                fixes.append(fix)
+    if helps:
+        diag.help, diag.fixes = helps, fixes
+
+
+def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:
+    """(help, fixes) for a dense layer whose input size is not its `in=`."""
+    src = trials.graph.nodes[node.inputs[0]]
+    got = prod(src.shape)
+    helps, fixes = [], []
+    for found in (*_paddings(trials, diag, node), *_input_sizes(trials, diag, node)):
+        helps.append(found[0])
+        fixes += found[1:]
+    text = f"in={got}"
+    fix = trials.param_fix(node, "in", text)
+    helps.append(f"or, if {got} is what you want, write {text}")
+    fixes += [fix] if fix else []
+    return helps, fixes
+
+
+def dense_message(graph, node) -> str:
     expected = node.attrs["in"]
     src = graph.nodes[node.inputs[0]]
     got = src.shape[0]
     origin = graph.nodes[src.inputs[0]] if src.op in ("flatten", "reshape") and src.inputs else src
     gives = f"{fmt_shape(origin.shape)} = {got}" if origin is not src else str(got)
-    message = f"dense {node.name} expects {expected} inputs (in={expected}), but {src.op} {src.name} gives {gives}"
-    inputs = {n.name: n.attrs for n in graph.inputs}
-
-    def restore():  # trials override input shapes and rewrite every shape: put the real ones back
-        for n in graph.inputs:
-            n.attrs = inputs[n.name]
-        infer(graph, Reporter(), overrides, hints=False)
-
-    helps = []
-    for trial in (_paddings, _input_sizes):
-        try:
-            helps += trial(graph, node, expected, overrides, infer)
-        finally:
-            restore()
-    helps.append(f"or, if {got} is what you want, write in={got}")
-    return message, helps
+    return f"dense {node.name} expects {expected} inputs (in={expected}), but {src.op} {src.name} gives {gives}"
 
 
-def _size_after(graph, node, infer, overrides) -> int | None:
-    infer(graph, Reporter(), overrides, hints=False)
-    src = graph.nodes[node.inputs[0]]
-    return None if src.shape is None else prod(src.shape)
-
-
-def _input_sizes(graph, node, expected, overrides, infer) -> list[str]:
-    if len(graph.inputs) != 1:
+def _input_sizes(trials: Trials, diag, node) -> list[tuple]:
+    """Another size of the only input that gives `in=`: the nearest one of those tried."""
+    if len(trials.graph.inputs) != 1:
         return []
-    (inp,) = graph.inputs
+    (inp,) = trials.graph.inputs
     shape = inp.shape
     if shape is None or len(shape) < 2:
         return []
@@ -58,19 +155,23 @@ def _input_sizes(graph, node, expected, overrides, infer) -> list[str]:
     tries = [tuple(n + delta for n in spatial) for delta in range(-16, 17) if delta and min(spatial) + delta > 0]
     if len(set(spatial)) == 1:
         tries += [(size,) * len(spatial) for size in COMMON_SIZES]
-    found = []
-    for candidate in list(dict.fromkeys(tries))[:MAX_TRIALS]:
-        if _size_after(graph, node, infer, {**overrides, inp.name: (c, *candidate)}) == expected:
-            found.append(candidate)
-    if not found:
-        return []
-    best = min(found, key=lambda t: sum(abs(a - b) for a, b in zip(t, spatial)))
-    return [f"with an input of {fmt_shape(best)} (not {fmt_shape(spatial)}) it would get {expected}: is that the size?"]
+    tries.sort(key=lambda t: sum(abs(a - b) for a, b in zip(t, spatial)))  # the nearest that works is the first
+    for candidate in dict.fromkeys(tries):
+        if trials.works(diag, node, {}, {inp.name: (c, *candidate)}):
+            expected = node.attrs["in"]
+            text = f"with an input of {fmt_shape(candidate)} (not {fmt_shape(spatial)}) it would get {expected}"
+            fix = trials.input_fix(inp, (c, *candidate))
+            return [(f"{text}: is that the size?", fix)] if fix else [(f"{text} (as --input gives it)",)]
+        if trials.left <= 0:
+            break
+    return []
 
 
-def _paddings(graph, node, expected, overrides, infer) -> list[str]:
+def _paddings(trials: Trials, diag, node) -> list[tuple]:
+    """Stride-1 convolutions and pools above that shrink the map: `same` padding that gives `in=`."""
     import networkx as nx  # only when a hint is being worked out: ~100 ms that `check` of a good spec saves
 
+    graph = trials.graph
     candidates = []  # read everything first: each trial rewrites the shapes
     for name in nx.ancestors(graph.nx, node.name):
         layer = graph.nodes[name]
@@ -80,19 +181,22 @@ def _paddings(graph, node, expected, overrides, infer) -> list[str]:
         before = graph.nodes[layer.inputs[0]].shape
         if before is not None and tuple(layer.shape[1:]) != tuple(before[1:]):
             candidates.append((layer, g["pads"], before[1:], layer.shape[1:]))
-    helps = []
+    found = []
     for layer, old_pads, before, after in candidates:
-        saved = layer.attrs
-        layer.attrs = {**saved, "pad": "same"}
-        try:
-            fits = _size_after(graph, node, infer, overrides) == expected
-            new_pads = layer.geom.get("pads")
-        finally:
-            layer.attrs = saved
-        if fits and new_pads is not None:
-            helps.append(
+        new_pads = _same_pads(layer, before)
+        text, value = pad_spelling(new_pads)
+        fix = trials.param_fix(layer, "pad", text)
+        if fix and trials.works(diag, node, {layer: {"pad": value}}, {}):
+            help_ = (
                 f"{layer.op} {layer.name} turns {fmt_shape(before)} into {fmt_shape(after)} "
-                f"with pad={fmt_padding(old_pads)}; pad={fmt_padding(new_pads)} keeps {fmt_shape(before)} "
-                f"and gives {expected}"
+                f"with pad={fmt_padding(old_pads)}; {text} keeps {fmt_shape(before)} and gives {node.attrs['in']}"
             )
-    return sorted(helps)
+            found.append((help_, fix))
+    return sorted(found, key=lambda f: f[0])
+
+
+def _same_pads(layer, before) -> tuple:
+    """The padding `same` gives a stride-1 window layer: the effective kernel less one, the odd pixel after."""
+    g = layer.geom
+    totals = [d * (k - 1) for k, d in zip(g["kernel"], g["dilation"])]
+    return tuple((t // 2, t - t // 2) for t in totals)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..diagnostics import Reporter
 from ..ops import OPS, ShapeError
 from ..ops.base import fmt_shape, prod
-from .hints import dense_mismatch
+from .hints import dense_message, offer_fixes
 
 MAX_ELEMENTS = 2**62  # per sample; larger tensors overflow int64 counters in every framework
 
@@ -19,11 +19,17 @@ def node_notes(node) -> list:
 
 
 def infer_shapes(
-    graph, reporter: Reporter, overrides: dict[str, tuple[int, ...]] | None = None, hints: bool = True
+    graph,
+    reporter: Reporter,
+    overrides: dict[str, tuple[int, ...]] | None = None,
+    hints: bool = True,
+    editable: bool = True,
 ) -> None:
-    """`hints`: work out what would fix a size mismatch (off while trying the fixes themselves)."""
+    """`hints`: work out what would fix a diagnostic (off while trying the fixes themselves);
+    `editable`: the spec is `.arch` text that a `Fix` can edit (not an imported file)."""
     overrides = overrides or {}
     nodes = graph.nodes
+    pending = []  # (diagnostic, node, proposals): fixes to try once every shape is known
     for node in graph:
         node.geom = {}
         node.failed = False
@@ -34,8 +40,10 @@ def infer_shapes(
         ins = [nodes[src].shape for src in node.inputs]
         op = OPS[node.op]
 
-        def warn(message, help=(), node=node):
-            reporter.warn("W0301", message, node.span, help, node_notes(node))
+        def warn(message, help=(), proposals=(), node=node):
+            diag = reporter.warn("W0301", message, node.span, help, node_notes(node))
+            if proposals and hints:
+                pending.append((diag, node, proposals))
 
         try:
             if node.op == "input" and node.name in overrides:
@@ -49,11 +57,14 @@ def infer_shapes(
                 )
         except ShapeError as err:
             span = node.arg_spans.get(err.param, node.span) if err.param else node.span
-            message, help_ = err.message, err.help
+            message = err.message
+            if err.code == "E0218":
+                message, span = dense_message(graph, node), node.arg_spans.get("in", node.span)
+            diag = reporter.error(err.code, message, span, err.help, node_notes(node))
             if err.code == "E0218" and hints:
-                message, help_ = dense_mismatch(graph, node, overrides, infer_shapes)
-                span = node.arg_spans.get("in", node.span)
-            reporter.error(err.code, message, span, help_, node_notes(node))
+                pending.append((diag, node, ()))
             node.failed = True
             continue
         node.shape = shape
+    if pending:
+        offer_fixes(graph, reporter, pending, overrides, infer_shapes, editable)

@@ -1,0 +1,205 @@
+"""Issue 14, shapes: every fix a shape hint proposes works when pasted; sizes stay in their limits;
+what archc accepts, the generated code runs.
+
+The fix tests are mechanical: each `Fix` a diagnostic carries is applied to the spec, the spec is
+analysed again, and the diagnostic must be gone, no other may appear, and the layer must have the
+output size the help promises, in archc and in torch (the generated module, run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+
+import pytest
+import torch
+from codegen_util import build, traced
+from conftest import ROOT
+
+import archc
+from archc import ArchError
+from archc.importers import import_text
+
+SHARED = ROOT.parent / "shared" / "realspecs"
+PROMISE = re.compile(r"output (\d+(?:x\d+)*)$")
+
+
+def diagnostics(text: str, file: str = "t.arch", **kwargs) -> list:
+    try:
+        return archc.loads(text, file, **kwargs).warnings
+    except ArchError as err:
+        return err.diagnostics
+
+
+def torch_shapes(text: str) -> dict[str, tuple[int, ...]]:
+    """Every layer's output shape (per sample) when the generated torch module runs."""
+    net = archc.loads(text, "fixed.arch")
+    model, gen, filename = build(net, "torch")
+    inputs = [torch.zeros(1, *shape) for shape in net.inputs.values()]
+    with torch.no_grad():
+        _, values = traced(model, gen, filename, *inputs)
+    return {layer: tuple(v.shape[1:]) for layer, v in values.items() if hasattr(v, "shape")}
+
+
+def key(diag) -> tuple:
+    """A diagnostic; the message tells apart the copies of one statement in a repeat or a block."""
+    return (diag.code, diag.span.line, diag.span.col, diag.message) if diag.span else (diag.code, diag.message)
+
+
+def check_fixes(text: str, with_torch: bool = True) -> int:
+    """Apply every fix of every diagnostic of `text`, one at a time; return how many were checked."""
+    before = diagnostics(text)
+    checked = 0
+    for diag in before:
+        layer = diag.message.split(" ")[1] if diag.code == "W0301" else None
+        promises = [PROMISE.search(h) for h in diag.help if PROMISE.search(h)] if layer else []
+        assert not promises or len(promises) == len(diag.fixes), diag.help  # every promise has its edit
+        for i, fix in enumerate(diag.fixes):
+            fixed = fix.apply(text)
+            after = diagnostics(fixed)
+            shown = f"{diag.message}\n{diag.help}\n--- fixed by {fix} ---\n{fixed}"
+            assert key(diag) not in {key(d) for d in after}, f"the diagnostic stays\n{shown}"
+            new = {key(d) for d in after} - {key(d) for d in before}
+            assert not new, f"new diagnostics {[d.message for d in after if key(d) in new]}\n{shown}"
+            if promises:
+                promised = tuple(int(v) for v in promises[i].group(1).split("x"))
+                assert archc.loads(fixed, "fixed.arch").layer(layer).shape == promised, shown
+                if with_torch:
+                    assert torch_shapes(fixed)[layer] == promised, shown
+            checked += 1
+    return checked
+
+
+def net(*lines: str, shape: str = "3x224x224") -> str:
+    return "network N {\n  input x: " + shape + "\n" + "".join(f"  {line}\n" for line in lines) + "}\n"
+
+
+# -- item 1: the uneven-stride help --------------------------------------------------------------
+
+
+def test_the_alexnet_stem_on_224_gets_per_side_padding_for_both_axes():
+    text = "network A {\n  input image: 3x224x224\n  conv c1: 96 @ 11x11 /4\n}\n"
+    (warning,) = diagnostics(text)
+    # (1,2) alone on an image means 1 row and 2 columns on both sides: 96x54x55 and a new warning
+    assert warning.help[0] == "pad=(1,2)x(1,2) makes it exact: (224+3-11)/4+1 = 55, output 96x55x55"
+    assert [f.apply(text) for f in warning.fixes] == [
+        text.replace("/4", "/4 pad=(1,2)x(1,2)"),
+        text.replace("224x224", "227x227"),
+    ]
+    assert check_fixes(text) == 2
+    # torch: a 227x227 input, or 224 padded 1 before and 2 after, gives 55x55 (figures.md: AlexNet 55x55x96)
+    conv = torch.nn.Conv2d(3, 96, 11, stride=4)
+    assert conv(torch.nn.functional.pad(torch.zeros(1, 3, 224, 224), (1, 2, 1, 2))).shape[2:] == (55, 55)
+
+
+def test_the_squeezenet_stem_edits_the_padding_it_has():
+    text = "network S {\n  input image: 3x224x224\n  conv conv1: 96 @ 7x7 /2 pad=0 -> relu\n}\n"
+    (warning,) = diagnostics(text)
+    assert warning.help[0] == "pad=(0,1)x(0,1) makes it exact: (224+1-7)/2+1 = 110, output 96x110x110"
+    assert warning.fixes[0].apply(text).splitlines()[2] == "  conv conv1: 96 @ 7x7 /2 pad=(0,1)x(0,1) -> relu"
+    assert check_fixes(text) == 2
+
+
+def test_one_edit_fixes_every_uneven_axis_and_keeps_the_even_ones():
+    text = net("conv c: 4 @ 3x3x3 /2", shape="2x8x9x10")  # D: 8-3 = 5 odd, H: 6 even, W: 7 odd
+    (warning,) = diagnostics(text)
+    assert warning.help[0] == (
+        "pad=(0,1)x(0,0)x(0,1) makes it exact: D: (8+1-3)/2+1 = 4, W: (10+1-3)/2+1 = 5, output 4x4x4x5"
+    )
+    assert check_fixes(text) == 2
+
+
+def test_a_pool_padding_that_would_pass_half_the_window_is_not_offered():
+    # maxpool 2 /3 on 7: the fix needs 2 more pixels, pad (1,1) <= 2//2 works
+    assert check_fixes(net("maxpool p: 2 /3", shape="3x7")) >= 1
+    # maxpool 1x1 /2 on 8: a window of 1 reads every second pixel only when told so: no pad <= 0 works
+    (warning,) = diagnostics(net("maxpool p: 1x1 /2 pad=0", shape="3x7x7")) or [None]
+    assert warning is None or all(f.text.find("pad=") < 0 for f in warning.fixes[:1])
+
+
+def test_a_fix_that_would_break_a_later_layer_is_not_offered():
+    text = net("conv c: 8 @ 3x3 /2", "flatten", "dense: 10 in=968", shape="3x24x24")  # 11x11 now
+    (warning,) = diagnostics(text)
+    assert warning.code == "W0301" and warning.fixes == []  # 12x12 would break in=968
+    assert "multiple of the stride" in warning.help[0]
+
+
+def test_a_layer_in_a_repeat_or_a_block_gets_no_edit_of_its_shared_statement():
+    block = "block b() {\n  conv: 4 @ 2x2 /2\n}\n" + net("b", shape="3x13x13")
+    (warning,) = diagnostics(block)
+    assert [f.span.line for f in warning.fixes] == [5]  # the input line; the block's conv stays as it is
+    assert check_fixes(block) == 1
+    repeat = net("repeat 2 {", "  conv: 4 @ 3 /2", "}", shape="3x12x12")  # 5x5, then 2x2
+    (warning,) = diagnostics(repeat)
+    # 3x13x13 would make the first copy exact but the second uneven: the same line, another message
+    assert warning.fixes == [] and "multiple of the stride" in warning.help[0]
+
+
+def _random_window(rng: random.Random) -> str | None:
+    nd = rng.choice([1, 2, 2, 3])
+    sizes = [rng.randint(5, 40 if nd < 3 else 14) for _ in range(nd)]
+    op = rng.choice(["conv", "conv", "dwconv", "maxpool", "avgpool", "minpool"])
+    k = [rng.randint(1, 5) for _ in range(nd)]
+    s = [rng.randint(2, 4) for _ in range(nd)]
+    dil = rng.choice([1, 1, 2]) if op in ("conv", "dwconv", "maxpool", "minpool") else 1
+    pad = rng.choice(["", "", " pad=1", " pad=(0,1)" if nd == 1 else " pad=0x1", " full" if op == "conv" else ""])
+    head = "conv c: 4 @ " if op == "conv" else f"{op} c: "
+    dil_text = f" dilation={dil}" if dil > 1 else ""
+    after = rng.choice(["", "relu", "conv: 2 @ 1", "flatten"])
+    layers = [f"{head}{'x'.join(map(str, k))} /{'x'.join(map(str, s))}{pad}{dil_text}", *([after] if after else [])]
+    return net(*layers, shape="x".join(["3", *map(str, sizes)]))
+
+
+CASES = [_random_window(random.Random(seed)) for seed in range(400)]
+UNEVEN = [t for t in CASES if any(d.code == "W0301" and d.severity == "warning" for d in diagnostics(t))]
+
+
+@pytest.mark.parametrize("text", UNEVEN[:60], ids=range(len(UNEVEN[:60])))
+def test_every_uneven_stride_fix_of_random_windows_works_in_archc_and_torch(text):
+    assert check_fixes(text) >= 1
+
+
+def test_the_random_windows_cover_every_rank_and_most_offer_a_fix():
+    assert len(UNEVEN) >= 60
+    ranks = {t.split("input x: ")[1].split("\n")[0].count("x") for t in UNEVEN}
+    assert ranks == {1, 2, 3}
+
+
+def _respecs() -> list[tuple[str, str]]:
+    """The bundled specs, and the real Darknet files as `archc import` writes them, at input sizes one to
+    three pixels off, where strides stop dividing evenly and dense layers stop matching."""
+    texts = [(p.name, p.read_text(encoding="utf-8")) for p in sorted((ROOT / "specs").glob("*.arch"))]
+    for path in sorted((SHARED / "darknet").glob("*/*.cfg"))[:12] if SHARED.exists() else []:
+        with contextlib.suppress(ArchError):
+            texts.append((path.name, import_text(path.read_text(encoding="utf-8"), path.name, blocks=False)))
+    cases = []
+    for name, text in texts:
+        match = re.search(r"input\s+(\w+):\s*(\d+)x(\d+)x(\d+)", text)
+        if not match:
+            continue
+        c, h, w = (int(v) for v in match.groups()[1:])
+        for delta in (1, 3):
+            resized = text.replace(match.group(0), f"input {match.group(1)}: {c}x{h + delta}x{w}")
+            cases.append((f"{name}+{delta}", resized))
+    return cases
+
+
+@pytest.mark.parametrize("name,text", _respecs())
+def test_every_fix_on_real_networks_at_other_sizes_works(name, text):
+    check_fixes(text, with_torch=False)  # whole networks: archc's shapes; torch checks the same rule above
+
+
+def test_every_dense_size_fix_works():
+    from test_diagnostics import LENET_28, MNIST_PAD_1
+
+    for text in (LENET_28, MNIST_PAD_1):
+        (error,) = diagnostics(text)
+        assert error.code == "E0218" and len(error.fixes) == len(error.help)
+        assert check_fixes(text) == len(error.help)
+    (error,) = diagnostics(LENET_28)
+    assert [f.apply(LENET_28) for f in error.fixes] == [
+        LENET_28.replace("C1: 6 @ 5x5", "C1: 6 @ 5x5 pad=2"),
+        LENET_28.replace("1x28x28", "1x32x32"),
+        LENET_28.replace("in=400", "in=256"),
+    ]
