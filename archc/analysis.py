@@ -164,7 +164,9 @@ def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
     infer_shapes(graph, reporter, overrides, editable=kind == "arch")
     if reporter.has_errors:
         raise ArchError(reporter.diagnostics, sources)
-    count_costs(graph)
+    count_costs(graph, reporter)
+    if reporter.has_errors:
+        raise ArchError(reporter.diagnostics, sources)
     receptive_fields(graph)
     memory = measure_memory(graph)
     nbytes = DTYPE_BYTES[dtype]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import random
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -203,3 +205,80 @@ def test_every_dense_size_fix_works():
         LENET_28.replace("1x28x28", "1x32x32"),
         LENET_28.replace("in=400", "in=256"),
     ]
+
+
+# -- item 2: sizes and figures above 2^62 ------------------------------------------------------
+
+
+def archc_cli(*args: str, timeout: float = 120):
+    return subprocess.run([sys.executable, "-m", "archc", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def e0306(text: str, file: str = "t.arch"):
+    (error,) = [d for d in diagnostics(text, file) if d.severity == "error"]
+    assert error.code == "E0306", error.message
+    return error
+
+
+@pytest.mark.parametrize("digits", [160, 2200])
+def test_a_kernel_above_2_62_is_e0306_at_the_kernel_even_when_the_output_is_small(tmp_path, digits):
+    k = 10**digits + 1
+    text = net(f"conv: 1 @ {k} pad={k}//2", shape="1x8")  # the output is 1x8: only the kernel is huge
+    error = e0306(text)
+    assert (error.span.line, error.span.col) == (3, 13)  # the kernel
+    assert error.message == "conv conv1: kernel is larger than 2^62"
+    spec = tmp_path / "k.arch"
+    spec.write_text(text, encoding="utf-8")
+    for command in ("check", "table"):  # were OverflowError (conventions.py) and ValueError (str of the count)
+        run = archc_cli(command, str(spec))
+        assert run.returncode == 1 and "Traceback" not in run.stderr and "[E0306]" in run.stderr
+
+
+@pytest.mark.skipif(not (SHARED / "darknet").exists(), reason="needs ../shared/realspecs")
+@pytest.mark.parametrize("key,digits", [("size=3", 200), ("size=3", 2200), ("filters=64", 200)])
+def test_a_mutated_yolov4_tiny_is_e0306_not_a_traceback(tmp_path, key, digits):
+    text = (SHARED / "darknet" / "alexeyab" / "yolov4-tiny.cfg").read_text(encoding="utf-8")
+    name = key.split("=")[0]
+    cfg = tmp_path / "yolov4-tiny.cfg"
+    cfg.write_text(text.replace(key, f"{name}={10**digits + 1}", 1), encoding="utf-8")
+    for command in ("check", "table"):
+        run = archc_cli(command, str(cfg))
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+        assert "[E0306]" in run.stderr
+
+
+def test_every_size_argument_is_bounded_but_float_arguments_are_not():
+    for layer in (f"conv: 4 @ 3 /{2**62 + 1}", f"conv: 4 @ 3 dilation={2**62 + 1}", f"maxpool: 2 pad=({2**62 + 1},0)"):
+        assert e0306(net(layer, shape="3x8")).span.col > 3  # at the argument
+    archc.loads(net(f"leaky_relu: {10**400}", shape="3x8"), "t.arch")  # a slope: a float, infinite, allowed
+
+
+def test_a_layer_whose_parameters_or_macs_pass_2_62_is_e0306():
+    dense = e0306(net(f"dense: {2**32}", shape=f"{2**31}"))  # 2^63 weights; a 2^32 output is small
+    assert dense.message == "dense dense1 has more than 2^62 parameters"
+    conv = e0306(net(f"conv: 1 @ {2**30} pad={2**29}", shape=f"1x{2**40}"))  # 2^70 MACs, 2^30 weights
+    assert conv.message == "conv conv1 has more than 2^62 MACs"
+
+
+def test_totals_that_pass_2_62_are_e0306_where_they_do():
+    error = e0306(net("relu", "relu", shape=f"{2**61}"))  # each tensor 2^61 values, 3 x 2^61 in all
+    assert error.message == "the network, up to relu2, has more than 2^62 activation values"
+    assert error.span.line == 4
+
+
+def test_groups_that_do_not_divide_huge_channels_are_answered_without_counting_to_2_62():
+    text = net(f"reshape: {2**62}x1", f"conv: {2**62} @ 1 groups=3", shape=f"{2**62}")
+    run = subprocess.run(  # counting every divisor to 2^62 would take centuries; this is well under a second
+        [
+            sys.executable,
+            "-c",
+            f"import archc\ntry:\n    archc.loads({text!r}, 't.arch')\nexcept archc.ArchError as e:\n"
+            "    print(e.diagnostics[0].code, e.diagnostics[0].help)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.stdout.startswith("E0303") and f"groups must divide {2**62}" in run.stdout
+    (error,) = diagnostics(net("conv: 18 @ 1 groups=5", shape="12x8x8"))
+    assert error.help == ["the common divisors of 12 and 18 are 1, 2, 3, 6"]

@@ -24,6 +24,9 @@ Shape = tuple[int, ...]
 RF = tuple[tuple[int | Fraction, int | Fraction, int | Fraction], ...] | None
 
 REQUIRED = object()
+# The largest size, count or figure archc works with (docs/language.md, section 12): beyond
+# it, counts overflow the 64-bit integers of every framework (and FLOPs, 2 x MACs, would too).
+MAX_SIZE = 2**62
 
 
 class PadPair(tuple):

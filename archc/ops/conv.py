@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from ..codegen.pyexpr import Index, call, lit
@@ -59,7 +60,7 @@ def _geometry(node, ins, warn, *, transposed=False, depthwise=False):
     if groups < 1 or cin % groups or filters % groups:
         raise ShapeError(
             f"{what}: groups={groups} must divide both the input channels ({cin}) and the filters ({filters})",
-            [f"the common divisors of {cin} and {filters} are {_divisors(cin, filters)}"],
+            [_common_divisors(cin, filters)],
             param="groups",
             code="E0303",
         )
@@ -76,8 +77,16 @@ def _geometry(node, ins, warn, *, transposed=False, depthwise=False):
     return what, cin, spatial, nd, kernel, stride, dilation, pads, groups, filters
 
 
-def _divisors(a: int, b: int) -> str:
-    return ", ".join(str(d) for d in range(1, min(a, b) + 1) if a % d == 0 and b % d == 0)
+def _common_divisors(a: int, b: int, listed: int = 12) -> str:
+    """The groups that would work: the divisors of gcd(a, b), found up to its square root (at most
+    10^5 steps; a larger gcd is named, not factored: counting to 2^62 would never end)."""
+    g = math.gcd(a, b)
+    if g > 10**10:
+        return f"groups must divide {g}, the greatest common divisor of {a} and {b}"
+    low = [d for d in range(1, math.isqrt(g) + 1) if g % d == 0]
+    found = sorted({*low, *(g // d for d in low)})
+    shown = ", ".join(map(str, found[:listed])) + (f", ... {found[-1]}" if len(found) > listed else "")
+    return f"the common divisors of {a} and {b} are {shown}"
 
 
 class _ConvBase(Op):

@@ -92,7 +92,7 @@ def offer_fixes(graph, reporter: Reporter, pending, overrides: dict, infer, edit
     for diag, node, proposals in pending:
         if diag.code == "E0218":
             diag.help, diag.fixes = dense_mismatch(trials, diag, node)
-        else:
+        elif not node.failed:  # a layer that warned and then failed (E0306) promises no output
             _uneven(trials, diag, node, proposals)
 
 
