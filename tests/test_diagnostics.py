@@ -169,7 +169,7 @@ def test_alexnet_at_224_with_an_unpadded_11x11_stride_4_conv_warns_with_the_fix(
     # (1,2) alone would mean 1 row and 2 columns on both sides of an image: per side is (1,2)x(1,2)
     assert warning.help == [
         "pad=(1,2)x(1,2) makes it exact: (224+3-11)/4+1 = 55, output 96x55x55",
-        "so does an input `image` of 3x227x227: (227-11)/4+1 = 55, output 96x55x55",
+        "an input `image` of 3x227x227 makes it exact: (227-11)/4+1 = 55, output 96x55x55",
     ]
 
 

@@ -201,7 +201,7 @@ def test_uneven_stride_is_a_warning_with_the_fix():
     assert "(7-3)/3+1 = 2.33" in w.message
     assert w.help == [
         "pad=1 makes it exact: (7+2-3)/3+1 = 3, output 8x3x3",
-        "so does an input `x` of 3x9x9: (9-3)/3+1 = 3, output 8x3x3",
+        "an input `x` of 3x9x9 makes it exact: (9-3)/3+1 = 3, output 8x3x3",
     ]
 
 

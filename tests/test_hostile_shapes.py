@@ -54,8 +54,8 @@ def check_fixes(text: str, with_torch: bool = True) -> int:
     before = diagnostics(text)
     checked = 0
     for diag in before:
-        layer = diag.message.split(" ")[1] if diag.code == "W0301" else None
-        promises = [PROMISE.search(h) for h in diag.help if PROMISE.search(h)] if layer else []
+        promises = [PROMISE.search(h) for h in diag.help if PROMISE.search(h)]
+        layer = diag.message.split(" ")[1].rstrip(":")  # "conv c1 does not ...", "avgpool p: ..."
         assert not promises or len(promises) == len(diag.fixes), diag.help  # every promise has its edit
         for i, fix in enumerate(diag.fixes):
             fixed = fix.apply(text)
@@ -282,3 +282,66 @@ def test_groups_that_do_not_divide_huge_channels_are_answered_without_counting_t
     assert run.stdout.startswith("E0303") and f"groups must divide {2**62}" in run.stdout
     (error,) = diagnostics(net("conv: 18 @ 1 groups=5", shape="12x8x8"))
     assert error.help == ["the common divisors of 12 and 18 are 1, 2, 3, 6"]
+
+
+# -- item 3: what archc accepts, the generated code runs -------------------------------------------
+
+
+def test_a_3d_avgpool_smaller_than_its_window_is_an_error_with_a_fix_torch_accepts():
+    text = net("avgpool p: 3 /2 pad=1", shape="1x2x2x2")  # valid to archc before; AvgPool3d rejects it
+    with pytest.raises(RuntimeError, match="smaller than kernel size"):
+        torch.nn.AvgPool3d(3, 2, 1)(torch.zeros(1, 1, 2, 2, 2))
+    (error,) = diagnostics(text)
+    assert (error.code, error.span.col) == ("E0205", 14)  # at the kernel
+    assert error.help == ["kernel=2 fits, output 1x2x2x2"]
+    assert check_fixes(text) == 1  # the fixed spec's generated module runs, and gives 1x2x2x2
+
+
+def _torch_pool(op: str, nd: int, n: int, k: int, s: int, p: int, ceil: bool, d: int):
+    """The output shape PyTorch gives (None: it refuses), with its own padding; l2pool pads first, as archc
+    does (torch's LPPool has no padding)."""
+    x = torch.zeros(1, 1, *([n] * nd))
+    try:
+        if op == "l2pool":
+            padded = torch.nn.functional.pad(x, (p,) * (2 * nd))
+            y = getattr(torch.nn, f"LPPool{nd}d")(2, k, s, ceil_mode=ceil)(padded)
+        elif op == "avgpool":
+            y = getattr(torch.nn, f"AvgPool{nd}d")(k, s, p, ceil_mode=ceil)(x)
+        else:  # maxpool; minpool is max pooling of -x
+            y = getattr(torch.nn, f"MaxPool{nd}d")(k, s, p, dilation=d, ceil_mode=ceil)(x)
+    except RuntimeError:
+        return None
+    return tuple(y.shape[1:]) if min(y.shape[2:]) > 0 else None
+
+
+POOL_GRID = [
+    (op, nd, n, k, s, p, ceil, d)
+    for op in ("maxpool", "avgpool", "minpool", "l2pool")
+    for nd in (1, 2, 3)
+    for n in range(1, 6 if nd < 3 else 5)
+    for k in range(1, 5)
+    for s in (1, 2, 3)
+    for p in range(3)
+    for ceil in (False, True)
+    for d in ((1, 2) if op in ("maxpool", "minpool") else (1,))
+    if not (op == "l2pool" and p > k // 2)  # torch's LPPool has no padding: at most k // 2 is archc's own rule
+]
+
+
+def test_window_pools_are_valid_exactly_when_torch_accepts_them_with_the_same_shape():
+    disagree = []
+    for op, nd, n, k, s, p, ceil, d in POOL_GRID:
+        args = f"{k} /{s} pad={p}" + (" ceil" if ceil else "") + (f" dilation={d}" if d > 1 else "")
+        text = net(f"{op}: {args}", shape="x".join(["1"] + [str(n)] * nd))
+        try:
+            ours = archc.loads(text, "t.arch").layers[-1].shape
+        except ArchError:
+            ours = None
+        theirs = _torch_pool(op, nd, n, k, s, p, ceil, d)
+        if op == "l2pool" and ceil and ours is not None and theirs is not None:
+            # in ceil mode torch's LPPool may add a window that starts in the padding archc put
+            # first, and the generated code crops it: the module itself is the oracle
+            theirs = torch_shapes(text)["l2pool1"]
+        if ours != theirs:
+            disagree.append((op, nd, n, k, s, p, ceil, d, ours, theirs))
+    assert len(POOL_GRID) > 4000 and not disagree, disagree[:10]

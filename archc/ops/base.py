@@ -57,13 +57,19 @@ class ShapeError(Exception):
     """A layer cannot produce an output; becomes an error at that layer."""
 
     def __init__(
-        self, message: str, help: list[str] | tuple[str, ...] = (), param: str | None = None, code: str = "E0301"
+        self,
+        message: str,
+        help: list[str] | tuple[str, ...] = (),
+        param: str | None = None,
+        code: str = "E0301",
+        proposals: list[Proposal] | tuple[Proposal, ...] = (),
     ):
         super().__init__(message)
         self.message = message
         self.help = list(help)
         self.param = param
         self.code = code
+        self.proposals = list(proposals)  # changes that may fix it, for the shape pass to try
 
 
 class Op:
@@ -247,14 +253,15 @@ class Proposal:
     `param` is the layer's parameter to change (`pad`, `in`), or `input` for the size of
     the network input the layer reads; `value` is the new value as the expander gives it
     (for `input`, the spatial sizes of the layer's input); `text` how a spec writes it; `says`
-    the arithmetic the help shows; `spatial` the output's spatial sizes the help promises.
+    what it does, for the help (`makes it exact: ...`); `spatial` the output's spatial sizes it
+    promises (None: the pass checks only that the diagnostic goes).
     """
 
     param: str
     value: object
     text: str
     says: str
-    spatial: Shape
+    spatial: Shape | None = None
 
 
 def _padded(b: int, a: int) -> str:
@@ -311,8 +318,10 @@ def _uneven_message(what: str, uneven: list[Uneven], pads, spatial: Shape, outs:
         "or change the input size"
     ]
     proposals = [
-        Proposal("pad", value, text, ", ".join(pad_steps), tuple(new_outs)),
-        Proposal("input", tuple(new_sizes), fmt_shape(new_sizes), ", ".join(size_steps), tuple(new_outs)),
+        Proposal("pad", value, text, f"makes it exact: {', '.join(pad_steps)}", tuple(new_outs)),
+        Proposal(
+            "input", tuple(new_sizes), fmt_shape(new_sizes), f"makes it exact: {', '.join(size_steps)}", tuple(new_outs)
+        ),
     ]
     return f"{what} does not divide evenly: " + "; ".join(parts), generic, proposals
 

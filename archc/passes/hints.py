@@ -34,11 +34,12 @@ class Trials:
         self.results = [(n, n.attrs, n.geom, n.shape, n.failed) for n in graph]  # what each trial rewrites
         self.statements = Counter(n.span for n in graph)  # a statement that makes several layers
 
-    def works(self, diag, node, changes: dict, overrides: dict, spatial=None) -> bool:
-        """Whether the pass, with `changes` ({node: {param: value}}) and input `overrides`, loses `diag`,
-        gains no diagnostic, and gives `node` the spatial size `spatial` (when given)."""
+    def works(self, diag, node, changes: dict, overrides: dict, spatial=None) -> tuple[int, ...] | None:
+        """`node`'s output shape when the pass, with `changes` ({node: {param: value}}) and input
+        `overrides`, loses `diag`, gains no diagnostic and gives `node` the spatial size `spatial`
+        (when given); else None."""
         if self.left <= 0:
-            return False
+            return None
         self.left -= 1
         trial = Reporter()
         try:
@@ -46,8 +47,9 @@ class Trials:
                 n.attrs = {**n.attrs, **attrs}
             self.infer(self.graph, trial, {**self.overrides, **overrides}, hints=False)
             found = {_key(d) for d in trial.diagnostics}
-            sized = spatial is None or (node.shape is not None and tuple(node.shape[1:]) == tuple(spatial))
-            return _key(diag) not in found and found <= self.known and sized
+            shape = node.shape
+            sized = shape is not None and (spatial is None or tuple(shape[1:]) == tuple(spatial))
+            return shape if _key(diag) not in found and found <= self.known and sized else None
         finally:
             self.restore()
 
@@ -92,28 +94,27 @@ def offer_fixes(graph, reporter: Reporter, pending, overrides: dict, infer, edit
     for diag, node, proposals in pending:
         if diag.code == "E0218":
             diag.help, diag.fixes = dense_mismatch(trials, diag, node)
-        elif not node.failed:  # a layer that warned and then failed (E0306) promises no output
-            _uneven(trials, diag, node, proposals)
+        elif diag.severity == "error" or not node.failed:  # a layer that warned, then failed, promises nothing
+            _proposed(trials, diag, node, proposals)
 
 
-def _uneven(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
-    """W0301: the padding, then the input size, that make the stride exact, where they work."""
+def _proposed(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
+    """The proposals of a layer (W0301: padding, then the input size) that work, in place of the help."""
     helps, fixes = [], []
-    src = trials.graph.nodes[node.inputs[0]]
+    src = trials.graph.nodes[node.inputs[0]] if node.inputs else None
     for prop in proposals:
-        out = fmt_shape((node.shape[0], *prop.spatial))
-        if prop.param == "pad":
-            fix = trials.param_fix(node, "pad", prop.text)
-            if fix and trials.works(diag, node, {node: {"pad": prop.value}}, {}, prop.spatial):
-                helps.append(f"{prop.text} makes it exact: {prop.says}, output {out}")
+        if prop.param != "input":
+            fix = trials.param_fix(node, prop.param, prop.text)
+            out = fix and trials.works(diag, node, {node: {prop.param: prop.value}}, {}, prop.spatial)
+            if out:
+                helps.append(f"{prop.text} {prop.says}, output {fmt_shape(out)}")
                 fixes.append(fix)
-        elif src.op == "input":
+        elif src is not None and src.op == "input":
             shape = (src.shape[0], *prop.value)
             fix = trials.input_fix(src, shape)
-            if fix and trials.works(diag, node, {}, {src.name: shape}, prop.spatial):
-                what = f"input `{src.name}` of {fmt_shape(shape)}"
-                lead = f"so does an {what}" if helps else f"an {what} makes it exact"
-                helps.append(f"{lead}: {prop.says}, output {out}")
+            out = fix and trials.works(diag, node, {}, {src.name: shape}, prop.spatial)
+            if out:
+                helps.append(f"an input `{src.name}` of {fmt_shape(shape)} {prop.says}, output {fmt_shape(out)}")
                 fixes.append(fix)
     if helps:
         diag.help, diag.fixes = helps, fixes
@@ -157,7 +158,7 @@ def _input_sizes(trials: Trials, diag, node) -> list[tuple]:
         tries += [(size,) * len(spatial) for size in COMMON_SIZES]
     tries.sort(key=lambda t: sum(abs(a - b) for a, b in zip(t, spatial)))  # the nearest that works is the first
     for candidate in dict.fromkeys(tries):
-        if trials.works(diag, node, {}, {inp.name: (c, *candidate)}):
+        if trials.works(diag, node, {}, {inp.name: (c, *candidate)}) is not None:
             expected = node.attrs["in"]
             text = f"with an input of {fmt_shape(candidate)} (not {fmt_shape(spatial)}) it would get {expected}"
             fix = trials.input_fix(inp, (c, *candidate))
@@ -186,7 +187,7 @@ def _paddings(trials: Trials, diag, node) -> list[tuple]:
         new_pads = _same_pads(layer, before)
         text, value = pad_spelling(new_pads)
         fix = trials.param_fix(layer, "pad", text)
-        if fix and trials.works(diag, node, {layer: {"pad": value}}, {}):
+        if fix and trials.works(diag, node, {layer: {"pad": value}}, {}) is not None:
             help_ = (
                 f"{layer.op} {layer.name} turns {fmt_shape(before)} into {fmt_shape(after)} "
                 f"with pad={fmt_padding(old_pads)}; {text} keeps {fmt_shape(before)} and gives {node.attrs['in']}"

@@ -92,8 +92,8 @@ def infer_shapes(
             if err.code == "E0218":
                 message, span = dense_message(graph, node), node.arg_spans.get("in", node.span)
             diag = reporter.error(err.code, message, span, err.help, node_notes(node))
-            if err.code == "E0218" and hints:
-                pending.append((diag, node, ()))
+            if (err.code == "E0218" or err.proposals) and hints:
+                pending.append((diag, node, err.proposals))
             node.failed = True
             continue
         node.shape = shape
