@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from codegen_util import build, traced
@@ -345,3 +346,55 @@ def test_window_pools_are_valid_exactly_when_torch_accepts_them_with_the_same_sh
         if ours != theirs:
             disagree.append((op, nd, n, k, s, p, ceil, d, ours, theirs))
     assert len(POOL_GRID) > 4000 and not disagree, disagree[:10]
+
+
+def test_the_numpy_conv_builds_only_the_padding_its_taps_read():
+    import tracemalloc
+
+    huge = net("conv c: 1 @ 3x3 dilation=1000000000 pad=1000000000", shape="1x8x8")
+    small = huge.replace("1000000000", "20")  # torch pads this one literally; it reads the same pixels
+    twin, _, _ = build(archc.loads(small, "s.arch"), "torch")
+    model, _, _ = build(archc.loads(huge, "h.arch"), "numpy")
+    model.load_state_dict(twin.state_dict())
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    tracemalloc.start()
+    try:
+        got = model(x.numpy())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # the padded input alone would be 4 x 10^18 values
+    with torch.no_grad():
+        want = twin(x)
+    assert got.shape == tuple(want.shape) == (2, 1, 8, 8)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _conv_case(rng: random.Random):
+    """A convolution with a non-empty output, dilations and paddings from none to far past the input."""
+    while True:
+        nd = rng.choice([1, 2, 3])
+        n = [rng.randint(1, 9 if nd < 3 else 6) for _ in range(nd)]
+        k = [rng.randint(1, 4) for _ in range(nd)]
+        d = [rng.choice([1, 2, 5, 13, 40]) for _ in range(nd)]
+        s = [rng.randint(1, 3) for _ in range(nd)]
+        pad = [rng.choice([0, 1, 3, 20, 60]) for _ in range(nd)]
+        groups, c = rng.choice([(1, 2), (2, 2), (3, 3)])
+        if all(ni + 2 * p >= di * (ki - 1) + 1 for ni, p, di, ki in zip(n, pad, d, k)):
+            return nd, n, k, d, s, pad, groups, c
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_the_numpy_conv_agrees_with_torch_for_any_dilation_and_padding(seed):
+    from archc.codegen.runtime import numpy_kernels
+
+    nd, n, k, d, s, pad, groups, c = _conv_case(random.Random(seed))
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, c, *n, generator=gen)
+    w = torch.randn(c * 2, c // groups, *k, generator=gen)
+    b = torch.randn(c * 2, generator=gen)
+    conv = getattr(torch.nn.functional, f"conv{nd}d")
+    want = conv(x, w, b, stride=tuple(s), padding=tuple(pad), dilation=tuple(d), groups=groups)
+    got = numpy_kernels.conv(x.numpy(), w.numpy(), b.numpy(), tuple(s), tuple(pad), tuple(d), groups)
+    assert got.shape == tuple(want.shape)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
