@@ -161,7 +161,7 @@ def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
         raise ArchError(reporter.diagnostics, sources)
     overrides = _check_overrides(graph, inputs or {}, sources)
     find_unused(graph, reporter)
-    infer_shapes(graph, reporter, overrides, editable=kind == "arch")
+    infer_shapes(graph, reporter, overrides, sources=sources if kind == "arch" else None)
     if reporter.has_errors:
         raise ArchError(reporter.diagnostics, sources)
     count_costs(graph, reporter)

@@ -148,7 +148,7 @@ def test_dense_on_an_unflattened_input():
     d = one_error("network N {\n  input x: 16x5x5\n  dense F5: 120\n}")
     assert d.code == "E0304"
     assert d.message == "dense F5 needs a flat input, but gets 16x5x5"
-    assert d.help == ["insert `flatten` before it (it would give 400 inputs)"]
+    assert d.help == ["`flatten F5_in` before it gives it 400 inputs, output 120"]  # with the edit that inserts it
 
 
 def test_add_with_different_shapes_names_both_layers():

@@ -294,7 +294,8 @@ def test_a_3d_avgpool_smaller_than_its_window_is_an_error_with_a_fix_torch_accep
         torch.nn.AvgPool3d(3, 2, 1)(torch.zeros(1, 1, 2, 2, 2))
     (error,) = diagnostics(text)
     assert (error.code, error.span.col) == ("E0205", 14)  # at the kernel
-    assert error.help == ["kernel=2 fits, output 1x2x2x2"]
+    assert error.help == ["use a window of at most 2x2x2, or a larger input", "kernel=2 fits, output 1x2x2x2"]
+    assert error.fixes[0].apply(text) == text.replace(": 3 /2", ": 2 /2")  # the kernel was given by position
     assert check_fixes(text) == 1  # the fixed spec's generated module runs, and gives 1x2x2x2
 
 
@@ -398,3 +399,59 @@ def test_the_numpy_conv_agrees_with_torch_for_any_dilation_and_padding(seed):
     got = numpy_kernels.conv(x.numpy(), w.numpy(), b.numpy(), tuple(s), tuple(pad), tuple(d), groups)
     assert got.shape == tuple(want.shape)
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+# -- every other shape hint that proposes an edit --------------------------------------------------
+
+
+def test_an_empty_output_offers_pad_same_where_it_works():
+    text = net("conv c: 4 @ 5x5 -> relu", shape="3x3x3")
+    (error,) = diagnostics(text)
+    assert error.code == "E0302" and error.help[-1] == "pad=same pads the input to fit the window, output 4x3x3"
+    assert error.fixes[0].apply(text) == text.replace("5x5", "5x5 pad=same")
+    assert check_fixes(text) == 1
+    # a later layer that pad=same would break: no edit (flatten gives 4x3x3 = 36, not 4)
+    (error,) = diagnostics(net("conv c: 4 @ 5x5", "flatten", "dense: 2 in=4", shape="3x3x3"))
+    assert error.code == "E0302" and error.fixes == []
+
+
+def test_a_dense_layer_on_a_map_gets_a_flatten_inserted_when_it_reads_the_statement_above():
+    text = net("conv c: 4 @ 3 -> relu", "dense fc: 10 -> relu", "dense: 3", shape="3x4x4")
+    (error,) = diagnostics(text)
+    assert error.code == "E0304"
+    assert error.help == ["`flatten fc_in` before it gives it 16 inputs, output 10"]
+    assert error.fixes[0].apply(text) == text.replace("  dense fc:", "  flatten fc_in\n  dense fc:")
+    assert check_fixes(text) == 1
+    named = net("conv c: 4 @ 3", "relu", "dense fc (c): 10", "output (fc, relu1)", shape="3x4x4")
+    (error,) = [d for d in diagnostics(named) if d.code == "E0304"]  # a flatten above would not feed it
+    assert error.fixes == [] and error.help == ["insert `flatten` before it (it would give 16 inputs)"]
+
+
+def _random_mistake(rng: random.Random) -> str:
+    """A small network with one of the mistakes a shape hint proposes an edit for."""
+    size = rng.randint(2, 12)
+    k = rng.randint(1, 6)
+    mistake = rng.choice(
+        [
+            f"conv c: 4 @ {k}x{k} /{rng.randint(1, 3)}",  # empty, or uneven
+            f"maxpool p: {k} /{rng.randint(1, 3)}",
+            f"avgpool p: {k} /{rng.randint(1, 3)} pad={rng.randint(0, k // 2)}",
+            "dense fc: 5",  # not flat
+            f"conv c: 4 @ 3 pad={rng.randint(0, 1)}\n  flatten\n  dense fc: 5 in={rng.randint(1, 80)}",
+        ]
+    )
+    depth = "x".join(str(size) for _ in range(rng.choice([1, 2, 3])))
+    return net(mistake, *rng.choice([(), ("relu",), ("conv: 2 @ 1",)]), shape=f"2x{depth}")
+
+
+MISTAKES = [t for t in (_random_mistake(random.Random(seed)) for seed in range(300)) if diagnostics(t)]
+
+
+@pytest.mark.parametrize("text", MISTAKES[:80], ids=range(len(MISTAKES[:80])))
+def test_every_fix_of_random_mistakes_works(text):
+    check_fixes(text)
+
+
+def test_the_random_mistakes_get_fixes_of_every_kind():
+    codes = {d.code for t in MISTAKES for d in diagnostics(t) if d.fixes}
+    assert {"W0301", "E0302", "E0205", "E0304", "E0218"} <= codes

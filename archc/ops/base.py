@@ -216,6 +216,7 @@ def check_window(node, what: str, spatial: Shape, kernel, stride, dilation, pads
                 f"{'dilated ' if d > 1 else ''}kernel {eff}",
                 ["use a smaller kernel or stride, pad the input (pad=same keeps the size), or a larger input"],
                 code="E0302",
+                proposals=[Proposal("pad", "same", "pad=same", "pads the input to fit the window", instead=False)],
             )
         outs.append(out)
         # Pixels after the last window: a problem only when they are real input
@@ -262,6 +263,7 @@ class Proposal:
     text: str
     says: str
     spatial: Shape | None = None
+    instead: bool = True  # when it works, its help replaces the diagnostic's own (which says the same, vaguer)
 
 
 def _padded(b: int, a: int) -> str:

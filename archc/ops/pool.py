@@ -83,7 +83,7 @@ class _WindowPool(Op):
             [f"use a window of at most {fmt_shape(read)}, or a larger input"],
             param="kernel",
             code="E0205",
-            proposals=[Proposal("kernel", fits if len(set(fits)) > 1 else fits[0], text, "fits")],
+            proposals=[Proposal("kernel", fits if len(set(fits)) > 1 else fits[0], text, "fits", instead=False)],
         )
 
     def receptive(self, node, rfs):

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..diagnostics import Fix, Reporter, Span
+from ..diagnostics import Fix, Reporter, Span, source_lines
+from ..graph import Node
+from ..ops import OPS
 from ..ops.base import Proposal, fmt_padding, fmt_shape, pad_spelling, prod
 
 MAX_TRIALS = 80  # shape passes one analysis may run to find and check fixes
@@ -27,22 +29,30 @@ COMMON_SIZES = (28, 32, 64, 96, 112, 128, 160, 224, 227, 229, 256, 299, 320, 384
 class Trials:
     """Runs the shape pass with a change made, within the budget, and puts everything back."""
 
-    def __init__(self, graph, reporter: Reporter, overrides: dict, infer, editable: bool):
-        self.graph, self.overrides, self.infer, self.editable = graph, overrides, infer, editable
+    def __init__(self, graph, reporter: Reporter, overrides: dict, infer, sources: dict[str, str]):
+        self.graph, self.overrides, self.infer, self.sources = graph, overrides, infer, sources
         self.left = min(MAX_TRIALS, WORK // max(len(graph), 1))
         self.known = {_key(d) for d in reporter.diagnostics}
         self.results = [(n, n.attrs, n.geom, n.shape, n.failed) for n in graph]  # what each trial rewrites
         self.statements = Counter(n.span for n in graph)  # a statement that makes several layers
 
-    def works(self, diag, node, changes: dict, overrides: dict, spatial=None) -> tuple[int, ...] | None:
-        """`node`'s output shape when the pass, with `changes` ({node: {param: value}}) and input
-        `overrides`, loses `diag`, gains no diagnostic and gives `node` the spatial size `spatial`
-        (when given); else None."""
+    def works(
+        self, diag, node, changes: dict, overrides: dict, spatial=None, before: Node | None = None
+    ) -> tuple[int, ...] | None:
+        """`node`'s output shape when the pass, with `changes` ({node: {param: value}}), input
+        `overrides` and the layer `before` inserted to feed `node`, loses `diag`, gains no
+        diagnostic and gives `node` the spatial size `spatial` (when given); else None."""
         if self.left <= 0:
             return None
         self.left -= 1
         trial = Reporter()
+        nodes, inputs = self.graph.nodes, node.inputs
         try:
+            if before is not None:
+                self.graph.nodes = {}
+                for name, n in nodes.items():
+                    self.graph.nodes.update({before.name: before, name: n} if n is node else {name: n})
+                node.inputs = [before.name]
             for n, attrs in changes.items():
                 n.attrs = {**n.attrs, **attrs}
             self.infer(self.graph, trial, {**self.overrides, **overrides}, hints=False)
@@ -51,6 +61,7 @@ class Trials:
             sized = shape is not None and (spatial is None or tuple(shape[1:]) == tuple(spatial))
             return shape if _key(diag) not in found and found <= self.known and sized else None
         finally:
+            self.graph.nodes, node.inputs = nodes, inputs
             self.restore()
 
     def restore(self) -> None:
@@ -61,16 +72,33 @@ class Trials:
 
     # -- the edits --------------------------------------------------------------------
 
+    def editable(self, node) -> bool:
+        """Whether an edit of the node's statement changes that layer alone, in a spec we have the text of.
+
+        Not in a block body or a repeat (an edit would change every layer made of the
+        statement), nor in an imported `.cfg` or `.prototxt` (not `.arch` text).
+        """
+        return node.span.file in self.sources and not node.scope and self.statements[node.span] == 1
+
+    def written(self, span: Span) -> str:
+        """The text at a span of a source (one line: arguments are)."""
+        line = source_lines(self.sources[span.file])[span.line - 1]
+        return line[span.col - 1 : span.end_col - 1 if span.end_line == span.line else None]
+
     def param_fix(self, node, param: str, text: str) -> Fix | None:
         """`text` (`pad=...`) in place of the layer's `param` argument, or after its last argument.
 
-        None when the statement is not the layer's alone (a block body or a repeat makes
-        several layers of it, and an edit would change them all) or the spec is not `.arch`.
+        A positional argument (`3` of `avgpool: 3`) is replaced by the bare value. None where
+        the statement is not `editable`.
         """
-        if not self.editable or node.scope or self.statements[node.span] > 1:
+        if not self.editable(node):
             return None
         if param in node.arg_spans:
-            return Fix(node.arg_spans[param], text)
+            span = node.arg_spans[param]
+            schema = {p.name: p for p in OPS[node.op].params}
+            # given by position, not as a word (`same`) or by name
+            bare = schema[param].positional and not self.written(span).startswith(f"{param}=")
+            return Fix(span, text.split("=", 1)[1] if bare else text)
         if not node.arg_spans:
             return None
         end = max(node.arg_spans.values(), key=lambda s: (s.end_line, s.end_col))
@@ -78,7 +106,7 @@ class Trials:
 
     def input_fix(self, inp, shape) -> Fix | None:
         """The input's shape rewritten; None when the shape comes from an override, not the spec."""
-        if not self.editable or inp.name in self.overrides or "shape" not in inp.arg_spans:
+        if not self.editable(inp) or inp.name in self.overrides or "shape" not in inp.arg_spans:
             return None
         return Fix(inp.arg_spans["shape"], fmt_shape(shape))
 
@@ -88,9 +116,9 @@ def _key(diag) -> tuple:
     return diag.code, diag.span, diag.message
 
 
-def offer_fixes(graph, reporter: Reporter, pending, overrides: dict, infer, editable: bool) -> None:
+def offer_fixes(graph, reporter: Reporter, pending, overrides: dict, infer, sources: dict[str, str]) -> None:
     """Fill in the help and fixes of the diagnostics in `pending`: (diagnostic, node, proposals)."""
-    trials = Trials(graph, reporter, overrides, infer, editable)
+    trials = Trials(graph, reporter, overrides, infer, sources)
     for diag, node, proposals in pending:
         if diag.code == "E0218":
             diag.help, diag.fixes = dense_mismatch(trials, diag, node)
@@ -99,11 +127,16 @@ def offer_fixes(graph, reporter: Reporter, pending, overrides: dict, infer, edit
 
 
 def _proposed(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
-    """The proposals of a layer (W0301: padding, then the input size) that work, in place of the help."""
+    """The help and fixes of the proposals that work (W0301: the padding, then the input size), in place
+    of the diagnostic's own help or after it (`Proposal.instead`)."""
     helps, fixes = [], []
     src = trials.graph.nodes[node.inputs[0]] if node.inputs else None
     for prop in proposals:
-        if prop.param != "input":
+        if prop.param == "flatten":
+            found = _flatten_first(trials, diag, node)
+            helps += found[:1]
+            fixes += found[1:]
+        elif prop.param != "input":
             fix = trials.param_fix(node, prop.param, prop.text)
             out = fix and trials.works(diag, node, {node: {prop.param: prop.value}}, {}, prop.spatial)
             if out:
@@ -117,7 +150,32 @@ def _proposed(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
                 helps.append(f"an input `{src.name}` of {fmt_shape(shape)} {prop.says}, output {fmt_shape(out)}")
                 fixes.append(fix)
     if helps:
-        diag.help, diag.fixes = helps, fixes
+        diag.help = [*(() if all(p.instead for p in proposals) else diag.help), *helps]
+        diag.fixes = fixes
+
+
+def _flatten_first(trials: Trials, diag, node) -> list:
+    """[help, fix] for a `flatten` statement inserted before a layer that reads the statement above
+    (not one that names its input: the `flatten` would read the statement above, not that)."""
+    src = trials.graph.nodes[node.inputs[0]]
+    if not trials.editable(node) or not node.arg_spans:
+        return []
+    first = min(node.arg_spans.values(), key=lambda s: (s.line, s.col))
+    head = Span(node.span.file, node.span.line, node.span.col, first.line, first.col)
+    if "(" in trials.written(head):  # `dense fc (x): ...`
+        return []
+    name = f"{node.name}_in"  # named: an unnamed one would renumber the `flatten`s after it
+    while name in trials.graph.nodes:
+        name += "_"
+    flatten = Node(name, "flatten", [src.name], {}, node.span)
+    out = trials.works(diag, node, {}, {}, before=flatten)
+    if not out:
+        return []
+    indent = " " * (node.span.col - 1)
+    fix = Fix(
+        Span(node.span.file, node.span.line, node.span.col, node.span.line, node.span.col), f"flatten {name}\n{indent}"
+    )
+    return [f"`flatten {name}` before it gives it {prod(src.shape)} inputs, output {fmt_shape(out)}", fix]
 
 
 def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:
@@ -130,8 +188,10 @@ def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:
         fixes += found[1:]
     text = f"in={got}"
     fix = trials.param_fix(node, "in", text)
-    helps.append(f"or, if {got} is what you want, write {text}")
-    fixes += [fix] if fix else []
+    # tried as well: the layers after this one were not analysed, and may fail on its output
+    if fix and trials.works(diag, node, {node: {"in": got}}, {}):
+        helps.append(f"or, if {got} is what you want, write {text}")
+        fixes.append(fix)
     return helps, fixes
 
 

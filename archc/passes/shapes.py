@@ -56,10 +56,10 @@ def infer_shapes(
     reporter: Reporter,
     overrides: dict[str, tuple[int, ...]] | None = None,
     hints: bool = True,
-    editable: bool = True,
+    sources: dict[str, str] | None = None,
 ) -> None:
     """`hints`: work out what would fix a diagnostic (off while trying the fixes themselves);
-    `editable`: the spec is `.arch` text that a `Fix` can edit (not an imported file)."""
+    `sources`: the `.arch` texts by file, which a fix can edit (none for an imported file)."""
     overrides = overrides or {}
     nodes = graph.nodes
     pending = []  # (diagnostic, node, proposals): fixes to try once every shape is known
@@ -98,4 +98,4 @@ def infer_shapes(
             continue
         node.shape = shape
     if pending:
-        offer_fixes(graph, reporter, pending, overrides, infer_shapes, editable)
+        offer_fixes(graph, reporter, pending, overrides, infer_shapes, sources or {})
