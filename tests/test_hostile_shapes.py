@@ -267,8 +267,15 @@ def test_totals_that_pass_2_62_are_e0306_where_they_do():
     assert error.span.line == 4
 
 
-def test_groups_that_do_not_divide_huge_channels_are_answered_without_counting_to_2_62():
-    text = net(f"reshape: {2**62}x1", f"conv: {2**62} @ 1 groups=3", shape=f"{2**62}")
+@pytest.mark.parametrize(
+    "layer,shape,answer",
+    [
+        (f"conv: {2**62} @ 1 groups=3", f"{2**62}x1", f"groups must divide {2**62}"),
+        ("chunk: 2", f"{2**62 - 1}x1", f"parts must divide {2**62 - 1}"),
+    ],
+)
+def test_channels_that_do_not_divide_are_answered_without_counting_to_2_62(layer, shape, answer):
+    text = net(layer, shape=shape)
     run = subprocess.run(  # counting every divisor to 2^62 would take centuries; this is well under a second
         [
             sys.executable,
@@ -280,9 +287,14 @@ def test_groups_that_do_not_divide_huge_channels_are_answered_without_counting_t
         text=True,
         timeout=120,
     )
-    assert run.stdout.startswith("E0303") and f"groups must divide {2**62}" in run.stdout
+    assert run.stdout.startswith("E0303") and answer in run.stdout
+
+
+def test_small_channel_counts_still_list_their_divisors():
     (error,) = diagnostics(net("conv: 18 @ 1 groups=5", shape="12x8x8"))
     assert error.help == ["the common divisors of 12 and 18 are 1, 2, 3, 6"]
+    (error,) = diagnostics(net("chunk: 7", shape="720x2"))
+    assert error.help == ["the divisors of 720 are 1, 2, 3, 4, 5, 6, 8, 9, 10, 12, 15, 16, ... 720"]
 
 
 # -- item 3: what archc accepts, the generated code runs -------------------------------------------

@@ -11,6 +11,7 @@ from .base import (
     P,
     ShapeError,
     check_window,
+    divisors,
     fmt_padding,
     fmt_shape,
     fmt_stride,
@@ -77,16 +78,12 @@ def _geometry(node, ins, warn, *, transposed=False, depthwise=False):
     return what, cin, spatial, nd, kernel, stride, dilation, pads, groups, filters
 
 
-def _common_divisors(a: int, b: int, listed: int = 12) -> str:
-    """The groups that would work: the divisors of gcd(a, b), found up to its square root (at most
-    10^5 steps; a larger gcd is named, not factored: counting to 2^62 would never end)."""
+def _common_divisors(a: int, b: int) -> str:
     g = math.gcd(a, b)
-    if g > 10**10:
+    listed = divisors(g)
+    if listed is None:
         return f"groups must divide {g}, the greatest common divisor of {a} and {b}"
-    low = [d for d in range(1, math.isqrt(g) + 1) if g % d == 0]
-    found = sorted({*low, *(g // d for d in low)})
-    shown = ", ".join(map(str, found[:listed])) + (f", ... {found[-1]}" if len(found) > listed else "")
-    return f"the common divisors of {a} and {b} are {shown}"
+    return f"the common divisors of {a} and {b} are {listed}"
 
 
 class _ConvBase(Op):
