@@ -450,8 +450,12 @@ def _random_mistake(rng: random.Random) -> str:
             f"avgpool p: {k} /{rng.randint(1, 3)} pad={rng.randint(0, k // 2)}",
             "dense fc: 5",  # not flat
             f"conv c: 4 @ 3 pad={rng.randint(0, 1)}\n  flatten\n  dense fc: 5 in={rng.randint(1, 80)}",
+            f"conv a: 2 @ 3 /{rng.randint(1, 2)} pad=1\n  shortcut s ({rng.choice(['x, a', 'x,a', 'a, x'])})",
         ]
     )
+    if rng.random() < 0.1:  # a clip smaller than a 3-D average pool's window
+        k = rng.randint(2, 5)
+        return net(f"avgpool p: {k} /{rng.randint(1, 2)} pad={k // 2}", shape=f"2x{rng.randint(1, k - 1)}x{k}x{k}")
     depth = "x".join(str(size) for _ in range(rng.choice([1, 2, 3])))
     return net(mistake, *rng.choice([(), ("relu",), ("conv: 2 @ 1",)]), shape=f"2x{depth}")
 
@@ -466,4 +470,14 @@ def test_every_fix_of_random_mistakes_works(text):
 
 def test_the_random_mistakes_get_fixes_of_every_kind():
     codes = {d.code for t in MISTAKES for d in diagnostics(t) if d.fixes}
-    assert {"W0301", "E0302", "E0205", "E0304", "E0218"} <= codes
+    assert {"W0301", "E0302", "E0205", "E0304", "E0218", "E0305"} <= codes
+
+
+def test_a_shortcut_into_a_smaller_input_lists_the_smaller_first():
+    text = net("conv a: 4 @ 3 /2 pad=1", "conv b (x): 4 @ 1", "shortcut s (b,a) -> relu", shape="4x8x8")
+    (error,) = diagnostics(text)
+    assert error.code == "E0305" and error.help == [
+        "`shortcut (a, b)` adds every input into the smallest, output 4x4x4"
+    ]
+    assert error.fixes[0].apply(text) == text.replace("(b,a)", "(a, b)")
+    assert check_fixes(text) == 1

@@ -37,22 +37,24 @@ class Trials:
         self.statements = Counter(n.span for n in graph)  # a statement that makes several layers
 
     def works(
-        self, diag, node, changes: dict, overrides: dict, spatial=None, before: Node | None = None
+        self, diag, node, changes: dict, overrides: dict, spatial=None, before: Node | None = None, inputs=None
     ) -> tuple[int, ...] | None:
         """`node`'s output shape when the pass, with `changes` ({node: {param: value}}), input
-        `overrides` and the layer `before` inserted to feed `node`, loses `diag`, gains no
-        diagnostic and gives `node` the spatial size `spatial` (when given); else None."""
+        `overrides`, the layer `before` inserted to feed `node` and `node`'s `inputs` in another
+        order, loses `diag`, gains no diagnostic and gives `node` the spatial size `spatial`
+        (when given); else None."""
         if self.left <= 0:
             return None
         self.left -= 1
         trial = Reporter()
-        nodes, inputs = self.graph.nodes, node.inputs
+        saved = self.graph.nodes, node.inputs
         try:
             if before is not None:
                 self.graph.nodes = {}
-                for name, n in nodes.items():
+                for name, n in saved[0].items():
                     self.graph.nodes.update({before.name: before, name: n} if n is node else {name: n})
                 node.inputs = [before.name]
+            node.inputs = inputs if inputs is not None else node.inputs
             for n, attrs in changes.items():
                 n.attrs = {**n.attrs, **attrs}
             self.infer(self.graph, trial, {**self.overrides, **overrides}, hints=False)
@@ -61,7 +63,7 @@ class Trials:
             sized = shape is not None and (spatial is None or tuple(shape[1:]) == tuple(spatial))
             return shape if _key(diag) not in found and found <= self.known and sized else None
         finally:
-            self.graph.nodes, node.inputs = nodes, inputs
+            self.graph.nodes, node.inputs = saved
             self.restore()
 
     def restore(self) -> None:
@@ -132,8 +134,8 @@ def _proposed(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
     helps, fixes = [], []
     src = trials.graph.nodes[node.inputs[0]] if node.inputs else None
     for prop in proposals:
-        if prop.param == "flatten":
-            found = _flatten_first(trials, diag, node)
+        if prop.param in ("flatten", "inputs"):  # edits of the graph, not of one argument
+            found = (_flatten_first if prop.param == "flatten" else _reordered)(trials, diag, node, prop)
             helps += found[:1]
             fixes += found[1:]
         elif prop.param != "input":
@@ -154,15 +156,11 @@ def _proposed(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
         diag.fixes = fixes
 
 
-def _flatten_first(trials: Trials, diag, node) -> list:
+def _flatten_first(trials: Trials, diag, node, prop: Proposal) -> list:
     """[help, fix] for a `flatten` statement inserted before a layer that reads the statement above
     (not one that names its input: the `flatten` would read the statement above, not that)."""
     src = trials.graph.nodes[node.inputs[0]]
-    if not trials.editable(node) or not node.arg_spans:
-        return []
-    first = min(node.arg_spans.values(), key=lambda s: (s.line, s.col))
-    head = Span(node.span.file, node.span.line, node.span.col, first.line, first.col)
-    if "(" in trials.written(head):  # `dense fc (x): ...`
+    if not trials.editable(node) or "(" in trials.written(_head(node)):  # `dense fc (x): ...`
         return []
     name = f"{node.name}_in"  # named: an unnamed one would renumber the `flatten`s after it
     while name in trials.graph.nodes:
@@ -176,6 +174,35 @@ def _flatten_first(trials: Trials, diag, node) -> list:
         Span(node.span.file, node.span.line, node.span.col, node.span.line, node.span.col), f"flatten {name}\n{indent}"
     )
     return [f"`flatten {name}` before it gives it {prod(src.shape)} inputs, output {fmt_shape(out)}", fix]
+
+
+def _head(node) -> Span:
+    """The statement up to its arguments (`shortcut s (a, b)`), on its first line."""
+    span = node.span
+    first = min(node.arg_spans.values(), key=lambda s: (s.line, s.col), default=None)
+    if first is not None and first.line == span.line:
+        return Span(span.file, span.line, span.col, span.line, first.col)
+    return Span(span.file, span.line, span.col, span.line + 1, 1)  # the rest of the line
+
+
+def _reordered(trials: Trials, diag, node, prop: Proposal) -> list:
+    """[help, fix] for the inputs listed in the order `prop.value` (indices), as they are written."""
+    if not trials.editable(node):
+        return []
+    head = _head(node)
+    written = trials.written(head)
+    start, end = written.find("("), written.find(")")
+    refs = written[start + 1 : end].split(",") if 0 <= start < end else []
+    if len(refs) != len(node.inputs):
+        return []
+    order = [node.inputs[i] for i in prop.value]
+    out = trials.works(diag, node, {}, {}, inputs=order)
+    if not out:
+        return []
+    text = ", ".join(refs[i].strip() for i in prop.value)
+    col = head.col + start + 1
+    fix = Fix(Span(head.file, head.line, col, head.line, col + end - start - 1), text)
+    return [f"`{node.op} ({text})` {prop.says}, output {fmt_shape(out)}", fix]
 
 
 def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:
