@@ -22,7 +22,7 @@ from ..ops import OPS
 from ..ops.base import Proposal, fmt_padding, fmt_shape, pad_spelling, prod
 
 MAX_TRIALS = 80  # shape passes one analysis may run to find and check fixes
-WORK = 4_000_000  # ... and layers those passes may visit in all: a big network gets fewer trials
+WORK = 200_000  # ... and layers those passes may visit in all (~2 s): a big network gets fewer trials
 COMMON_SIZES = (28, 32, 64, 96, 112, 128, 160, 224, 227, 229, 256, 299, 320, 384, 448, 512)
 
 
@@ -206,17 +206,20 @@ def _reordered(trials: Trials, diag, node, prop: Proposal) -> list:
 
 
 def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:
-    """(help, fixes) for a dense layer whose input size is not its `in=`."""
-    src = trials.graph.nodes[node.inputs[0]]
-    got = prod(src.shape)
+    """(help, fixes) for a dense layer whose input size is not its `in=`.
+
+    `in=` is tried first, as the trials may run out: the changes upstream are searched for.
+    """
+    got = prod(trials.graph.nodes[node.inputs[0]].shape)
+    text = f"in={got}"
+    fix = trials.param_fix(node, "in", text)
+    # tried as well: the layers after this one were not analysed, and may fail on its output
+    keep = fix is not None and trials.works(diag, node, {node: {"in": got}}, {}) is not None
     helps, fixes = [], []
     for found in (*_paddings(trials, diag, node), *_input_sizes(trials, diag, node)):
         helps.append(found[0])
         fixes += found[1:]
-    text = f"in={got}"
-    fix = trials.param_fix(node, "in", text)
-    # tried as well: the layers after this one were not analysed, and may fail on its output
-    if fix and trials.works(diag, node, {node: {"in": got}}, {}):
+    if keep:
         helps.append(f"or, if {got} is what you want, write {text}")
         fixes.append(fix)
     return helps, fixes
