@@ -251,11 +251,13 @@ class Uneven:
 class Proposal:
     """A change that would make a diagnostic go away, for the shape pass to try before it offers it.
 
-    `param` is the layer's parameter to change (`pad`, `in`), or `input` for the size of
-    the network input the layer reads; `value` is the new value as the expander gives it
-    (for `input`, the spatial sizes of the layer's input); `text` how a spec writes it; `says`
-    what it does, for the help (`makes it exact: ...`); `spatial` the output's spatial sizes it
-    promises (None: the pass checks only that the diagnostic goes).
+    `param` is the layer's parameter to change (`pad`, `kernel`), or a change of the graph:
+    `input` for the size of the network input the layer reads (`value`: the spatial sizes of
+    the layer's input), `flatten` for a `flatten` inserted before the layer, `inputs` for its
+    inputs in another order (`value`: their indices). `value` is what the expander would give
+    for `text`, how a spec writes it; `says` what it does, for the help (`makes it exact:
+    ...`); `spatial` the output's spatial sizes it promises (None: the pass checks that the
+    diagnostic goes and no other comes).
     """
 
     param: str

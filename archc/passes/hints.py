@@ -1,15 +1,19 @@
 """What would make a shape diagnostic go away, tried before it is offered.
 
-Two diagnostics have causes a change elsewhere fixes: a stride that does not
-divide evenly (W0301), fixed by more padding or another input size, and a
-`dense ... in=N` that gets another size (E0218), usually a mistake far
-upstream: an input of another resolution than the layer table assumed, or a
-stride-1 convolution whose padding shrinks the map. Each change is tried by
-running the shape pass again with it made, and offered only when the
-diagnostic goes away, no new one appears, and the layer gets the size the help
-promises. A help line that proposes an edit of the spec carries it as a `Fix`,
-so that pasting it gives exactly that. Each trial is a linear pass, run only
-when these diagnostics occur, and all of them together are bounded (`WORK`).
+Some diagnostics have a likely cause that one change fixes: a stride that
+does not divide evenly (W0301: more padding, or another input size), a
+`dense ... in=N` that gets another size (E0218: usually far upstream, an input
+of another resolution than the layer table assumed, or a stride-1 convolution
+whose padding shrinks the map; or `in=` itself), an empty output (E0302:
+`pad=same`), a 3-D average pool larger than its input (E0205: a smaller
+window), a dense layer on a map (E0304: `flatten` first), a shortcut into a
+smaller input (E0305: the inputs in another order). The layer types propose
+changes (`Proposal`); each is tried here by running the shape pass again with
+it made, and offered only when the diagnostic goes away, no new one appears,
+and the layer gets the output the help promises. The help line carries the
+edit of the spec as a `Fix`, so that pasting it gives exactly that. Each
+trial is a linear pass, run only when these diagnostics occur, and all of
+them together are bounded (`WORK`).
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ class Trials:
                 for name, n in saved[0].items():
                     self.graph.nodes.update({before.name: before, name: n} if n is node else {name: n})
                 node.inputs = [before.name]
-            node.inputs = inputs if inputs is not None else node.inputs
+            if inputs is not None:
+                node.inputs = list(inputs)
             for n, attrs in changes.items():
                 n.attrs = {**n.attrs, **attrs}
             self.infer(self.graph, trial, {**self.overrides, **overrides}, hints=False)
@@ -250,9 +255,10 @@ def _input_sizes(trials: Trials, diag, node) -> list[tuple]:
     for candidate in dict.fromkeys(tries):
         if trials.works(diag, node, {}, {inp.name: (c, *candidate)}) is not None:
             expected = node.attrs["in"]
-            text = f"with an input of {fmt_shape(candidate)} (not {fmt_shape(spatial)}) it would get {expected}"
             fix = trials.input_fix(inp, (c, *candidate))
-            return [(f"{text}: is that the size?", fix)] if fix else [(f"{text} (as --input gives it)",)]
+            given = "" if fix else " given by --input or inputs="  # not the spec's: there is nothing to edit
+            text = f"with an input of {fmt_shape(candidate)} (not {fmt_shape(spatial)}{given}) it would get {expected}"
+            return [(f"{text}: is that the size?", fix)] if fix else [(f"{text}: is that the size?",)]
         if trials.left <= 0:
             break
     return []
@@ -274,7 +280,7 @@ def _paddings(trials: Trials, diag, node) -> list[tuple]:
             candidates.append((layer, g["pads"], before[1:], layer.shape[1:]))
     found = []
     for layer, old_pads, before, after in candidates:
-        new_pads = _same_pads(layer, before)
+        new_pads = _same_pads(layer)
         text, value = pad_spelling(new_pads)
         fix = trials.param_fix(layer, "pad", text)
         if fix and trials.works(diag, node, {layer: {"pad": value}}, {}) is not None:
@@ -286,7 +292,7 @@ def _paddings(trials: Trials, diag, node) -> list[tuple]:
     return sorted(found, key=lambda f: f[0])
 
 
-def _same_pads(layer, before) -> tuple:
+def _same_pads(layer) -> tuple:
     """The padding `same` gives a stride-1 window layer: the effective kernel less one, the odd pixel after."""
     g = layer.geom
     totals = [d * (k - 1) for k, d in zip(g["kernel"], g["dilation"])]
