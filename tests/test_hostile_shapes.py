@@ -114,11 +114,14 @@ def test_one_edit_fixes_every_uneven_axis_and_keeps_the_even_ones():
 
 
 def test_a_pool_padding_that_would_pass_half_the_window_is_not_offered():
-    # maxpool 2 /3 on 7: the fix needs 2 more pixels, pad (1,1) <= 2//2 works
-    assert check_fixes(net("maxpool p: 2 /3", shape="3x7")) >= 1
-    # maxpool 1x1 /2 on 8: a window of 1 reads every second pixel only when told so: no pad <= 0 works
-    (warning,) = diagnostics(net("maxpool p: 1x1 /2 pad=0", shape="3x7x7")) or [None]
-    assert warning is None or all(f.text.find("pad=") < 0 for f in warning.fixes[:1])
+    # (8+2-3) % 4 = 3: one more pixel makes it exact, but pad=(1,2) is more than 3 // 2 on one side
+    # (E0205, as torch's rule); the input size still works
+    text = net("maxpool p: 3 /4 pad=1", shape="3x8")
+    (warning,) = diagnostics(text)
+    assert warning.help == ["an input `x` of 3x9 makes it exact: (9+2-3)/4+1 = 3, output 3x3"]
+    assert check_fixes(text) == 1
+    with pytest.raises(RuntimeError, match="at most half of kernel size"):
+        torch.nn.MaxPool1d(3, 4, padding=2)(torch.zeros(1, 3, 8))
 
 
 def test_a_fix_that_would_break_a_later_layer_is_not_offered():
