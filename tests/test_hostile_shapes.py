@@ -484,3 +484,21 @@ def test_a_shortcut_into_a_smaller_input_lists_the_smaller_first():
     ]
     assert error.fixes[0].apply(text) == text.replace("(b,a)", "(a, b)")
     assert check_fixes(text) == 1
+
+
+def test_the_trials_of_a_big_network_are_bounded_by_the_layers_they_visit(monkeypatch):
+    from archc.passes import hints, shapes
+
+    passes = []
+    real = shapes.infer_shapes
+
+    def counted(graph, reporter, overrides=None, hints=True, sources=None):
+        passes.append(len(graph))
+        return real(graph, reporter, overrides, hints, sources)
+
+    monkeypatch.setattr(shapes, "infer_shapes", counted)
+    text = net(*["conv: 4 @ 3x3 pad=1"] * 3000, "flatten", "dense: 10 in=5", shape="3x8x8")
+    (error,) = diagnostics(text)
+    assert error.code == "E0218" and error.help == ["or, if 256 is what you want, write in=256"]
+    trials = len(passes)  # the trials alone: the analysis calls the pass through its own reference
+    assert 1 <= trials <= hints.WORK // 3003 and sum(passes) <= hints.WORK, passes
