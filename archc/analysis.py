@@ -189,10 +189,12 @@ def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
         raise ArchError(reporter.diagnostics, sources)
     overrides = _check_overrides(graph, inputs or {}, sources)
     find_unused(graph, reporter)
-    infer_shapes(graph, reporter, overrides)
+    infer_shapes(graph, reporter, overrides, sources=sources if kind == "arch" else None)
     if reporter.has_errors:
         raise ArchError(reporter.diagnostics, sources)
-    count_costs(graph)
+    count_costs(graph, reporter)
+    if reporter.has_errors:
+        raise ArchError(reporter.diagnostics, sources)
     receptive_fields(graph)
     memory = measure_memory(graph)
     nbytes = DTYPE_BYTES[dtype]

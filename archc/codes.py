@@ -722,12 +722,14 @@ _ENTRIES = (
         """,
     ),
     _entry(
-        "E0306: tensor too large",
+        "E0306: size or count too large",
         """
-        A layer's output would hold more than 2^62 values, which no machine can
-        store and which overflows the 64-bit counts archc keeps. The cause is
-        nearly always a wrong size, such as an input with extra digits or an
-        upsample that was meant to be a pool. Check the sizes.
+        A layer's output would hold more than 2^62 values, or one of its sizes
+        (a kernel, a stride, a padding), its parameters or MACs, or the
+        network's totals up to it pass 2^62: no machine can store that, and it
+        overflows the 64-bit counts every framework keeps. The cause is nearly
+        always a wrong size, such as an input with extra digits or an upsample
+        that was meant to be a pool. Check the sizes.
         """,
         wrong="""
         network Huge {

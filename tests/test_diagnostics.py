@@ -166,7 +166,11 @@ def test_alexnet_at_224_with_an_unpadded_11x11_stride_4_conv_warns_with_the_fix(
     assert warning.message == (
         "conv conv1 does not divide evenly: (224-11)/4+1 = 54.25, so 1 pixel at the end is never used"
     )
-    assert warning.help == ["pad=(1,2) makes it exact (224+3-11)/4+1 = 55; so does an input of 227"]
+    # (1,2) alone would mean 1 row and 2 columns on both sides of an image: per side is (1,2)x(1,2)
+    assert warning.help == [
+        "pad=(1,2)x(1,2) makes it exact: (224+3-11)/4+1 = 55, output 96x55x55",
+        "an input `image` of 3x227x227 makes it exact: (227-11)/4+1 = 55, output 96x55x55",
+    ]
 
 
 def test_a_layer_reading_itself_and_a_forward_reference_each_have_their_message():

@@ -148,7 +148,7 @@ def test_dense_on_an_unflattened_input():
     d = one_error("network N {\n  input x: 16x5x5\n  dense F5: 120\n}")
     assert d.code == "E0304"
     assert d.message == "dense F5 needs a flat input, but gets 16x5x5"
-    assert d.help == ["insert `flatten` before it (it would give 400 inputs)"]
+    assert d.help == ["`flatten F5_in` before it gives it 400 inputs, output 120"]  # with the edit that inserts it
 
 
 def test_add_with_different_shapes_names_both_layers():
@@ -199,7 +199,10 @@ def test_uneven_stride_is_a_warning_with_the_fix():
     (w,) = net.warnings
     assert w.code == "W0301" and (w.span.line, w.span.col) == (3, 3)
     assert "(7-3)/3+1 = 2.33" in w.message
-    assert w.help == ["pad=1 makes it exact (7+2-3)/3+1 = 3; so does an input of 9"]
+    assert w.help == [
+        "pad=1 makes it exact: (7+2-3)/3+1 = 3, output 8x3x3",
+        "an input `x` of 3x9x9 makes it exact: (9-3)/3+1 = 3, output 8x3x3",
+    ]
 
 
 def test_rendered_error_has_location_source_line_and_caret():

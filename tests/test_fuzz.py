@@ -265,7 +265,7 @@ BEYOND_FLOATS = {  # a whole number of 400 digits where a float was computed: Ov
     "float-parameter-accepted": (net(f"leaky_relu: {10**400}", f"relu -> elu({10**400})"), None),
     "mixed-arithmetic": (net(f"dropout: {10**400} * 0.5"), "E0213"),
     "uneven-stride-warning": (net(f"conv: 4 @ 4 /3 pad=({10**400},0)", shape="3x8"), "E0306"),
-    "receptive-field": (net(f"conv: 4 @ 3 /{10**400} pad=({10**400},0)", shape="3x8"), None),
+    "receptive-field": (net(f"conv: 4 @ 3 /{10**400} pad=({10**400},0)", shape="3x8"), "E0306"),  # sizes <= 2^62
 }
 
 

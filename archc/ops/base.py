@@ -24,6 +24,9 @@ Shape = tuple[int, ...]
 RF = tuple[tuple[int | Fraction, int | Fraction, int | Fraction], ...] | None
 
 REQUIRED = object()
+# The largest size, count or figure archc works with (docs/language.md, section 12): beyond
+# it, counts overflow the 64-bit integers of every framework (and FLOPs, 2 x MACs, would too).
+MAX_SIZE = 2**62
 
 
 class PadPair(tuple):
@@ -54,13 +57,19 @@ class ShapeError(Exception):
     """A layer cannot produce an output; becomes an error at that layer."""
 
     def __init__(
-        self, message: str, help: list[str] | tuple[str, ...] = (), param: str | None = None, code: str = "E0301"
+        self,
+        message: str,
+        help: list[str] | tuple[str, ...] = (),
+        param: str | None = None,
+        code: str = "E0301",
+        proposals: list[Proposal] | tuple[Proposal, ...] = (),
     ):
         super().__init__(message)
         self.message = message
         self.help = list(help)
         self.param = param
         self.code = code
+        self.proposals = list(proposals)  # changes that may fix it, for the shape pass to try
 
 
 class Op:
@@ -207,16 +216,56 @@ def check_window(node, what: str, spatial: Shape, kernel, stride, dilation, pads
                 f"{'dilated ' if d > 1 else ''}kernel {eff}",
                 ["use a smaller kernel or stride, pad the input (pad=same keeps the size), or a larger input"],
                 code="E0302",
+                proposals=[Proposal("pad", "same", "pad=same", "pads the input to fit the window", instead=False)],
             )
         outs.append(out)
         # Pixels after the last window: a problem only when they are real input
         # (not padding) and more than the gap a stride larger than the kernel leaves anyway.
         rem = (n + b + a - eff) % s
         if not ceil and rem - a > max(0, s - eff):
-            uneven.append((axis, n, eff, s, b, a, rem - a, out))
+            uneven.append(Uneven(axis, n, eff, s, b, a, rem - a))
     if uneven and node.attrs.get("pad") != "same":
-        warn(*_uneven_message(what, uneven, len(spatial)))
+        warn(*_uneven_message(what, uneven, pads, spatial, tuple(outs)))
     return tuple(outs)
+
+
+@dataclass(frozen=True)
+class Uneven:
+    """One spatial axis whose last `unused` input pixels no window reads."""
+
+    axis: int
+    n: int  # input size
+    eff: int  # effective kernel
+    s: int  # stride
+    b: int  # padding before
+    a: int  # padding after
+    unused: int
+
+    @property
+    def missing(self) -> int:
+        """The pixels (padding or input) one more window needs."""
+        return self.s - (self.n + self.b + self.a - self.eff) % self.s
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A change that would make a diagnostic go away, for the shape pass to try before it offers it.
+
+    `param` is the layer's parameter to change (`pad`, `kernel`), or a change of the graph:
+    `input` for the size of the network input the layer reads (`value`: the spatial sizes of
+    the layer's input), `flatten` for a `flatten` inserted before the layer, `inputs` for its
+    inputs in another order (`value`: their indices). `value` is what the expander would give
+    for `text`, how a spec writes it; `says` what it does, for the help (`makes it exact:
+    ...`); `spatial` the output's spatial sizes it promises (None: the pass checks that the
+    diagnostic goes and no other comes).
+    """
+
+    param: str
+    value: object
+    text: str
+    says: str
+    spatial: Shape | None = None
+    instead: bool = True  # when it works, its help replaces the diagnostic's own (which says the same, vaguer)
 
 
 def _padded(b: int, a: int) -> str:
@@ -232,30 +281,80 @@ def _plus_one(num: int, den: int) -> str:
         return f"{whole + 1}.{rest * 100 // den:02d}"
 
 
-def _uneven_message(what: str, uneven, nd: int):
-    axes = ["L"] if nd == 1 else (["H", "W"] if nd == 2 else ["D", "H", "W"])
-    parts, helps = [], []
-    if len(uneven) == nd and len({u[1:] for u in uneven}) == 1:
-        uneven, nd = uneven[:1], 1  # the same in every dimension: say it once
-    for axis, n, eff, s, b, a, rem, _out in uneven:
-        total = b + a
-        exact = _plus_one(n + total - eff, s)
-        where = f"{axes[axis]}: " if nd > 1 else ""
+def _uneven_message(what: str, uneven: list[Uneven], pads, spatial: Shape, outs: Shape):
+    """The W0301 message and help, and what would make every uneven axis exact at once.
+
+    Two changes do: a padding that adds the missing pixels, split as `same` splits it
+    (written for the input's rank, so that `(1,2)` on an image is not read as 1x2), and an
+    input that large. Both are `Proposal`s: the shape pass tries them on the network and
+    offers only those that give what they promise.
+    """
+    nd = len(spatial)
+    names = ["L"] if nd == 1 else (["H", "W"] if nd == 2 else ["D", "H", "W"])
+    same_everywhere = len(uneven) == nd and len({(u.n, u.eff, u.s, u.b, u.a) for u in uneven}) == 1
+    shown = uneven[:1] if same_everywhere else uneven  # the same in every dimension: say it once
+
+    def where(u: Uneven) -> str:
+        return "" if nd == 1 or same_everywhere else f"{names[u.axis]}: "
+
+    parts = []
+    for u in shown:
+        total = u.b + u.a
+        exact = _plus_one(u.n + total - u.eff, u.s)
         parts.append(
-            f"{where}({n}{f'+{total}' if total else ''}-{eff})/{s}+1 = {exact}, "
-            f"so {rem} pixel{'s' if rem > 1 else ''} at the end {'are' if rem > 1 else 'is'} never used"
+            f"{where(u)}({u.n}{f'+{total}' if total else ''}-{u.eff})/{u.s}+1 = {exact}, "
+            f"so {u.unused} pixel{'s' if u.unused > 1 else ''} at the end {'are' if u.unused > 1 else 'is'} never used"
         )
-        extra = s - rem
-        new_total = total + extra
-        new_out = (n + new_total - eff) // s + 1
-        pad_text = (
-            f"pad={new_total // 2}" if new_total % 2 == 0 else f"pad=({new_total // 2},{new_total - new_total // 2})"
-        )
-        helps.append(
-            f"{where}{pad_text} makes it exact ({n}+{new_total}-{eff})/{s}+1 = {new_out}"
-            f"{'' if total else f'; so does an input of {n + extra}'}"
-        )
-    return f"{what} does not divide evenly: " + "; ".join(parts), helps
+    new_pads, new_sizes, new_outs = list(pads), list(spatial), list(outs)
+    pad_steps, size_steps = [], []
+    for u in uneven:
+        total = u.b + u.a + u.missing
+        new_pads[u.axis] = (total // 2, total - total // 2)
+        new_sizes[u.axis] = u.n + u.missing
+        new_outs[u.axis] = (u.n + total - u.eff) // u.s + 1
+        if u in shown:
+            pad_steps.append(f"{where(u)}({u.n}+{total}-{u.eff})/{u.s}+1 = {new_outs[u.axis]}")
+            written = f"+{u.b + u.a}" if u.b + u.a else ""
+            size_steps.append(f"{where(u)}({new_sizes[u.axis]}{written}-{u.eff})/{u.s}+1 = {new_outs[u.axis]}")
+    text, value = pad_spelling(tuple(new_pads))
+    generic = [
+        f"pad so that input + padding - {uneven[0].eff} is a multiple of the stride {uneven[0].s}, "
+        "or change the input size"
+    ]
+    proposals = [
+        Proposal("pad", value, text, f"makes it exact: {', '.join(pad_steps)}", tuple(new_outs)),
+        Proposal(
+            "input", tuple(new_sizes), fmt_shape(new_sizes), f"makes it exact: {', '.join(size_steps)}", tuple(new_outs)
+        ),
+    ]
+    return f"{what} does not divide evenly: " + "; ".join(parts), generic, proposals
+
+
+def pad_spelling(pads) -> tuple[str, object]:
+    """`pad=...` for per-side paddings ((before, after) per axis), and the value the spec then gives.
+
+    The text is right for the rank: on an image `(0,1)` would mean 0 rows and 1 column on both
+    sides, so per-side padding is written as a pair for every axis, `(0,1)x(1,1)` (a number after
+    a pair, `(0,1)x1`, would read as the word `x1`); a 1-D input reads a single `(0,1)` as
+    (before, after).
+    """
+    if all(b == a for b, a in pads):
+        values = tuple(b for b, _ in pads)
+        if len(set(values)) == 1:
+            return f"pad={values[0]}", values[0]
+        return "pad=" + "x".join(map(str, values)), values
+    pairs = tuple(PadPair((b, a)) for b, a in pads)
+    return "pad=" + "x".join(f"({b},{a})" for b, a in pairs), pairs[0] if len(pairs) == 1 else pairs
+
+
+def divisors(n: int, listed: int = 12) -> str | None:
+    """The divisors of n, the first `listed` of them, found up to its square root; None above
+    10^10 (10^5 steps), where counting up to a size of 2^62 would never end."""
+    if n > 10**10:
+        return None
+    low = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    found = sorted({*low, *(n // d for d in low)})
+    return ", ".join(map(str, found[:listed])) + (f", ... {found[-1]}" if len(found) > listed else "")
 
 
 def fmt_shape(shape) -> str:

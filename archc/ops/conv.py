@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from ..codegen.pyexpr import Index, call, lit
@@ -10,6 +11,7 @@ from .base import (
     P,
     ShapeError,
     check_window,
+    divisors,
     fmt_padding,
     fmt_shape,
     fmt_stride,
@@ -59,7 +61,7 @@ def _geometry(node, ins, warn, *, transposed=False, depthwise=False):
     if groups < 1 or cin % groups or filters % groups:
         raise ShapeError(
             f"{what}: groups={groups} must divide both the input channels ({cin}) and the filters ({filters})",
-            [f"the common divisors of {cin} and {filters} are {_divisors(cin, filters)}"],
+            [_common_divisors(cin, filters)],
             param="groups",
             code="E0303",
         )
@@ -76,8 +78,12 @@ def _geometry(node, ins, warn, *, transposed=False, depthwise=False):
     return what, cin, spatial, nd, kernel, stride, dilation, pads, groups, filters
 
 
-def _divisors(a: int, b: int) -> str:
-    return ", ".join(str(d) for d in range(1, min(a, b) + 1) if a % d == 0 and b % d == 0)
+def _common_divisors(a: int, b: int) -> str:
+    g = math.gcd(a, b)
+    listed = divisors(g)
+    if listed is None:
+        return f"groups must divide {g}, the greatest common divisor of {a} and {b}"
+    return f"the common divisors of {a} and {b} are {listed}"
 
 
 class _ConvBase(Op):

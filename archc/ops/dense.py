@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
-from .base import Op, P, ShapeError, fmt_shape, prod, register
+from .base import Op, P, Proposal, ShapeError, fmt_shape, prod, register
 from .emit import zeros
 
 
@@ -24,6 +24,7 @@ class Dense(Op):
                 f"dense {node.name} needs a flat input, but gets {fmt_shape(shape)}",
                 [f"insert `flatten` before it (it would give {prod(shape)} inputs)"],
                 code="E0304",
+                proposals=[Proposal("flatten", None, "flatten", "")],
             )
         if node.attrs["units"] < 1:
             raise ShapeError(f"dense {node.name}: units must be at least 1", param="units", code="E0205")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import Index, Sum, call, list_of, lit
-from .base import Op, ShapeError, fmt_shape, register
+from .base import Op, Proposal, ShapeError, fmt_shape, register
 
 
 def _listing(node, ins) -> str:
@@ -77,6 +77,15 @@ def flat_sum(terms):
     return Sum(tuple(terms)) if len(terms) <= MAX_TERMS else call("sum", list_of(terms))
 
 
+def _smallest_first(ins) -> list[Proposal]:
+    """The inputs reordered so that the first fits in every other one, if one does."""
+    for i, first in enumerate(ins):
+        if all(len(shape) == len(first) and all(n >= m for n, m in zip(shape[1:], first[1:])) for shape in ins):
+            order = (i, *(j for j in range(len(ins)) if j != i))
+            return [Proposal("inputs", order, "", "adds every input into the smallest")]
+    return []
+
+
 @register
 class Shortcut(Op):
     name = "shortcut"
@@ -97,6 +106,7 @@ class Shortcut(Op):
                     f"{fmt_shape(out)}: every input needs the first one's rank and at least its spatial size",
                     ["list the input with the smaller (or equal) spatial size first"],
                     code="E0305",
+                    proposals=_smallest_first(ins),
                 )
             strides = tuple(n // m for n, m in zip(shape[1:], out[1:]))
             fits.append((min(shape[0], out[0]), strides))

@@ -6,6 +6,8 @@ from ..codegen.pyexpr import Index, Neg, Sum, call
 from .base import (
     Op,
     P,
+    Proposal,
+    Shape,
     ShapeError,
     check_window,
     fmt_padding,
@@ -55,8 +57,34 @@ class _WindowPool(Op):
                     code="E0205",
                 )
         node.geom.update(nd=nd, kernel=kernel, stride=stride, dilation=dilation, pads=pads)
+        if nd == 3:
+            self._check_3d(what, tuple(spatial), kernel, pads)
         out = check_window(node, what, tuple(spatial), kernel, stride, dilation, pads, a["ceil"], warn)
         return (channels, *out)
+
+    def _check_3d(self, what: str, spatial: Shape, kernel: Shape, pads) -> None:
+        """A rule of PyTorch's for 3-D inputs: none for max (and min) pooling.
+
+        PyTorch's 3-D average pool, which its LPPool3d runs too, takes no input smaller than its
+        window (aten's `pool3d_shape_check` with `check_input_size`), where its 1-D and 2-D pools
+        and max pooling only need an output of at least 1.
+        """
+
+    def _window_fits(self, what: str, read: Shape, kernel: Shape, padded: bool) -> None:
+        """E0205 unless `read`, the input as torch's pool reads it, is at least the window."""
+        if all(n >= k for n, k in zip(read, kernel)):
+            return
+        fits = tuple(min(n, k) for n, k in zip(read, kernel))
+        text = f"kernel={fmt_shape(fits) if len(set(fits)) > 1 else fits[0]}"
+        counted = "with its padding" if padded else "padding not counted"
+        raise ShapeError(
+            f"{what}: PyTorch's 3-D {self.name} needs an input at least as large as its window ({counted}): "
+            f"{fmt_shape(read)} is smaller than {fmt_shape(kernel)}",
+            [f"use a window of at most {fmt_shape(read)}, or a larger input"],
+            param="kernel",
+            code="E0205",
+            proposals=[Proposal("kernel", fits if len(set(fits)) > 1 else fits[0], text, "fits", instead=False)],
+        )
 
     def receptive(self, node, rfs):
         g = node.geom
@@ -133,6 +161,10 @@ class AvgPool(_WindowPool):
     torch_class = "AvgPool"
     numpy_function = "avg_pool"
 
+    def _check_3d(self, what, spatial, kernel, pads):
+        # the padding is the pool's own (per-side padding, padded first, is held to the same rule)
+        self._window_fits(what, spatial, kernel, False)
+
     def _window(self, node, torch):
         window = super()._window(node, torch)
         del window["dilation"]
@@ -163,6 +195,9 @@ class L2Pool(_WindowPool):
     name = "l2pool"
     doc = "Square root of the sum of squares over each window (power-2 average pooling)."
     params = (*_WindowPool.params[:3], _WindowPool.params[4])
+
+    def _check_3d(self, what, spatial, kernel, pads):  # LPPool3d reads the input padded first
+        self._window_fits(what, tuple(n + b + a for n, (b, a) in zip(spatial, pads)), kernel, True)
 
     # torch's LPPool takes no padding: the input is padded with zeros first.
     def torch_layer(self, node, ins):

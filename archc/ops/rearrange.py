@@ -8,7 +8,7 @@ channels (PyTorch's PixelUnshuffle) and has its own output.
 from __future__ import annotations
 
 from ..codegen.pyexpr import Index, call
-from .base import Op, P, ShapeError, fmt_shape, per_dim, register, spatial_dims, window_rf
+from .base import Op, P, ShapeError, divisors, fmt_shape, per_dim, register, spatial_dims, window_rf
 
 
 @register
@@ -27,10 +27,10 @@ class Chunk(Op):
         if parts < 1:
             raise ShapeError(f"chunk {node.name}: parts must be at least 1, not {parts}", param="parts", code="E0205")
         if channels % parts:
-            divisors = ", ".join(str(d) for d in range(1, channels + 1) if channels % d == 0)
+            listed = divisors(channels)
             raise ShapeError(
                 f"chunk {node.name}: {parts} parts do not divide the {channels} channels of {fmt_shape(ins[0])}",
-                [f"the divisors of {channels} are {divisors}"],
+                [f"the divisors of {channels} are {listed}" if listed else f"parts must divide {channels}"],
                 param="parts",
                 code="E0303",
             )

@@ -1,56 +1,249 @@
-"""What would make a wrong size right: the suggestions of a dense size mismatch (E0218).
+"""What would make a shape diagnostic go away, tried before it is offered.
 
-A `dense ... in=N` that gets another size is usually a mistake far upstream:
-an input of another resolution than the layer table assumed, or a stride-1
-convolution whose padding shrinks the map. Both are found by trying the
-change and running the shape pass again (a few dozen linear passes, only
-when this error occurs).
+Some diagnostics have a likely cause that one change fixes: a stride that
+does not divide evenly (W0301: more padding, or another input size), a
+`dense ... in=N` that gets another size (E0218: usually far upstream, an input
+of another resolution than the layer table assumed, or a stride-1 convolution
+whose padding shrinks the map; or `in=` itself), an empty output (E0302:
+`pad=same`), a 3-D average pool larger than its input (E0205: a smaller
+window), a dense layer on a map (E0304: `flatten` first), a shortcut into a
+smaller input (E0305: the inputs in another order). The layer types propose
+changes (`Proposal`); each is tried here by running the shape pass again with
+it made, and offered only when the diagnostic goes away, no new one appears,
+and the layer gets the output the help promises. The help line carries the
+edit of the spec as a `Fix`, so that pasting it gives exactly that. Each
+trial is a linear pass, run only when these diagnostics occur, and all of
+them together are bounded (`WORK`).
 """
 
 from __future__ import annotations
 
-from ..diagnostics import Reporter
-from ..ops.base import fmt_padding, fmt_shape, prod
+from collections import Counter
 
-MAX_TRIALS = 80
+from ..diagnostics import Fix, Reporter, Span, source_lines
+from ..graph import Node
+from ..ops import OPS
+from ..ops.base import Proposal, fmt_padding, fmt_shape, pad_spelling, prod
+
+MAX_TRIALS = 80  # shape passes one analysis may run to find and check fixes
+WORK = 200_000  # ... and layers those passes may visit in all (~2 s): a big network gets fewer trials
 COMMON_SIZES = (28, 32, 64, 96, 112, 128, 160, 224, 227, 229, 256, 299, 320, 384, 448, 512)
 
 
-def dense_mismatch(graph, node, overrides, infer) -> tuple[str, list[str]]:
-    """(message, help) for a dense layer whose input size is not its `in=`."""
+class Trials:
+    """Runs the shape pass with a change made, within the budget, and puts everything back."""
+
+    def __init__(self, graph, reporter: Reporter, overrides: dict, infer, sources: dict[str, str]):
+        self.graph, self.overrides, self.infer, self.sources = graph, overrides, infer, sources
+        self.left = min(MAX_TRIALS, WORK // max(len(graph), 1))
+        self.known = {_key(d) for d in reporter.diagnostics}
+        self.results = [(n, n.attrs, n.geom, n.shape, n.failed) for n in graph]  # what each trial rewrites
+        self.statements = Counter(n.span for n in graph)  # a statement that makes several layers
+
+    def works(
+        self, diag, node, changes: dict, overrides: dict, spatial=None, before: Node | None = None, inputs=None
+    ) -> tuple[int, ...] | None:
+        """`node`'s output shape when the pass, with `changes` ({node: {param: value}}), input
+        `overrides`, the layer `before` inserted to feed `node` and `node`'s `inputs` in another
+        order, loses `diag`, gains no diagnostic and gives `node` the spatial size `spatial`
+        (when given); else None."""
+        if self.left <= 0:
+            return None
+        self.left -= 1
+        trial = Reporter()
+        saved = self.graph.nodes, node.inputs
+        try:
+            if before is not None:
+                self.graph.nodes = {}
+                for name, n in saved[0].items():
+                    self.graph.nodes.update({before.name: before, name: n} if n is node else {name: n})
+                node.inputs = [before.name]
+            if inputs is not None:
+                node.inputs = list(inputs)
+            for n, attrs in changes.items():
+                n.attrs = {**n.attrs, **attrs}
+            self.infer(self.graph, trial, {**self.overrides, **overrides}, hints=False)
+            found = {_key(d) for d in trial.diagnostics}
+            shape = node.shape
+            sized = shape is not None and (spatial is None or tuple(shape[1:]) == tuple(spatial))
+            return shape if _key(diag) not in found and found <= self.known and sized else None
+        finally:
+            self.graph.nodes, node.inputs = saved
+            self.restore()
+
+    def restore(self) -> None:
+        """The real network again: a trial changes attributes and overrides input shapes, and the
+        pass rewrites every result; putting them back costs less than another pass."""
+        for n, attrs, geom, shape, failed in self.results:
+            n.attrs, n.geom, n.shape, n.failed = attrs, geom, shape, failed
+
+    # -- the edits --------------------------------------------------------------------
+
+    def editable(self, node) -> bool:
+        """Whether an edit of the node's statement changes that layer alone, in a spec we have the text of.
+
+        Not in a block body or a repeat (an edit would change every layer made of the
+        statement), nor in an imported `.cfg` or `.prototxt` (not `.arch` text).
+        """
+        return node.span.file in self.sources and not node.scope and self.statements[node.span] == 1
+
+    def written(self, span: Span) -> str:
+        """The text at a span of a source (one line: arguments are)."""
+        line = source_lines(self.sources[span.file])[span.line - 1]
+        return line[span.col - 1 : span.end_col - 1 if span.end_line == span.line else None]
+
+    def param_fix(self, node, param: str, text: str) -> Fix | None:
+        """`text` (`pad=...`) in place of the layer's `param` argument, or after its last argument.
+
+        A positional argument (`3` of `avgpool: 3`) is replaced by the bare value. None where
+        the statement is not `editable`.
+        """
+        if not self.editable(node):
+            return None
+        if param in node.arg_spans:
+            span = node.arg_spans[param]
+            schema = {p.name: p for p in OPS[node.op].params}
+            # given by position, not as a word (`same`) or by name
+            bare = schema[param].positional and not self.written(span).startswith(f"{param}=")
+            return Fix(span, text.split("=", 1)[1] if bare else text)
+        if not node.arg_spans:
+            return None
+        end = max(node.arg_spans.values(), key=lambda s: (s.end_line, s.end_col))
+        return Fix(Span(end.file, end.end_line, end.end_col, end.end_line, end.end_col), f" {text}")
+
+    def input_fix(self, inp, shape) -> Fix | None:
+        """The input's shape rewritten; None when the shape comes from an override, not the spec."""
+        if not self.editable(inp) or inp.name in self.overrides or "shape" not in inp.arg_spans:
+            return None
+        return Fix(inp.arg_spans["shape"], fmt_shape(shape))
+
+
+def _key(diag) -> tuple:
+    """A diagnostic, told apart from those of the other copies of its statement by its message."""
+    return diag.code, diag.span, diag.message
+
+
+def offer_fixes(graph, reporter: Reporter, pending, overrides: dict, infer, sources: dict[str, str]) -> None:
+    """Fill in the help and fixes of the diagnostics in `pending`: (diagnostic, node, proposals)."""
+    trials = Trials(graph, reporter, overrides, infer, sources)
+    for diag, node, proposals in pending:
+        if diag.code == "E0218":
+            diag.help, diag.fixes = dense_mismatch(trials, diag, node)
+        elif diag.severity == "error" or not node.failed:  # a layer that warned, then failed, promises nothing
+            _proposed(trials, diag, node, proposals)
+
+
+def _proposed(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
+    """The help and fixes of the proposals that work (W0301: the padding, then the input size), in place
+    of the diagnostic's own help or after it (`Proposal.instead`)."""
+    helps, fixes = [], []
+    src = trials.graph.nodes[node.inputs[0]] if node.inputs else None
+    for prop in proposals:
+        if prop.param in ("flatten", "inputs"):  # edits of the graph, not of one argument
+            found = (_flatten_first if prop.param == "flatten" else _reordered)(trials, diag, node, prop)
+            helps += found[:1]
+            fixes += found[1:]
+        elif prop.param != "input":
+            fix = trials.param_fix(node, prop.param, prop.text)
+            out = fix and trials.works(diag, node, {node: {prop.param: prop.value}}, {}, prop.spatial)
+            if out:
+                helps.append(f"{prop.text} {prop.says}, output {fmt_shape(out)}")
+                fixes.append(fix)
+        elif src is not None and src.op == "input":
+            shape = (src.shape[0], *prop.value)
+            fix = trials.input_fix(src, shape)
+            out = fix and trials.works(diag, node, {}, {src.name: shape}, prop.spatial)
+            if out:
+                helps.append(f"an input `{src.name}` of {fmt_shape(shape)} {prop.says}, output {fmt_shape(out)}")
+                fixes.append(fix)
+    if helps:
+        diag.help = [*(() if all(p.instead for p in proposals) else diag.help), *helps]
+        diag.fixes = fixes
+
+
+def _flatten_first(trials: Trials, diag, node, prop: Proposal) -> list:
+    """[help, fix] for a `flatten` statement inserted before a layer that reads the statement above
+    (not one that names its input: the `flatten` would read the statement above, not that)."""
+    src = trials.graph.nodes[node.inputs[0]]
+    if not trials.editable(node) or "(" in trials.written(_head(node)):  # `dense fc (x): ...`
+        return []
+    name = f"{node.name}_in"  # named: an unnamed one would renumber the `flatten`s after it
+    while name in trials.graph.nodes:
+        name += "_"
+    flatten = Node(name, "flatten", [src.name], {}, node.span)
+    out = trials.works(diag, node, {}, {}, before=flatten)
+    if not out:
+        return []
+    indent = " " * (node.span.col - 1)
+    fix = Fix(
+        Span(node.span.file, node.span.line, node.span.col, node.span.line, node.span.col), f"flatten {name}\n{indent}"
+    )
+    return [f"`flatten {name}` before it gives it {prod(src.shape)} inputs, output {fmt_shape(out)}", fix]
+
+
+def _head(node) -> Span:
+    """The statement up to its arguments (`shortcut s (a, b)`), on its first line."""
+    span = node.span
+    first = min(node.arg_spans.values(), key=lambda s: (s.line, s.col), default=None)
+    if first is not None and first.line == span.line:
+        return Span(span.file, span.line, span.col, span.line, first.col)
+    return Span(span.file, span.line, span.col, span.line + 1, 1)  # the rest of the line
+
+
+def _reordered(trials: Trials, diag, node, prop: Proposal) -> list:
+    """[help, fix] for the inputs listed in the order `prop.value` (indices), as they are written."""
+    if not trials.editable(node):
+        return []
+    head = _head(node)
+    written = trials.written(head)
+    start, end = written.find("("), written.find(")")
+    refs = written[start + 1 : end].split(",") if 0 <= start < end else []
+    if len(refs) != len(node.inputs):
+        return []
+    order = [node.inputs[i] for i in prop.value]
+    out = trials.works(diag, node, {}, {}, inputs=order)
+    if not out:
+        return []
+    text = ", ".join(refs[i].strip() for i in prop.value)
+    col = head.col + start + 1
+    fix = Fix(Span(head.file, head.line, col, head.line, col + end - start - 1), text)
+    return [f"`{node.op} ({text})` {prop.says}, output {fmt_shape(out)}", fix]
+
+
+def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:
+    """(help, fixes) for a dense layer whose input size is not its `in=`.
+
+    `in=` is tried first, as the trials may run out: the changes upstream are searched for.
+    """
+    got = prod(trials.graph.nodes[node.inputs[0]].shape)
+    text = f"in={got}"
+    fix = trials.param_fix(node, "in", text)
+    # tried as well: the layers after this one were not analysed, and may fail on its output
+    keep = fix is not None and trials.works(diag, node, {node: {"in": got}}, {}) is not None
+    helps, fixes = [], []
+    for found in (*_paddings(trials, diag, node), *_input_sizes(trials, diag, node)):
+        helps.append(found[0])
+        fixes += found[1:]
+    if keep:
+        helps.append(f"or, if {got} is what you want, write {text}")
+        fixes.append(fix)
+    return helps, fixes
+
+
+def dense_message(graph, node) -> str:
     expected = node.attrs["in"]
     src = graph.nodes[node.inputs[0]]
     got = src.shape[0]
     origin = graph.nodes[src.inputs[0]] if src.op in ("flatten", "reshape") and src.inputs else src
     gives = f"{fmt_shape(origin.shape)} = {got}" if origin is not src else str(got)
-    message = f"dense {node.name} expects {expected} inputs (in={expected}), but {src.op} {src.name} gives {gives}"
-    inputs = {n.name: n.attrs for n in graph.inputs}
-
-    def restore():  # trials override input shapes and rewrite every shape: put the real ones back
-        for n in graph.inputs:
-            n.attrs = inputs[n.name]
-        infer(graph, Reporter(), overrides, hints=False)
-
-    helps = []
-    for trial in (_paddings, _input_sizes):
-        try:
-            helps += trial(graph, node, expected, overrides, infer)
-        finally:
-            restore()
-    helps.append(f"or, if {got} is what you want, write in={got}")
-    return message, helps
+    return f"dense {node.name} expects {expected} inputs (in={expected}), but {src.op} {src.name} gives {gives}"
 
 
-def _size_after(graph, node, infer, overrides) -> int | None:
-    infer(graph, Reporter(), overrides, hints=False)
-    src = graph.nodes[node.inputs[0]]
-    return None if src.shape is None else prod(src.shape)
-
-
-def _input_sizes(graph, node, expected, overrides, infer) -> list[str]:
-    if len(graph.inputs) != 1:
+def _input_sizes(trials: Trials, diag, node) -> list[tuple]:
+    """Another size of the only input that gives `in=`: the nearest one of those tried."""
+    if len(trials.graph.inputs) != 1:
         return []
-    (inp,) = graph.inputs
+    (inp,) = trials.graph.inputs
     shape = inp.shape
     if shape is None or len(shape) < 2:
         return []
@@ -58,19 +251,24 @@ def _input_sizes(graph, node, expected, overrides, infer) -> list[str]:
     tries = [tuple(n + delta for n in spatial) for delta in range(-16, 17) if delta and min(spatial) + delta > 0]
     if len(set(spatial)) == 1:
         tries += [(size,) * len(spatial) for size in COMMON_SIZES]
-    found = []
-    for candidate in list(dict.fromkeys(tries))[:MAX_TRIALS]:
-        if _size_after(graph, node, infer, {**overrides, inp.name: (c, *candidate)}) == expected:
-            found.append(candidate)
-    if not found:
-        return []
-    best = min(found, key=lambda t: sum(abs(a - b) for a, b in zip(t, spatial)))
-    return [f"with an input of {fmt_shape(best)} (not {fmt_shape(spatial)}) it would get {expected}: is that the size?"]
+    tries.sort(key=lambda t: sum(abs(a - b) for a, b in zip(t, spatial)))  # the nearest that works is the first
+    for candidate in dict.fromkeys(tries):
+        if trials.works(diag, node, {}, {inp.name: (c, *candidate)}) is not None:
+            expected = node.attrs["in"]
+            fix = trials.input_fix(inp, (c, *candidate))
+            given = "" if fix else " given by --input or inputs="  # not the spec's: there is nothing to edit
+            text = f"with an input of {fmt_shape(candidate)} (not {fmt_shape(spatial)}{given}) it would get {expected}"
+            return [(f"{text}: is that the size?", fix)] if fix else [(f"{text}: is that the size?",)]
+        if trials.left <= 0:
+            break
+    return []
 
 
-def _paddings(graph, node, expected, overrides, infer) -> list[str]:
+def _paddings(trials: Trials, diag, node) -> list[tuple]:
+    """Stride-1 convolutions and pools above that shrink the map: `same` padding that gives `in=`."""
     import networkx as nx  # only when a hint is being worked out: ~100 ms that `check` of a good spec saves
 
+    graph = trials.graph
     candidates = []  # read everything first: each trial rewrites the shapes
     for name in nx.ancestors(graph.nx, node.name):
         layer = graph.nodes[name]
@@ -80,19 +278,22 @@ def _paddings(graph, node, expected, overrides, infer) -> list[str]:
         before = graph.nodes[layer.inputs[0]].shape
         if before is not None and tuple(layer.shape[1:]) != tuple(before[1:]):
             candidates.append((layer, g["pads"], before[1:], layer.shape[1:]))
-    helps = []
+    found = []
     for layer, old_pads, before, after in candidates:
-        saved = layer.attrs
-        layer.attrs = {**saved, "pad": "same"}
-        try:
-            fits = _size_after(graph, node, infer, overrides) == expected
-            new_pads = layer.geom.get("pads")
-        finally:
-            layer.attrs = saved
-        if fits and new_pads is not None:
-            helps.append(
+        new_pads = _same_pads(layer)
+        text, value = pad_spelling(new_pads)
+        fix = trials.param_fix(layer, "pad", text)
+        if fix and trials.works(diag, node, {layer: {"pad": value}}, {}) is not None:
+            help_ = (
                 f"{layer.op} {layer.name} turns {fmt_shape(before)} into {fmt_shape(after)} "
-                f"with pad={fmt_padding(old_pads)}; pad={fmt_padding(new_pads)} keeps {fmt_shape(before)} "
-                f"and gives {expected}"
+                f"with pad={fmt_padding(old_pads)}; {text} keeps {fmt_shape(before)} and gives {node.attrs['in']}"
             )
-    return sorted(helps)
+            found.append((help_, fix))
+    return sorted(found, key=lambda f: f[0])
+
+
+def _same_pads(layer) -> tuple:
+    """The padding `same` gives a stride-1 window layer: the effective kernel less one, the odd pixel after."""
+    g = layer.geom
+    totals = [d * (k - 1) for k, d in zip(g["kernel"], g["dilation"])]
+    return tuple((t // 2, t - t // 2) for t in totals)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 from ..diagnostics import Reporter
 from ..ops import OPS, ShapeError
-from ..ops.base import fmt_shape, prod
-from .hints import dense_mismatch
-
-MAX_ELEMENTS = 2**62  # per sample; larger tensors overflow int64 counters in every framework
+from ..ops.base import MAX_SIZE, fmt_shape, prod
+from .hints import dense_message, offer_fixes
 
 
 def node_notes(node) -> list:
@@ -18,12 +18,74 @@ def node_notes(node) -> list:
     return notes
 
 
+def small(value) -> bool:
+    """Whether every whole number in a value (a number, a shape, per-side pairs) is at most 2^62.
+
+    On every layer of every pass, so plain loops and type tests: a generic walk doubled the
+    time of the shape pass.
+    """
+    if type(value) is int:
+        return value <= MAX_SIZE
+    if isinstance(value, tuple):
+        for v in value:
+            if type(v) is int:
+                if v > MAX_SIZE:
+                    return False
+            elif isinstance(v, tuple) and not small(v):
+                return False
+    return True  # a decimal, a word, a flag
+
+
+@functools.cache
+def size_params(op: str) -> tuple[str, ...]:
+    """The parameters of a layer type that hold sizes (every one but the decimals: a slope, `eps`)."""
+    return tuple(p.name for p in OPS[op].params if p.kind != "float")
+
+
+def check_sizes(node) -> None:
+    """E0306 for a size argument above 2^62 (docs section 12, limits).
+
+    Sizes the layer works out from its arguments and inputs need no check of their own:
+    each is part of the output's size (a padding `full` works out, the filters of a
+    `dwconv`), which `check_output` bounds, or of the layer's figures, which the cost
+    pass bounds.
+    """
+    attrs = node.attrs
+    for param in size_params(node.op):
+        value = attrs.get(param)
+        if (value <= MAX_SIZE) if type(value) is int else small(value):
+            continue
+        raise ShapeError(
+            f"{node.op} {node.name}: {param} is larger than 2^62",
+            ["check the number: no framework can hold a size this large"],
+            param=param,
+            code="E0306",
+        )
+
+
+def check_output(node, shape) -> None:
+    """E0306 for an output of more than 2^62 values; a size that large is not printed (it may not fit a str)."""
+    if prod(shape) > MAX_SIZE:
+        what = fmt_shape(shape) if max(shape) <= MAX_SIZE else "with a size above 2^62"
+        raise ShapeError(
+            f"{node.op} {node.name}: the output {what} has more than 2^62 values",
+            ["check the sizes: no framework can hold this tensor"],
+            code="E0306",
+        )
+
+
 def infer_shapes(
-    graph, reporter: Reporter, overrides: dict[str, tuple[int, ...]] | None = None, hints: bool = True
+    graph,
+    reporter: Reporter,
+    overrides: dict[str, tuple[int, ...]] | None = None,
+    hints: bool = True,
+    sources: dict[str, str] | None = None,
 ) -> None:
-    """`hints`: work out what would fix a size mismatch (off while trying the fixes themselves)."""
+    """`hints`: work out what would fix a diagnostic (off while trying the fixes themselves);
+    `sources`: the `.arch` texts by file, which a fix can edit (none for an imported file)."""
     overrides = overrides or {}
     nodes = graph.nodes
+    pending = []  # (diagnostic, node, proposals): fixes to try once every shape is known
     for node in graph:
         node.geom = {}
         node.failed = False
@@ -34,26 +96,28 @@ def infer_shapes(
         ins = [nodes[src].shape for src in node.inputs]
         op = OPS[node.op]
 
-        def warn(message, help=(), node=node):
-            reporter.warn("W0301", message, node.span, help, node_notes(node))
+        def warn(message, help=(), proposals=(), node=node):
+            diag = reporter.warn("W0301", message, node.span, help, node_notes(node))
+            if proposals and hints:
+                pending.append((diag, node, proposals))
 
         try:
             if node.op == "input" and node.name in overrides:
                 node.attrs = {**node.attrs, "shape": overrides[node.name]}
+            # first: then every figure the layer works out is small enough to print
+            check_sizes(node)
             shape = tuple(op.infer(node, ins, warn))
-            if prod(shape) > MAX_ELEMENTS:
-                raise ShapeError(
-                    f"{node.op} {node.name}: the output {fmt_shape(shape)} has more than 2^62 values",
-                    ["check the sizes: no framework can hold this tensor"],
-                    code="E0306",
-                )
+            check_output(node, shape)
         except ShapeError as err:
             span = node.arg_spans.get(err.param, node.span) if err.param else node.span
-            message, help_ = err.message, err.help
-            if err.code == "E0218" and hints:
-                message, help_ = dense_mismatch(graph, node, overrides, infer_shapes)
-                span = node.arg_spans.get("in", node.span)
-            reporter.error(err.code, message, span, help_, node_notes(node))
+            message = err.message
+            if err.code == "E0218":
+                message, span = dense_message(graph, node), node.arg_spans.get("in", node.span)
+            diag = reporter.error(err.code, message, span, err.help, node_notes(node))
+            if (err.code == "E0218" or err.proposals) and hints:
+                pending.append((diag, node, err.proposals))
             node.failed = True
             continue
         node.shape = shape
+    if pending:
+        offer_fixes(graph, reporter, pending, overrides, infer_shapes, sources or {})

@@ -93,6 +93,39 @@ def _taps(x, kernel, stride, dilation, out):
         yield index, x[(slice(None), slice(None), *steps)]
 
 
+def _read_region(x, weight, padding, stride, dilation):
+    """x padded, and the weight, cut to what a convolution reads: nothing else is built.
+
+    Along an axis, kernel tap i reads positions i*d + j*s (j < out) of the padded input,
+    where x itself is [before, before + n). The taps that read any of x are a range
+    lo..hi; the others read only zeros and add nothing, so they are dropped, and x is
+    padded (or cut) to the positions lo*d to hi*d + s*(out-1) alone. The padding built
+    is then at most about s*(out-1) a side, however large the padding and dilation:
+    dilation=10**9 with padding 10**9 around an 8x8 map reads 8x8 values, where padding
+    it literally would take 10**18. An axis where no tap reads x at all is cut to zero
+    length, which gives zeros (then the bias).
+    """
+    sides, crops, taps = [], [], []
+    kernel = weight.shape[2:]
+    pads = _pairs(padding, x.ndim - 2)
+    for n, k, s, d, (before, after) in zip(x.shape[2:], kernel, stride, dilation, pads):
+        # the last output's offset from the first; the first and last taps reading x
+        last = s * ((n + before + after - d * (k - 1) - 1) // s)
+        lo = max(0, -(-(before - last) // d))  # i*d + last >= before
+        hi = min(k - 1, (before + n - 1) // d)  # i*d < before + n
+        if lo > hi:  # no tap reads x: one tap over last + 1 zeros gives the zeros
+            lo = hi = 0
+            sides.append((last + 1, 0))
+            crops.append(slice(0, 0))
+        else:  # in x's coordinates
+            start, end = lo * d - before, hi * d + last + 1 - before
+            sides.append((max(-start, 0), max(end - n, 0)))
+            crops.append(slice(max(start, 0), min(end, n)))
+        taps.append(slice(lo, hi + 1))
+    x = pad(x[(slice(None), slice(None), *crops)], sides)
+    return x, weight[(slice(None), slice(None), *taps)]
+
+
 def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Cross-correlation like torch's conv1d/2d/3d; weight is (F, C // groups, *kernel).
 
@@ -118,10 +151,10 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     nd = x.ndim - 2
     n, c = x.shape[:2]
     f, per_group = weight.shape[:2]
-    kernel = weight.shape[2:]
     stride = _per_dim(stride, nd)
     dilation = _per_dim(dilation, nd)
-    x = pad(x, padding)
+    x, weight = _read_region(x, weight, padding, stride, dilation)
+    kernel = weight.shape[2:]
     out = tuple(
         (size - d * (k - 1) - 1) // s + 1
         for size, k, s, d in zip(x.shape[2:], kernel, stride, dilation)
