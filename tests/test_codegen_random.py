@@ -28,10 +28,6 @@ from archc.codegen import generate
 from archc.ops import OPS
 
 SEEDS = range(150)
-# Seeds whose network torch refuses to run although archc accepts it: a 3-D pooling window larger
-# than its input ("input image smaller than kernel size"), issue 14's shapes part, fixed elsewhere.
-# Strict: once archc and torch agree, these pass or draw another network, and must leave this set.
-TORCH_REFUSES = {94, 141}
 ACTIVATIONS = [name for name, op in OPS.items() if op.is_activation]
 
 
@@ -172,16 +168,8 @@ def _text(lines: list[str]) -> str:
     return "network R {\n" + "".join(f"  {line}\n" for line in lines) + "}\n"
 
 
-def expect_torch_refusal(request, seed: int) -> None:
-    """Mark the running test as failing, strictly, for a seed of TORCH_REFUSES."""
-    if seed in TORCH_REFUSES:
-        reason = "torch refuses a pooling window archc accepts (issue 14, shapes)"
-        request.applymarker(pytest.mark.xfail(raises=RuntimeError, strict=True, reason=reason))
-
-
 @pytest.mark.parametrize("seed", SEEDS)
-def test_random_network_through_both_generators(seed, request):
-    expect_torch_refusal(request, seed)
+def test_random_network_through_both_generators(seed):
     text = random_spec(seed)
     net = archc.loads(text, f"random{seed}.arch")
     torch.manual_seed(seed)
