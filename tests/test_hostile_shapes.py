@@ -24,7 +24,7 @@ import archc
 from archc import ArchError
 from archc.importers import import_text
 
-SHARED = ROOT.parent / "shared" / "realspecs"
+REAL = ROOT / "tests" / "data" / "realspecs"
 PROMISE = re.compile(r"output (\d+(?:x\d+)*)$")
 
 
@@ -176,7 +176,7 @@ def _respecs() -> list:
     """The bundled specs, and the real Darknet files as `archc import` writes them, at input sizes one to
     three pixels off, where strides stop dividing evenly and dense layers stop matching."""
     texts = [(p.name, p.read_text(encoding="utf-8")) for p in sorted((ROOT / "specs").glob("*.arch"))]
-    for path in sorted((SHARED / "darknet").glob("*/*.cfg"))[:12] if SHARED.exists() else []:
+    for path in sorted((REAL / "darknet").glob("*/*.cfg"))[:12]:
         with contextlib.suppress(ArchError):
             texts.append((path.name, import_text(path.read_text(encoding="utf-8"), path.name, blocks=False)))
     cases = []
@@ -238,17 +238,26 @@ def test_a_kernel_above_2_62_is_e0306_at_the_kernel_even_when_the_output_is_smal
         assert run.returncode == 1 and "Traceback" not in run.stderr and "[E0306]" in run.stderr
 
 
-@pytest.mark.skipif(not (SHARED / "darknet").exists(), reason="needs ../shared/realspecs")
-@pytest.mark.parametrize("key,digits", [("size=3", 200), ("size=3", 2200), ("filters=64", 200)])
-def test_a_mutated_yolov4_tiny_is_e0306_not_a_traceback(tmp_path, key, digits):
-    text = (SHARED / "darknet" / "alexeyab" / "yolov4-tiny.cfg").read_text(encoding="utf-8")
+@pytest.mark.parametrize(
+    "key,value,code",
+    [
+        # a number above 2^62 is refused where the importer reads it (E0213, at the value) ...
+        ("size=3", 10**200 + 1, "E0213"),
+        ("size=3", 10**2200 + 1, "E0213"),
+        ("filters=64", 10**200 + 1, "E0213"),
+        # ... and one below it whose tensor passes 2^62 values is E0306, as in a spec
+        ("filters=64", 2**61, "E0306"),
+    ],
+)
+def test_a_mutated_yolov4_tiny_is_a_located_error_not_a_traceback(tmp_path, key, value, code):
+    text = (REAL / "darknet" / "alexeyab" / "yolov4-tiny.cfg").read_text(encoding="utf-8")
     name = key.split("=")[0]
     cfg = tmp_path / "yolov4-tiny.cfg"
-    cfg.write_text(text.replace(key, f"{name}={10**digits + 1}", 1), encoding="utf-8")
+    cfg.write_text(text.replace(key, f"{name}={value}", 1), encoding="utf-8")
     for command in ("check", "table"):
         run = archc_cli(command, str(cfg))
         assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
-        assert "[E0306]" in run.stderr
+        assert f"[{code}]" in run.stderr.splitlines()[0]
 
 
 def test_every_size_argument_is_bounded_but_float_arguments_are_not():
