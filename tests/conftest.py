@@ -4,7 +4,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
-FIGURES = ROOT.parent / "shared" / "reference" / "figures.md"
 
 
 @pytest.fixture
