@@ -44,25 +44,6 @@ def test_scaling_worker():
     assert all(item["times"] and item["layers"] == 10 for item in result["codegen"])
 
 
-@pytest.mark.parametrize("target", scaling.CODEGEN_TARGETS)
-def test_code_generation_time_per_layer_does_not_grow_with_the_network(target):
-    """Benchmark 2c at 1,000 and 10,000 layers, in CPU time, best of three: quadratic
-    generation took 11x longer a layer at 10,000 (torch, before issue 14), linear about
-    1.1x; the factor allowed is generous, for a busy machine."""
-    from archc.codegen import generate
-
-    per_layer = []
-    for size in (1000, 10000):
-        net = archc.loads(scaling.relu_layers(size), "relu_layers.arch")
-        seconds = []
-        for _ in range(3):
-            start = time.process_time()
-            generate(net, target)
-            seconds.append(time.process_time() - start)
-        per_layer.append(min(seconds) / len(net.graph))
-    assert per_layer[1] <= 4 * per_layer[0], per_layer
-
-
 def test_table_imports_no_numpy_torch_or_graphviz():
     modules = coldstart.imports([sys.executable, "-m", "archc", "table", str(coldstart.SPEC)])
     assert modules, "-X importtime printed nothing"
