@@ -319,3 +319,14 @@ def test_the_cli_reports_a_bad_norm_with_its_location_and_fix(tmp_path):
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "bad.arch:3:16: error: groupnorm g: groups=3 does not divide the 8 channels [E0303]" in run.stderr
     assert "help: groups=2 divides the 8 channels, output 8x6x6" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "written, meant", [("LayerNorm", "layernorm"), ("GroupNorm: 2", "groupnorm"), ("InstanceNorm2d", "instancenorm")]
+)
+def test_torchs_names_of_the_norms_get_archcs(written, meant):
+    """These were "archc has no `layernorm` layer: ... not supported yet"."""
+    text = net(written)
+    err = error(text)
+    assert err.code == "E0201" and err.help == [f"did you mean `{meant}`?"]
+    assert check_fixes(text) == 1
