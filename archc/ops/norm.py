@@ -33,22 +33,30 @@ def check_momentum(node) -> None:
         raise ShapeError(f"{node.op} {node.name}: momentum must be between 0 and 1", param="momentum", code="E0205")
 
 
-def affine_state(shape, attrs) -> list:
-    """torch's `weight` (ones) and `bias` (zeros) of a norm, as its `affine` and `bias` settings keep them."""
+def affine_names(attrs) -> list[str]:
+    """The learned arrays of a norm, in torch's order: `weight` and `bias`, as `affine` and `bias` keep them."""
     if not attrs["affine"]:
         return []
-    return [("weight", ones(shape))] + ([("bias", zeros(shape))] if attrs["bias"] else [])
+    return ["weight", "bias"] if attrs["bias"] else ["weight"]
+
+
+def affine_state(shape, attrs) -> list:
+    """The learned arrays as torch initialises them: weights of one, biases of zero."""
+    return [(name, ones(shape) if name == "weight" else zeros(shape)) for name in affine_names(attrs)]
 
 
 def affine_args(state, attrs) -> list:
-    """The NumPy arguments `weight, bias` (None for those the norm does not have)."""
-    weight = state("weight") if attrs["affine"] else "None"
-    bias = state("bias") if attrs["affine"] and attrs["bias"] else "None"
-    return [weight, bias] if bias != "None" else [weight] if weight != "None" else []
+    """The NumPy kernel's `weight, bias` arguments: those the norm has."""
+    return [state(name) for name in affine_names(attrs)]
 
 
 def affine_count(size: int, attrs) -> int:
-    return size * (1 + attrs["bias"]) if attrs["affine"] else 0
+    return size * len(affine_names(attrs))
+
+
+def bias_option(attrs):
+    """torch's `bias=False`, where the norm has a weight and no bias."""
+    return "False" if attrs["affine"] and not attrs["bias"] else None
 
 
 def eps_option(attrs):
@@ -219,7 +227,7 @@ class LayerNorm(Op):
             normalized[0] if len(normalized) == 1 else lit(normalized),
             eps=eps_option(a),
             elementwise_affine=None if a["affine"] else "False",
-            bias=None if a["bias"] or not a["affine"] else "False",
+            bias=bias_option(a),
         )
 
     def torch_call(self, node, module, args):
@@ -300,7 +308,7 @@ class GroupNorm(Op):
             ins[0][0],
             eps=eps_option(a),
             affine=None if a["affine"] else "False",
-            bias=None if a["bias"] or not a["affine"] else "False",
+            bias=bias_option(a),
         )
 
     def numpy_state(self, node, ins, init):
@@ -362,7 +370,7 @@ class InstanceNorm(Op):
             momentum=None if a["momentum"] == 0.1 else lit(a["momentum"]),
             affine="True" if a["affine"] else None,
             track_running_stats="True" if a["track"] else None,
-            bias=None if a["bias"] or not a["affine"] else "False",
+            bias=bias_option(a),
         )
 
     def numpy_state(self, node, ins, init):
