@@ -34,6 +34,7 @@ from torch import nn
 
 import archc
 from archc.diagram import to_dot
+from archc.ops import OPS
 
 INSTANCENORM = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 EPS = [1e-5, 1e-6, 1e-3, 0.1]
@@ -329,4 +330,13 @@ def test_torchs_names_of_the_norms_get_archcs(written, meant):
     text = net(written)
     err = error(text)
     assert err.code == "E0201" and err.help == [f"did you mean `{meant}`?"]
+    assert check_fixes(text) == 1
+
+
+def test_over_channels_is_written_as_a_word_and_a_misspelling_gets_it():
+    same = [archc.loads(net(stmt), "t.arch").layer("l") for stmt in ("layernorm l", "layernorm l: channels")]
+    assert [OPS[layer.op].settings(layer) for layer in same] == ["over C", "over C"]
+    text = net("layernorm l: chanels")
+    err = error(text)
+    assert err.code == "E0205" and err.help == ["did you mean `channels`?"]
     assert check_fixes(text) == 1
