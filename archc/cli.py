@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     diagram.add_argument(
         "--depth", type=_depth, default=None, metavar="N", help="collapse blocks nested deeper than N into one node"
     )
-    diagram.add_argument("--fold", action="store_true", help="fold activations, bn, dropout into the layer before")
+    diagram.add_argument("--fold", action="store_true", help="fold activations, norms, dropout into the layer before")
     diagram.add_argument(
         "--detail", choices=("name", "normal", "full"), default="normal", help="full adds params and MACs per node"
     )

@@ -661,6 +661,7 @@ _ENTRIES = (
         `groups` equal parts, so `groups` must divide both numbers. Choose a
         number of groups that divides both, or change the number of channels or
         filters. `groups=depthwise` sets it to the number of input channels.
+        A `groupnorm` splits the channels alone, so its `groups` must divide them.
         """,
         wrong="""
         network Grouped {

@@ -11,8 +11,8 @@ What a reader sees, and why:
 - blocks as labelled clusters, nested as the spec nests them, and below
   `depth` collapsed into one node with their totals, so a deep network fits
   a page;
-- `fold` merges shape-preserving single-input layers (activations, batch
-  norm, dropout, LRN) into the layer before them, as people draw them;
+- `fold` merges shape-preserving single-input layers (activations, the
+  norms, dropout, LRN) into the layer before them, as people draw them;
 - edges along the definition order weigh more than skips, so a residual
   shortcut goes around its main path and parallel branches sit side by side.
 """
@@ -53,7 +53,7 @@ KINDS = {
         ),
         "#d1f0d8",
     ),
-    "normalisation": (("bn", "lrn"), "#fff3c4"),
+    "normalisation": (("bn", "layernorm", "groupnorm", "instancenorm", "lrn"), "#fff3c4"),
     "dense": (("dense",), "#ffdcb8"),
     "activation": (tuple(name for name, op in OPS.items() if op.is_activation), "#f8d7e8"),
     "merge": (("concat", "add"), "#e2e3e5"),
@@ -61,7 +61,7 @@ KINDS = {
 }
 KIND_OF = {op: kind for kind, (ops, _) in KINDS.items() for op in ops}
 BLOCK_COLOUR = "#e6dcf5"
-FOLDABLE = frozenset({*KINDS["activation"][0], "bn", "dropout", "lrn"})
+FOLDABLE = frozenset({*KINDS["activation"][0], *KINDS["normalisation"][0], "dropout"})
 
 
 class DiagramError(Exception):

@@ -49,17 +49,26 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
         starts.setdefault(line, []).append(i)
     bare = bare_statements(gen.code, set(starts))
     values: dict = {}
+    # The variables of the statements the current line starts, as they were then: a layer that is
+    # only a name for its input (NumPy's `identity`, written as a comment) shares the next line,
+    # which may `del` that name before the next statement starts.
+    aliases: dict = {}
 
     def take(frame, i):
         layer, var, _ = gen.statements[i]
         if layer not in values and var is not None:
-            values[layer] = _copy(frame.f_locals[var])
+            values[layer] = _copy(frame.f_locals[var] if var in frame.f_locals else aliases[i])
 
     def watch(frame, event, arg):
         if event == "line" and frame.f_lineno in starts:
             for i in starts[frame.f_lineno]:  # what ran before this line is done
                 if i > 0:
                     take(frame, i - 1)
+            aliases.clear()
+            for i in starts[frame.f_lineno]:
+                var = gen.statements[i][1]
+                if var in frame.f_locals:
+                    aliases[i] = frame.f_locals[var]
             layer = gen.statements[starts[frame.f_lineno][-1]][0]  # the statement this line starts
             if frame.f_lineno in bare and layer not in values:
                 values[layer] = _copy(eval(bare[frame.f_lineno], frame.f_globals, frame.f_locals))

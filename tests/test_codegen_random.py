@@ -50,12 +50,12 @@ def draw_layer(rng, rank):
     """One statement (without a name) for an input of `rank` spatial dimensions; None for a vector."""
     nd = rank
     if nd == 0:
-        op = rng.choice(["dense", "bn", "dropout", "act", "reshape", "softmax"])
+        op = rng.choice(["dense", "bn", "dropout", "act", "reshape", "softmax", "layernorm", "groupnorm"])
     else:
         op = rng.choice(
             ["conv", "conv", "dwconv", "deconv", "maxpool", "avgpool", "minpool", "l2pool", "adaptiveavgpool"]
             + ["adaptivemaxpool", "globalavgpool", "globalmaxpool", "bn", "lrn", "flatten", "upsample"]
-            + ["zeropad", "dropout", "act", "reshape", "chunk", "crop"]
+            + ["zeropad", "dropout", "act", "reshape", "chunk", "crop", "layernorm", "groupnorm", "instancenorm"]
             + (["space_to_depth"] if nd == 2 else [])
         )
     if op == "conv":
@@ -89,6 +89,12 @@ def draw_layer(rng, rank):
         return "dropout: 0.3"
     if op == "bn":
         return rng.choice(["bn", "bn: eps=1e-3 momentum=0.2"])
+    if op == "layernorm":
+        return rng.choice(["layernorm", "layernorm: 1", f"layernorm: {rank + 1} eps=1e-3", "layernorm: affine=false"])
+    if op == "groupnorm":
+        return rng.choice(["groupnorm: 1", "groupnorm: 2 bias=false"])
+    if op == "instancenorm":
+        return rng.choice(["instancenorm", "instancenorm: affine=true track=true"])
     if op == "act":
         act = rng.choice(ACTIVATIONS)
         return act + (": 0.2" if act in ("leaky_relu", "elu") else "")

@@ -347,13 +347,20 @@ def pad_spelling(pads) -> tuple[str, object]:
     return "pad=" + "x".join(f"({b},{a})" for b, a in pairs), pairs[0] if len(pairs) == 1 else pairs
 
 
-def divisors(n: int, listed: int = 12) -> str | None:
-    """The divisors of n, the first `listed` of them, found up to its square root; None above
-    10^10 (10^5 steps), where counting up to a size of 2^62 would never end."""
+def divisor_list(n: int) -> list[int] | None:
+    """The divisors of n in order, found up to its square root; None above 10^10 (10^5 steps),
+    where counting up to a size of 2^62 would never end."""
     if n > 10**10:
         return None
     low = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    found = sorted({*low, *(n // d for d in low)})
+    return sorted({*low, *(n // d for d in low)})
+
+
+def divisors(n: int, listed: int = 12) -> str | None:
+    """The divisors of n as a help lists them, the first `listed` of them; None above 10^10."""
+    found = divisor_list(n)
+    if found is None:
+        return None
     return ", ".join(map(str, found[:listed])) + (f", ... {found[-1]}" if len(found) > listed else "")
 
 

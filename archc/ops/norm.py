@@ -1,10 +1,77 @@
-"""Normalisation: batch norm and local response normalisation."""
+"""Normalisation: batch, layer, group and instance norm, and local response normalisation.
+
+The norms other than `lrn` share torch's rules: `eps > 0`, a learned per-channel
+(or per-value) `weight` and `bias`, and, where there are running statistics,
+`momentum` in [0, 1]. None of them counts MACs (torch's flop counter counts
+none), and each keeps every position's receptive field, as batch norm does.
+"""
 
 from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
-from .base import Op, P, ShapeError, register
+from .base import Op, P, Proposal, ShapeError, divisor_list, divisors, fmt_shape, prod, register, spatial_dims
 from .emit import ones, zeros
+
+TORCH_EPS = 1e-5  # the eps of every torch norm by default
+
+
+def check_eps(node) -> None:
+    """E0205 for eps <= 0 (or NaN): the variance is divided by sqrt(var + eps), which may then be 0."""
+    eps = node.attrs["eps"]
+    if not eps > 0:
+        raise ShapeError(
+            f"{node.op} {node.name}: eps must be positive, not {eps:g}",
+            ["eps keeps the division by sqrt(variance + eps) away from zero"],
+            param="eps",
+            code="E0205",
+            proposals=[Proposal("eps", TORCH_EPS, "eps=1e-5", "is torch's default", instead=False)],
+        )
+
+
+def check_momentum(node) -> None:
+    if not 0 <= node.attrs["momentum"] <= 1:
+        raise ShapeError(f"{node.op} {node.name}: momentum must be between 0 and 1", param="momentum", code="E0205")
+
+
+def affine_names(attrs) -> list[str]:
+    """The learned arrays of a norm, in torch's order: `weight` and `bias`, as `affine` and `bias` keep them."""
+    if not attrs["affine"]:
+        return []
+    return ["weight", "bias"] if attrs["bias"] else ["weight"]
+
+
+def affine_state(shape, attrs) -> list:
+    """The learned arrays as torch initialises them: weights of one, biases of zero."""
+    return [(name, ones(shape) if name == "weight" else zeros(shape)) for name in affine_names(attrs)]
+
+
+def affine_args(state, attrs) -> list:
+    """The NumPy kernel's `weight, bias` arguments: those the norm has."""
+    return [state(name) for name in affine_names(attrs)]
+
+
+def affine_count(size: int, attrs) -> int:
+    return size * len(affine_names(attrs))
+
+
+def bias_option(attrs):
+    """torch's `bias=False`, where the norm has a weight and no bias."""
+    return "False" if attrs["affine"] and not attrs["bias"] else None
+
+
+def eps_option(attrs):
+    return None if attrs["eps"] == TORCH_EPS else lit(attrs["eps"])
+
+
+def common_settings(attrs, parts: list[str]) -> str:
+    """The settings phrase: the norm's own `parts`, then eps and the missing weights, where not torch's default."""
+    if attrs["eps"] != TORCH_EPS:
+        parts.append(f"eps {attrs['eps']:g}")
+    if "affine" in attrs and not attrs["affine"]:
+        parts.append("no affine")
+    elif not attrs.get("bias", True):
+        parts.append("no bias")
+    return " ".join(parts)
 
 
 @register
@@ -17,10 +84,8 @@ class BatchNorm(Op):
     )
 
     def infer(self, node, ins, warn):
-        if not 0 <= node.attrs["momentum"] <= 1:
-            raise ShapeError(f"bn {node.name}: momentum must be between 0 and 1", param="momentum", code="E0205")
-        if node.attrs["eps"] <= 0:
-            raise ShapeError(f"bn {node.name}: eps must be positive", param="eps", code="E0205")
+        check_momentum(node)
+        check_eps(node)
         return ins[0]
 
     def count_params(self, node, ins, out):
@@ -30,7 +95,7 @@ class BatchNorm(Op):
         return 2 * ins[0][0]  # running mean and variance
 
     def settings(self, node):
-        return f"eps {node.attrs['eps']:g}" if node.attrs["eps"] != 1e-5 else ""
+        return common_settings(node.attrs, [])
 
     def _options(self, node):
         a = node.attrs
@@ -88,3 +153,241 @@ class LocalResponseNorm(Op):
 
     def numpy_call(self, node, state, args):
         return call("local_response_norm", args[0], node.attrs["size"], **self._options(node))
+
+
+AFFINE = (
+    P("affine", "bool", True, doc="learn a weight (scale) and a bias (shift); torch's elementwise_affine / affine"),
+    P("bias", "bool", True, doc="with affine: learn the bias too"),
+)
+
+
+@register
+class LayerNorm(Op):
+    name = "layernorm"
+    doc = (
+        "Layer normalisation of each sample: over the channels at every position (ConvNeXt's LayerNorm2d), "
+        "or over the last `over` dimensions (nn.LayerNorm(shape[-over:]))."
+    )
+    params = (
+        P(
+            "over",
+            "int",
+            "channels",
+            positional=True,
+            choices=("channels",),
+            doc="`channels`, or the last N dimensions",
+        ),
+        P("eps", "float", TORCH_EPS),
+        *AFFINE,
+    )
+
+    def infer(self, node, ins, warn):
+        shape, over = ins[0], node.attrs["over"]
+        if over != "channels":
+            if over < 1:
+                raise ShapeError(
+                    f"layernorm {node.name}: over must be at least 1 (a number of dimensions), not {over}",
+                    param="over",
+                    code="E0205",
+                )
+            if over > len(shape):
+                raise ShapeError(
+                    f"layernorm {node.name}: cannot normalise over the last {over} dimensions of "
+                    f"{fmt_shape(shape)}, which has {len(shape)}",
+                    [f"over takes 1 to {len(shape)} (the last dimensions of {fmt_shape(shape)}), or `channels`"],
+                    param="over",
+                    code="E0301",
+                    proposals=[
+                        Proposal("over", len(shape), f"over={len(shape)}", "normalises each sample as a whole"),
+                        Proposal("over", "channels", "over=channels", "normalises the channels at every position"),
+                    ],
+                )
+        check_eps(node)
+        rank = len(shape)
+        axes = (1,) if over == "channels" else tuple(range(rank + 1 - over, rank + 1))  # of (N, *shape)
+        node.geom.update(axes=axes, normalized=tuple(shape[a - 1] for a in axes))
+        return shape
+
+    def count_params(self, node, ins, out):
+        return affine_count(prod(node.geom["normalized"]), node.attrs)
+
+    def settings(self, node):
+        g = node.geom
+        over = "C" if g["axes"] == (1,) else fmt_shape(g["normalized"])
+        return common_settings(node.attrs, [f"over {over}"])
+
+    def _last(self, node) -> bool:
+        """Whether the normalised axes are the last ones, as nn.LayerNorm takes them."""
+        return node.geom["axes"][-1] == len(node.shape)
+
+    def torch_layer(self, node, ins):
+        a, normalized = node.attrs, node.geom["normalized"]
+        return call(
+            "nn.LayerNorm",
+            normalized[0] if len(normalized) == 1 else lit(normalized),
+            eps=eps_option(a),
+            elementwise_affine=None if a["affine"] else "False",
+            bias=bias_option(a),
+        )
+
+    def torch_call(self, node, module, args):
+        if self._last(node):
+            return call(module, args[0])
+        # the channels at every position: moved last and back, as torchvision's LayerNorm2d permutes them
+        return call("torch.movedim", call(module, call("torch.movedim", args[0], "1", "-1")), "-1", "1")
+
+    def numpy_state(self, node, ins, init):
+        return affine_state(node.geom["normalized"], node.attrs)
+
+    def numpy_call(self, node, state, args):
+        axes = lit(node.geom["axes"])
+        return call("layer_norm", args[0], axes, *affine_args(state, node.attrs), eps=eps_option(node.attrs))
+
+
+def _groups_for(channels: int, values: int, wanted: int) -> list[Proposal]:
+    """`groups=` the divisor of `channels` nearest `wanted` that leaves more than one of the
+    sample's `values` to each group; none when there is none (or too many to list)."""
+    found = [d for d in divisor_list(channels) or () if values // d > 1]
+    if not found:
+        return []
+    best = min(found, key=lambda d: (abs(d - wanted), d))
+    return [Proposal("groups", best, f"groups={best}", f"divides the {channels} channels", instead=False)]
+
+
+@register
+class GroupNorm(Op):
+    name = "groupnorm"
+    doc = (
+        "Group normalisation: each sample's channels in `groups` equal groups, each normalised over its "
+        "channels and positions."
+    )
+    params = (
+        P("groups", "int", positional=True, doc="number of channel groups; must divide the channels"),
+        P("eps", "float", TORCH_EPS),
+        *AFFINE,
+    )
+
+    def infer(self, node, ins, warn):
+        shape, groups = ins[0], node.attrs["groups"]
+        what = f"groupnorm {node.name}"
+        channels, values = shape[0], prod(shape)
+        if groups < 1:
+            raise ShapeError(f"{what}: groups must be at least 1, not {groups}", param="groups", code="E0205")
+        if channels % groups:
+            listed = divisors(channels)
+            raise ShapeError(
+                f"{what}: groups={groups} does not divide the {channels} channels",
+                [f"the divisors of {channels} are {listed}" if listed else f"groups must divide {channels}"],
+                param="groups",
+                code="E0303",
+                proposals=_groups_for(channels, values, groups),
+            )
+        if values // groups == 1:
+            raise ShapeError(
+                f"{what}: {groups} groups of {fmt_shape(shape)} hold one value each, which normalises to 0 "
+                "whatever the input (torch refuses it)",
+                ["use fewer groups, or normalise before the map shrinks to one value a channel"],
+                param="groups",
+                code="E0205",
+                proposals=_groups_for(channels, values, groups),
+            )
+        check_eps(node)
+        return shape
+
+    def count_params(self, node, ins, out):
+        return affine_count(ins[0][0], node.attrs)
+
+    def settings(self, node):
+        return common_settings(node.attrs, [f"{node.attrs['groups']} groups"])
+
+    def torch_layer(self, node, ins):
+        a = node.attrs
+        return call(
+            "nn.GroupNorm",
+            a["groups"],
+            ins[0][0],
+            eps=eps_option(a),
+            affine=None if a["affine"] else "False",
+            bias=bias_option(a),
+        )
+
+    def numpy_state(self, node, ins, init):
+        return affine_state((ins[0][0],), node.attrs)
+
+    def numpy_call(self, node, state, args):
+        a = node.attrs
+        return call("group_norm", args[0], a["groups"], *affine_args(state, a), eps=eps_option(a))
+
+
+@register
+class InstanceNorm(Op):
+    name = "instancenorm"
+    doc = (
+        "Instance normalisation: each channel of each sample over its positions "
+        "(1-D, 2-D or 3-D by input rank); torch's defaults: no weights, no running statistics."
+    )
+    params = (
+        P("eps", "float", TORCH_EPS),
+        P("momentum", "float", 0.1, doc="weight of the new batch in the running averages (with track)"),
+        P("affine", "bool", False, doc="learn a per-channel weight and bias"),
+        P("bias", "bool", True, doc="with affine: learn the bias too"),
+        P("track", "bool", False, doc="keep running statistics and use them at inference (track_running_stats)"),
+    )
+
+    def infer(self, node, ins, warn):
+        shape = ins[0]
+        spatial_dims(node, shape, f"instancenorm {node.name}")
+        if prod(shape[1:]) == 1:
+            raise ShapeError(
+                f"instancenorm {node.name}: each channel of {fmt_shape(shape)} has one position, which "
+                "normalises to 0 whatever the input (torch refuses it)",
+                ["normalise before the map shrinks to one position"],
+                code="E0205",
+            )
+        check_momentum(node)
+        check_eps(node)
+        return shape
+
+    def count_params(self, node, ins, out):
+        return affine_count(ins[0][0], node.attrs)
+
+    def count_buffers(self, node, ins, out):
+        return 2 * ins[0][0] if node.attrs["track"] else 0  # running mean and variance
+
+    def settings(self, node):
+        a = node.attrs
+        parts = (["affine"] if a["affine"] else []) + (["running stats"] if a["track"] else [])
+        if a["affine"] and not a["bias"]:
+            parts.append("no bias")
+        return " ".join(parts + ([f"eps {a['eps']:g}"] if a["eps"] != TORCH_EPS else []))
+
+    def torch_layer(self, node, ins):
+        a = node.attrs
+        return call(
+            f"nn.InstanceNorm{len(ins[0]) - 1}d",
+            ins[0][0],
+            eps=eps_option(a),
+            momentum=None if a["momentum"] == 0.1 else lit(a["momentum"]),
+            affine="True" if a["affine"] else None,
+            track_running_stats="True" if a["track"] else None,
+            bias=bias_option(a),
+        )
+
+    def numpy_state(self, node, ins, init):
+        c = (ins[0][0],)
+        state = affine_state(c, node.attrs)
+        if node.attrs["track"]:
+            state += [
+                ("running_mean", zeros(c)),
+                ("running_var", ones(c)),
+                ("num_batches_tracked", call("np.zeros", "()", "np.int64")),
+            ]
+        return state
+
+    def numpy_call(self, node, state, args):
+        a = node.attrs
+        running = {}
+        if a["track"]:  # used at inference, updated in training
+            running = {"running_mean": state("running_mean"), "running_var": state("running_var")}
+            running.update(training="self.training", momentum=None if a["momentum"] == 0.1 else lit(a["momentum"]))
+        return call("instance_norm", args[0], *affine_args(state, a), **running, eps=eps_option(a))

@@ -481,6 +481,86 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     return x / (k + alpha * (sums / size)) ** beta
 
 
+def _normalised(x, mean, var, eps):
+    """(x - mean) / sqrt(var + eps), from float64 statistics, in x's dtype."""
+    return ((x - mean) / np.sqrt(var + eps)).astype(x.dtype)
+
+
+def _affine(y, weight, bias, shape):
+    """y times weight plus bias, in place; None leaves one out.
+
+    Both are reshaped to `shape`, which lines them up with the axes they belong to.
+    """
+    if weight is not None:
+        y *= weight.astype(y.dtype).reshape(shape)
+    if bias is not None:
+        y += bias.astype(y.dtype).reshape(shape)
+    return y
+
+
+def layer_norm(x, axes, weight=None, bias=None, eps=1e-5):
+    """Layer normalisation like torch's layer_norm, over the axes `axes` of x.
+
+    nn.LayerNorm normalises over the last axes; torchvision's LayerNorm2d (ConvNeXt)
+    over the channels, axes (1,), at every position. Mean and biased variance are
+    taken in float64; weight and bias have the shape of those axes.
+    """
+    mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)
+    var = x.var(axis=axes, dtype=np.float64, keepdims=True)
+    shape = tuple(n if axis in axes else 1 for axis, n in enumerate(x.shape))
+    return _affine(_normalised(x, mean, var, eps), weight, bias, shape)
+
+
+def group_norm(x, groups, weight=None, bias=None, eps=1e-5):
+    """Group normalisation like torch's GroupNorm.
+
+    Each sample's channels are split into `groups` equal groups, each normalised by
+    its own mean and biased variance (float64) over its channels and positions; weight
+    and bias are per channel.
+    """
+    n, c = x.shape[:2]
+    grouped = x.reshape(n, groups, -1)
+    mean = grouped.mean(axis=2, dtype=np.float64, keepdims=True)
+    var = grouped.var(axis=2, dtype=np.float64, keepdims=True)
+    y = _normalised(grouped, mean, var, eps).reshape(x.shape)
+    return _affine(y, weight, bias, (1, c) + (1,) * (x.ndim - 2))
+
+
+def instance_norm(
+    x,
+    weight=None,
+    bias=None,
+    running_mean=None,
+    running_var=None,
+    training=False,
+    momentum=0.1,
+    eps=1e-5,
+):
+    """Instance normalisation like torch's InstanceNorm1d/2d/3d.
+
+    Each channel of each sample is normalised by its own mean and biased variance
+    (float64) over its positions, except at inference with running statistics
+    (track_running_stats), which are then used as batch norm uses them. Training
+    with running statistics updates them in place as torch does: by the batch's mean
+    of the per-sample means and of the unbiased per-sample variances.
+    """
+    axes = tuple(range(2, x.ndim))
+    channels = (1, -1) + (1,) * (x.ndim - 2)
+    if running_mean is not None and not training:
+        mean = running_mean.astype(np.float64).reshape(channels)
+        var = running_var.astype(np.float64).reshape(channels)
+    else:
+        mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)
+        var = x.var(axis=axes, dtype=np.float64, keepdims=True)
+        if running_mean is not None:
+            count = x.size // (x.shape[0] * x.shape[1])
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean.mean(axis=0).reshape(-1)
+            running_var *= 1 - momentum
+            running_var += momentum * var.mean(axis=0).reshape(-1) * count / (count - 1)
+    return _affine(_normalised(x, mean, var, eps), weight, bias, channels)
+
+
 def linear(x, weight, bias=None):
     """Dense layer like torch's F.linear: x @ weight.T + bias.
 
