@@ -1,10 +1,10 @@
-"""Layers that only move, repeat or pad values: flatten, reshape, upsample, zeropad, dropout."""
+"""Layers that only move, repeat or pad values: flatten, reshape, upsample, zeropad, dropout, drop_path."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-from ..codegen.pyexpr import call, lit
+from ..codegen.pyexpr import Sum, call, lit
 from .base import Op, P, ShapeError, fmt_padding, fmt_shape, per_dim, prod, register, resolve_padding, spatial_dims
 from .emit import dims, numpy_pad
 
@@ -159,3 +159,40 @@ class Dropout(Op):
 
     def numpy_call(self, node, state, args):
         return call("dropout", args[0], lit(float(node.attrs["p"])), "self.training", "self.rng")
+
+
+@register
+class DropPath(Op):
+    name = "drop_path"
+    doc = (
+        "Stochastic depth (torchvision's StochasticDepth): while training, zeroes a whole sample (mode row) "
+        "or the whole batch (mode batch) with probability p and scales what it keeps by 1/(1-p); "
+        "the identity at inference."
+    )
+    params = (
+        P("p", "float", positional=True, doc="probability of dropping a sample's residual branch"),
+        P("mode", "choice", "row", positional=True, choices=("row", "batch"), doc="one draw per sample, or per batch"),
+    )
+    is_view = True
+
+    def infer(self, node, ins, warn):
+        if not 0 <= node.attrs["p"] < 1:
+            raise ShapeError(
+                f"drop_path {node.name}: p must be in [0, 1), not {node.attrs['p']}", param="p", code="E0205"
+            )
+        return ins[0]
+
+    def settings(self, node):
+        return f"p {node.attrs['p']:g} {node.attrs['mode']}"
+
+    def torch_call(self, node, module, args):
+        """x times F.dropout of ones, one per sample (or one for the batch): the mask and scale of
+        torchvision's stochastic_depth while training, ones (x unchanged) at inference."""
+        x, rank = args[0], len(node.shape)
+        size = f"({x}.shape[0]{', 1' * rank})" if node.attrs["mode"] == "row" else lit((1,) * (rank + 1))
+        mask = call("F.dropout", call(f"{x}.new_ones", size), lit(float(node.attrs["p"])), "self.training")
+        return Sum((x, mask), "*")
+
+    def numpy_call(self, node, state, args):
+        mode = [lit(node.attrs["mode"])] if node.attrs["mode"] != "row" else []
+        return call("drop_path", args[0], lit(float(node.attrs["p"])), "self.training", "self.rng", *mode)
