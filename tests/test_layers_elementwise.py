@@ -302,11 +302,35 @@ def test_shapes_that_do_not_broadcast_are_located_and_shown(name):
         getattr(torch, name)(torch.ones(1, 16, 8, 8), torch.ones(1, 8, 1, 1))
 
 
-def test_inputs_of_different_ranks_are_refused_with_the_reshape_that_fixes_them():
-    d = arch_error(spec({"x": (16, 8, 8), "g": (16,)}, "mul y (x, g)"))
+def apply_fixes(text: str, diag) -> str:
+    for fix in sorted(diag.fixes, key=lambda f: (f.span.line, f.span.col), reverse=True):
+        text = fix.apply(text)
+    return text
+
+
+@pytest.mark.parametrize("name", sorted(OPERATORS))
+@pytest.mark.parametrize("order", ["x, g", "g,x", "g , x"])
+def test_inputs_of_different_ranks_get_the_reshape_that_fixes_them(name, order):
+    text = spec({"x": (16, 8, 8), "g": (16,)}, f"{name} y ({order})")
+    d = arch_error(text)
     assert d.code == "E0305" and "x 16x8x8" in d.message and "g 16" in d.message
-    assert "reshape: Cx1x1" in d.help[0]
-    assert archc.loads(spec({"x": (16, 8, 8), "g": (16,)}, "reshape r (g): 16x1x1", "mul y (x, r)"), "t.arch")
+    assert d.help == [
+        "`reshape g_y (g): 16x1x1` before it, read in place of `g`, gives it the other input's rank, output 16x8x8"
+    ]
+    fixed = apply_fixes(text, d)
+    assert f"  reshape g_y (g): 16x1x1\n  {name} y ({order.replace('g', 'g_y')})\n" in fixed
+    net = archc.loads(fixed, "t.arch")  # no error, and no warning either
+    assert not net.warnings
+    want = getattr(torch, name)(torch.ones(1, 16, 8, 8), torch.ones(1, 16, 1, 1)).shape[1:]
+    assert net.layer("y").shape == tuple(want) == (16, 8, 8)
+
+
+def test_a_reshape_that_would_not_broadcast_is_not_offered():
+    d = arch_error(spec({"x": (16, 8, 8), "g": (8,)}, "mul y (x, g)"))
+    assert d.code == "E0305" and not d.fixes
+    assert d.help == [
+        "give every input the same number of dimensions: a per-channel gate of C values is `reshape: Cx1x1`"
+    ]
 
 
 def test_sub_and_div_take_exactly_two_inputs():

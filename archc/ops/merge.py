@@ -85,6 +85,7 @@ def broadcast(node, ins) -> tuple[int, ...]:
             f"{node.op} {node.name}: inputs of different ranks cannot be broadcast: {_listing(node, ins)}",
             ["give every input the same number of dimensions: a per-channel gate of C values is `reshape: Cx1x1`"],
             code="E0305",
+            proposals=_same_rank(ins),
         )
     out = []
     for axis, sizes in enumerate(zip(*ins)):
@@ -97,6 +98,13 @@ def broadcast(node, ins) -> tuple[int, ...]:
             )
         out.append(max(sizes))
     return tuple(out)
+
+
+def _same_rank(ins) -> list[Proposal]:
+    """The lower-rank input given the other's rank by trailing 1s (a gate of C values as C x 1 x 1)."""
+    (low, short), (_high, long) = sorted(enumerate(ins), key=lambda item: len(item[1]))
+    target = (*short, *(1,) * (len(long) - len(short)))
+    return [Proposal("reshape", (low, target), fmt_shape(target), "gives it the other input's rank")]
 
 
 class _Elementwise(Op):
