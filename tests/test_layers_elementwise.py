@@ -93,6 +93,17 @@ def layer_scale_cases() -> list[Case]:
     return cases
 
 
+@pytest.mark.parametrize("text, value", [("", 1e-6), (": 0.25", 0.25), (": init=3", 3.0)])
+def test_layer_scale_starts_where_torchvision_starts(text, value):
+    net = archc.loads(spec({"x": (6, 3, 3)}, f"layer_scale y{text}"), "t.arch")
+    want = TorchvisionLayerScale((6, 3, 3), value).state_dict()["layer_scale"]
+    torch_state = build(net, "torch")[0].state_dict()
+    numpy_state = build(net, "numpy")[0].state_dict()
+    assert list(torch_state) == list(numpy_state) == ["y"]  # the layer's own name, as torchvision's `layer_scale`
+    torch.testing.assert_close(torch_state["y"], want, rtol=0, atol=0)
+    np.testing.assert_array_equal(numpy_state["y"], want.numpy(), strict=True)
+
+
 def drop_path_cases() -> list[Case]:
     """At inference drop path is the identity (torchvision's stochastic_depth with training=False)."""
     statements = ["drop_path y: 0.2", "drop_path y: 0.5 batch", "drop_path y: 0 mode=row", "drop_path y: 0.1"]
