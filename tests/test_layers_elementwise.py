@@ -364,6 +364,11 @@ def test_drop_path_probability_is_checked(p):
     assert d.code == "E0205" and "p must be in [0, 1)" in d.message
 
 
+def test_layer_scale_init_must_be_finite():
+    d = arch_error(spec({"x": (4, 2, 2)}, "layer_scale y: 1e400"))
+    assert d.code == "E0205" and "init must be a finite number, not inf" in d.message and d.span.col == 18
+
+
 @pytest.mark.parametrize("word, meant", [("multiply", "mul"), ("Subtract", "sub"), ("ChannelShuffle", "shuffle")])
 def test_other_tools_names_lead_to_the_new_layers(word, meant):
     text = spec({"x": (4, 2, 2)}, f"{word} y (x, x)" if meant != "shuffle" else f"{word} y: 2")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from ..codegen.pyexpr import Sum, call, lit
-from .base import Op, P, register
+from .base import Op, P, ShapeError, register
 
 
 @register
@@ -19,6 +21,15 @@ class LayerScale(Op):
         """C followed by a 1 per spatial dimension: it broadcasts over (N, C, *spatial), and has
         torchvision's shape, so its weights load."""
         return (ins[0][0],) + (1,) * (len(ins[0]) - 1)
+
+    def infer(self, node, ins, warn):
+        if not math.isfinite(node.attrs["init"]):  # 1e400: every output would be inf or nan
+            raise ShapeError(
+                f"layer_scale {node.name}: init must be a finite number, not {node.attrs['init']}",
+                param="init",
+                code="E0205",
+            )
+        return ins[0]
 
     def count_params(self, node, ins, out):
         return ins[0][0]
