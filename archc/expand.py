@@ -109,6 +109,7 @@ LAYER_SYNONYMS = {
     "divide": "div",
     "channelshuffle": "shuffle",
     "stochasticdepth": "drop_path",
+    "transpose": "permute",
 }
 
 # Layers users try that archc does not have: what they are, so the help can say that archc has no
@@ -136,8 +137,6 @@ UNSUPPORTED_LAYERS = {
     "region": "a detection head (YOLO region)",
     "detectionoutput": "a detection head",
     "roipooling": "region-of-interest pooling",
-    "permute": "a permutation of dimensions",
-    "transpose": "a permutation of dimensions",
 }
 
 MAX_SUGGESTED_LENGTH = 200  # longer than any name a person types; difflib is quadratic in it

@@ -56,6 +56,7 @@ def draw_layer(rng, rank):
             ["conv", "conv", "dwconv", "deconv", "maxpool", "avgpool", "minpool", "l2pool", "adaptiveavgpool"]
             + ["adaptivemaxpool", "globalavgpool", "globalmaxpool", "bn", "lrn", "flatten", "upsample"]
             + ["zeropad", "dropout", "act", "reshape", "chunk", "crop", "shuffle", "layer_scale", "drop_path"]
+            + ["permute"]
             + (["space_to_depth"] if nd == 2 else [])
         )
     if op == "conv":
@@ -85,6 +86,8 @@ def draw_layer(rng, rank):
         return f"shuffle: {rng.randint(1, 2)}"
     if op == "layer_scale":
         return f"layer_scale: {rng.choice(['0.5', '2'])}"
+    if op == "permute":
+        return "permute: " + "x".join(map(str, rng.sample(range(nd + 1), nd + 1)))
     if op == "drop_path":
         return "drop_path: 0.2" + rng.choice(["", " batch"])
     if op == "space_to_depth":

@@ -110,6 +110,16 @@ def drop_path_cases() -> list[Case]:
     return [one(random_shape(rank), stmt, nn.Identity) for rank, stmt in zip((3, 4, 1, 2), statements)]
 
 
+def permute_cases() -> list[Case]:
+    cases = []
+    for rank in (1, 2, 3, 3, 3, 4, 4):
+        order = RNG.sample(range(rank), rank)
+        axes = [0, *(i + 1 for i in order)]
+        text = "x".join(map(str, order))
+        cases.append(one(random_shape(rank), f"permute y: {text}", lambda a=axes: Lambda(lambda x: x.permute(*a))))
+    return cases
+
+
 NEW_ACTIVATIONS = {
     "hardsigmoid": nn.Hardsigmoid,
     "gelu: tanh": lambda: nn.GELU(approximate="tanh"),
@@ -138,7 +148,14 @@ def activation_cases() -> list[Case]:
 
 ELEMENTWISE_CASES = [
     c.param()
-    for c in arithmetic_cases() + shuffle_cases() + layer_scale_cases() + drop_path_cases() + activation_cases()
+    for c in (
+        arithmetic_cases()
+        + shuffle_cases()
+        + layer_scale_cases()
+        + drop_path_cases()
+        + permute_cases()
+        + activation_cases()
+    )
 ]
 
 
@@ -358,6 +375,29 @@ def test_shuffle_groups_must_divide_the_channels():
     assert arch_error(spec({"x": (12,)}, "shuffle y: 2")).code == "E0301"  # a vector has no channel axis to view
 
 
+@pytest.mark.parametrize("order", ["0x1", "0x1x1", "1x2x3", "0x1x2x3", "3"])
+def test_permute_must_list_every_axis_once(order):
+    d = arch_error(spec({"x": (4, 5, 6)}, f"permute y: {order}"))
+    assert d.code == "E0205" and "must list each of 0 to 2 once" in d.message and d.span.col == 14
+    with pytest.raises((RuntimeError, IndexError)):  # torch refuses it too
+        torch.ones(1, 4, 5, 6).permute(0, *(int(i) + 1 for i in order.split("x")))
+
+
+def test_permute_carries_the_receptive_field_while_the_channels_stay_first():
+    # a 3x1 kernel sees 3 rows and 1 column (figures.md: r' = r + (k-1)j); swapping H and W swaps them
+    text = spec(
+        {"x": (8, 5, 6)},
+        "conv c: 8 @ 3x1 pad=(1,1)x(0,0)",
+        "permute hw: 0x2x1",
+        "permute last (c): 1x2x0",
+        "permute back: 2x0x1",
+    )
+    net = archc.loads(text, "t.arch")
+    assert [size for size, _, _ in net.layer("hw").rf] == [1, 3]
+    assert net.layer("hw").shape == (8, 6, 5)
+    assert net.layer("last").rf is None and net.layer("back").rf is None  # the channels moved among the positions
+
+
 @pytest.mark.parametrize("p", ["1", "1.0", "1.5"])
 def test_drop_path_probability_is_checked(p):
     d = arch_error(spec({"x": (4, 2, 2)}, f"drop_path y: p={p}"))
@@ -369,9 +409,13 @@ def test_layer_scale_init_must_be_finite():
     assert d.code == "E0205" and "init must be a finite number, not inf" in d.message and d.span.col == 18
 
 
-@pytest.mark.parametrize("word, meant", [("multiply", "mul"), ("Subtract", "sub"), ("ChannelShuffle", "shuffle")])
-def test_other_tools_names_lead_to_the_new_layers(word, meant):
-    text = spec({"x": (4, 2, 2)}, f"{word} y (x, x)" if meant != "shuffle" else f"{word} y: 2")
+@pytest.mark.parametrize(
+    "word, meant, args",
+    [("multiply", "mul", " (x, x)"), ("Subtract", "sub", " (x, x)"), ("ChannelShuffle", "shuffle", ": 2")]
+    + [("transpose", "permute", ": 0x1x2"), ("StochasticDepth", "drop_path", ": 0.1")],
+)
+def test_other_tools_names_lead_to_the_new_layers(word, meant, args):
+    text = spec({"x": (4, 2, 2)}, f"{word} y{args}")
     d = arch_error(text)
     assert d.code == "E0201" and d.help[0].startswith(f"did you mean `{meant}`?")
     fixed = text
@@ -387,4 +431,4 @@ def test_hardsigmoid_is_no_longer_taken_for_sigmoid():
 
 def test_every_new_layer_type_has_cases():
     covered = {p.values[0].stmt.split()[0] for p in ELEMENTWISE_CASES}
-    assert {"mul", "sub", "div", "shuffle", "layer_scale", "drop_path", "hardsigmoid", "gelu"} <= covered
+    assert {"mul", "sub", "div", "shuffle", "layer_scale", "drop_path", "permute", "hardsigmoid", "gelu"} <= covered
