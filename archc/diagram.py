@@ -53,15 +53,16 @@ KINDS = {
         ),
         "#d1f0d8",
     ),
-    "normalisation": (("bn", "layernorm", "groupnorm", "instancenorm", "lrn"), "#fff3c4"),
+    "normalisation": (("bn", "layernorm", "groupnorm", "instancenorm", "lrn", "layer_scale"), "#fff3c4"),
     "dense": (("dense",), "#ffdcb8"),
     "activation": (tuple(name for name, op in OPS.items() if op.is_activation), "#f8d7e8"),
-    "merge": (("concat", "add"), "#e2e3e5"),
-    "reshape": (("flatten", "reshape", "upsample", "zeropad", "dropout"), "#f1f1f1"),
+    "merge": (("concat", "add", "mul", "sub", "div"), "#e2e3e5"),
+    "reshape": (("flatten", "reshape", "upsample", "zeropad", "dropout", "drop_path", "shuffle"), "#f1f1f1"),
 }
 KIND_OF = {op: kind for kind, (ops, _) in KINDS.items() for op in ops}
 BLOCK_COLOUR = "#e6dcf5"
-FOLDABLE = frozenset({*KINDS["activation"][0], *KINDS["normalisation"][0], "dropout"})
+FOLDABLE = frozenset({*KINDS["activation"][0], *KINDS["normalisation"][0], "dropout", "drop_path"})
+BROADCASTING = frozenset({"mul", "sub", "div"})
 
 
 class DiagramError(Exception):
@@ -188,6 +189,18 @@ def _label(box: _Box) -> str:
     return f"<{title}{body}>"
 
 
+def _main_path(graph, node, src: str, order) -> bool:
+    """Whether the edge src -> node is the main path, which pulls harder than a skip or a branch.
+
+    It is the previous layer in the spec, except into an element-wise op that broadcasts:
+    there it is the input of the output's shape, so that a squeeze-excitation gate is drawn
+    as a side branch coming back into the multiply, not the map as a skip around the gate.
+    """
+    if node.op in BROADCASTING and any(graph.nodes[i].shape != node.shape for i in node.inputs):
+        return graph.nodes[src].shape == node.shape
+    return order[node.name] - order[src] == 1
+
+
 def _write(network, boxes, rep, rankdir, detail) -> str:
     out = [
         f"digraph {_q(network.name)} {{",
@@ -236,8 +249,7 @@ def _write(network, boxes, rep, rankdir, detail) -> str:
             seen.add((a, b))
             shape = network.graph.nodes[src].shape
             label = fmt_shape(shape) if shape else "?"
-            # the main path (the previous layer in the spec) pulls harder than a skip or a branch
-            weight = 3 if order[node.name] - order[src] == 1 else 1
+            weight = 3 if _main_path(network.graph, node, src, order) else 1
             out.append(f"  {_q(a)} -> {_q(b)} [label={_q(' ' + label)}, weight={weight}];")
     used = sorted({box.kind for box in boxes.values()}, key=[*KINDS, "block"].index)
     out.append("  subgraph cluster_legend {")

@@ -104,6 +104,12 @@ LAYER_SYNONYMS = {
     "pixelunshuffle": "space_to_depth",
     "cropping": "crop",
     "split": "chunk",
+    "multiply": "mul",
+    "subtract": "sub",
+    "divide": "div",
+    "channelshuffle": "shuffle",
+    "stochasticdepth": "drop_path",
+    "transpose": "permute",
 }
 
 # Layers users try that archc does not have: what they are, so the help can say that archc has no
@@ -123,12 +129,7 @@ UNSUPPORTED_LAYERS = {
     "groupnorm": "group normalisation",
     "instancenorm": "instance normalisation",
     "rmsnorm": "RMS normalisation",
-    "mul": "an element-wise product",
-    "multiply": "an element-wise product",
     "matmul": "a matrix product",
-    "sub": "an element-wise difference",
-    "subtract": "an element-wise difference",
-    "div": "an element-wise division",
     "prelu": "a parametric ReLU",
     "pixelshuffle": "depth to space (pixel shuffle)",
     "depthtospace": "depth to space (pixel shuffle)",
@@ -136,8 +137,6 @@ UNSUPPORTED_LAYERS = {
     "region": "a detection head (YOLO region)",
     "detectionoutput": "a detection head",
     "roipooling": "region-of-interest pooling",
-    "permute": "a permutation of dimensions",
-    "transpose": "a permutation of dimensions",
 }
 
 MAX_SUGGESTED_LENGTH = 200  # longer than any name a person types; difflib is quadratic in it

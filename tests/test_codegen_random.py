@@ -56,6 +56,7 @@ def draw_layer(rng, rank):
             ["conv", "conv", "dwconv", "deconv", "maxpool", "avgpool", "minpool", "l2pool", "adaptiveavgpool"]
             + ["adaptivemaxpool", "globalavgpool", "globalmaxpool", "bn", "lrn", "flatten", "upsample"]
             + ["zeropad", "dropout", "act", "reshape", "chunk", "crop", "layernorm", "groupnorm", "instancenorm"]
+            + ["shuffle", "layer_scale", "drop_path", "permute"]
             + (["space_to_depth"] if nd == 2 else [])
         )
     if op == "conv":
@@ -81,6 +82,14 @@ def draw_layer(rng, rank):
         return f"chunk: {rng.randint(1, 3)} index={rng.randint(0, 1)}"
     if op == "crop":
         return f"crop: {rng.randint(1, 3)}" + rng.choice(["", " offset=1"])
+    if op == "shuffle":
+        return f"shuffle: {rng.randint(1, 2)}"
+    if op == "layer_scale":
+        return f"layer_scale: {rng.choice(['0.5', '2'])}"
+    if op == "permute":
+        return "permute: " + "x".join(map(str, rng.sample(range(nd + 1), nd + 1)))
+    if op == "drop_path":
+        return "drop_path: 0.2" + rng.choice(["", " batch"])
     if op == "space_to_depth":
         return f"space_to_depth: {rng.randint(1, 2)}"
     if op == "dense":
@@ -151,12 +160,13 @@ def _candidate(rng, name: str, last: str, shape) -> tuple[list[str], str]:
     rank = len(shape) - 1
     if rng.random() < 0.15 and rank >= 0:  # two branches, joined
         a, b = draw_layer(rng, rank), draw_layer(rng, rank)
-        join = rng.choice(["add", "concat", "shortcut"])
+        join = rng.choice(["add", "concat", "shortcut", "mul", "sub", "div"])
         op_a, _, args_a = a.partition(":")
         op_b, _, args_b = b.partition(":")
+        positive = " -> sigmoid" if join == "div" else ""  # a divisor away from 0
         return [
             f"{op_a} {name}a ({last}){':' + args_a if args_a else ''}",
-            f"{op_b} {name}b ({last}){':' + args_b if args_b else ''}",
+            f"{op_b} {name}b ({last}){':' + args_b if args_b else ''}{positive}",
             f"{join} {name} ({name}a, {name}b)",
         ], name
     if rng.random() < 0.1:

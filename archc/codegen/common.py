@@ -55,8 +55,13 @@ class StateRef:
     def __init__(self, key: str):
         self.key = key
 
+    def name(self, suffix: str) -> str:
+        """The state_dict key: `<layer>.<suffix>`, or `<layer>` alone for a parameter that is the
+        layer itself (a bare nn.Parameter in torch, as layer_scale)."""
+        return f"{self.key}.{suffix}" if suffix else self.key
+
     def __call__(self, suffix: str):
-        return Index("s", lit(f"{self.key}.{suffix}"))
+        return Index("s", lit(self.name(suffix)))
 
 
 def make_plan(network, module_names: tuple[str, ...]) -> Plan:

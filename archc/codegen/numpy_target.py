@@ -114,7 +114,7 @@ def generate(network) -> Generated:
         ins = [graph.nodes[i].shape for i in node.inputs]
         init = he_or_xavier(network, node)
         for suffix, value in OPS[node.op].numpy_state(node, ins, init):
-            entries.append(Entry(lit(f"{plan.attrs[node.name]}.{suffix}"), value))
+            entries.append(Entry(lit(StateRef(plan.attrs[node.name]).name(suffix)), value))
 
     def layer(node, args):
         return OPS[node.op].numpy_call(node, StateRef(plan.attrs[node.name]), args)

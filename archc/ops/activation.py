@@ -62,10 +62,10 @@ _activation("relu6", "min(max(x, 0), 6) (MobileNet)", ("nn.ReLU6", "F.relu6"), "
 _activation(
     "elu", "x if x > 0 else alpha*(exp(x)-1)", ("nn.ELU", "F.elu"), "elu", P("alpha", "float", 1.0, positional=True)
 )
-_activation("gelu", "x * Phi(x), the Gaussian error linear unit (exact form)", ("nn.GELU", "F.gelu"), "gelu")
 _activation("silu", "x * sigmoid(x) (swish)", ("nn.SiLU", "F.silu"), "silu")
 _activation("mish", "x * tanh(softplus(x)) (YOLOv4)", ("nn.Mish", "F.mish"), "mish")
 _activation("hardswish", "x * relu6(x+3)/6 (MobileNetV3)", ("nn.Hardswish", "F.hardswish"), "hardswish")
+_activation("hardsigmoid", "relu6(x+3)/6 (MobileNetV3's gates)", ("nn.Hardsigmoid", "F.hardsigmoid"), "hardsigmoid")
 _activation("tanh", "hyperbolic tangent", ("nn.Tanh", "torch.tanh"), "np.tanh")
 _activation("sigmoid", "1 / (1 + exp(-x))", ("nn.Sigmoid", "torch.sigmoid"), "sigmoid")
 _activation("identity", "x, unchanged", ("nn.Identity", ""), "")
@@ -88,3 +88,27 @@ class Softmax(_Activation):
 
     def torch_layer(self, node, ins):
         return call("nn.Softmax", dim="1")
+
+
+@register
+class Gelu(_Activation):
+    name = "gelu"
+    doc = "x * Phi(x), the Gaussian error linear unit: exact, or torch's tanh approximation with `tanh`."
+    params = (
+        P("approximate", "choice", "none", positional=True, choices=("none", "tanh"), doc="torch's `approximate`"),
+    )
+    torch_module = "nn.GELU"
+    numpy_function = "gelu"
+
+    def _approximate(self, attrs) -> dict:
+        """`approximate="tanh"` when asked for, as torch and the NumPy kernel both take it; nothing for the default."""
+        return {"approximate": lit(attrs["approximate"])} if attrs["approximate"] != "none" else {}
+
+    def apply_torch(self, attrs, x):
+        return call("F.gelu", x, **self._approximate(attrs))
+
+    def apply_numpy(self, attrs, x):
+        return call("gelu", x, **self._approximate(attrs))
+
+    def torch_layer(self, node, ins):
+        return call("nn.GELU", **self._approximate(node.attrs))

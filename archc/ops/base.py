@@ -254,7 +254,8 @@ class Proposal:
     `param` is the layer's parameter to change (`pad`, `kernel`), or a change of the graph:
     `input` for the size of the network input the layer reads (`value`: the spatial sizes of
     the layer's input), `flatten` for a `flatten` inserted before the layer, `inputs` for its
-    inputs in another order (`value`: their indices). `value` is what the expander would give
+    inputs in another order (`value`: their indices), `reshape` for a `reshape` of one input
+    inserted before the layer (`value`: the input's index and its new shape). `value` is what the expander would give
     for `text`, how a spec writes it; `says` what it does, for the help (`makes it exact:
     ...`); `spatial` the output's spatial sizes it promises (None: the pass checks that the
     diagnostic goes and no other comes).

@@ -1,4 +1,4 @@
-"""Layers that join several tensors: concat (channels) and element-wise add."""
+"""Layers that join several tensors: concat (channels), element-wise add, mul, sub and div."""
 
 from __future__ import annotations
 
@@ -65,6 +65,86 @@ class Add(Op):
         return flat_sum(args)
 
     numpy_call = torch_call
+
+
+def _dimension(axis: int, rank: int) -> str:
+    """`channels`, `H`, `W`... : how the error names an axis of a per-sample shape."""
+    spatial = {1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"]}.get(rank - 1, [str(i) for i in range(1, rank)])
+    return "channels" if axis == 0 else spatial[axis - 1]
+
+
+def broadcast(node, ins) -> tuple[int, ...]:
+    """The output of torch/NumPy broadcasting, applied to the per-sample shapes of the inputs.
+
+    The code puts the batch first, so inputs of different ranks would line the batch up
+    with another axis: the ranks must be equal, and then every axis must agree or be 1 in
+    all but one input (a C x 1 x 1 gate over a C x H x W map).
+    """
+    if len({len(s) for s in ins}) > 1:
+        raise ShapeError(
+            f"{node.op} {node.name}: inputs of different ranks cannot be broadcast: {_listing(node, ins)}",
+            ["give every input the same number of dimensions: a per-channel gate of C values is `reshape: Cx1x1`"],
+            code="E0305",
+            proposals=_same_rank(ins),
+        )
+    out = []
+    for axis, sizes in enumerate(zip(*ins)):
+        if len(set(sizes) - {1}) > 1:
+            raise ShapeError(
+                f"{node.op} {node.name}: cannot broadcast {_listing(node, ins)}: their "
+                f"{_dimension(axis, len(ins[0]))} ({', '.join(map(str, sizes))}) differ and are not 1",
+                ["each dimension must be equal in every input, or 1 in those that are repeated along it"],
+                code="E0305",
+            )
+        out.append(max(sizes))
+    return tuple(out)
+
+
+def _same_rank(ins) -> list[Proposal]:
+    """The lower-rank input given the other's rank by trailing 1s (a gate of C values as C x 1 x 1)."""
+    (low, short), (_high, long) = sorted(enumerate(ins), key=lambda item: len(item[1]))
+    target = (*short, *(1,) * (len(long) - len(short)))
+    return [Proposal("reshape", (low, target), fmt_shape(target), "gives it the other input's rank")]
+
+
+class _Elementwise(Op):
+    """An arithmetic operator between its inputs, value by value, with broadcasting; no MACs
+    (torch's flop counter counts none, docs/language.md section 12)."""
+
+    min_inputs, max_inputs = 2, 2
+    operator: str = ""
+
+    def infer(self, node, ins, warn):
+        return broadcast(node, ins)
+
+    def receptive(self, node, rfs):
+        return _merge_rf(rfs)
+
+    def torch_call(self, node, module, args):
+        return Sum(tuple(args), self.operator)
+
+    numpy_call = torch_call
+
+
+@register
+class Mul(_Elementwise):
+    name = "mul"
+    doc = "Element-wise product of two inputs, broadcasting sizes of 1 (a squeeze-excitation gate)."
+    operator = "*"
+
+
+@register
+class Sub(_Elementwise):
+    name = "sub"
+    doc = "The second input subtracted from the first, element-wise, broadcasting sizes of 1."
+    operator = "-"
+
+
+@register
+class Div(_Elementwise):
+    name = "div"
+    doc = "The first input divided by the second, element-wise, broadcasting sizes of 1."
+    operator = "/"
 
 
 # `a + b + c` nests one level per term, and CPython cannot compile a few thousand levels

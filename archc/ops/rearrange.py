@@ -1,8 +1,9 @@
-"""Layers that pick or rearrange values without computing new ones: chunk, crop, space_to_depth.
+"""Layers that pick or rearrange values without computing new ones: chunk, crop, space_to_depth, shuffle.
 
 `chunk` and `crop` are slices of their input (views in PyTorch and NumPy, so
 they add no memory); `space_to_depth` moves each block of pixels into the
-channels (PyTorch's PixelUnshuffle) and has its own output.
+channels (PyTorch's PixelUnshuffle) and `shuffle` interleaves channel groups
+(PyTorch's ChannelShuffle); both have their own output.
 """
 
 from __future__ import annotations
@@ -144,3 +145,43 @@ class SpaceToDepth(Op):
 
     def numpy_call(self, node, state, args):
         return call("space_to_depth", args[0], node.attrs["block"])
+
+
+@register
+class Shuffle(Op):
+    name = "shuffle"
+    doc = (
+        "Interleaves `groups` equal groups of channels (PyTorch's ChannelShuffle, ShuffleNet's "
+        "channel_shuffle): channel i of group g moves to position i * groups + g."
+    )
+    params = (P("groups", "int", positional=True, doc="how many groups are interleaved; must divide the channels"),)
+
+    def infer(self, node, ins, warn):
+        spatial_dims(node, ins[0], "shuffle")
+        channels = ins[0][0]
+        groups = node.attrs["groups"]
+        if groups < 1:
+            raise ShapeError(
+                f"shuffle {node.name}: groups must be at least 1, not {groups}", param="groups", code="E0205"
+            )
+        if channels % groups:
+            listed = divisors(channels)
+            raise ShapeError(
+                f"shuffle {node.name}: {groups} groups do not divide the {channels} channels of {fmt_shape(ins[0])}",
+                [f"the divisors of {channels} are {listed}" if listed else f"groups must divide {channels}"],
+                param="groups",
+                code="E0303",
+            )
+        return ins[0]
+
+    def describe(self, node):
+        return {"filter": f"{node.attrs['groups']} groups"}
+
+    def settings(self, node):
+        return f"{node.attrs['groups']} groups"
+
+    def torch_layer(self, node, ins):
+        return call("nn.ChannelShuffle", node.attrs["groups"])
+
+    def numpy_call(self, node, state, args):
+        return call("channel_shuffle", args[0], node.attrs["groups"])

@@ -1,10 +1,10 @@
-"""Layers that only move, repeat or pad values: flatten, reshape, upsample, zeropad, dropout."""
+"""Layers that only move, repeat or pad values: flatten, reshape, permute, upsample, zeropad, dropout, drop_path."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-from ..codegen.pyexpr import call, lit
+from ..codegen.pyexpr import Sum, call, lit
 from .base import Op, P, ShapeError, fmt_padding, fmt_shape, per_dim, prod, register, resolve_padding, spatial_dims
 from .emit import dims, numpy_pad
 
@@ -58,6 +58,54 @@ class Reshape(Op):
         return call(f"{args[0]}.reshape", "-1", *map(str, node.shape))
 
     numpy_call = torch_call  # the same method on both kinds of array
+
+
+@register
+class Permute(Op):
+    name = "permute"
+    doc = (
+        "The per-sample axes in another order (torch's permute, the batch staying first): "
+        "`1x2x0` puts the channels of C x H x W last; a view."
+    )
+    params = (
+        P("order", "shape", positional=True, doc="the input axis each output axis is, counted from 0: the channels"),
+    )
+    is_view = True  # torch's permute and NumPy's transpose return views
+
+    def infer(self, node, ins, warn):
+        order = node.attrs["order"]
+        order = (order,) if isinstance(order, int) else tuple(order)
+        rank = len(ins[0])
+        if sorted(order) != list(range(rank)):
+            raise ShapeError(
+                f"permute {node.name}: {fmt_shape(order)} is not an order of the {rank} axes of "
+                f"{fmt_shape(ins[0])}: it must list each of 0 to {rank - 1} once",
+                ["axis 0 is the channels: on C x H x W, 1x2x0 puts them last and 2x0x1 puts them back first"],
+                param="order",
+                code="E0205",
+            )
+        node.geom["order"] = order
+        return tuple(ins[0][i] for i in order)
+
+    def receptive(self, node, rfs):
+        """The spatial axes' fields in their new order while the channels stay first; else, with the
+        channels among the positions, the whole input (`-`), as after a reshape."""
+        order = node.geom["order"]
+        if rfs[0] is None or order[0] != 0:
+            return None
+        return tuple(rfs[0][i - 1] for i in order[1:])
+
+    def settings(self, node):
+        return "order " + fmt_shape(node.geom["order"])
+
+    def _axes(self, node) -> list[str]:
+        return ["0", *(str(i + 1) for i in node.geom["order"])]  # the batch stays first
+
+    def torch_call(self, node, module, args):
+        return call(f"{args[0]}.permute", *self._axes(node))
+
+    def numpy_call(self, node, state, args):
+        return call(f"{args[0]}.transpose", *self._axes(node))
 
 
 @register
@@ -159,3 +207,40 @@ class Dropout(Op):
 
     def numpy_call(self, node, state, args):
         return call("dropout", args[0], lit(float(node.attrs["p"])), "self.training", "self.rng")
+
+
+@register
+class DropPath(Op):
+    name = "drop_path"
+    doc = (
+        "Stochastic depth (torchvision's StochasticDepth): while training, zeroes a whole sample (mode row) "
+        "or the whole batch (mode batch) with probability p and scales what it keeps by 1/(1-p); "
+        "the identity at inference."
+    )
+    params = (
+        P("p", "float", positional=True, doc="probability of dropping a sample's residual branch"),
+        P("mode", "choice", "row", positional=True, choices=("row", "batch"), doc="one draw per sample, or per batch"),
+    )
+    is_view = True
+
+    def infer(self, node, ins, warn):
+        if not 0 <= node.attrs["p"] < 1:
+            raise ShapeError(
+                f"drop_path {node.name}: p must be in [0, 1), not {node.attrs['p']}", param="p", code="E0205"
+            )
+        return ins[0]
+
+    def settings(self, node):
+        return f"p {node.attrs['p']:g} {node.attrs['mode']}"
+
+    def torch_call(self, node, module, args):
+        """x times F.dropout of ones, one per sample (or one for the batch): the mask and scale of
+        torchvision's stochastic_depth while training, ones (x unchanged) at inference."""
+        x, rank = args[0], len(node.shape)
+        size = f"({x}.shape[0]{', 1' * rank})" if node.attrs["mode"] == "row" else lit((1,) * (rank + 1))
+        mask = call("F.dropout", call(f"{x}.new_ones", size), lit(float(node.attrs["p"])), "self.training")
+        return Sum((x, mask), "*")
+
+    def numpy_call(self, node, state, args):
+        mode = [lit(node.attrs["mode"])] if node.attrs["mode"] != "row" else []
+        return call("drop_path", args[0], lit(float(node.attrs["p"])), "self.training", "self.rng", *mode)

@@ -7,7 +7,8 @@ of another resolution than the layer table assumed, or a stride-1 convolution
 whose padding shrinks the map; or `in=` itself), an empty output (E0302:
 `pad=same`), a 3-D average pool larger than its input (E0205: a smaller
 window), a dense layer on a map (E0304: `flatten` first), a shortcut into a
-smaller input (E0305: the inputs in another order). The layer types propose
+smaller input (E0305: the inputs in another order), a gate multiplied with a
+map of another rank (E0305: a `reshape` to C x 1 x 1). The layer types propose
 changes (`Proposal`); each is tried here by running the shape pass again with
 it made, and offered only when the diagnostic goes away, no new one appears,
 and the layer gets the output the help promises. The help line carries the
@@ -139,8 +140,8 @@ def _proposed(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
     helps, fixes = [], []
     src = trials.graph.nodes[node.inputs[0]] if node.inputs else None
     for prop in proposals:
-        if prop.param in ("flatten", "inputs"):  # edits of the graph, not of one argument
-            found = (_flatten_first if prop.param == "flatten" else _reordered)(trials, diag, node, prop)
+        if prop.param in GRAPH_EDITS:  # edits of the graph, not of one argument
+            found = GRAPH_EDITS[prop.param](trials, diag, node, prop)
             helps += found[:1]
             fixes += found[1:]
         elif prop.param != "input":
@@ -208,6 +209,47 @@ def _reordered(trials: Trials, diag, node, prop: Proposal) -> list:
     col = head.col + start + 1
     fix = Fix(Span(head.file, head.line, col, head.line, col + end - start - 1), text)
     return [f"`{node.op} ({text})` {prop.says}, output {fmt_shape(out)}", fix]
+
+
+def _input_refs(trials: Trials, node) -> tuple[Span, list[str]] | None:
+    """The statement's head and its input references as written (`a`, ` b`), if it lists them all."""
+    head = _head(node)
+    written = trials.written(head)
+    start, end = written.find("("), written.find(")")
+    refs = written[start + 1 : end].split(",") if 0 <= start < end else []
+    return (head, refs) if len(refs) == len(node.inputs) else None
+
+
+def _reshaped_input(trials: Trials, diag, node, prop: Proposal) -> list:
+    """[help, fix, fix] for a `reshape` of one input, inserted before the layer and read instead of
+    that input: a gate of C values made C x 1 x 1 for a multiply with a map."""
+    found = _input_refs(trials, node) if trials.editable(node) else None
+    if found is None:
+        return []
+    head, refs = found
+    index, shape = prop.value
+    src = node.inputs[index]
+    name = f"{src}_{node.name}"
+    while name in trials.graph.nodes:
+        name += "_"
+    reshape = Node(name, "reshape", [src], {"shape": shape}, node.span)
+    inputs = [name if i == index else other for i, other in enumerate(node.inputs)]
+    out = trials.works(diag, node, {}, {}, before=reshape, inputs=inputs)
+    if not out:
+        return []
+    statement = f"reshape {name} ({src}): {prop.text}"
+    col = head.col + trials.written(head).find("(") + 1 + sum(len(r) + 1 for r in refs[:index])
+    col += len(refs[index]) - len(refs[index].lstrip())
+    indent = " " * (node.span.col - 1)
+    at = node.span
+    return [
+        f"`{statement}` before it, read in place of `{src}`, {prop.says}, output {fmt_shape(out)}",
+        Fix(Span(at.file, at.line, at.col, at.line, at.col), f"{statement}\n{indent}"),
+        Fix(Span(head.file, head.line, col, head.line, col + len(refs[index].strip())), name),
+    ]
+
+
+GRAPH_EDITS = {"flatten": _flatten_first, "inputs": _reordered, "reshape": _reshaped_input}
 
 
 def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:

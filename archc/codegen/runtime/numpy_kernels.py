@@ -592,6 +592,18 @@ def space_to_depth(x, block):
     return x.reshape(n, c * block * block, h // block, w // block)
 
 
+def channel_shuffle(x, groups):
+    """The channels of `groups` equal groups interleaved, as torch's channel_shuffle.
+
+    (N, C, *spatial) is viewed as (N, groups, C / groups, *spatial), the two channel
+    axes are swapped and the result flattened back: channel i of group g goes to
+    position i * groups + g.
+    """
+    n, c, *spatial = x.shape
+    x = x.reshape(n, groups, c // groups, *spatial).swapaxes(1, 2)
+    return x.reshape(n, c, *spatial)
+
+
 def dropout(x, p, training, rng):
     """Inverted dropout.
 
@@ -606,6 +618,20 @@ def dropout(x, p, training, rng):
         return np.zeros_like(x)
     keep = rng.random(x.shape) >= p
     return np.where(keep, x / (1 - p), 0).astype(x.dtype)
+
+
+def drop_path(x, p, training, rng, mode="row"):
+    """Stochastic depth, as torchvision's stochastic_depth.
+
+    In training each sample (mode "row"), or the whole batch (mode "batch"), is kept
+    with probability 1 - p and scaled by 1 / (1 - p), else zeroed. Not training, or
+    p == 0, is the identity. rng is a np.random.Generator.
+    """
+    if not training or p == 0:
+        return x
+    size = (x.shape[0] if mode == "row" else 1,) + (1,) * (x.ndim - 1)
+    keep = rng.random(size) >= p
+    return (x * (keep / (1 - p))).astype(x.dtype)
 
 
 # -- activations ---------------------------------------------------------------------
@@ -660,11 +686,15 @@ def erf(x):
     )
 
 
-def gelu(x):
-    """GELU in its exact form, torch's default.
+def gelu(x, approximate="none"):
+    """GELU as torch computes it: exact (its default), or with approximate="tanh".
 
-    It computes x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))).
+    Exact: x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))). The tanh form is
+    0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3))).
     """
+    if approximate == "tanh":
+        inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)  # sqrt(2 / pi)
+        return 0.5 * x * (1 + np.tanh(inner))
     return 0.5 * x * (1 + erf(x * 0.7071067811865476))  # 1 / sqrt(2)
 
 
@@ -693,6 +723,11 @@ def mish(x):
 def hardswish(x):
     """x * relu6(x + 3) / 6, MobileNetV3's cheap swish."""
     return x * np.clip(x + 3, 0, 6) / 6
+
+
+def hardsigmoid(x):
+    """relu6(x + 3) / 6, torch's hardsigmoid (MobileNetV3's gates)."""
+    return np.clip(x + 3, 0, 6) / 6
 
 
 def softmax(x, axis=1):
