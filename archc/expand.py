@@ -110,6 +110,9 @@ LAYER_SYNONYMS = {
     "channelshuffle": "shuffle",
     "stochasticdepth": "drop_path",
     "transpose": "permute",
+    "layernormalization": "layernorm",
+    "groupnormalization": "groupnorm",
+    "instancenormalization": "instancenorm",
 }
 
 # Layers users try that archc does not have: what they are, so the help can say that archc has no
@@ -124,10 +127,6 @@ UNSUPPORTED_LAYERS = {
     "transformer": "a transformer layer",
     "transformerencoderlayer": "a transformer layer",
     "embedding": "an embedding (a lookup table)",
-    "layernorm": "layer normalisation",
-    "layernormalization": "layer normalisation",
-    "groupnorm": "group normalisation",
-    "instancenorm": "instance normalisation",
     "rmsnorm": "RMS normalisation",
     "matmul": "a matrix product",
     "prelu": "a parametric ReLU",

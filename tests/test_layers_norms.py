@@ -333,6 +333,24 @@ def test_torchs_names_of_the_norms_get_archcs(written, meant):
     assert check_fixes(text) == 1
 
 
+@pytest.mark.parametrize(
+    "written, meant",
+    [
+        ("LayerNormalization", "layernorm"),
+        ("GroupNormalization: 2", "groupnorm"),
+        ("InstanceNormalization", "instancenorm"),
+    ],
+)
+def test_keras_names_of_the_norms_get_archcs(written, meant):
+    """Keras spells them out; `LayerNormalization` was "archc has no such layer"."""
+    text = net(written)
+    err = error(text)
+    assert err.code == "E0201" and err.help == [
+        f"did you mean `{meant}`? it is archc's name for `{written.split(':')[0]}`"
+    ]
+    assert check_fixes(text) == 1
+
+
 def test_over_channels_is_written_as_a_word_and_a_misspelling_gets_it():
     same = [archc.loads(net(stmt), "t.arch").layer("l") for stmt in ("layernorm l", "layernorm l: channels")]
     assert [OPS[layer.op].settings(layer) for layer in same] == ["over C", "over C"]
