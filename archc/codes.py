@@ -48,7 +48,8 @@ _ENTRIES = (
         tell what the statement means, and nothing is analysed until it is
         fixed. The message names the token archc did not expect, and the help
         says what could come there instead. Common causes are a statement split
-        over two lines, `/` used for division (it always starts a stride: write
+        over two lines outside parentheses (join them, or split it only inside
+        `( ... )`), `/` used for division (it always starts a stride: write
         `//`), a decimal without a digit before the point (`.5`) and a missing
         `}`.
         """,

@@ -42,8 +42,36 @@ def parser() -> Lark:
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=True,
+        postlex=_InsideParentheses(),
         cache=True,
     )
+
+
+def _continues(separator: str, depth: int) -> bool:
+    """Whether a separator token is dropped: a line break inside parentheses continues the
+    statement (a `;` still ends it, and is an error there). The one rule of both readers."""
+    return depth > 0 and ";" not in separator
+
+
+class _InsideParentheses:
+    """Lark's post-lexer: drops the separators that `_continues` drops.
+
+    The grammar cannot say it: a separator is one token, and the parser would
+    need `_SEP?` between every two tokens inside parentheses.
+    """
+
+    always_accept = ("_SEP",)  # the contextual lexer must produce it where the parser does not accept it
+
+    def process(self, stream):
+        depth = 0
+        for token in stream:
+            if token.type == "LPAR":
+                depth += 1
+            elif token.type == "RPAR":
+                depth -= 1
+            elif token.type == "_SEP" and _continues(token, depth):
+                continue
+            yield token
 
 
 def _span(file: str, meta) -> Span:
@@ -334,13 +362,15 @@ def _token_chunks(text: str, size: int):
     out = []
     match = _TOKEN.match
     line, line_start, pos, end = 1, 0, 0, len(text)
+    depth = 0  # parentheses open: a line break inside them continues the statement
     while pos < end:
         m = match(text, pos)
         if m is None:
             raise _NotFastError
         kind, stop = m.lastgroup, m.end()
         if kind == "SEP":
-            out.append(("SEP", "", line, pos - line_start + 1))
+            if not _continues(m.group(), depth):
+                out.append(("SEP", "", line, pos - line_start + 1))
             newlines = text.count("\n", pos, stop)
             if newlines:
                 line += newlines
@@ -348,6 +378,8 @@ def _token_chunks(text: str, size: int):
         elif kind != "WS" and kind != "COMMENT":
             value = m.group()
             out.append((value if kind == "OP" else kind, value, line, pos - line_start + 1))
+            if value == "(" or value == ")":
+                depth += 1 if value == "(" else -1
         pos = stop
         if len(out) >= size:
             yield out
@@ -750,14 +782,84 @@ def _lark_tree(text: str, file: str) -> Tree:
         resume = run.checkpoint_before(start - 1) if start > 0 else None
         if start > 0 and resume is None:
             break
-        _add_division_hint(diag, current, failure, resume)
+        continued = _add_continuation_hint(diag, current, failure, resume)
+        if continued is None:
+            _add_division_hint(diag, current, failure, resume)
         if len(errors) == MAX_SYNTAX_ERRORS:
             break
+        if continued is not None and continued > start:  # the rest of the split statement would only echo this
+            current = _without_line(current, continued, resume.depth if resume is not None else 0) or current
         current = _without_line(current, start, resume.depth if resume is not None else 0)
         if current is None:
             break
         run = _LarkRun(current, resume)
     raise ArchError(errors, {file: text})
+
+
+_CONTINUATION_HELP = (
+    "a statement ends at the end of its line: it continues on the next line only inside parentheses"
+    " `( ... )`; join the two lines"
+)
+
+
+def _add_continuation_hint(diag: Diagnostic, text: str, err: UnexpectedInput, resume: _Checkpoint | None):
+    """A statement split over two lines outside parentheses: `conv: 64 @` / `3x3`, or `conv: 64 @ 3x3` / `/2`.
+
+    The error is at the line break (the statement is unfinished), or at the
+    first token of the next line (no statement starts so), or at the `=` of a
+    keyword argument that starts it. When joining the two
+    lines makes the joined line parse, say that a line break ends a statement,
+    with the join as the fix, and give the offset of the second line (None when
+    the hint does not apply).
+    """
+    token = getattr(err, "token", None)
+    if token is None or token.type == "$END":
+        return None
+    if token.type == "_SEP":
+        brk = text.find("\n", token.start_pos, token.end_pos)
+        if brk < 0 or text[token.start_pos : brk].strip(" \t\r"):
+            return None  # a `;` or a comment ends the statement on purpose
+    else:
+        brk = text.rfind("\n", 0, token.start_pos)
+        lead = text[brk + 1 : token.start_pos].split()
+        if brk < 0 or not (lead == [] or (token == "=" and len(lead) == 1)):
+            return None  # not where a continuation fails: its first token, or the `=` of a keyword argument
+    first = text.rfind("\n", 0, brk) + 1
+    before = text[first:brk].rstrip("\r")
+    if not before.strip() or "#" in before or before.rstrip().endswith(";"):
+        return None  # nothing to continue, or a comment that joining would swallow
+    after = brk + 1
+    while text[after : after + 1] in (" ", "\t"):
+        after += 1
+    if text[after : after + 1] in ("", "\n", "\r", "#"):
+        return None
+    cut = brk - 1 if text[brk - 1] == "\r" else brk
+    joined = text[:cut] + " " + text[after:]
+    end = joined.find("\n", cut)
+    if not _parses_to(joined, resume, len(joined) + 1 if end < 0 else end + 1):
+        return None
+    line = text.count("\n", 0, cut) + 1
+    span = Span(diag.span.file, line, cut - first + 1, line + 1, after - brk)
+    diag.help.insert(0, _CONTINUATION_HELP)
+    diag.fixes.append(Fix(span, " "))
+    return brk + 1
+
+
+def _parses_to(text: str, resume: _Checkpoint | None, stop: int) -> bool:
+    """Whether `text` parses (from `resume`) up to the first token at or after offset `stop`.
+
+    The contextual lexer refuses a token the parser cannot take before the run sees
+    it, so an error at or after `stop` is still success.
+    """
+    from lark import UnexpectedInput
+
+    try:
+        _LarkRun(text, resume).run(stop=stop)
+    except UnexpectedInput as err:
+        token = getattr(err, "token", None)
+        where = token.start_pos if token is not None and token.type != "$END" else err.pos_in_stream
+        return where is not None and where >= stop
+    return True
 
 
 def _add_division_hint(diag: Diagnostic, text: str, err: UnexpectedInput, resume: _Checkpoint | None) -> None:
