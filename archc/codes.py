@@ -507,7 +507,9 @@ _ENTRIES = (
         The name after `->` must be an activation layer type, such as `relu`,
         `tanh`, `sigmoid` or `softmax`. This is usually a typo; the help
         suggests the closest name and lists all activations. Arguments of an
-        activation go in parentheses: `-> leaky_relu(0.2)`.
+        activation go in parentheses: `-> leaky_relu(0.2)`. A block parameter
+        written after `->` in the block holds an activation: the call must pass
+        one (`mb: hardswish`), and the error is at that argument.
         """,
         wrong="""
         network Act {

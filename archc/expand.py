@@ -376,6 +376,7 @@ class Scope:
     calls: tuple[Span, ...] = ()
     path: tuple[tuple[str, str], ...] = ()
     top: Scope | None = None  # the body's own scope, for an iteration
+    origins: dict[str, Span] = field(default_factory=dict)  # parameter -> where its value is written
 
     def lookup(self, name: str):
         scope = self
@@ -415,7 +416,32 @@ class Scope:
             calls=self.calls,
             path=self.path,
             top=self.root(),
+            origins=self.origins,
         )
+
+
+def _origin(value: ast.Value, origins: dict[str, Span]) -> Span:
+    """Where a parameter's value is written: a parameter passed on (`mb: act`) is written
+    where the caller's caller gave it, for an error there and an edit that fixes it."""
+    part = value.parts[0]
+    if len(value.parts) == 1 and isinstance(part, ast.Name) and part.id in origins:
+        return origins[part.id]
+    return value.span
+
+
+def _activation_params(block: ast.Block) -> dict[str, Span]:
+    """The block's parameters written after `->` in its body (repeats included), each with
+    where it is first so written: those parameters hold activations."""
+    params = {p.name for p in block.params}
+    found: dict[str, Span] = {}
+    todo = list(block.body)
+    while todo:
+        stmt = todo.pop(0)
+        if isinstance(stmt, ast.Repeat):
+            todo[:0] = stmt.body
+        elif stmt.activation is not None and stmt.activation.name in params:
+            found.setdefault(stmt.activation.name, stmt.activation.span)
+    return found
 
 
 def _explicit_names(body) -> set[str]:
@@ -444,6 +470,7 @@ class Expander:
         self.name_bytes = 0  # of every name taken, up to MAX_NAME_BYTES
         self.failed: set[int] = set()  # id() of the statements that reported an error
         self._least: dict[str, int] = {}  # block -> the fewest steps a call of it takes
+        self._acts: dict[str, dict[str, Span]] = {}  # block -> `_activation_params`, found once
         self._lines: dict[str, list[str]] = {}  # file -> its source lines, for the text of a span
         self.compared = 0  # candidates compared for "did you mean" hints, up to MAX_STEPS
 
@@ -1018,24 +1045,33 @@ class Expander:
         act = stmt.activation
         if act is None:
             return None
-        op = OPS.get(act.name)
+        # `-> act` where `act` is a parameter of the block: the activation the call passed, which
+        # `_check_activations` checked there
+        name = scope.env.get(act.name, act.name)
+        op = OPS.get(name)
         if op is None or not op.is_activation:
-            names = [n for n, o in OPS.items() if o.is_activation]
             where = self._word_span(act.span, act.name)
-            help_, fixes = self._hint(act.name, names, where or act.span, meanings=True)
-            self.r.error(
-                "E0216",
-                f"unknown activation `{act.name}`",
-                act.span,
-                help_ + [f"activations: {', '.join(names)}"],
-                fixes=fixes if where else [],
-            )
+            self._unknown_activation(name, act.span, where)
             return BROKEN
         values = self._evaluate_args([ast.Arg(None, v, v.span) for v in act.args], scope.env)
         if values is None:
             return BROKEN
-        attrs, _spans = self.bind_values(values, op.params, op.symbols, act.name, act.span)
-        return BROKEN if attrs is None else (act.name, attrs)
+        attrs, _spans = self.bind_values(values, op.params, op.symbols, name, act.span)
+        return BROKEN if attrs is None else (name, attrs)
+
+    def _unknown_activation(self, value, span: Span, word: Span | None, notes=(), message: str | None = None) -> None:
+        """E0216 for `value` where an activation is written (at `span`; `word` is where the word
+        itself is, for the edit that replaces it), with the closest activation and the list."""
+        names = [n for n, o in OPS.items() if o.is_activation]
+        help_, fixes = self._hint(value, names, word or span, meanings=True) if isinstance(value, str) else ([], [])
+        self.r.error(
+            "E0216",
+            message or f"unknown activation `{value}`",
+            span,
+            help_ + [f"activations: {', '.join(names)}"],
+            list(notes),
+            fixes if word else [],
+        )
 
     # blocks
     def call_block(self, stmt: ast.Layer, scope: Scope, prev):
@@ -1054,7 +1090,7 @@ class Expander:
             return self._broken(stmt, scope)
         local = self._name(stmt, scope)
         inputs = self._inputs(stmt, scope, prev, 1, 1)
-        env = self._bind_block(stmt, block, scope)
+        env, origins = self._bind_block(stmt, block, scope)
         act = self._activation(stmt, scope)
         if env is None:  # the body cannot be expanded without its parameters
             return self._define(stmt, scope, local, BROKEN)
@@ -1066,6 +1102,7 @@ class Expander:
         inner = Scope(
             prefix=prefix,
             env=env,
+            origins=origins,
             reserved=_explicit_names(block.body),
             block=block.name,
             calls=(*scope.calls, stmt.span),
@@ -1095,9 +1132,10 @@ class Expander:
     def _bind_block(self, stmt: ast.Layer, block: ast.Block, scope: Scope):
         values = self._evaluate_args(stmt.args, scope.env)
         if values is None:
-            return None
+            return None, {}
         env: dict = {}
         given: dict[str, object] = {}
+        spans: dict[str, Span] = {}  # where each parameter's value is written: the argument or the default
         ok = True
         names = [p.name for p in block.params]
         for key, value, arg in values:
@@ -1132,10 +1170,12 @@ class Expander:
                 ok = False
                 continue
             given[key] = value
+            spans[key] = _origin(arg.value, scope.origins)
         for p in block.params:
             if p.name in given:
                 env[p.name] = given[p.name]
             elif p.default is not None:
+                spans[p.name] = _origin(p.default, spans)
                 try:
                     env[p.name] = evaluate(p.default, env)  # defaults may use earlier parameters
                 except EvalError as err:
@@ -1150,7 +1190,29 @@ class Expander:
                     [(f"`{p.name}` is declared here", p.span)],
                 )
                 ok = False
-        return env if ok else None
+        return (env if ok and self._check_activations(block, env, spans) else None), spans
+
+    def _check_activations(self, block: ast.Block, env: dict, spans: dict[str, Span]) -> bool:
+        """A parameter written after `->` in the block is an activation: its value, checked at the
+        call (or at its default), must be the word of an activation layer type (E0216)."""
+        ok = True
+        if block.name not in self._acts:
+            self._acts[block.name] = _activation_params(block)
+        for name, use in self._acts[block.name].items():
+            value = env.get(name)
+            op = OPS.get(value) if isinstance(value, str) else None
+            if op is not None and op.is_activation:
+                continue
+            message = (
+                None
+                if isinstance(value, str)
+                else f"`{name}` of block `{block.name}` is an activation, not {_describe(value)}"
+            )
+            note = (f"`{name}` is the activation here", use)
+            word = spans[name] if self._text(spans[name]) == value else None  # a word to replace
+            self._unknown_activation(value, spans[name], word, [note], message)
+            ok = False
+        return ok
 
 
 def _example(what: str, params) -> str:

@@ -131,3 +131,100 @@ def test_no_join_is_proposed_where_it_would_not_help(text):
     diags = errors(text)
     assert diags[0].code == "E0101"
     assert not any("inside parentheses" in h for d in diags for h in d.help)
+
+
+# -- 2. an activation as a block parameter -------------------------------------------------
+
+MB = """block mb(ch, act=relu) {
+  conv: ch @ 3x3 pad=1 -> act
+  conv: ch @ 1x1 -> act%s
+}
+
+block stage(a) {
+  mb: 4 a
+}
+
+network N {
+  input x: 3x8x8
+  %s
+}
+"""
+
+
+def twin_output(net, twin: torch.nn.Module) -> None:
+    """The generated PyTorch and NumPy models compute what `twin` computes, with its weights."""
+    from codegen_util import build
+
+    model, _, _ = build(net, "torch")
+    params = list(model.parameters())
+    assert [p.shape for p in params] == [p.shape for p in twin.parameters()]
+    with torch.no_grad():
+        for mine, theirs in zip(params, twin.parameters(), strict=True):
+            mine.copy_(theirs)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 4
+    with torch.no_grad():
+        want = twin.eval()(x)
+        torch.testing.assert_close(model.eval()(x), want)
+    numpy_model, _, _ = build(net, "numpy")
+    numpy_model.load_state_dict(model.state_dict())
+    numpy_model.eval()
+    torch.testing.assert_close(torch.from_numpy(numpy_model(x.numpy())), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "call, args, acts",
+    [
+        ("mb: 4 hardswish", "", (torch.nn.Hardswish(), torch.nn.Hardswish())),
+        ("mb: 4", "", (torch.nn.ReLU(), torch.nn.ReLU())),  # the default
+        ("mb: ch=4 act=leaky_relu", "(0.2)", (torch.nn.LeakyReLU(), torch.nn.LeakyReLU(0.2))),
+        ("stage: relu6", "", (torch.nn.ReLU6(), torch.nn.ReLU6())),  # passed on by another block
+        ("stage: identity", "", (torch.nn.Identity(), torch.nn.Identity())),
+    ],
+)
+def test_an_activation_passed_to_a_block_is_applied_where_it_is_written(call, args, acts):
+    text = MB % (args, call)
+    net = archc.loads(text, "t.arch")
+    twin = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), acts[0], torch.nn.Conv2d(4, 4, 1), acts[1])
+    twin_output(net, twin)
+
+
+def test_a_parameter_hides_an_activation_of_its_name():
+    text = "block b(relu) {\n  conv: 4 @ 1x1 -> relu\n}\nnetwork N {\n  input x: 3x8x8\n  b: tanh\n}\n"
+    net = archc.loads(text, "t.arch")
+    twin_output(net, torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.Tanh()))
+
+
+@pytest.mark.parametrize(
+    "call, where, fix",
+    [
+        ("mb: 4 hardswsh", (12, 9), "hardswish"),
+        ("mb: 4 act=rleu", (12, 13), "relu"),
+        ("stage: sigmod", (12, 10), "sigmoid"),
+        ("mb: 4 swish", (12, 9), "silu"),  # what other tools call it
+    ],
+)
+def test_a_word_that_is_no_activation_is_an_error_at_the_call(call, where, fix):
+    text = MB % ("", call)
+    (diag,) = errors(text)
+    assert diag.code == "E0216"
+    assert (diag.span.line, diag.span.col) == where
+    assert diag.notes[0][0] == "`act` is the activation here" and diag.notes[0][1].line == 2
+    assert any(h.startswith("activations: ") for h in diag.help)
+    assert [f.text for f in diag.fixes] == [fix]
+    fixed(text, diag)
+
+
+@pytest.mark.parametrize("call", ["mb: 4 3", "mb: 4 3x3", "mb: 4 true", "mb: 4 act=(1,2)"])
+def test_a_value_that_is_no_word_is_an_error_at_the_call(call):
+    (diag,) = errors(MB % ("", call))
+    assert diag.code == "E0216"
+    assert diag.message.startswith("`act` of block `mb` is an activation, not ")
+    assert diag.span.line == 12 and not diag.fixes
+
+
+def test_a_default_that_is_no_activation_is_an_error_at_the_default():
+    text = "block b(act=rleu) {\n  conv: 4 @ 1x1 -> act\n}\nnetwork N {\n  input x: 3x8x8\n  b\n}\n"
+    (diag,) = errors(text)
+    assert (diag.code, diag.span.line, diag.span.col) == ("E0216", 1, 13)
+    assert [(note, span.line) for note, span in diag.notes] == [("`act` is the activation here", 2)]
+    fixed(text, diag)
