@@ -50,7 +50,18 @@ class BinOp:
     span: Span
 
 
-Expr = Num | Name | Dims | Pair | BinOp
+@dataclass(frozen=True)
+class ShapeOf:
+    """`in.channels`, `c1.width`: a size of a layer's output, known once the shapes of the
+    layers above are (expansion works them out when it meets one)."""
+
+    ref: Ref
+    prop: str
+    prop_span: Span
+    span: Span
+
+
+Expr = Num | Name | Dims | Pair | BinOp | ShapeOf
 
 
 @dataclass(frozen=True)

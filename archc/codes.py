@@ -403,8 +403,10 @@ _ENTRIES = (
         Arithmetic such as `ch * 2` or `ch // 2` only works on numbers and on
         the parameters of the block it is written in; any other name in an
         expression is unknown. Division by zero, and `//` or `%` on decimals,
-        cannot be evaluated either. Add the name as a block parameter (with a
-        default if you like), or write the number.
+        cannot be evaluated either, nor a size a layer's shape does not have
+        (`in.length` of an image: it has channels, height and width). Add the
+        name as a block parameter (with a default if you like), or write the
+        number.
         """,
         wrong="""
         block wide(ch) {

@@ -19,7 +19,8 @@ from . import ast
 from .diagnostics import ArchError, Fix, Reporter, Span, source_lines
 from .graph import Graph, Node
 from .ops import OPS
-from .ops.base import REQUIRED, PadPair
+from .ops.base import REQUIRED, PadPair, ShapeError, fmt_shape
+from .passes.shapes import check_output, check_sizes
 from .syntax import parse
 
 MAX_NODES = 200_000
@@ -32,6 +33,14 @@ MAX_STEPS = 1_000_000
 MAX_NAME_BYTES = 2**25
 MAX_DEPTH = 64
 BLOCK_INPUT = "in"
+# The sizes `in.channels`, `x.width` name, by the rank of the shape (C x L, C x H x W, C x D x H x W)
+SIZE_NAMES = {
+    1: ("channels",),
+    2: ("channels", "length"),
+    3: ("channels", "height", "width"),
+    4: ("channels", "depth", "height", "width"),
+}
+ALL_SIZE_NAMES = frozenset(name for names in SIZE_NAMES.values() for name in names)
 
 
 class _Broken:
@@ -47,9 +56,12 @@ OUTPUT = "output"  # the statement that declares the network's outputs; not a la
 
 
 class EvalError(Exception):
-    def __init__(self, message: str, span: Span, help=(), code: str = "E0212", fixes=()):
+    """An expression that cannot be evaluated; `reported` when its cause is reported elsewhere."""
+
+    def __init__(self, message: str, span: Span, help=(), code: str = "E0212", fixes=(), reported: bool = False):
         super().__init__(message)
         self.message, self.span, self.help, self.code, self.fixes = message, span, list(help), code, list(fixes)
+        self.reported = reported
 
 
 class _TooBigError(Exception):
@@ -188,12 +200,14 @@ def _did_you_mean(word: str, candidates, span: Span, meanings: bool = False) -> 
 # -- evaluation of argument values -------------------------------------------------
 
 
-def evaluate(value: ast.Value, env: dict):
+def evaluate(value: ast.Value, env: dict, shape=None):
+    """The value of `value` with the block parameters `env`; `shape(e)` gives the size an
+    `ast.ShapeOf` asks for (the expander's `_size`), where sizes can be known."""
     if len(value.parts) == 1:
-        return _expr(value.parts[0], env, top=True)
+        return _expr(value.parts[0], env, top=True, shape=shape)
     items: list = []
     for part in value.parts:
-        v = _expr(part, env, top=True)
+        v = _expr(part, env, top=True, shape=shape)
         if isinstance(v, PadPair) or (isinstance(v, int) and not isinstance(v, bool)):
             items.append(v)
         elif isinstance(v, tuple):
@@ -216,7 +230,7 @@ def _describe(v) -> str:
     return f"`{v}`"
 
 
-def _expr(e, env: dict, top: bool = False):
+def _expr(e, env: dict, top: bool = False, shape=None):
     if isinstance(e, ast.Num):
         return e.value
     if isinstance(e, ast.Dims):
@@ -236,13 +250,17 @@ def _expr(e, env: dict, top: bool = False):
             fixes=fixes,
         )
     if isinstance(e, ast.Pair):
-        return PadPair((_int(e.first, env), _int(e.second, env)))
+        return PadPair((_int(e.first, env, shape), _int(e.second, env, shape)))
     if isinstance(e, ast.BinOp):
-        return _arithmetic(e, env)
+        return _arithmetic(e, env, shape)
+    if isinstance(e, ast.ShapeOf):
+        if shape is None:
+            raise EvalError(f"the size `{e.ref.text}.{e.prop}` is not known here", e.span)
+        return shape(e)
     raise AssertionError(f"unknown expression {e!r}")  # pragma: no cover
 
 
-def _arithmetic(e: ast.BinOp, env: dict):
+def _arithmetic(e: ast.BinOp, env: dict, shape=None):
     """Evaluate an operator tree with a stack of its own, not Python's: `1 + 1 + ... + 1` nests as
     deep as it is long, and 1,000 terms overflowed Python's stack. Left before right, as before."""
     todo: list = [(e, False)]
@@ -250,7 +268,7 @@ def _arithmetic(e: ast.BinOp, env: dict):
     while todo:
         node, ready = todo.pop()
         if not isinstance(node, ast.BinOp):
-            values.append(_number(node, env))
+            values.append(_number(node, env, shape))
         elif not ready:
             todo += [(node, True), (node.right, False), (node.left, False)]
         else:
@@ -275,15 +293,15 @@ def _operate(e: ast.BinOp, left, right):
     return result
 
 
-def _number(e, env):
-    v = _expr(e, env)
+def _number(e, env, shape=None):
+    v = _expr(e, env, shape=shape)
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise EvalError(f"arithmetic needs numbers, not {_describe(v)}", e.span)
     return v
 
 
-def _int(e, env):
-    v = _number(e, env)
+def _int(e, env, shape=None):
+    v = _number(e, env, shape)
     if not isinstance(v, int):
         raise EvalError(f"expected a whole number, not {v}", e.span, code="E0205")
     return v
@@ -458,9 +476,12 @@ def _explicit_names(body) -> set[str]:
 
 
 class Expander:
-    def __init__(self, reporter: Reporter, sources: dict[str, str]):
+    def __init__(self, reporter: Reporter, sources: dict[str, str], overrides: dict | None = None):
         self.r = reporter
         self.sources = sources
+        self.overrides = overrides or {}  # input shapes given from outside the spec, for `_shape`
+        self._order: list[str] = []  # the layers in the order they were added
+        self._shaped = 0  # how many of them `_shape` has worked out
         self.blocks: dict[str, ast.Block] = {}
         self.graph: Graph | None = None
         self.loaded: set[str] = set()
@@ -598,9 +619,9 @@ class Expander:
 
     def repeat(self, stmt: ast.Repeat, scope: Scope, prev):
         try:
-            count = _expr(stmt.count, scope.env)
+            count = _expr(stmt.count, scope.env, shape=self._sizes(scope))
         except EvalError as err:
-            self.r.error(err.code, err.message, err.span, err.help, fixes=err.fixes)
+            self._report(err)
             return BROKEN
         if not _is_int(count) or count < 0:
             self.r.error("E0205", f"repeat needs a whole number of at least 0, not {_describe(count)}", stmt.count.span)
@@ -700,6 +721,7 @@ class Expander:
         if len(self.graph) >= MAX_NODES:
             raise self._too_many_layers(span)
         self.graph.add(node)
+        self._order.append(node.name)
 
     # names
     def _take(self, scope: Scope, local: str, claim: _Claim) -> bool:
@@ -901,20 +923,83 @@ class Expander:
         names += [n[len(scope.prefix) :] for n in self.graph.nodes if n.startswith(scope.prefix)]
         return names
 
-    def _evaluate_args(self, args, env):
+    def _evaluate_args(self, args, scope: Scope):
         out = []
         ok = True
+        shape = self._sizes(scope)
         for arg in args:
             try:
-                out.append((arg.name, evaluate(arg.value, env), arg))
+                out.append((arg.name, evaluate(arg.value, scope.env, shape), arg))
             except EvalError as err:
-                self.r.error(err.code, err.message, err.span, err.help, fixes=err.fixes)
+                self._report(err)
                 ok = False
         return out if ok else None
 
+    def _report(self, err: EvalError) -> None:
+        if not err.reported:
+            self.r.error(err.code, err.message, err.span, err.help, fixes=err.fixes)
+
+    # sizes of layers: `in.channels`
+    def _sizes(self, scope: Scope):
+        """What `evaluate` calls for an `ast.ShapeOf` in the statements of `scope`."""
+        return lambda e: self._size(e, scope)
+
+    def _size(self, e: ast.ShapeOf, scope: Scope) -> int:
+        """The size `e` names of the layer it names, whose shape is worked out now (`_shape`)."""
+        target = self._resolve(e.ref, scope)
+        if target is None or target is BROKEN:  # reported by _resolve, or by the statement that broke
+            raise EvalError("", e.span, reported=True)
+        shape = self._shape(target)
+        if shape is None:  # a layer it depends on has no shape: the shape pass reports why
+            raise EvalError("", e.span, reported=True)
+        names = SIZE_NAMES.get(len(shape), ("channels",))
+        if e.prop in names:
+            return shape[names.index(e.prop)]
+        sizes = " and ".join(", ".join(names).rsplit(", ", 1))
+        meant = e.prop if e.prop in ALL_SIZE_NAMES else closest(e.prop, ALL_SIZE_NAMES)[0]
+        if meant is not None and meant not in names:  # `length` of an image: no edit can make it one
+            raise EvalError(
+                f"`{e.ref.text}` is {fmt_shape(shape)}, which has no {meant}", e.prop_span, [f"its sizes are {sizes}"]
+            )
+        help_, fixes = self._hint(e.prop, names, e.prop_span)
+        raise EvalError(
+            f"`{e.prop}` is not a size of a layer",
+            e.prop_span,
+            [*help_, f"`{e.ref.text}` is {fmt_shape(shape)}: its sizes are {sizes}"],
+            fixes=fixes,
+        )
+
+    def _shape(self, name: str) -> tuple[int, ...] | None:
+        """The output shape of layer `name`, None if a layer it depends on fails.
+
+        Shapes are worked out in the order layers were added (a topological order), each
+        once, as far as `name`, as the shape pass does (which does it again, and reports
+        what fails): so `in.channels` in every block of a network costs one pass in all.
+        """
+        nodes, order = self.graph.nodes, self._order
+        while self._shaped < len(order) and nodes[name].failed is False and nodes[name].shape is None:
+            node = nodes[order[self._shaped]]
+            self._shaped += 1
+            node.geom, node.shape = {}, None
+            ins = [nodes[src].shape for src in node.inputs]
+            node.failed = any(shape is None for shape in ins)
+            if node.failed:
+                continue
+            if node.op == "input" and node.name in self.overrides:
+                node.attrs = {**node.attrs, "shape": self.overrides[node.name]}
+            try:
+                check_sizes(node)
+                shape = tuple(OPS[node.op].infer(node, ins, lambda *_, **__: None))  # the shape pass warns
+                check_output(node, shape)
+            except ShapeError:
+                node.failed = True
+                continue
+            node.shape = shape
+        return nodes[name].shape
+
     def _bind(self, stmt: ast.Layer, op, scope: Scope):
         """Match a statement's arguments to a layer type's parameters."""
-        values = self._evaluate_args(stmt.args, scope.env)
+        values = self._evaluate_args(stmt.args, scope)
         if values is None:
             return None, None
         return self.bind_values(values, op.params, op.symbols, stmt.op, stmt.op_span)
@@ -1053,7 +1138,7 @@ class Expander:
             where = self._word_span(act.span, act.name)
             self._unknown_activation(name, act.span, where)
             return BROKEN
-        values = self._evaluate_args([ast.Arg(None, v, v.span) for v in act.args], scope.env)
+        values = self._evaluate_args([ast.Arg(None, v, v.span) for v in act.args], scope)
         if values is None:
             return BROKEN
         attrs, _spans = self.bind_values(values, op.params, op.symbols, name, act.span)
@@ -1090,7 +1175,7 @@ class Expander:
             return self._broken(stmt, scope)
         local = self._name(stmt, scope)
         inputs = self._inputs(stmt, scope, prev, 1, 1)
-        env, origins = self._bind_block(stmt, block, scope)
+        env, origins = self._bind_block(stmt, block, scope, inputs)
         act = self._activation(stmt, scope)
         if env is None:  # the body cannot be expanded without its parameters
             return self._define(stmt, scope, local, BROKEN)
@@ -1129,13 +1214,15 @@ class Expander:
             out = self._define(act_stmt, scope, act_local, act_name)
         return self._define(stmt, scope, local, out)
 
-    def _bind_block(self, stmt: ast.Layer, block: ast.Block, scope: Scope):
-        values = self._evaluate_args(stmt.args, scope.env)
+    def _bind_block(self, stmt: ast.Layer, block: ast.Block, scope: Scope, inputs):
+        values = self._evaluate_args(stmt.args, scope)
         if values is None:
             return None, {}
         env: dict = {}
         given: dict[str, object] = {}
         spans: dict[str, Span] = {}  # where each parameter's value is written: the argument or the default
+        defaults = Scope(scope.prefix, env, set(), block=block.name)  # where a default sees only `in`
+        defaults.names[BLOCK_INPUT] = BROKEN if inputs is BROKEN else inputs[0]
         ok = True
         names = [p.name for p in block.params]
         for key, value, arg in values:
@@ -1176,10 +1263,10 @@ class Expander:
                 env[p.name] = given[p.name]
             elif p.default is not None:
                 spans[p.name] = _origin(p.default, spans)
-                try:
-                    env[p.name] = evaluate(p.default, env)  # defaults may use earlier parameters
+                try:  # defaults may use earlier parameters, and the sizes of `in`
+                    env[p.name] = evaluate(p.default, env, self._sizes(defaults))
                 except EvalError as err:
-                    self.r.error(err.code, err.message, err.span, err.help)
+                    self._report(err)
                     ok = False
             else:
                 self.r.error(

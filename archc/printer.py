@@ -170,6 +170,8 @@ def format_expr(e, parent: int = 0) -> str:
         return "x".join(str(v) for v in e.values)
     if isinstance(e, ast.Pair):
         return f"({format_expr(e.first)},{format_expr(e.second)})"
+    if isinstance(e, ast.ShapeOf):
+        return f"{e.ref.text}.{e.prop}"
     if isinstance(e, ast.BinOp):
         level = _PRECEDENCE[e.op]
         text = f"{format_expr(e.left, level)} {e.op} {format_expr(e.right, level + 1)}"

@@ -82,6 +82,29 @@ def _token_span(file: str, tok: Token) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
+class _Ends(NamedTuple):
+    """From the start of one token to the end of another, as a `meta` for `_span`."""
+
+    first: Token
+    last: Token
+
+    @property
+    def line(self):
+        return self.first.line
+
+    @property
+    def column(self):
+        return self.first.column
+
+    @property
+    def end_line(self):
+        return self.last.end_line
+
+    @property
+    def end_column(self):
+        return self.last.end_column
+
+
 def to_ast(tree: Tree, file: str) -> ast.Module:
     """Lark's parse tree as the syntax tree."""
     return _transformer()(file).transform(tree)
@@ -117,6 +140,11 @@ def _transformer():
 
         def pair(self, meta, children):
             return ast.Pair(children[0], children[1], self._s(meta))
+
+        def shape_of(self, meta, children):
+            *parts, prop = children
+            ref = ast.Ref(tuple(str(p) for p in parts), _span(self.file, _Ends(parts[0], parts[-1])))
+            return ast.ShapeOf(ref, str(prop), _token_span(self.file, prop), self._s(meta))
 
         def _binop(op):  # noqa: N805 - a factory used while the class body runs
             def method(self, meta, children):
@@ -643,7 +671,16 @@ class _Reader:
         if kind == "INT":
             return ast.Num(int(text), self.span(start, end)), start, end
         if kind == "NAME":
-            return ast.Name(text, self.span(start, end)), start, end
+            if self.tokens[self.i][0] != ".":
+                return ast.Name(text, self.span(start, end)), start, end
+            self.i -= 1
+            ref = self.ref()
+            if len(ref.parts) < 2:
+                raise _NotFastError
+            prop = self.tokens[self.i - 1]
+            end = self.end(prop)
+            head = ast.Ref(ref.parts[:-1], Span(self.file, *start, *self.end(self.tokens[self.i - 3])))
+            return ast.ShapeOf(head, prop[1], self.token_span(prop), self.span(start, end)), start, end
         if kind == "DIMS":
             return ast.Dims(tuple(int(v) for v in text.split("x")), self.span(start, end)), start, end
         if kind == "FLOAT":

@@ -228,3 +228,145 @@ def test_a_default_that_is_no_activation_is_an_error_at_the_default():
     assert (diag.code, diag.span.line, diag.span.col) == ("E0216", 1, 13)
     assert [(note, span.line) for note, span in diag.notes] == [("`act` is the activation here", 2)]
     fixed(text, diag)
+
+
+# -- 3. the sizes of a layer: in.channels --------------------------------------------------
+
+DENSE = """block dense_layer(growth) {
+  bn -> relu
+  conv: 4 * growth @ 1x1 bias=false
+  bn -> relu
+  conv new: growth @ 3x3 pad=1 bias=false
+  concat (in, new)
+}
+
+block transition(out=in.channels // 2) {
+  bn -> relu
+  conv: out @ 1x1 bias=false
+  avgpool: 2x2 /2
+}
+
+network DenseStyle {
+  input x: 64x32x32
+  repeat 4 { dense_layer: 32 }
+  transition t1
+  repeat 3 { dense_layer: 32 }
+  transition t2
+  avgpool: t2.height x t2.width
+}
+"""
+
+
+class TorchDenseLayer(torch.nn.Module):
+    def __init__(self, cin: int, growth: int):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.BatchNorm2d(cin),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(cin, 4 * growth, 1, bias=False),
+            torch.nn.BatchNorm2d(4 * growth),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
+        )
+
+    def forward(self, x):
+        return torch.cat([x, self.body(x)], 1)
+
+
+def torch_dense(cin: int, size: int) -> torch.nn.Module:
+    """torchvision's DenseNet blocks written out, channel counts computed by hand."""
+    layers: list = []
+    for count in (4, 3):
+        for _ in range(count):
+            layers.append(TorchDenseLayer(cin, 32))
+            cin += 32
+        layers += [torch.nn.BatchNorm2d(cin), torch.nn.ReLU(), torch.nn.Conv2d(cin, cin // 2, 1, bias=False)]
+        layers.append(torch.nn.AvgPool2d(2, 2))
+        cin //= 2
+        size //= 2
+    layers.append(torch.nn.AvgPool2d(size))
+    return torch.nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("channels, size", [(64, 32), (24, 16), (3, 8)])
+def test_a_transition_reads_the_channels_it_is_given(channels, size):
+    both_readers(DENSE)
+    net = archc.loads(DENSE, "t.arch", inputs={"x": (channels, size, size)})
+    twin = torch_dense(channels, size)
+    params = sum(p.numel() for p in twin.parameters())
+    buffers = sum(b.numel() for name, b in twin.named_buffers() if not name.endswith("num_batches_tracked"))
+    assert (net.totals.params, net.totals.buffers) == (params, buffers)
+    assert net.layers[-1].shape == tuple(twin(torch.zeros(1, channels, size, size)).shape[1:])
+
+
+def test_sizes_of_vectors_sequences_and_volumes():
+    text = """network N {
+  input v: 10
+  input s: 4x20
+  input u: 2x6x7x8
+  dense (v): v.channels * 2
+  conv c1 (s): s.length @ 3
+  conv c3 (u): u.depth + u.height + u.width @ 1x1x1
+  output (dense1, c1, c3)
+}
+"""
+    both_readers(text)
+    net = archc.loads(text, "t.arch")
+    assert net.layer("dense1").shape == tuple(torch.nn.Linear(10, 20)(torch.zeros(1, 10)).shape[1:])
+    assert net.layer("c1").shape == tuple(torch.nn.Conv1d(4, 20, 3)(torch.zeros(1, 4, 20)).shape[1:])
+    assert net.layer("c3").shape == tuple(torch.nn.Conv3d(2, 21, 1)(torch.zeros(1, 2, 6, 7, 8)).shape[1:])
+
+
+def test_a_size_works_in_a_repeat_count_a_stride_and_an_activation():
+    text = """block pool_to_one() {
+  maxpool: 2x2 /in.width // 2
+}
+network N {
+  input x: 2x4x4
+  repeat x.channels { conv: 2 @ 1x1 -> leaky_relu(x.channels * 0.1) }
+  pool_to_one
+}
+"""
+    net = archc.loads(text, "t.arch")
+    assert [layer.op for layer in net.layers] == ["input", "conv", "conv", "maxpool"]
+    assert net.layer("conv1").activation[1]["alpha"] == pytest.approx(0.2)
+    assert net.layers[-1].shape == tuple(torch.nn.MaxPool2d(2, 2)(torch.zeros(1, 2, 4, 4)).shape[1:])
+
+
+@pytest.mark.parametrize(
+    "stmt, code, message, fix",
+    [
+        ("conv: c.chanels @ 1x1", "E0212", "`chanels` is not a size of a layer", "channels"),
+        ("conv: c.hieght @ 1x1", "E0212", "`hieght` is not a size of a layer", "height"),
+        ("conv: c.length @ 1x1", "E0212", "`c` is 8x6x6, which has no length", None),
+        ("conv: c.lenght @ 1x1", "E0212", "`c` is 8x6x6, which has no length", None),  # not `height`
+        ("conv: c.sizes @ 1x1", "E0212", "`sizes` is not a size of a layer", None),
+        ("conv: cc.channels @ 1x1", "E0202", "unknown layer `cc`", "c"),
+        ("conv: in.channels @ 1x1", "E0202", "`in` names a block's input and is only defined inside a block", None),
+    ],
+)
+def test_a_size_that_does_not_exist_is_a_located_error(stmt, code, message, fix):
+    text = f"network N {{\n  input x: 3x8x8\n  conv c: 8 @ 3x3\n  {stmt}\n}}\n"
+    (diag,) = errors(text)
+    assert (diag.code, diag.message, diag.span.line) == (code, message, 4)
+    word = stmt.split(".")[1].split()[0] if code == "E0212" else stmt.split()[1].split(".")[0]
+    assert diag.span.col == text.split("\n")[3].index(word) + 1
+    if fix is None:
+        assert not diag.fixes
+    else:
+        assert [f.text for f in diag.fixes] == [fix]
+        net = fixed(text, diag)
+        size = {"channels": 8, "height": 6}.get(fix, 8)  # torch: Conv2d(3, 8, 3) of 8x8 is 8x6x6
+        assert net.layers[-1].shape == tuple(torch.nn.Conv2d(8, size, 1)(torch.zeros(1, 8, 6, 6)).shape[1:])
+
+
+def test_a_layer_above_that_fails_is_the_only_error():
+    text = "network N {\n  input x: 3x8x8\n  conv c: 4 @ 9x9\n  conv: c.channels @ 1x1\n  relu\n}\n"
+    diags = errors(text)
+    assert [(d.code, d.span.line) for d in diags] == [("E0302", 3)]
+
+
+def test_a_default_reads_only_the_input_of_its_call():
+    text = "block b(n=c.channels) {\n  relu\n}\nnetwork N {\n  input x: 3x8x8\n  conv c: 8 @ 1x1\n  b\n}\n"
+    (diag,) = errors(text)
+    assert (diag.code, diag.span.line) == ("E0202", 1)
