@@ -178,7 +178,8 @@ _ENTRIES = (
         the layer that is read above the layer that reads it. Inside a `repeat`,
         a named layer is called `c_1`, `c_2`, ... after the loop, so the plain
         name used after the loop also gives this error; its help then proposes
-        the last iteration's name.
+        the last iteration's name. So does a name that only the branch of an
+        `if` not taken defines: define it in both branches.
         """,
         wrong="""
         network Residual {
@@ -229,7 +230,9 @@ _ENTRIES = (
         `same`, and dropout's `p` is a decimal between 0 and 1. Some values must
         also be in a range: sizes, strides and filters are at least 1, and
         padding is never negative. The message names the parameter and what it
-        accepts; give a value of that kind.
+        accepts; give a value of that kind. The condition of an `if`, and the
+        operands of `and`, `or` and `not`, are true or false: compare a number
+        (`stride > 1`).
         """,
         wrong="""
         network NoBias {

@@ -251,7 +251,7 @@ def _expr(e, env: dict, top: bool = False, shape=None):
         )
     if isinstance(e, ast.Pair):
         return PadPair((_int(e.first, env, shape), _int(e.second, env, shape)))
-    if isinstance(e, ast.BinOp):
+    if isinstance(e, ast.BinOp | ast.Not):
         return _arithmetic(e, env, shape)
     if isinstance(e, ast.ShapeOf):
         if shape is None:
@@ -260,15 +260,21 @@ def _expr(e, env: dict, top: bool = False, shape=None):
     raise AssertionError(f"unknown expression {e!r}")  # pragma: no cover
 
 
-def _arithmetic(e: ast.BinOp, env: dict, shape=None):
+def _arithmetic(e: ast.BinOp | ast.Not, env: dict, shape=None):
     """Evaluate an operator tree with a stack of its own, not Python's: `1 + 1 + ... + 1` nests as
-    deep as it is long, and 1,000 terms overflowed Python's stack. Left before right, as before."""
+    deep as it is long, and 1,000 terms overflowed Python's stack. Left before right, as before;
+    every operand is evaluated (no short cut), so an unknown name is an error whatever the values."""
     todo: list = [(e, False)]
     values: list = []
     while todo:
         node, ready = todo.pop()
-        if not isinstance(node, ast.BinOp):
-            values.append(_number(node, env, shape))
+        if isinstance(node, ast.Not):
+            if ready:
+                values.append(not _truth(node, node.operand, values.pop()))
+            else:
+                todo += [(node, True), (node.operand, False)]
+        elif not isinstance(node, ast.BinOp):
+            values.append(_expr(node, env, shape=shape))
         elif not ready:
             todo += [(node, True), (node.right, False), (node.left, False)]
         else:
@@ -277,7 +283,41 @@ def _arithmetic(e: ast.BinOp, env: dict, shape=None):
     return values[0]
 
 
+_COMPARISONS = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _truth(e, operand, v) -> bool:
+    """`v`, the value of `operand` of the `and`, `or` or `not` `e`, which must be true or false."""
+    if not isinstance(v, bool):
+        word = e.op if isinstance(e, ast.BinOp) else "not"
+        raise EvalError(
+            f"`{word}` needs true or false, not {_describe(v)}",
+            operand.span,
+            ["compare it: `stride > 1`, `in.channels != out`"],
+            code="E0205",
+        )
+    return v
+
+
 def _operate(e: ast.BinOp, left, right):
+    if e.op in ("and", "or"):
+        left, right = _truth(e, e.left, left), _truth(e, e.right, right)
+        return (left and right) if e.op == "and" else (left or right)
+    if e.op in ("==", "!=") and isinstance(left, bool) and isinstance(right, bool):
+        return _COMPARISONS[e.op](left, right)
+    for operand, v in ((e.left, left), (e.right, right)):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            what = "arithmetic needs" if e.op not in _COMPARISONS else f"`{e.op}` compares"
+            raise EvalError(f"{what} numbers, not {_describe(v)}", operand.span)
+    if e.op in _COMPARISONS:
+        return _COMPARISONS[e.op](left, right)
     if e.op in ("//", "%"):
         if not (isinstance(left, int) and isinstance(right, int)):
             raise EvalError(f"`{e.op}` needs whole numbers", e.span)
@@ -395,6 +435,7 @@ class Scope:
     path: tuple[tuple[str, str], ...] = ()
     top: Scope | None = None  # the body's own scope, for an iteration
     origins: dict[str, Span] = field(default_factory=dict)  # parameter -> where its value is written
+    untaken: dict[str, Span] = field(default_factory=dict)  # name -> the `if` whose branch not taken defines it
 
     def lookup(self, name: str):
         scope = self
@@ -457,6 +498,8 @@ def _activation_params(block: ast.Block) -> dict[str, Span]:
         stmt = todo.pop(0)
         if isinstance(stmt, ast.Repeat):
             todo[:0] = stmt.body
+        elif isinstance(stmt, ast.If):
+            todo[:0] = [inner for body in stmt.bodies for inner in body]
         elif stmt.activation is not None and stmt.activation.name in params:
             found.setdefault(stmt.activation.name, stmt.activation.span)
     return found
@@ -467,6 +510,9 @@ def _explicit_names(body) -> set[str]:
     for stmt in body:
         if isinstance(stmt, ast.Repeat):
             names |= _explicit_names(stmt.body)
+        elif isinstance(stmt, ast.If):
+            for body in stmt.bodies:
+                names |= _explicit_names(body)
         elif stmt.name:
             names.add(stmt.name)
     return names
@@ -557,7 +603,13 @@ class Expander:
     def body(self, stmts, scope: Scope, prev):
         for stmt in stmts:
             self._step(stmt.span)
-            expand = self.repeat if isinstance(stmt, ast.Repeat) else self.statement
+            expand = (
+                self.repeat
+                if isinstance(stmt, ast.Repeat)
+                else self.conditional
+                if isinstance(stmt, ast.If)
+                else self.statement
+            )
             prev = expand(stmt, scope, prev)
         return prev
 
@@ -605,6 +657,8 @@ class Expander:
                     count = 0
                 if _is_int(count) and count > 0:
                     total += min(count, MAX_NODES + 1) * (1 + self.least_steps(stmt.body, env))
+            elif isinstance(stmt, ast.If):  # the branch taken is not known here: the shortest
+                total += min(self.least_steps(body, env) for body in stmt.bodies)
             elif stmt.op in self.blocks:
                 total += self._least_block(stmt.op)
             if total > MAX_STEPS:
@@ -645,6 +699,40 @@ class Expander:
                 if len(self.graph) + (len(self.graph) - nodes) * (count - i) > MAX_NODES:
                     raise self._too_many_layers(stmt.span)
         return prev
+
+    def conditional(self, stmt: ast.If, scope: Scope, prev):
+        """Expand the first branch whose condition is true (else the `else`), in the scope of the
+        `if` itself: its layers are read after it by their names. Every condition is evaluated,
+        so each one's errors are found whatever the values. The names only the branches not taken
+        define are noted, for the error of a statement that reads one. A conditional that failed
+        fails once (as `statement` does)."""
+        values = [] if id(stmt) in self.failed else [self._condition(cond, scope) for cond, _ in stmt.branches]
+        if id(stmt) in self.failed or None in values:
+            self.failed.add(id(stmt))
+            for name in _explicit_names((stmt,)):  # its readers are already wrong: keep them quiet
+                scope.names.setdefault(name, BROKEN)
+            return BROKEN
+        taken = next((body for value, (_, body) in zip(values, stmt.branches) if value), stmt.orelse)
+        for name in _explicit_names((stmt,)) - _explicit_names(taken):
+            scope.root().untaken.setdefault(name, stmt.span)
+        return self.body(taken, scope, prev)
+
+    def _condition(self, cond, scope: Scope) -> bool | None:
+        """The value of a condition; None (reported) when it is not true or false."""
+        try:
+            value = _expr(cond, scope.env, shape=self._sizes(scope))
+        except EvalError as err:
+            self._report(err)
+            return None
+        if isinstance(value, bool):
+            return value
+        self.r.error(
+            "E0205",
+            f"a condition must be true or false, not {_describe(value)}",
+            cond.span,
+            ["compare it: `stride > 1`, `in.channels != out`"],
+        )
+        return None
 
     def statement(self, stmt: ast.Layer, scope: Scope, prev):
         """Expand one statement; one that failed before (in an earlier iteration or call) is not
@@ -870,6 +958,16 @@ class Expander:
         numbered = scope.root().numbered.get(head)
         if numbered and scope.lookup(head) is None:
             self._numbered_only(ref, scope, numbered)
+            return None
+        branch = scope.root().untaken.get(head)
+        if branch is not None and scope.lookup(head) is None:
+            self.r.error(
+                "E0203",
+                f"`{head}` is only defined in the branch of an `if` that is not taken here",
+                ref.span,
+                [f"define `{head}` in both branches (in the other, e.g. `identity {head} (in)`)"],
+                [("the `if`", branch)],
+            )
             return None
         if head in scope.root().reserved or head == BLOCK_INPUT:
             if head == BLOCK_INPUT:

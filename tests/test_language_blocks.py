@@ -103,6 +103,8 @@ SPLIT = [
     ("network N {\n  input x: 3x8x8\n  conv: 4 @ 3x3\n      /2 -> relu\n  relu\n}\n", (4, 7), {"stride": 2}),
     ("network N {\n  input x: 3x8x8\n  conv: 4 @ 3x3\n      -> relu\n  relu\n}\n", (4, 7), {}),
     ("network N {\r\n  input x: 3x8x8\r\n  conv: 4 @ 3x3 \r\n  pad=1\r\n}\r\n", (4, 6), {"padding": 1}),
+    # `else` on the line after the `}` it follows
+    ("network N {\n  input x: 3x8x8\n  if true { conv: 4 @ 3x3 }\n  else { relu }\n}\n", (4, 8), {}),
 ]
 
 
@@ -370,3 +372,229 @@ def test_a_default_reads_only_the_input_of_its_call():
     text = "block b(n=c.channels) {\n  relu\n}\nnetwork N {\n  input x: 3x8x8\n  conv c: 8 @ 1x1\n  b\n}\n"
     (diag,) = errors(text)
     assert (diag.code, diag.span.line) == ("E0202", 1)
+
+
+# -- 4. conditionals -----------------------------------------------------------------------
+
+RESNET = """block basic(out, stride=1) {
+  conv: out @ 3x3 /stride pad=1 bias=false
+  bn -> relu
+  conv: out @ 3x3 pad=1 bias=false
+  bn main
+  if stride > 1 or in.channels != out {
+    conv proj (in): out @ 1x1 /stride bias=false
+    bn proj_bn
+    add (main, proj_bn) -> relu
+  } else {
+    add (main, in) -> relu
+  }
+}
+
+network OneBlock {
+  input x: 16x16x16
+  basic: 16
+  basic: 32 /2
+  basic: 32
+  basic: 48
+}
+"""
+
+
+class TorchBasic(torch.nn.Module):
+    """torchvision's BasicBlock, with the projection decided by hand."""
+
+    def __init__(self, cin: int, out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, out, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(out)
+        self.conv2 = torch.nn.Conv2d(out, out, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(out)
+        self.down = None
+        if stride != 1 or cin != out:
+            self.down = torch.nn.Sequential(torch.nn.Conv2d(cin, out, 1, stride, bias=False), torch.nn.BatchNorm2d(out))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (x if self.down is None else self.down(x)))
+
+
+def test_one_resnet_block_with_a_conditional_projection_is_torchvisions_basic_block():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    both_readers(RESNET)
+    net = archc.loads(RESNET, "t.arch")
+    twin = torch.nn.Sequential(TorchBasic(16, 16), TorchBasic(16, 32, 2), TorchBasic(32, 32), TorchBasic(32, 48))
+    params = sum(p.numel() for p in twin.parameters())
+    buffers = sum(b.numel() for name, b in twin.named_buffers() if not name.endswith("num_batches_tracked"))
+    with FlopCounterMode(display=False) as flops:
+        twin.eval()(torch.zeros(1, 16, 16, 16))
+    assert (net.totals.params, net.totals.buffers, net.totals.macs) == (params, buffers, flops.get_total_flops() // 2)
+    assert [layer.name for layer in net.layers if layer.op == "add"] == [
+        "basic1.add1",
+        "basic2.add1",
+        "basic3.add1",
+        "basic4.add1",
+    ]
+    assert sum(layer.name.endswith(".proj") for layer in net.layers) == 2  # torch: two downsamples
+    with torch.no_grad():
+        for module in twin.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    twin_output_of(net, twin, (16, 16, 16))
+
+
+def twin_output_of(net, twin: torch.nn.Module, shape) -> None:
+    """The generated PyTorch model, given the twin's parameters and buffers in order, computes
+    what the twin computes."""
+    from codegen_util import build
+
+    model, _, _ = build(net, "torch")
+    ours = model.state_dict()
+    theirs = [v for k, v in twin.state_dict().items() if not k.endswith("num_batches_tracked")]
+    mine = [k for k in ours if not k.endswith("num_batches_tracked")]
+    assert [tuple(ours[k].shape) for k in mine] == [tuple(v.shape) for v in theirs]
+    model.load_state_dict(dict(zip(mine, theirs, strict=True)), strict=False)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), twin.eval()(x))
+
+
+CHAIN = """block pick(n) {
+  if n < 2 {
+    conv small: 2 @ 1x1
+  } else if n == 2 or not (n < 5) {
+    conv middle: 3 @ 1x1
+  } else {
+    conv large: 4 @ 1x1
+  }
+}
+network N {
+  input x: 1x4x4
+  pick p: %d
+  if x.channels > 1 { relu }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "n, name, channels", [(1, "p.small", 2), (2, "p.middle", 3), (3, "p.large", 4), (7, "p.middle", 3)]
+)
+def test_else_if_takes_the_first_true_branch(n, name, channels):
+    both_readers(CHAIN % n)
+    net = archc.loads(CHAIN % n, "t.arch")
+    assert [layer.name for layer in net.layers] == ["x", name]  # no else, condition false: nothing
+    assert net.layers[-1].shape == tuple(torch.nn.Conv2d(1, channels, 1)(torch.zeros(1, 1, 4, 4)).shape[1:])
+
+
+def test_a_condition_in_parentheses_is_a_value():
+    block = "block b(s) {\n  conv: 4 @ 1x1 bias=(s == 1 and true)\n}\n"
+    text = block + "network N {\n  input x: 3x8x8\n  b: 1\n  b (x): 2\n}\n"
+    both_readers(text)
+    net = archc.loads(text, "t.arch")
+    with_bias, without = (torch.nn.Conv2d(3, 4, 1, bias=b) for b in (True, False))
+    assert [layer.params for layer in net.layers[1:]] == [
+        sum(p.numel() for p in with_bias.parameters()),
+        sum(p.numel() for p in without.parameters()),
+    ]
+
+
+@pytest.mark.parametrize(
+    "cond, code, message, col, fix",
+    [
+        ("strde > 1", "E0212", "unknown name `strde` in an expression", 6, "stride"),
+        ("stride", "E0205", "a condition must be true or false, not `2`", 6, None),
+        ("stride and true", "E0205", "`and` needs true or false, not `2`", 6, None),
+        ("not stride", "E0205", "`not` needs true or false, not `2`", 10, None),
+        ("true < 1", "E0212", "`<` compares numbers, not `true`", 6, None),
+        ("in.chanels > 1", "E0212", "`chanels` is not a size of a layer", 9, "channels"),
+        ("same == 1", "E0212", "unknown name `same` in an expression", 6, None),
+    ],
+)
+def test_a_condition_that_cannot_be_decided_is_a_located_error(cond, code, message, col, fix):
+    block = f"block b(stride) {{\n  if {cond} {{\n    relu\n  }}\n}}\n"
+    text = block + "network N {\n  input x: 3x8x8\n  repeat 3 { b: 2 }\n}\n"
+    (diag,) = errors(text)  # once, not once per call
+    assert (diag.code, diag.message, diag.span.line, diag.span.col) == (code, message, 2, col)
+    if fix is None:
+        assert not diag.fixes
+    else:
+        assert [f.text for f in diag.fixes] == [fix]
+        net = fixed(text, diag)
+        assert [layer.op for layer in net.layers] == ["input", "relu", "relu", "relu"]  # 3 > 1 and 2 > 1
+
+
+def test_a_name_only_the_branch_not_taken_defines_is_an_error_that_says_so():
+    text = RESNET.replace("add (main, in) -> relu", "identity keep (in)").replace(
+        "  }\n}\n", "  }\n  add (main, proj_bn)\n}\n"
+    )
+    (diag,) = errors(text)
+    assert diag.code == "E0203" and diag.span.line == 13
+    assert diag.message == "`proj_bn` is only defined in the branch of an `if` that is not taken here"
+    assert diag.notes[0][0] == "the `if`" and diag.notes[0][1].line == 6
+
+
+def test_an_error_in_a_branch_not_taken_is_not_reported_but_a_syntax_error_is():
+    text = "network N {\n  input x: 3x8x8\n  if false {\n    conv: 4 @ 99x99\n  }\n}\n"
+    assert [layer.name for layer in archc.loads(text, "t.arch").layers] == ["x"]
+    assert errors(text.replace("99x99", "99x99 @"))[0].code == "E0101"
+
+
+@pytest.mark.parametrize(
+    "text, valid",
+    [
+        ("network N {\n  input x: 3\n  relu if\n  relu else (if)\n}\n", True),  # words, where names are
+        ("block iffy() {\n  relu\n}\nnetwork N {\n  input x: 3\n  iffy\n}\n", True),
+        ("network N {\n  if true { relu } elsewhere { relu }\n}\n", False),  # keywords are whole words
+        ("network N {\n  if true { relu } else iffy { relu }\n}\n", False),
+        ("network N {\n  if true orange { relu }\n}\n", False),
+        ("network N {\n  if 1 < 2 < 3 { relu }\n}\n", False),  # comparisons do not chain
+        ("network N {\n  if true { relu }\n  else { relu }\n}\n", False),  # `} else` on one line
+        ("network N {\n  conv: (a) or in.c and 3x3 not\n}\n", True),  # outside parentheses: words
+        ("network N {\n  concat (or, b)\n}\n", False),  # inside them: keywords
+        ("network N {\n  relu -> elu(not)\n}\n", False),
+        ("network N {\n  if in.or { relu }\n}\n", False),  # and in a condition
+        ("network N {\n  input x: 3\n  if " + "not " * 201 + "false { relu }\n}\n", True),
+    ],
+    ids=range(12),
+)
+def test_the_words_of_conditionals(text, valid):
+    tree = syntax._read_fast(text, "t.arch")
+    try:
+        slow = syntax.to_ast(syntax.parser().parse(text), "t.arch")
+    except UnexpectedInput:
+        slow = None
+    assert tree == slow
+    assert (slow is not None) == valid
+    if valid and "not " in text:
+        assert [layer.op for layer in archc.loads(text, "t.arch").layers] == ["input", "relu"]
+
+
+def test_a_long_run_of_not_needs_no_deep_recursion():
+    text = "network N {\n  input x: 3\n  if " + "not " * 5001 + "false { relu }\n}\n"
+    assert syntax._read_fast(text, "t.arch") is not None
+    assert [layer.op for layer in archc.loads(text, "t.arch").layers] == ["input", "relu"]
+
+
+def test_a_conditional_prints_back_to_the_same_network():
+    from archc.printer import format_module
+
+    for text in (
+        RESNET,
+        CHAIN % 3,
+        "network N {\n  input x: 3x8x8\n  conv: 4 @ 1x1 bias=(not (1 < 2) or 1 + 1 == 2)\n}\n",
+    ):
+        printed = format_module(syntax.parse(text, "t.arch"))
+        again = archc.loads(printed, "t.arch")
+        assert [(n.name, n.op, n.inputs, n.attrs) for n in again.layers] == [
+            (n.name, n.op, n.inputs, n.attrs) for n in archc.loads(text, "t.arch").layers
+        ]
+
+
+def test_a_long_chain_of_else_if_nests_nothing():
+    chain = " else ".join(f"if n == {i} {{ conv c{i}: {i + 1} @ 1x1 }}" for i in range(3000))
+    text = f"block pick(n) {{\n  {chain}\n}}\nnetwork N {{\n  input x: 1x4x4\n  pick p: 2999\n}}\n"
+    both_readers(text)
+    net = archc.loads(text, "t.arch")
+    assert [layer.name for layer in net.layers] == ["x", "p.c2999"]
+    assert net.layers[-1].shape == tuple(torch.nn.Conv2d(1, 3000, 1)(torch.zeros(1, 1, 4, 4)).shape[1:])
