@@ -895,6 +895,11 @@ class _LarkRun:
             err.interactive_parser = self.interactive  # what it accepts there, for the message
             raise
 
+    def checkpoint_before_offset(self, offset: int) -> _Checkpoint | None:
+        """The last checkpoint before `offset`: resuming there reads the unchanged lines between
+        it and `offset` again (a statement that runs over them inside parentheses)."""
+        return next((c for c in reversed(self.checkpoints) if c.end <= offset), None)
+
     def checkpoint_before(self, offset: int) -> _Checkpoint | None:
         """The checkpoint at the separator that holds the line feed at `offset`."""
         return next((c for c in self.checkpoints if c.start <= offset < c.end), None)
@@ -922,16 +927,19 @@ def _lark_tree(text: str, file: str) -> Tree:
         errors.append(diag)
         start = _error_line_start(current, failure)
         resume = run.checkpoint_before(start - 1) if start > 0 else None
-        if start > 0 and resume is None:
-            break
+        if start > 0 and resume is None:  # the line break before it continued a statement in parentheses
+            resume = run.checkpoint_before_offset(start)
+            if resume is None:
+                break
         continued = _add_continuation_hint(diag, current, failure, resume)
         if continued is None:
             _add_division_hint(diag, current, failure, resume)
         if len(errors) == MAX_SYNTAX_ERRORS:
             break
+        depth = resume.depth + _braces(current, resume.end, start) if resume is not None else 0
         if continued is not None and continued > start:  # the rest of the split statement would only echo this
-            current = _without_line(current, continued, resume.depth if resume is not None else 0) or current
-        current = _without_line(current, start, resume.depth if resume is not None else 0)
+            current = _without_line(current, continued, depth) or current
+        current = _without_line(current, start, depth)
         if current is None:
             break
         run = _LarkRun(current, resume)
@@ -1052,6 +1060,14 @@ def _error_line_start(text: str, err: UnexpectedInput) -> int:
     else:
         end = token.start_pos if token is not None else err.pos_in_stream
     return text.rfind("\n", 0, end) + 1
+
+
+def _braces(text: str, begin: int, end: int) -> int:
+    """How many more braces open than close in `text[begin:end]` (none in comments or strings)."""
+    count = 0
+    for match in _NESTING.finditer(text, begin, end):
+        count += {"{": 1, "}": -1}.get(match.group(), 0)
+    return count
 
 
 def _without_line(text: str, start: int, depth: int) -> str | None:

@@ -125,6 +125,9 @@ FIXED = [
     "}",
     "{\n{\n{",
     "network N {\n  input x: 3x8x8\n  conv: 4 @\n    3x3 }\n  conv c 3\n  relu\n    /2\n  pad=1\n}\n",
+    # issue 15: errors inside parentheses that run over lines, where no line break ends a statement
+    "network N {\r\n; input x: (1); dense:( (1)\r\n  dense n1 (x): 1\r\n\r\n}\r\n",
+    "network N {\n  repeat 2 { concat (a,\n    b c,\n    d e)\n  }\n  relu ) x\n  conv {\n}\n",
 ]
 
 
