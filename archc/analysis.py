@@ -177,7 +177,7 @@ def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
     reporter = Reporter()
     if imported is not None:
         reporter.diagnostics.extend(imported.warnings)
-    expander = Expander(reporter, sources)
+    expander = Expander(reporter, sources, inputs)  # `in.channels` needs the input shapes while expanding
     if base is not None:
         with contextlib.suppress(OSError):  # a `file` that names no file cannot be imported back
             expander.loaded.add(str(resolve(Path(file))))  # a library importing this spec back adds nothing

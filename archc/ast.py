@@ -44,13 +44,32 @@ class Pair:
 
 @dataclass(frozen=True)
 class BinOp:
+    """Arithmetic (`+ - * // %`), a comparison (`== != < <= > >=`) or `and` / `or`."""
+
     op: str
     left: Expr
     right: Expr
     span: Span
 
 
-Expr = Num | Name | Dims | Pair | BinOp
+@dataclass(frozen=True)
+class Not:
+    operand: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class ShapeOf:
+    """`in.channels`, `c1.width`: a size of a layer's output, known once the shapes of the
+    layers above are (expansion works them out when it meets one)."""
+
+    ref: Ref
+    prop: str
+    prop_span: Span
+    span: Span
+
+
+Expr = Num | Name | Dims | Pair | BinOp | Not | ShapeOf
 
 
 @dataclass(frozen=True)
@@ -111,7 +130,22 @@ class Repeat:
     span: Span
 
 
-Stmt = Layer | Repeat
+@dataclass(frozen=True)
+class If:
+    """`if COND { ... } else if COND { ... } else { ... }`: the condition and statements of the
+    `if` and of each `else if`, in order (flat: a chain of any length nests nothing), and the
+    statements of `else` (empty without it)."""
+
+    branches: tuple[tuple[Expr, tuple[Stmt, ...]], ...]
+    orelse: tuple[Stmt, ...]
+    span: Span
+
+    @property
+    def bodies(self) -> tuple[tuple[Stmt, ...], ...]:
+        return (*(body for _, body in self.branches), self.orelse)
+
+
+Stmt = Layer | Repeat | If
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ _ENTRIES = (
         tell what the statement means, and nothing is analysed until it is
         fixed. The message names the token archc did not expect, and the help
         says what could come there instead. Common causes are a statement split
-        over two lines, `/` used for division (it always starts a stride: write
+        over two lines outside parentheses (join them, or split it only inside
+        `( ... )`), `/` used for division (it always starts a stride: write
         `//`), a decimal without a digit before the point (`.5`) and a missing
         `}`.
         """,
@@ -177,7 +178,8 @@ _ENTRIES = (
         the layer that is read above the layer that reads it. Inside a `repeat`,
         a named layer is called `c_1`, `c_2`, ... after the loop, so the plain
         name used after the loop also gives this error; its help then proposes
-        the last iteration's name.
+        the last iteration's name. So does a name that only the branch of an
+        `if` not taken defines: define it in both branches.
         """,
         wrong="""
         network Residual {
@@ -228,7 +230,9 @@ _ENTRIES = (
         `same`, and dropout's `p` is a decimal between 0 and 1. Some values must
         also be in a range: sizes, strides and filters are at least 1, and
         padding is never negative. The message names the parameter and what it
-        accepts; give a value of that kind.
+        accepts; give a value of that kind. The condition of an `if`, and the
+        operands of `and`, `or` and `not`, are true or false: compare a number
+        (`stride > 1`).
         """,
         wrong="""
         network NoBias {
@@ -402,8 +406,10 @@ _ENTRIES = (
         Arithmetic such as `ch * 2` or `ch // 2` only works on numbers and on
         the parameters of the block it is written in; any other name in an
         expression is unknown. Division by zero, and `//` or `%` on decimals,
-        cannot be evaluated either. Add the name as a block parameter (with a
-        default if you like), or write the number.
+        cannot be evaluated either, nor a size a layer's shape does not have
+        (`in.length` of an image: it has channels, height and width). Add the
+        name as a block parameter (with a default if you like), or write the
+        number.
         """,
         wrong="""
         block wide(ch) {
@@ -506,7 +512,9 @@ _ENTRIES = (
         The name after `->` must be an activation layer type, such as `relu`,
         `tanh`, `sigmoid` or `softmax`. This is usually a typo; the help
         suggests the closest name and lists all activations. Arguments of an
-        activation go in parentheses: `-> leaky_relu(0.2)`.
+        activation go in parentheses: `-> leaky_relu(0.2)`. A block parameter
+        written after `->` in the block holds an activation: the call must pass
+        one (`mb: hardswish`), and the error is at that argument.
         """,
         wrong="""
         network Act {

@@ -19,7 +19,8 @@ from . import ast
 from .diagnostics import ArchError, Fix, Reporter, Span, source_lines
 from .graph import Graph, Node
 from .ops import OPS
-from .ops.base import REQUIRED, PadPair
+from .ops.base import REQUIRED, PadPair, ShapeError, fmt_shape
+from .passes.shapes import check_output, check_sizes
 from .syntax import parse
 
 MAX_NODES = 200_000
@@ -32,6 +33,14 @@ MAX_STEPS = 1_000_000
 MAX_NAME_BYTES = 2**25
 MAX_DEPTH = 64
 BLOCK_INPUT = "in"
+# The sizes `in.channels`, `x.width` name, by the rank of the shape (C x L, C x H x W, C x D x H x W)
+SIZE_NAMES = {
+    1: ("channels",),
+    2: ("channels", "length"),
+    3: ("channels", "height", "width"),
+    4: ("channels", "depth", "height", "width"),
+}
+ALL_SIZE_NAMES = frozenset(name for names in SIZE_NAMES.values() for name in names)
 
 
 class _Broken:
@@ -47,9 +56,12 @@ OUTPUT = "output"  # the statement that declares the network's outputs; not a la
 
 
 class EvalError(Exception):
-    def __init__(self, message: str, span: Span, help=(), code: str = "E0212", fixes=()):
+    """An expression that cannot be evaluated; `reported` when its cause is reported elsewhere."""
+
+    def __init__(self, message: str, span: Span, help=(), code: str = "E0212", fixes=(), reported: bool = False):
         super().__init__(message)
         self.message, self.span, self.help, self.code, self.fixes = message, span, list(help), code, list(fixes)
+        self.reported = reported
 
 
 class _TooBigError(Exception):
@@ -186,12 +198,14 @@ def _did_you_mean(word: str, candidates, span: Span, meanings: bool = False) -> 
 # -- evaluation of argument values -------------------------------------------------
 
 
-def evaluate(value: ast.Value, env: dict):
+def evaluate(value: ast.Value, env: dict, shape=None):
+    """The value of `value` with the block parameters `env`; `shape(e)` gives the size an
+    `ast.ShapeOf` asks for (the expander's `_size`), where sizes can be known."""
     if len(value.parts) == 1:
-        return _expr(value.parts[0], env, top=True)
+        return _expr(value.parts[0], env, top=True, shape=shape)
     items: list = []
     for part in value.parts:
-        v = _expr(part, env, top=True)
+        v = _expr(part, env, top=True, shape=shape)
         if isinstance(v, PadPair) or (isinstance(v, int) and not isinstance(v, bool)):
             items.append(v)
         elif isinstance(v, tuple):
@@ -214,7 +228,7 @@ def _describe(v) -> str:
     return f"`{v}`"
 
 
-def _expr(e, env: dict, top: bool = False):
+def _expr(e, env: dict, top: bool = False, shape=None):
     if isinstance(e, ast.Num):
         return e.value
     if isinstance(e, ast.Dims):
@@ -234,21 +248,31 @@ def _expr(e, env: dict, top: bool = False):
             fixes=fixes,
         )
     if isinstance(e, ast.Pair):
-        return PadPair((_int(e.first, env), _int(e.second, env)))
-    if isinstance(e, ast.BinOp):
-        return _arithmetic(e, env)
+        return PadPair((_int(e.first, env, shape), _int(e.second, env, shape)))
+    if isinstance(e, ast.BinOp | ast.Not):
+        return _arithmetic(e, env, shape)
+    if isinstance(e, ast.ShapeOf):
+        if shape is None:
+            raise EvalError(f"the size `{e.ref.text}.{e.prop}` is not known here", e.span)
+        return shape(e)
     raise AssertionError(f"unknown expression {e!r}")  # pragma: no cover
 
 
-def _arithmetic(e: ast.BinOp, env: dict):
+def _arithmetic(e: ast.BinOp | ast.Not, env: dict, shape=None):
     """Evaluate an operator tree with a stack of its own, not Python's: `1 + 1 + ... + 1` nests as
-    deep as it is long, and 1,000 terms overflowed Python's stack. Left before right, as before."""
+    deep as it is long, and 1,000 terms overflowed Python's stack. Left before right, as before;
+    every operand is evaluated (no short cut), so an unknown name is an error whatever the values."""
     todo: list = [(e, False)]
     values: list = []
     while todo:
         node, ready = todo.pop()
-        if not isinstance(node, ast.BinOp):
-            values.append(_number(node, env))
+        if isinstance(node, ast.Not):
+            if ready:
+                values.append(not _truth(node, node.operand, values.pop()))
+            else:
+                todo += [(node, True), (node.operand, False)]
+        elif not isinstance(node, ast.BinOp):
+            values.append(_expr(node, env, shape=shape))
         elif not ready:
             todo += [(node, True), (node.right, False), (node.left, False)]
         else:
@@ -257,7 +281,41 @@ def _arithmetic(e: ast.BinOp, env: dict):
     return values[0]
 
 
+_COMPARISONS = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _truth(e, operand, v) -> bool:
+    """`v`, the value of `operand` of the `and`, `or` or `not` `e`, which must be true or false."""
+    if not isinstance(v, bool):
+        word = e.op if isinstance(e, ast.BinOp) else "not"
+        raise EvalError(
+            f"`{word}` needs true or false, not {_describe(v)}",
+            operand.span,
+            ["compare it: `stride > 1`, `in.channels != out`"],
+            code="E0205",
+        )
+    return v
+
+
 def _operate(e: ast.BinOp, left, right):
+    if e.op in ("and", "or"):
+        left, right = _truth(e, e.left, left), _truth(e, e.right, right)
+        return (left and right) if e.op == "and" else (left or right)
+    if e.op in ("==", "!=") and isinstance(left, bool) and isinstance(right, bool):
+        return _COMPARISONS[e.op](left, right)
+    for operand, v in ((e.left, left), (e.right, right)):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            what = "arithmetic needs" if e.op not in _COMPARISONS else f"`{e.op}` compares"
+            raise EvalError(f"{what} numbers, not {_describe(v)}", operand.span)
+    if e.op in _COMPARISONS:
+        return _COMPARISONS[e.op](left, right)
     if e.op in ("//", "%"):
         if not (isinstance(left, int) and isinstance(right, int)):
             raise EvalError(f"`{e.op}` needs whole numbers", e.span)
@@ -273,15 +331,15 @@ def _operate(e: ast.BinOp, left, right):
     return result
 
 
-def _number(e, env):
-    v = _expr(e, env)
+def _number(e, env, shape=None):
+    v = _expr(e, env, shape=shape)
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise EvalError(f"arithmetic needs numbers, not {_describe(v)}", e.span)
     return v
 
 
-def _int(e, env):
-    v = _number(e, env)
+def _int(e, env, shape=None):
+    v = _number(e, env, shape)
     if not isinstance(v, int):
         raise EvalError(f"expected a whole number, not {v}", e.span, code="E0205")
     return v
@@ -374,6 +432,8 @@ class Scope:
     calls: tuple[Span, ...] = ()
     path: tuple[tuple[str, str], ...] = ()
     top: Scope | None = None  # the body's own scope, for an iteration
+    origins: dict[str, Span] = field(default_factory=dict)  # parameter -> where its value is written
+    untaken: dict[str, Span] = field(default_factory=dict)  # name -> the `if` whose branch not taken defines it
 
     def lookup(self, name: str):
         scope = self
@@ -413,7 +473,34 @@ class Scope:
             calls=self.calls,
             path=self.path,
             top=self.root(),
+            origins=self.origins,
         )
+
+
+def _origin(value: ast.Value, origins: dict[str, Span]) -> Span:
+    """Where a parameter's value is written: a parameter passed on (`mb: act`) is written
+    where the caller's caller gave it, for an error there and an edit that fixes it."""
+    part = value.parts[0]
+    if len(value.parts) == 1 and isinstance(part, ast.Name) and part.id in origins:
+        return origins[part.id]
+    return value.span
+
+
+def _activation_params(block: ast.Block) -> dict[str, Span]:
+    """The block's parameters written after `->` in its body (repeats included), each with
+    where it is first so written: those parameters hold activations."""
+    params = {p.name for p in block.params}
+    found: dict[str, Span] = {}
+    todo = list(block.body)
+    while todo:
+        stmt = todo.pop(0)
+        if isinstance(stmt, ast.Repeat):
+            todo[:0] = stmt.body
+        elif isinstance(stmt, ast.If):
+            todo[:0] = [inner for body in stmt.bodies for inner in body]
+        elif stmt.activation is not None and stmt.activation.name in params:
+            found.setdefault(stmt.activation.name, stmt.activation.span)
+    return found
 
 
 def _explicit_names(body) -> set[str]:
@@ -421,6 +508,9 @@ def _explicit_names(body) -> set[str]:
     for stmt in body:
         if isinstance(stmt, ast.Repeat):
             names |= _explicit_names(stmt.body)
+        elif isinstance(stmt, ast.If):
+            for body in stmt.bodies:
+                names |= _explicit_names(body)
         elif stmt.name:
             names.add(stmt.name)
     return names
@@ -430,9 +520,12 @@ def _explicit_names(body) -> set[str]:
 
 
 class Expander:
-    def __init__(self, reporter: Reporter, sources: dict[str, str]):
+    def __init__(self, reporter: Reporter, sources: dict[str, str], overrides: dict | None = None):
         self.r = reporter
         self.sources = sources
+        self.overrides = overrides or {}  # input shapes given from outside the spec, for `_shape`
+        self._order: list[str] = []  # the layers in the order they were added
+        self._shaped = 0  # how many of them `_shape` has worked out
         self.blocks: dict[str, ast.Block] = {}
         self.graph: Graph | None = None
         self.loaded: set[str] = set()
@@ -442,6 +535,7 @@ class Expander:
         self.name_bytes = 0  # of every name taken, up to MAX_NAME_BYTES
         self.failed: set[int] = set()  # id() of the statements that reported an error
         self._least: dict[str, int] = {}  # block -> the fewest steps a call of it takes
+        self._acts: dict[str, dict[str, Span]] = {}  # block -> `_activation_params`, found once
         self._lines: dict[str, list[str]] = {}  # file -> its source lines, for the text of a span
         self.compared = 0  # candidates compared for "did you mean" hints, up to MAX_STEPS
 
@@ -507,7 +601,13 @@ class Expander:
     def body(self, stmts, scope: Scope, prev):
         for stmt in stmts:
             self._step(stmt.span)
-            expand = self.repeat if isinstance(stmt, ast.Repeat) else self.statement
+            expand = (
+                self.repeat
+                if isinstance(stmt, ast.Repeat)
+                else self.conditional
+                if isinstance(stmt, ast.If)
+                else self.statement
+            )
             prev = expand(stmt, scope, prev)
         return prev
 
@@ -555,6 +655,8 @@ class Expander:
                     count = 0
                 if _is_int(count) and count > 0:
                     total += min(count, MAX_NODES + 1) * (1 + self.least_steps(stmt.body, env))
+            elif isinstance(stmt, ast.If):  # the branch taken is not known here: the shortest
+                total += min(self.least_steps(body, env) for body in stmt.bodies)
             elif stmt.op in self.blocks:
                 total += self._least_block(stmt.op)
             if total > MAX_STEPS:
@@ -569,9 +671,9 @@ class Expander:
 
     def repeat(self, stmt: ast.Repeat, scope: Scope, prev):
         try:
-            count = _expr(stmt.count, scope.env)
+            count = _expr(stmt.count, scope.env, shape=self._sizes(scope))
         except EvalError as err:
-            self.r.error(err.code, err.message, err.span, err.help, fixes=err.fixes)
+            self._report(err)
             return BROKEN
         if not _is_int(count) or count < 0:
             self.r.error("E0205", f"repeat needs a whole number of at least 0, not {_describe(count)}", stmt.count.span)
@@ -595,6 +697,40 @@ class Expander:
                 if len(self.graph) + (len(self.graph) - nodes) * (count - i) > MAX_NODES:
                     raise self._too_many_layers(stmt.span)
         return prev
+
+    def conditional(self, stmt: ast.If, scope: Scope, prev):
+        """Expand the first branch whose condition is true (else the `else`), in the scope of the
+        `if` itself: its layers are read after it by their names. Every condition is evaluated,
+        so each one's errors are found whatever the values. The names only the branches not taken
+        define are noted, for the error of a statement that reads one. A conditional that failed
+        fails once (as `statement` does)."""
+        values = [] if id(stmt) in self.failed else [self._condition(cond, scope) for cond, _ in stmt.branches]
+        if id(stmt) in self.failed or None in values:
+            self.failed.add(id(stmt))
+            for name in _explicit_names((stmt,)):  # its readers are already wrong: keep them quiet
+                scope.names.setdefault(name, BROKEN)
+            return BROKEN
+        taken = next((body for value, (_, body) in zip(values, stmt.branches) if value), stmt.orelse)
+        for name in _explicit_names((stmt,)) - _explicit_names(taken):
+            scope.root().untaken.setdefault(name, stmt.span)
+        return self.body(taken, scope, prev)
+
+    def _condition(self, cond, scope: Scope) -> bool | None:
+        """The value of a condition; None (reported) when it is not true or false."""
+        try:
+            value = _expr(cond, scope.env, shape=self._sizes(scope))
+        except EvalError as err:
+            self._report(err)
+            return None
+        if isinstance(value, bool):
+            return value
+        self.r.error(
+            "E0205",
+            f"a condition must be true or false, not {_describe(value)}",
+            cond.span,
+            ["compare it: `stride > 1`, `in.channels != out`"],
+        )
+        return None
 
     def statement(self, stmt: ast.Layer, scope: Scope, prev):
         """Expand one statement; one that failed before (in an earlier iteration or call) is not
@@ -671,6 +807,7 @@ class Expander:
         if len(self.graph) >= MAX_NODES:
             raise self._too_many_layers(span)
         self.graph.add(node)
+        self._order.append(node.name)
 
     # names
     def _take(self, scope: Scope, local: str, claim: _Claim) -> bool:
@@ -820,6 +957,16 @@ class Expander:
         if numbered and scope.lookup(head) is None:
             self._numbered_only(ref, scope, numbered)
             return None
+        branch = scope.root().untaken.get(head)
+        if branch is not None and scope.lookup(head) is None:
+            self.r.error(
+                "E0203",
+                f"`{head}` is only defined in the branch of an `if` that is not taken here",
+                ref.span,
+                [f"define `{head}` in both branches (in the other, e.g. `identity {head} (in)`)"],
+                [("the `if`", branch)],
+            )
+            return None
         if head in scope.root().reserved or head == BLOCK_INPUT:
             if head == BLOCK_INPUT:
                 self.r.error(
@@ -872,20 +1019,83 @@ class Expander:
         names += [n[len(scope.prefix) :] for n in self.graph.nodes if n.startswith(scope.prefix)]
         return names
 
-    def _evaluate_args(self, args, env):
+    def _evaluate_args(self, args, scope: Scope):
         out = []
         ok = True
+        shape = self._sizes(scope)
         for arg in args:
             try:
-                out.append((arg.name, evaluate(arg.value, env), arg))
+                out.append((arg.name, evaluate(arg.value, scope.env, shape), arg))
             except EvalError as err:
-                self.r.error(err.code, err.message, err.span, err.help, fixes=err.fixes)
+                self._report(err)
                 ok = False
         return out if ok else None
 
+    def _report(self, err: EvalError) -> None:
+        if not err.reported:
+            self.r.error(err.code, err.message, err.span, err.help, fixes=err.fixes)
+
+    # sizes of layers: `in.channels`
+    def _sizes(self, scope: Scope):
+        """What `evaluate` calls for an `ast.ShapeOf` in the statements of `scope`."""
+        return lambda e: self._size(e, scope)
+
+    def _size(self, e: ast.ShapeOf, scope: Scope) -> int:
+        """The size `e` names of the layer it names, whose shape is worked out now (`_shape`)."""
+        target = self._resolve(e.ref, scope)
+        if target is None or target is BROKEN:  # reported by _resolve, or by the statement that broke
+            raise EvalError("", e.span, reported=True)
+        shape = self._shape(target)
+        if shape is None:  # a layer it depends on has no shape: the shape pass reports why
+            raise EvalError("", e.span, reported=True)
+        names = SIZE_NAMES.get(len(shape), ("channels",))
+        if e.prop in names:
+            return shape[names.index(e.prop)]
+        sizes = " and ".join(", ".join(names).rsplit(", ", 1))
+        meant = e.prop if e.prop in ALL_SIZE_NAMES else closest(e.prop, ALL_SIZE_NAMES)[0]
+        if meant is not None and meant not in names:  # `length` of an image: no edit can make it one
+            raise EvalError(
+                f"`{e.ref.text}` is {fmt_shape(shape)}, which has no {meant}", e.prop_span, [f"its sizes are {sizes}"]
+            )
+        help_, fixes = self._hint(e.prop, names, e.prop_span)
+        raise EvalError(
+            f"`{e.prop}` is not a size of a layer",
+            e.prop_span,
+            [*help_, f"`{e.ref.text}` is {fmt_shape(shape)}: its sizes are {sizes}"],
+            fixes=fixes,
+        )
+
+    def _shape(self, name: str) -> tuple[int, ...] | None:
+        """The output shape of layer `name`, None if a layer it depends on fails.
+
+        Shapes are worked out in the order layers were added (a topological order), each
+        once, as far as `name`, as the shape pass does (which does it again, and reports
+        what fails): so `in.channels` in every block of a network costs one pass in all.
+        """
+        nodes, order = self.graph.nodes, self._order
+        while self._shaped < len(order) and nodes[name].failed is False and nodes[name].shape is None:
+            node = nodes[order[self._shaped]]
+            self._shaped += 1
+            node.geom, node.shape = {}, None
+            ins = [nodes[src].shape for src in node.inputs]
+            node.failed = any(shape is None for shape in ins)
+            if node.failed:
+                continue
+            if node.op == "input" and node.name in self.overrides:
+                node.attrs = {**node.attrs, "shape": self.overrides[node.name]}
+            try:
+                check_sizes(node)
+                shape = tuple(OPS[node.op].infer(node, ins, lambda *_, **__: None))  # the shape pass warns
+                check_output(node, shape)
+            except ShapeError:
+                node.failed = True
+                continue
+            node.shape = shape
+        return nodes[name].shape
+
     def _bind(self, stmt: ast.Layer, op, scope: Scope):
         """Match a statement's arguments to a layer type's parameters."""
-        values = self._evaluate_args(stmt.args, scope.env)
+        values = self._evaluate_args(stmt.args, scope)
         if values is None:
             return None, None
         return self.bind_values(values, op.params, op.symbols, stmt.op, stmt.op_span)
@@ -1016,24 +1226,33 @@ class Expander:
         act = stmt.activation
         if act is None:
             return None
-        op = OPS.get(act.name)
+        # `-> act` where `act` is a parameter of the block: the activation the call passed, which
+        # `_check_activations` checked there
+        name = scope.env.get(act.name, act.name)
+        op = OPS.get(name)
         if op is None or not op.is_activation:
-            names = [n for n, o in OPS.items() if o.is_activation]
             where = self._word_span(act.span, act.name)
-            help_, fixes = self._hint(act.name, names, where or act.span, meanings=True)
-            self.r.error(
-                "E0216",
-                f"unknown activation `{act.name}`",
-                act.span,
-                help_ + [f"activations: {', '.join(names)}"],
-                fixes=fixes if where else [],
-            )
+            self._unknown_activation(name, act.span, where)
             return BROKEN
-        values = self._evaluate_args([ast.Arg(None, v, v.span) for v in act.args], scope.env)
+        values = self._evaluate_args([ast.Arg(None, v, v.span) for v in act.args], scope)
         if values is None:
             return BROKEN
-        attrs, _spans = self.bind_values(values, op.params, op.symbols, act.name, act.span)
-        return BROKEN if attrs is None else (act.name, attrs)
+        attrs, _spans = self.bind_values(values, op.params, op.symbols, name, act.span)
+        return BROKEN if attrs is None else (name, attrs)
+
+    def _unknown_activation(self, value, span: Span, word: Span | None, notes=(), message: str | None = None) -> None:
+        """E0216 for `value` where an activation is written (at `span`; `word` is where the word
+        itself is, for the edit that replaces it), with the closest activation and the list."""
+        names = [n for n, o in OPS.items() if o.is_activation]
+        help_, fixes = self._hint(value, names, word or span, meanings=True) if isinstance(value, str) else ([], [])
+        self.r.error(
+            "E0216",
+            message or f"unknown activation `{value}`",
+            span,
+            help_ + [f"activations: {', '.join(names)}"],
+            list(notes),
+            fixes if word else [],
+        )
 
     # blocks
     def call_block(self, stmt: ast.Layer, scope: Scope, prev):
@@ -1052,7 +1271,7 @@ class Expander:
             return self._broken(stmt, scope)
         local = self._name(stmt, scope)
         inputs = self._inputs(stmt, scope, prev, 1, 1)
-        env = self._bind_block(stmt, block, scope)
+        env, origins = self._bind_block(stmt, block, scope, inputs)
         act = self._activation(stmt, scope)
         if env is None:  # the body cannot be expanded without its parameters
             return self._define(stmt, scope, local, BROKEN)
@@ -1064,6 +1283,7 @@ class Expander:
         inner = Scope(
             prefix=prefix,
             env=env,
+            origins=origins,
             reserved=_explicit_names(block.body),
             block=block.name,
             calls=(*scope.calls, stmt.span),
@@ -1090,12 +1310,15 @@ class Expander:
             out = self._define(act_stmt, scope, act_local, act_name)
         return self._define(stmt, scope, local, out)
 
-    def _bind_block(self, stmt: ast.Layer, block: ast.Block, scope: Scope):
-        values = self._evaluate_args(stmt.args, scope.env)
+    def _bind_block(self, stmt: ast.Layer, block: ast.Block, scope: Scope, inputs):
+        values = self._evaluate_args(stmt.args, scope)
         if values is None:
-            return None
+            return None, {}
         env: dict = {}
         given: dict[str, object] = {}
+        spans: dict[str, Span] = {}  # where each parameter's value is written: the argument or the default
+        defaults = Scope(scope.prefix, env, set(), block=block.name)  # where a default sees only `in`
+        defaults.names[BLOCK_INPUT] = BROKEN if inputs is BROKEN else inputs[0]
         ok = True
         names = [p.name for p in block.params]
         for key, value, arg in values:
@@ -1130,14 +1353,16 @@ class Expander:
                 ok = False
                 continue
             given[key] = value
+            spans[key] = _origin(arg.value, scope.origins)
         for p in block.params:
             if p.name in given:
                 env[p.name] = given[p.name]
             elif p.default is not None:
-                try:
-                    env[p.name] = evaluate(p.default, env)  # defaults may use earlier parameters
+                spans[p.name] = _origin(p.default, spans)
+                try:  # defaults may use earlier parameters, and the sizes of `in`
+                    env[p.name] = evaluate(p.default, env, self._sizes(defaults))
                 except EvalError as err:
-                    self.r.error(err.code, err.message, err.span, err.help)
+                    self._report(err)
                     ok = False
             else:
                 self.r.error(
@@ -1148,7 +1373,29 @@ class Expander:
                     [(f"`{p.name}` is declared here", p.span)],
                 )
                 ok = False
-        return env if ok else None
+        return (env if ok and self._check_activations(block, env, spans) else None), spans
+
+    def _check_activations(self, block: ast.Block, env: dict, spans: dict[str, Span]) -> bool:
+        """A parameter written after `->` in the block is an activation: its value, checked at the
+        call (or at its default), must be the word of an activation layer type (E0216)."""
+        ok = True
+        if block.name not in self._acts:
+            self._acts[block.name] = _activation_params(block)
+        for name, use in self._acts[block.name].items():
+            value = env.get(name)
+            op = OPS.get(value) if isinstance(value, str) else None
+            if op is not None and op.is_activation:
+                continue
+            message = (
+                None
+                if isinstance(value, str)
+                else f"`{name}` of block `{block.name}` is an activation, not {_describe(value)}"
+            )
+            note = (f"`{name}` is the activation here", use)
+            word = spans[name] if self._text(spans[name]) == value else None  # a word to replace
+            self._unknown_activation(value, spans[name], word, [note], message)
+            ok = False
+        return ok
 
 
 def _example(what: str, params) -> str:

@@ -15,7 +15,10 @@ from . import ast
 
 INDENT = "  "
 _AT = frozenset({"conv", "deconv"})  # filters @ kernel
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "or": -3, "and": -2}
+_PRECEDENCE.update(dict.fromkeys(("==", "!=", "<", "<=", ">", ">="), 0))  # one comparison: `a < b < c` is no expression
+_NOT = -1
+_VALUE = 0.5  # a value's expression: a condition in it is parenthesised, `bias=(stride == 1)`
 
 
 def format_module(
@@ -68,6 +71,10 @@ class _Printer:
                 out.append(f"{pad}}}")
                 prev = _last_name(stmt.body) or prev
                 continue
+            if isinstance(stmt, ast.If):
+                out += self.conditional(stmt, depth, prev, scope)
+                prev = None  # which branch ran is the caller's to know: name what is read after it
+                continue
             key = scope + (stmt.name or "")
             out += [f"{pad}# {line}" if line else f"{pad}#" for line in self.notes.get(key, ())]
             text = format_layer(stmt, prev, width)
@@ -77,10 +84,22 @@ class _Printer:
                 prev = stmt.name
         return out
 
+    def conditional(self, stmt: ast.If, depth: int, prev: str | None, scope: str) -> list[str]:
+        """`if COND { ... } else if ... { ... } else { ... }`, each `}` and `else` on one line."""
+        pad = INDENT * depth
+        out = []
+        for i, (cond, body) in enumerate(stmt.branches):
+            out.append(f"{pad}{'} else ' if i else ''}if {format_expr(cond, -10)} {{")
+            out += self.body(body, depth + 1, prev, scope)
+        if stmt.orelse:
+            out.append(f"{pad}}} else {{")
+            out += self.body(stmt.orelse, depth + 1, prev, scope)
+        return [*out, f"{pad}}}"]
+
 
 def _last_name(stmts) -> str | None:
     for stmt in reversed(stmts):
-        if isinstance(stmt, ast.Repeat):
+        if isinstance(stmt, ast.Repeat | ast.If):
             return None  # names inside a repeat are suffixed: the caller names what it reads
         if stmt.op != "output":
             return stmt.name
@@ -161,7 +180,7 @@ def format_value(value: ast.Value) -> str:
     return "".join(text)
 
 
-def format_expr(e, parent: int = 0) -> str:
+def format_expr(e, parent: float = _VALUE) -> str:
     if isinstance(e, ast.Num):
         return _number(e.value)
     if isinstance(e, ast.Name):
@@ -172,8 +191,14 @@ def format_expr(e, parent: int = 0) -> str:
         return f"({format_expr(e.first)},{format_expr(e.second)})"
     if isinstance(e, ast.BinOp):
         level = _PRECEDENCE[e.op]
-        text = f"{format_expr(e.left, level)} {e.op} {format_expr(e.right, level + 1)}"
+        left = level + 1 if level == 0 else level  # comparisons do not chain
+        text = f"{format_expr(e.left, left)} {e.op} {format_expr(e.right, level + 1)}"
         return f"({text})" if level < parent else text
+    if isinstance(e, ast.Not):
+        text = f"not {format_expr(e.operand, _NOT)}"
+        return f"({text})" if parent > _NOT else text
+    if isinstance(e, ast.ShapeOf):
+        return f"{e.ref.text}.{e.prop}"
     raise TypeError(f"not an expression: {e!r}")  # pragma: no cover
 
 

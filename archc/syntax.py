@@ -42,8 +42,52 @@ def parser() -> Lark:
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=True,
+        postlex=_InsideParentheses(),
         cache=True,
     )
+
+
+def _continues(separator: str, depth: int) -> bool:
+    """Whether a separator token is dropped: a line break inside parentheses continues the
+    statement (a `;` still ends it, and is an error there). The one rule of both readers."""
+    return depth > 0 and ";" not in separator
+
+
+_CONDITION_WORDS = {"and": "_AND", "or": "_OR", "not": "_NOT"}
+
+
+class _InsideParentheses:
+    """Lark's post-lexer: drops the separators that `_continues` drops, and makes the words
+    `and`, `or` and `not` keywords inside parentheses and in the condition of an `if` (from
+    the `if` to its `{`), and names elsewhere (`conv: 3 or` passes the word `or`).
+
+    The grammar cannot say either: a separator is one token, and the parser would need `_SEP?`
+    between every two tokens inside parentheses; and LALR merges the states after an atom of a
+    condition and of an argument, so the contextual lexer would make `or` a keyword after `(a)`
+    in an argument list too.
+    """
+
+    # The contextual lexer must produce a separator where the parser does not accept it, and a
+    # name everywhere: then a keyword is only ever a whole word (`} elsewhere` is no `else`, `a orb`
+    # no `or`), as the fast reader reads it.
+    always_accept = ("_SEP", "NAME")
+
+    def process(self, stream):
+        depth, condition = 0, False
+        for token in stream:
+            if token.type == "LPAR":
+                depth += 1
+            elif token.type == "RPAR":
+                depth -= 1
+            elif token.type == "_SEP" and _continues(token, depth):
+                continue
+            elif token.type == "IF":
+                condition = True
+            elif token.type == "LBRACE" and depth <= 0:
+                condition = False
+            elif token.type == "NAME" and token in _CONDITION_WORDS and (condition or depth > 0):
+                token = token.update(type=_CONDITION_WORDS[token])
+            yield token
 
 
 def _span(file: str, meta) -> Span:
@@ -52,6 +96,29 @@ def _span(file: str, meta) -> Span:
 
 def _token_span(file: str, tok: Token) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+class _Ends(NamedTuple):
+    """From the start of one token to the end of another, as a `meta` for `_span`."""
+
+    first: Token
+    last: Token
+
+    @property
+    def line(self):
+        return self.first.line
+
+    @property
+    def column(self):
+        return self.first.column
+
+    @property
+    def end_line(self):
+        return self.last.end_line
+
+    @property
+    def end_column(self):
+        return self.last.end_column
 
 
 def to_ast(tree: Tree, file: str) -> ast.Module:
@@ -90,6 +157,11 @@ def _transformer():
         def pair(self, meta, children):
             return ast.Pair(children[0], children[1], self._s(meta))
 
+        def shape_of(self, meta, children):
+            *parts, prop = children
+            ref = ast.Ref(tuple(str(p) for p in parts), _span(self.file, _Ends(parts[0], parts[-1])))
+            return ast.ShapeOf(ref, str(prop), _token_span(self.file, prop), self._s(meta))
+
         def _binop(op):  # noqa: N805 - a factory used while the class body runs
             def method(self, meta, children):
                 return ast.BinOp(op, children[0], children[1], self._s(meta))
@@ -101,7 +173,16 @@ def _transformer():
         mul = _binop("*")
         floordiv = _binop("//")
         mod = _binop("%")
+        or_ = _binop("or")
+        and_ = _binop("and")
         del _binop
+
+        def compare(self, meta, children):
+            left, op, right = children
+            return ast.BinOp(str(op), left, right, self._s(meta))
+
+        def not_(self, meta, children):
+            return ast.Not(children[0], self._s(meta))
 
         def value(self, meta, children):
             return ast.Value(tuple(children), self._s(meta))
@@ -153,6 +234,11 @@ def _transformer():
         def repeat(self, meta, children):
             return ast.Repeat(children[0], children[1], self._s(meta))
 
+        def if_stmt(self, meta, children):
+            *pairs, orelse = children
+            branches = tuple(zip(pairs[0::2], pairs[1::2], strict=True))
+            return ast.If(branches, orelse or (), self._s(meta))
+
         def body(self, meta, children):
             return tuple(c for c in children if c is not None)
 
@@ -190,6 +276,9 @@ _TOKEN_WORDS = {
     "DIMS": "a shape such as 3x3",
     "STRING": 'a quoted path ("file.arch")',
     "_SEP": "a new line",
+    "_AND": "`and`",
+    "_OR": "`or`",
+    "_NOT": "`not`",
     "$END": "the end of the file",
 }
 
@@ -317,9 +406,15 @@ _TOKEN = re.compile(
     r"|(?P<DIMS>[0-9]+(?:x[0-9]+)+)"
     r"|(?P<INT>[0-9]+)"
     r"|(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<OP>->|//|[(),={}:@/+*%.-])"
+    r"|(?P<OP>->|//|==|!=|<=|>=|[(),={}:@/+*%.<>-])"
 )
 _ATOM_START = frozenset({"INT", "FLOAT", "DIMS", "NAME", "("})
+_COMPARE = frozenset({"==", "!=", "<=", ">=", "<", ">"})
+# The binary operators by precedence, as the grammar's rules nest them; `not` binds between `and`
+# and the comparisons, and an atom tighter than everything
+_COMPARE_LEVEL, _NOT_LEVEL, _ATOM_LEVEL = 4, 3, 7
+_LEVELS = {"or": 1, "and": 2, **dict.fromkeys(_COMPARE, _COMPARE_LEVEL), "+": 5, "-": 5, "*": 6, "//": 6, "%": 6}
+_ARITHMETIC = frozenset({"+", "-", "*", "//", "%"})
 _AHEAD = 1024  # tokens read ahead of the reader: more than any stretch between two `fill` calls
 
 
@@ -334,20 +429,26 @@ def _token_chunks(text: str, size: int):
     out = []
     match = _TOKEN.match
     line, line_start, pos, end = 1, 0, 0, len(text)
+    depth = 0  # parentheses open: a line break inside them continues the statement
     while pos < end:
         m = match(text, pos)
         if m is None:
             raise _NotFastError
         kind, stop = m.lastgroup, m.end()
         if kind == "SEP":
-            out.append(("SEP", "", line, pos - line_start + 1))
+            if not _continues(m.group(), depth):
+                out.append(("SEP", "", line, pos - line_start + 1))
             newlines = text.count("\n", pos, stop)
             if newlines:
                 line += newlines
                 line_start = text.rindex("\n", pos, stop) + 1
         elif kind != "WS" and kind != "COMMENT":
             value = m.group()
+            if kind == "NAME" and depth > 0 and value in _CONDITION_WORDS:
+                kind = "OP"  # a keyword inside parentheses, as _InsideParentheses makes it
             out.append((value if kind == "OP" else kind, value, line, pos - line_start + 1))
+            if value == "(" or value == ")":
+                depth += 1 if value == "(" else -1
         pos = stop
         if len(out) >= size:
             yield out
@@ -464,7 +565,8 @@ class _Reader:
             first = tokens[self.i]
             if first[0] != "NAME":
                 raise _NotFastError
-            stmts.append(self.repeat() if first[1] == "repeat" else self.layer())
+            word = first[1]
+            stmts.append(self.repeat() if word == "repeat" else self.conditional() if word == "if" else self.layer())
             kind = tokens[self.i][0]
             if kind == "SEP":
                 self.i += 1
@@ -480,6 +582,23 @@ class _Reader:
         count, _, _ = self.expr()
         body, end = self.body()
         return ast.Repeat(count, body, self.span(self.start(word), end))
+
+    def conditional(self) -> ast.If:
+        word = self.take("NAME")
+        branches, orelse = [], ()
+        tokens = self.tokens
+        while True:
+            cond, _, _ = self.cond()
+            body, end = self.body()
+            branches.append((cond, body))
+            if not (self.kind() == "NAME" and tokens[self.i][1] == "else"):
+                break
+            self.i += 1
+            if not (tokens[self.i][0] == "NAME" and tokens[self.i][1] == "if"):
+                orelse, end = self.body()
+                break
+            self.i += 1
+        return ast.If(tuple(branches), orelse, self.span(self.start(word), end))
 
     def layer(self) -> ast.Layer:
         tokens = self.tokens
@@ -586,22 +705,66 @@ class _Reader:
             parts.append(node)
         return ast.Value(tuple(parts), self.span(start, end)), end
 
+    def cond(self):
+        return self._climb(True)
+
     def expr(self):
-        return self._operations(("+", "-"), self.term)
+        return self._climb(False)
 
-    def term(self):
-        return self._operations(("*", "//", "%"), self.atom)
-
-    def _operations(self, ops, operand):
-        """`operand (op operand)*`, left-associative: one level of the grammar's precedence."""
-        left, start, end = operand()
+    def _climb(self, conditions: bool):
+        """An expression (with `conditions`, a condition) by precedence climbing, with stacks of
+        its own: a frame per level of the grammar for each parenthesis overflowed Python's stack
+        at the nesting limit. Left-associative, a comparison of two expressions that does not
+        chain, and `not` a keyword only where lark accepts it: first, or after `and`, `or`, `not`.
+        """
         tokens = self.tokens
-        while self.kind() in ops:
-            op = tokens[self.i][0]
+        operands: list = []  # (node, start, end, the lowest level of an operator in it outside parentheses)
+        operators: list = []  # (op, level, where `not` starts)
+        while True:
+            while self._word("not", conditions):
+                if operators and operators[-1][0] not in ("and", "or", "not"):
+                    raise _NotFastError  # `a == not b`: lark's error
+                operators.append(("not", _NOT_LEVEL, self.start(tokens[self.i])))
+                self.i += 1
+            if conditions and tokens[self.i][0] == "NAME" and tokens[self.i][1] in _CONDITION_WORDS:
+                raise _NotFastError  # a keyword where an operand should be: lark's error
+            node, start, end = self.atom()
+            if conditions and isinstance(node, ast.ShapeOf) and not _CONDITION_WORDS.keys().isdisjoint(node.ref.parts):
+                raise _NotFastError  # `in.or` in a condition: a keyword, lark's error
+            if conditions and isinstance(node, ast.ShapeOf) and node.prop in _CONDITION_WORDS:
+                raise _NotFastError
+            operands.append((node, start, end, _ATOM_LEVEL))
+            kind = self.kind()
+            op = "and" if self._word("and", conditions) else "or" if self._word("or", conditions) else kind
+            level = _LEVELS.get(op)
+            if level is None or (not conditions and level <= _COMPARE_LEVEL):
+                break
+            while operators and operators[-1][1] >= level:
+                self._reduce(operands, operators)
+            operators.append((op, level, None))
             self.i += 1
-            right, _, end = operand()
-            left = ast.BinOp(op, left, right, self.span(start, end))
-        return left, start, end
+        while operators:
+            self._reduce(operands, operators)
+        node, start, end, _ = operands[0]
+        return node, start, end
+
+    def _word(self, word: str, conditions: bool) -> bool:
+        """Whether the next token is the keyword `word`: the tokenizer makes it one inside
+        parentheses, and a condition (`conditions` at depth 0: an `if`'s) makes it one too."""
+        kind, text = self.kind(), self.tokens[self.i][1]  # kind() reads ahead: a loop tests this
+        return text == word and (kind == word or (conditions and kind == "NAME"))
+
+    def _reduce(self, operands: list, operators: list) -> None:
+        op, level, start = operators.pop()
+        if op == "not":
+            node, _, end, _ = operands.pop()
+            operands.append((ast.Not(node, self.span(start, end)), start, end, level))
+            return
+        right, left = operands.pop(), operands.pop()
+        if level == _COMPARE_LEVEL and min(left[3], right[3]) <= _COMPARE_LEVEL:
+            raise _NotFastError  # comparisons do not chain
+        node = ast.BinOp(op, left[0], right[0], self.span(left[1], right[2]))
+        operands.append((node, left[1], right[2], level))
 
     def atom(self):
         token = self.tokens[self.i]
@@ -611,15 +774,26 @@ class _Reader:
         if kind == "INT":
             return ast.Num(int(text), self.span(start, end)), start, end
         if kind == "NAME":
-            return ast.Name(text, self.span(start, end)), start, end
+            if self.tokens[self.i][0] != ".":
+                return ast.Name(text, self.span(start, end)), start, end
+            self.i -= 1
+            ref = self.ref()
+            if len(ref.parts) < 2:
+                raise _NotFastError
+            prop = self.tokens[self.i - 1]
+            end = self.end(prop)
+            head = ast.Ref(ref.parts[:-1], Span(self.file, *start, *self.end(self.tokens[self.i - 3])))
+            return ast.ShapeOf(head, prop[1], self.token_span(prop), self.span(start, end)), start, end
         if kind == "DIMS":
             return ast.Dims(tuple(int(v) for v in text.split("x")), self.span(start, end)), start, end
         if kind == "FLOAT":
             return ast.Num(float(text), self.span(start, end)), start, end
         if kind != "(":
             raise _NotFastError
-        inner, _, _ = self.expr()
+        inner, _, _ = self.cond()
         if self.tokens[self.i][0] == ",":
+            if isinstance(inner, ast.Not) or (isinstance(inner, ast.BinOp) and inner.op not in _ARITHMETIC):
+                raise _NotFastError  # a pair is of two expressions
             self.i += 1
             second, _, _ = self.expr()
             end = self.end(self.take(")"))
@@ -721,6 +895,11 @@ class _LarkRun:
             err.interactive_parser = self.interactive  # what it accepts there, for the message
             raise
 
+    def checkpoint_before_offset(self, offset: int) -> _Checkpoint | None:
+        """The last checkpoint before `offset`: resuming there reads the unchanged lines between
+        it and `offset` again (a statement that runs over them inside parentheses)."""
+        return next((c for c in reversed(self.checkpoints) if c.end <= offset), None)
+
     def checkpoint_before(self, offset: int) -> _Checkpoint | None:
         """The checkpoint at the separator that holds the line feed at `offset`."""
         return next((c for c in self.checkpoints if c.start <= offset < c.end), None)
@@ -748,16 +927,90 @@ def _lark_tree(text: str, file: str) -> Tree:
         errors.append(diag)
         start = _error_line_start(current, failure)
         resume = run.checkpoint_before(start - 1) if start > 0 else None
-        if start > 0 and resume is None:
-            break
-        _add_division_hint(diag, current, failure, resume)
+        if start > 0 and resume is None:  # the line break before it continued a statement in parentheses
+            resume = run.checkpoint_before_offset(start)
+            if resume is None:
+                break
+        continued = _add_continuation_hint(diag, current, failure, resume)
+        if continued is None:
+            _add_division_hint(diag, current, failure, resume)
         if len(errors) == MAX_SYNTAX_ERRORS:
             break
-        current = _without_line(current, start, resume.depth if resume is not None else 0)
+        depth = resume.depth + _braces(current, resume.end, start) if resume is not None else 0
+        if continued is not None and continued > start:  # the rest of the split statement would only echo this
+            current = _without_line(current, continued, depth) or current
+        current = _without_line(current, start, depth)
         if current is None:
             break
         run = _LarkRun(current, resume)
     raise ArchError(errors, {file: text})
+
+
+_CONTINUATION_HELP = (
+    "a statement ends at the end of its line: it continues on the next line only inside parentheses"
+    " `( ... )`; join the two lines"
+)
+
+
+def _add_continuation_hint(diag: Diagnostic, text: str, err: UnexpectedInput, resume: _Checkpoint | None):
+    """A statement split over two lines outside parentheses: `conv: 64 @` / `3x3`, or `conv: 64 @ 3x3` / `/2`.
+
+    The error is at the line break (the statement is unfinished), or at the
+    first token of the next line (no statement starts so), or at the `=` of a
+    keyword argument that starts it, or after an `else` that starts it (`}` /
+    `else {`). When joining the two
+    lines makes the joined line parse, say that a line break ends a statement,
+    with the join as the fix, and give the offset of the second line (None when
+    the hint does not apply).
+    """
+    token = getattr(err, "token", None)
+    if token is None or token.type == "$END":
+        return None
+    if token.type == "_SEP":
+        brk = text.find("\n", token.start_pos, token.end_pos)
+        if brk < 0 or text[token.start_pos : brk].strip(" \t\r"):
+            return None  # a `;` or a comment ends the statement on purpose
+    else:
+        brk = text.rfind("\n", 0, token.start_pos)
+        lead = text[brk + 1 : token.start_pos].split()
+        if brk < 0 or not (lead == [] or (token == "=" and len(lead) == 1) or lead == ["else"]):
+            return None  # not where a continuation fails: its first token, the `=` of a keyword argument, `else {`
+    first = text.rfind("\n", 0, brk) + 1
+    before = text[first:brk].rstrip("\r")
+    if not before.strip() or "#" in before or before.rstrip().endswith(";"):
+        return None  # nothing to continue, or a comment that joining would swallow
+    after = brk + 1
+    while text[after : after + 1] in (" ", "\t"):
+        after += 1
+    if text[after : after + 1] in ("", "\n", "\r", "#"):
+        return None
+    cut = brk - 1 if text[brk - 1] == "\r" else brk
+    joined = text[:cut] + " " + text[after:]
+    end = joined.find("\n", cut)
+    if not _parses_to(joined, resume, len(joined) + 1 if end < 0 else end + 1):
+        return None
+    line = text.count("\n", 0, cut) + 1
+    span = Span(diag.span.file, line, cut - first + 1, line + 1, after - brk)
+    diag.help.insert(0, _CONTINUATION_HELP)
+    diag.fixes.append(Fix(span, " "))
+    return brk + 1
+
+
+def _parses_to(text: str, resume: _Checkpoint | None, stop: int) -> bool:
+    """Whether `text` parses (from `resume`) up to the first token at or after offset `stop`.
+
+    The contextual lexer refuses a token the parser cannot take before the run sees
+    it, so an error at or after `stop` is still success.
+    """
+    from lark import UnexpectedInput
+
+    try:
+        _LarkRun(text, resume).run(stop=stop)
+    except UnexpectedInput as err:
+        token = getattr(err, "token", None)
+        where = token.start_pos if token is not None and token.type != "$END" else err.pos_in_stream
+        return where is not None and where >= stop
+    return True
 
 
 def _add_division_hint(diag: Diagnostic, text: str, err: UnexpectedInput, resume: _Checkpoint | None) -> None:
@@ -807,6 +1060,14 @@ def _error_line_start(text: str, err: UnexpectedInput) -> int:
     else:
         end = token.start_pos if token is not None else err.pos_in_stream
     return text.rfind("\n", 0, end) + 1
+
+
+def _braces(text: str, begin: int, end: int) -> int:
+    """How many more braces open than close in `text[begin:end]` (none in comments or strings)."""
+    count = 0
+    for match in _NESTING.finditer(text, begin, end):
+        count += {"{": 1, "}": -1}.get(match.group(), 0)
+    return count
 
 
 def _without_line(text: str, start: int, depth: int) -> str | None:

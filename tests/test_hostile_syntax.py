@@ -46,7 +46,9 @@ def diagnostics(text: str, file: str = "t.arch") -> list[tuple]:
 
 
 def old_recovery(text: str, file: str = "t.arch") -> list[tuple]:
-    """The errors as the recovery of archc 14 found them: blank the failed line, parse everything again."""
+    """The errors as the recovery of archc 14 found them: blank the failed line, parse everything again
+    (and, since issue 15, the second line of a statement split outside parentheses, which the help
+    proposes to join: the hint is computed here by a fresh parse of the joined text)."""
     if syntax._beyond_limits(text, file) is not None:
         return diagnostics(text, file)
     errors, current = [], text
@@ -58,6 +60,10 @@ def old_recovery(text: str, file: str = "t.arch") -> list[tuple]:
             if any(d.span.line == diag.span.line for d in errors):
                 break
             errors.append(diag)
+            # issue 15: a statement split outside parentheses is one error, and its second line goes with it
+            continued = syntax._add_continuation_hint(diag, current, err, None)
+            if continued is not None and current.count("\n", 0, continued) + 1 > diag.span.line:
+                current = _old_without_line(current, current.count("\n", 0, continued) + 1) or current
             current = _old_without_line(current, diag.span.line)
             if current is None or len(errors) == syntax.MAX_SYNTAX_ERRORS:
                 break
@@ -118,6 +124,10 @@ FIXED = [
     "",
     "}",
     "{\n{\n{",
+    "network N {\n  input x: 3x8x8\n  conv: 4 @\n    3x3 }\n  conv c 3\n  relu\n    /2\n  pad=1\n}\n",
+    # issue 15: errors inside parentheses that run over lines, where no line break ends a statement
+    "network N {\r\n; input x: (1); dense:( (1)\r\n  dense n1 (x): 1\r\n\r\n}\r\n",
+    "network N {\n  repeat 2 { concat (a,\n    b c,\n    d e)\n  }\n  relu ) x\n  conv {\n}\n",
 ]
 
 
