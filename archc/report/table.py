@@ -53,9 +53,10 @@ NUMERIC = {"size", "params", "macs", "memory", "bflops", "caffe_memory"}
 CONVENTION_COLUMNS = {"darknet": "bflops", "caffe": "caffe_memory"}
 
 CONVENTIONS = (
-    "MACs count the multiply-accumulates of conv, transposed conv and dense layers only (no bias, BN, pooling "
-    "or activations); FLOPs = 2 x MACs; params are what torch's Module.parameters() counts, BN running "
-    "statistics are buffers; flatten, reshape and dropout are views that add no memory."
+    "MACs count the multiply-accumulates of conv, transposed conv and dense layers only (no bias, norms, "
+    "pooling, activations or element-wise arithmetic); FLOPs = 2 x MACs; params are what torch's "
+    "Module.parameters() counts, running statistics are buffers; flatten, reshape, permute and dropout are "
+    "views that add no memory."
 )
 
 
