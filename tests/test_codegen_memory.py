@@ -35,6 +35,8 @@ BUNDLED = {  # spec: per-sample input shape to run it at (None: the spec's own)
     "resnet50": (3, 32, 32),
     "googlenet": (3, 64, 64),
     "mobilenet_v2": (3, 32, 32),
+    "mobilenet_v3_small": (3, 32, 32),
+    "efficientnet_b0": (3, 32, 32),
     "inception_module": None,
     "lenet5": None,
     "deconv_example": None,

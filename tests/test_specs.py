@@ -33,6 +33,13 @@ FIGURES = {
     "mobilenet_v2.arch": (3_504_872, 300_774_272),
 }
 
+# Measured on torchvision 0.29's models outside this project, as issue 15 gives them: params;
+# BN buffers without num_batches_tracked; MACs = torch.utils.flop_counter's flops / 2 at batch 1.
+TORCHVISION_FIGURES = {
+    "efficientnet_b0.arch": (5_288_548, 42_016, 385_814_752),
+    "mobilenet_v3_small.arch": (2_542_856, 12_112, 56_510_400),
+}
+
 # Small examples without published totals; checked against PyTorch below.
 SEQUENTIAL_EXAMPLES = {"conv1d_example.arch", "conv3d_example.arch", "deconv_example.arch"}
 EXAMPLES = SEQUENTIAL_EXAMPLES | {"inception_module.arch"}
@@ -56,7 +63,7 @@ def warnings_at(net: archc.Network, layer: str) -> list[archc.Diagnostic]:
 
 
 def test_every_spec_is_checked():
-    assert set(SPEC_FILES) == set(FIGURES) | EXAMPLES
+    assert set(SPEC_FILES) == set(FIGURES) | set(TORCHVISION_FIGURES) | EXAMPLES
 
 
 @pytest.mark.parametrize("name", SPEC_FILES)
@@ -78,6 +85,12 @@ def test_params_and_macs_match_published_figures(name):
     totals = load(name).totals
     assert (totals.params, totals.macs) == (params, macs)
     assert totals.flops == 2 * macs
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_FIGURES))
+def test_params_buffers_and_macs_match_torchvision(name):
+    totals = load(name).totals
+    assert (totals.params, totals.buffers, totals.macs) == TORCHVISION_FIGURES[name]
 
 
 # -- per-layer figures ------------------------------------------------------------------
