@@ -38,6 +38,8 @@ FIGURES = {
 TORCHVISION_FIGURES = {
     "efficientnet_b0.arch": (5_288_548, 42_016, 385_814_752),
     "mobilenet_v3_small.arch": (2_542_856, 12_112, 56_510_400),
+    "regnet_y_400mf.arch": (4_344_144, 27_152, 401_842_848),
+    "shufflenet_v2_x1_0.arch": (2_278_604, 16_180, 144_907_992),
 }
 
 # Small examples without published totals; checked against PyTorch below.
