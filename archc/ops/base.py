@@ -365,6 +365,22 @@ def divisors(n: int, listed: int = 12) -> str | None:
     return ", ".join(map(str, found[:listed])) + (f", ... {found[-1]}" if len(found) > listed else "")
 
 
+def check_divides(what: str, param: str, count: int, channels: int, message: str, proposals=()) -> None:
+    """A count that splits the channels into equal groups (chunk's parts, shuffle's and group norm's
+    groups): below 1 is E0205, one that does not divide them is E0303 with `message` and their divisors."""
+    if count < 1:
+        raise ShapeError(f"{what}: {param} must be at least 1, not {count}", param=param, code="E0205")
+    if channels % count:
+        listed = divisors(channels)
+        raise ShapeError(
+            message,
+            [f"the divisors of {channels} are {listed}" if listed else f"{param} must divide {channels}"],
+            param=param,
+            code="E0303",
+            proposals=proposals,
+        )
+
+
 def fmt_shape(shape) -> str:
     if isinstance(shape, int):
         return str(shape)

@@ -9,7 +9,7 @@ none), and each keeps every position's receptive field, as batch norm does.
 from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
-from .base import Op, P, Proposal, ShapeError, divisor_list, divisors, fmt_shape, prod, register, spatial_dims
+from .base import Op, P, Proposal, ShapeError, check_divides, divisor_list, fmt_shape, prod, register, spatial_dims
 from .emit import ones, zeros
 
 TORCH_EPS = 1e-5  # the eps of every torch norm by default
@@ -271,17 +271,9 @@ class GroupNorm(Op):
         shape, groups = ins[0], node.attrs["groups"]
         what = f"groupnorm {node.name}"
         channels, values = shape[0], prod(shape)
-        if groups < 1:
-            raise ShapeError(f"{what}: groups must be at least 1, not {groups}", param="groups", code="E0205")
-        if channels % groups:
-            listed = divisors(channels)
-            raise ShapeError(
-                f"{what}: groups={groups} does not divide the {channels} channels",
-                [f"the divisors of {channels} are {listed}" if listed else f"groups must divide {channels}"],
-                param="groups",
-                code="E0303",
-                proposals=_groups_for(channels, values, groups),
-            )
+        proposals = _groups_for(channels, values, groups) if groups >= 1 and channels % groups else ()
+        message = f"{what}: groups={groups} does not divide the {channels} channels"
+        check_divides(what, "groups", groups, channels, message, proposals)
         if values // groups == 1:
             raise ShapeError(
                 f"{what}: {groups} groups of {fmt_shape(shape)} hold one value each, which normalises to 0 "

@@ -9,7 +9,7 @@ channels (PyTorch's PixelUnshuffle) and `shuffle` interleaves channel groups
 from __future__ import annotations
 
 from ..codegen.pyexpr import Index, call
-from .base import Op, P, ShapeError, divisors, fmt_shape, per_dim, register, spatial_dims, window_rf
+from .base import Op, P, ShapeError, check_divides, fmt_shape, per_dim, register, spatial_dims, window_rf
 
 
 @register
@@ -25,16 +25,8 @@ class Chunk(Op):
     def infer(self, node, ins, warn):
         channels, *spatial = ins[0]
         parts, index = node.attrs["parts"], node.attrs["index"]
-        if parts < 1:
-            raise ShapeError(f"chunk {node.name}: parts must be at least 1, not {parts}", param="parts", code="E0205")
-        if channels % parts:
-            listed = divisors(channels)
-            raise ShapeError(
-                f"chunk {node.name}: {parts} parts do not divide the {channels} channels of {fmt_shape(ins[0])}",
-                [f"the divisors of {channels} are {listed}" if listed else f"parts must divide {channels}"],
-                param="parts",
-                code="E0303",
-            )
+        message = f"chunk {node.name}: {parts} parts do not divide the {channels} channels of {fmt_shape(ins[0])}"
+        check_divides(f"chunk {node.name}", "parts", parts, channels, message)
         if not 0 <= index < parts:
             raise ShapeError(
                 f"chunk {node.name}: index {index} is not one of the {parts} parts (0 to {parts - 1})",
@@ -160,18 +152,8 @@ class Shuffle(Op):
         spatial_dims(node, ins[0], "shuffle")
         channels = ins[0][0]
         groups = node.attrs["groups"]
-        if groups < 1:
-            raise ShapeError(
-                f"shuffle {node.name}: groups must be at least 1, not {groups}", param="groups", code="E0205"
-            )
-        if channels % groups:
-            listed = divisors(channels)
-            raise ShapeError(
-                f"shuffle {node.name}: {groups} groups do not divide the {channels} channels of {fmt_shape(ins[0])}",
-                [f"the divisors of {channels} are {listed}" if listed else f"groups must divide {channels}"],
-                param="groups",
-                code="E0303",
-            )
+        message = f"shuffle {node.name}: {groups} groups do not divide the {channels} channels of {fmt_shape(ins[0])}"
+        check_divides(f"shuffle {node.name}", "groups", groups, channels, message)
         return ins[0]
 
     def describe(self, node):
