@@ -185,6 +185,14 @@ class ZeroPad(Op):
         return numpy_pad(args[0], node.geom["pads"])  # `zeropad: 0` pads nothing: the input itself
 
 
+def _dropping(node, shape):
+    """The output of a layer that drops values with probability p while training (dropout,
+    drop_path): its input's shape, once p is one such a layer can have."""
+    if not 0 <= node.attrs["p"] < 1:
+        raise ShapeError(f"{node.op} {node.name}: p must be in [0, 1), not {node.attrs['p']}", param="p", code="E0205")
+    return shape
+
+
 @register
 class Dropout(Op):
     name = "dropout"
@@ -193,11 +201,7 @@ class Dropout(Op):
     is_view = True
 
     def infer(self, node, ins, warn):
-        if not 0 <= node.attrs["p"] < 1:
-            raise ShapeError(
-                f"dropout {node.name}: p must be in [0, 1), not {node.attrs['p']}", param="p", code="E0205"
-            )
-        return ins[0]
+        return _dropping(node, ins[0])
 
     def settings(self, node):
         return f"p {node.attrs['p']:g}"
@@ -224,11 +228,7 @@ class DropPath(Op):
     is_view = True
 
     def infer(self, node, ins, warn):
-        if not 0 <= node.attrs["p"] < 1:
-            raise ShapeError(
-                f"drop_path {node.name}: p must be in [0, 1), not {node.attrs['p']}", param="p", code="E0205"
-            )
-        return ins[0]
+        return _dropping(node, ins[0])
 
     def settings(self, node):
         return f"p {node.attrs['p']:g} {node.attrs['mode']}"
