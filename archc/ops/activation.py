@@ -19,7 +19,7 @@ class _Activation(Op):
         return ins[0]
 
     def count_elem_ops(self, node, ins, out):
-        """Also the count of a `-> name` on another layer, whose output `out` is (the pass asks)."""
+        """Also a `-> name` on another layer: the cost pass passes that layer's output as `out`."""
         return self.per_value * prod(out)
 
     def _values(self, attrs) -> list[str]:

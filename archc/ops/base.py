@@ -101,7 +101,7 @@ class Op:
 
     def count_elem_ops(self, node, ins: list[Shape], out: Shape) -> int:
         """Element operations at inference: the arithmetic MACs leave out, one per value and step
-        (docs/language.md, section 12). None for a layer that only moves or copies values."""
+        (docs/language.md, section 12); 0 for a layer that only moves or copies values."""
         return 0
 
     def receptive(self, node, rfs: list[RF]) -> RF:
