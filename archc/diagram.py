@@ -291,17 +291,19 @@ def _write(network, boxes, rep, rankdir, detail) -> str:
             out.append(f"{indent}}}")
 
     emit((), "  ")
-    seen = set()
+    # one edge between two boxes, labelled by the first connection it draws; it is the main path
+    # when any is (into a collapsed gate, the map's edge to the multiply, not the one to its pool)
+    edges: dict[tuple[str, str], tuple[str, int]] = {}
     for node in network.graph:
         for src in node.inputs:
             a, b = rep[src], rep[node.name]
-            if a == b or (a, b) in seen:
+            if a == b:
                 continue
-            seen.add((a, b))
             shape = network.graph.nodes[src].shape
-            label = fmt_shape(shape) if shape else "?"
-            weight = 3 if _main_path(node, src, order, gates, side) else 1
-            out.append(f"  {_q(a)} -> {_q(b)} [label={_q(' ' + label)}, weight={weight}];")
+            label, weight = edges.get((a, b), (fmt_shape(shape) if shape else "?", 1))
+            edges[a, b] = label, max(weight, 3 if _main_path(node, src, order, gates, side) else 1)
+    for (a, b), (label, weight) in edges.items():
+        out.append(f"  {_q(a)} -> {_q(b)} [label={_q(' ' + label)}, weight={weight}];")
     used = sorted({box.kind for box in boxes.values()}, key=[*KINDS, "block"].index)
     out.append("  subgraph cluster_legend {")
     out.append('    graph [label="legend", style="rounded", color="#cccccc", fontsize=10];')

@@ -66,6 +66,16 @@ def test_every_efficientnet_gate_is_a_side_branch_from_the_map_back_into_the_mul
         assert group(nodes, f"{gate}.pool") is None  # the gate is not pulled into the map's line
 
 
+def test_a_collapsed_gate_is_on_the_main_path_it_multiplies():
+    """At --depth 2 each gate is one box holding the multiply: the map's one edge into it is the main path."""
+    dot = to_dot(archc.load(SPECS / "efficientnet_b0.arch"), depth=2)
+    edges = {(a, b): int(weight) for a, b, _label, weight in EDGE.findall(dot)}
+    for block in EFFICIENTNET_BLOCKS:
+        assert edges[f"{block}.dw_bn", f"{block}.gate"] == 3, block
+        assert edges[f"{block}.gate", f"{block}.project"] == 3, block
+        assert f'"{block}.gate" [' in dot
+
+
 @pytest.mark.parametrize("spec", ["mobilenet_v3_small", "regnet_y_400mf"])
 def test_every_broadcasting_multiply_takes_its_map_as_the_main_path_and_its_gate_as_a_branch(spec):
     net = archc.load(SPECS / f"{spec}.arch")
