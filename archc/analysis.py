@@ -27,6 +27,7 @@ class Totals:
     buffers: int
     macs: int
     flops: int
+    elem_ops: int  # per sample, as MACs
     activations: int  # per sample
     param_bytes: int
     buffer_bytes: int
@@ -206,6 +207,7 @@ def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
         buffers=buffers,
         macs=macs,
         flops=2 * macs,
+        elem_ops=sum(n.elem_ops for n in graph),
         activations=memory.activations,
         param_bytes=params * nbytes,
         buffer_bytes=buffers * nbytes,

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--columns",
         metavar="A,B,...",
         help="columns to show: name,type,filter,stride,padding,output,size,activation,params,macs,memory,rf,inputs"
-        " (and bflops, caffe_memory: see --convention)",
+        ",elem_ops (and bflops, caffe_memory: see --convention)",
     )
     table.add_argument(
         "--convention",

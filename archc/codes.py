@@ -736,7 +736,7 @@ _ENTRIES = (
         "E0306: size or count too large",
         """
         A layer's output would hold more than 2^62 values, or one of its sizes
-        (a kernel, a stride, a padding), its parameters or MACs, or the
+        (a kernel, a stride, a padding), its parameters, MACs or element operations, or the
         network's totals up to it pass 2^62: no machine can store that, and it
         overflows the 64-bit counts every framework keeps. The cause is nearly
         always a wrong size, such as an input with extra digits or an upsample

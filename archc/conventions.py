@@ -1,8 +1,11 @@
 """Figures as other tools print them: Darknet's BFLOPs and Caffe's "Memory required for data".
 
-archc's own figures follow PyTorch (see docs/language.md, section 12). Tools
-that published the networks of their era counted differently, and their
-logs are what users compare against:
+archc's own figures follow PyTorch (see docs/language.md, section 12); its
+element operations, which no framework counts alike, follow archc's own
+convention, defined there once and counted by each layer type
+(`Op.count_elem_ops`, beside its MACs). Tools that published the networks
+of their era counted differently, and their logs are what users compare
+against:
 
 - AlexeyAB's Darknet prints, per layer, BFLOPs = 2 x MACs / 1e9 for a
   convolution, window area x C x out_h x out_w / 1e9 for a max pool, and one

@@ -15,6 +15,11 @@ What a reader sees, and why:
   norms, dropout, LRN) into the layer before them, as people draw them;
 - edges along the definition order weigh more than skips, so a residual
   shortcut goes around its main path and parallel branches sit side by side.
+- a squeeze-excitation gate (an element-wise op broadcasting a smaller input
+  over a map) is a side branch: the map goes straight into the multiply (one
+  `group`, which dot keeps in line) and the gate leaves it and comes back;
+- `newrank` ranks the nodes of clusters with the rest of the graph, so that a
+  branch in a block starts beside the path it leaves, not below it.
 """
 
 from __future__ import annotations
@@ -189,22 +194,58 @@ def _label(box: _Box) -> str:
     return f"<{title}{body}>"
 
 
-def _main_path(graph, node, src: str, order) -> bool:
+@dataclass(frozen=True)
+class _Gate:
+    """An element-wise op that broadcasts a smaller input (a squeeze-excitation gate) over a map."""
+
+    map: str  # the layer of the map, the op's input of its output's shape: the main path
+    op: str
+    entries: tuple[str, ...]  # the gate's layers that read the map, where the side branch leaves it
+
+
+def _gates(graph, order) -> dict[str, _Gate]:
+    """Every gate, by its op. The entries are found by walking back from the gate's input to the
+    map: only the layers defined after the map can lie between them (the order is topological)."""
+    gates = {}
+    for node in graph:
+        names = list(dict.fromkeys(node.inputs))
+        maps = [name for name in names if graph.nodes[name].shape == node.shape]
+        if node.op not in BROADCASTING or len(names) != 2 or len(maps) != 1:
+            continue
+        (map_,) = maps
+        entries, seen, todo = [], set(), [name for name in names if name != map_]
+        while todo:
+            name = todo.pop()
+            if name in seen or order[name] <= order[map_]:
+                continue
+            seen.add(name)
+            inputs = graph.nodes[name].inputs
+            if map_ in inputs:
+                entries.append(name)
+            todo.extend(inputs)
+        gates[node.name] = _Gate(map_, node.name, tuple(entries))
+    return gates
+
+
+def _main_path(node, src: str, order, gates: dict[str, _Gate], side: set[tuple[str, str]]) -> bool:
     """Whether the edge src -> node is the main path, which pulls harder than a skip or a branch.
 
-    It is the previous layer in the spec, except into an element-wise op that broadcasts:
-    there it is the input of the output's shape, so that a squeeze-excitation gate is drawn
-    as a side branch coming back into the multiply, not the map as a skip around the gate.
+    It is the previous layer in the spec, except at a squeeze-excitation gate: into the multiply,
+    the main path is the map, and the edge from the map into the gate (defined right after the
+    map) is a side branch, so that the gate is drawn beside the map's straight path into the
+    multiply, not in line with it.
     """
-    if node.op in BROADCASTING and any(graph.nodes[i].shape != node.shape for i in node.inputs):
-        return graph.nodes[src].shape == node.shape
+    if node.name in gates:
+        return gates[node.name].map == src
+    if (src, node.name) in side:
+        return False
     return order[node.name] - order[src] == 1
 
 
 def _write(network, boxes, rep, rankdir, detail) -> str:
     out = [
         f"digraph {_q(network.name)} {{",
-        f"  graph [rankdir={rankdir}, ordering=out, fontname=Helvetica, nodesep=0.3, ranksep=0.35, "
+        f"  graph [rankdir={rankdir}, newrank=true, ordering=out, fontname=Helvetica, nodesep=0.3, ranksep=0.35, "
         f"label={_q(network.name)}, labelloc=t, fontsize=16];",
         '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=12, margin="0.15,0.06"];',
         '  edge [fontname=Helvetica, fontsize=9, color="#555555", arrowsize=0.6];',
@@ -223,9 +264,20 @@ def _write(network, boxes, rep, rankdir, detail) -> str:
                 known.add(path)
                 children.setdefault(path[:-1], []).append(path)
 
+    order = {name: i for i, name in enumerate(network.graph.nodes)}
+    gates = _gates(network.graph, order)
+    side = {(gate.map, entry) for gate in gates.values() for entry in gate.entries}
+    # the map's box and its multiply's in one group, which dot keeps in a straight line
+    groups = {}
+    for gate in gates.values():
+        if rep[gate.map] != rep[gate.op]:
+            groups.setdefault(rep[gate.map], rep[gate.op])
+            groups.setdefault(rep[gate.op], rep[gate.op])
+
     def emit(path: tuple, indent: str) -> None:
         for box in tree.get(path, []):
             extra = ", shape=box3d" if box.kind == "block" else ""
+            extra += f", group={_q(groups[box.id])}" if box.id in groups else ""
             out.append(f"{indent}{_q(box.id)} [label={_label(box)}, fillcolor={_q(colours[box.kind])}{extra}];")
         for child in children.get(path, []):
             block, instance = child[-1]
@@ -239,18 +291,19 @@ def _write(network, boxes, rep, rankdir, detail) -> str:
             out.append(f"{indent}}}")
 
     emit((), "  ")
-    order = {name: i for i, name in enumerate(network.graph.nodes)}
-    seen = set()
+    # one edge between two boxes, labelled by the first connection it draws; it is the main path
+    # when any is (into a collapsed gate, the map's edge to the multiply, not the one to its pool)
+    edges: dict[tuple[str, str], tuple[str, int]] = {}
     for node in network.graph:
         for src in node.inputs:
             a, b = rep[src], rep[node.name]
-            if a == b or (a, b) in seen:
+            if a == b:
                 continue
-            seen.add((a, b))
             shape = network.graph.nodes[src].shape
-            label = fmt_shape(shape) if shape else "?"
-            weight = 3 if _main_path(network.graph, node, src, order) else 1
-            out.append(f"  {_q(a)} -> {_q(b)} [label={_q(' ' + label)}, weight={weight}];")
+            label, weight = edges.get((a, b), (fmt_shape(shape) if shape else "?", 1))
+            edges[a, b] = label, max(weight, 3 if _main_path(node, src, order, gates, side) else 1)
+    for (a, b), (label, weight) in edges.items():
+        out.append(f"  {_q(a)} -> {_q(b)} [label={_q(' ' + label)}, weight={weight}];")
     used = sorted({box.kind for box in boxes.values()}, key=[*KINDS, "block"].index)
     out.append("  subgraph cluster_legend {")
     out.append('    graph [label="legend", style="rounded", color="#cccccc", fontsize=10];')

@@ -42,6 +42,7 @@ class Node:
     params: int = 0
     buffers: int = 0
     macs: int = 0
+    elem_ops: int = 0  # element operations: the arithmetic outside MACs (docs/language.md, section 12)
     rf: tuple | None = None
     failed: bool = False
 

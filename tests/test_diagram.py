@@ -16,7 +16,9 @@ from archc.diagram import DiagramError, render, to_dot
 from archc.ops.base import fmt_shape
 
 SPEC_FILES = sorted(SPECS.glob("*.arch"))
-NODE = re.compile(r'^\s*"(?P<id>[^"]+)" \[label=<(?P<label>.*)>, fillcolor="[^"]+"(?:, shape=box3d)?\];$', re.M)
+NODE = re.compile(
+    r'^\s*"(?P<id>[^"]+)" \[label=<(?P<label>.*)>, fillcolor="[^"]+"(?:, shape=box3d)?(?:, group="[^"]+")?\];$', re.M
+)
 EDGE = re.compile(r'^\s*"(?P<a>[^"]+)" -> "(?P<b>[^"]+)" \[label=" (?P<label>[^"]*)", weight=\d\];$', re.M)
 CLUSTER = re.compile(r'subgraph "cluster_(?P<id>[^"]+)" \{\n\s*graph \[label="(?P<label>[^"]+)"')
 

@@ -215,14 +215,14 @@ def test_squeeze_excitation_matches_torchvision():
 
 
 def test_the_diagram_draws_the_gate_as_a_side_branch_into_the_multiply():
-    """The map into the multiply is the main path (weight 3), the gate the side branch (weight 1);
-    before, the gate, defined just before the multiply, pulled as the main path."""
+    """The map into the multiply is the main path (weight 3), the gate the side branch (weight 1),
+    from where it leaves the map (tests/test_diagram_gates.py) to where it comes back."""
     from archc.diagram import to_dot
 
     dot = to_dot(archc.loads(SE_BLOCK, "se.arch"))
     assert '"x" -> "gated" [label=" 16x8x8", weight=3]' in dot
     assert '"expand" -> "gated" [label=" 16x1x1", weight=1]' in dot
-    assert '"x" -> "squeeze" [label=" 16x8x8", weight=3]' in dot  # the branch leaves the main path
+    assert '"x" -> "squeeze" [label=" 16x8x8", weight=1]' in dot  # the branch leaves the main path
     assert 'label=<<b>gated</b><br/><font point-size="10">mul</font>' in dot and '"legend_merge"' in dot
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
-from .base import Op, P, ShapeError, register
+from .base import Op, P, ShapeError, prod, register
 
 
 class _Activation(Op):
@@ -12,9 +12,15 @@ class _Activation(Op):
     torch_module: str = ""
     torch_function: str = ""
     numpy_function: str = ""
+    # element operations per output value: one evaluation of the function, however it is computed
+    per_value: int = 1
 
     def infer(self, node, ins, warn):
         return ins[0]
+
+    def count_elem_ops(self, node, ins, out):
+        """Also a `-> name` on another layer: the cost pass passes that layer's output as `out`."""
+        return self.per_value * prod(out)
 
     def _values(self, attrs) -> list[str]:
         """Settings that differ from the default, positionally, as every backend takes them."""
@@ -34,7 +40,7 @@ class _Activation(Op):
         return self.apply_numpy(node.attrs, args[0])
 
 
-def _activation(name: str, doc: str, torch: tuple[str, str], numpy: str, *params: P) -> type[Op]:
+def _activation(name: str, doc: str, torch: tuple[str, str], numpy: str, *params: P, per_value: int = 1) -> type[Op]:
     cls = type(
         name.title().replace("_", ""),
         (_Activation,),
@@ -45,6 +51,7 @@ def _activation(name: str, doc: str, torch: tuple[str, str], numpy: str, *params
             "torch_module": torch[0],
             "torch_function": torch[1],
             "numpy_function": numpy,
+            "per_value": per_value,
         },
     )
     return register(cls)
@@ -68,7 +75,7 @@ _activation("hardswish", "x * relu6(x+3)/6 (MobileNetV3)", ("nn.Hardswish", "F.h
 _activation("hardsigmoid", "relu6(x+3)/6 (MobileNetV3's gates)", ("nn.Hardsigmoid", "F.hardsigmoid"), "hardsigmoid")
 _activation("tanh", "hyperbolic tangent", ("nn.Tanh", "torch.tanh"), "np.tanh")
 _activation("sigmoid", "1 / (1 + exp(-x))", ("nn.Sigmoid", "torch.sigmoid"), "sigmoid")
-_activation("identity", "x, unchanged", ("nn.Identity", ""), "")
+_activation("identity", "x, unchanged", ("nn.Identity", ""), "", per_value=0)
 
 
 @register
@@ -77,6 +84,7 @@ class Softmax(_Activation):
     doc = "exp(x) / sum(exp(x)) over the channel axis (the class axis of a vector)."
     torch_module = "nn.Softmax"
     numpy_function = "softmax"
+    per_value = 3  # exp, its addition into the sum, the division by the sum
 
     def infer(self, node, ins, warn):
         if not ins[0]:

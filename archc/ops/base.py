@@ -2,7 +2,8 @@
 
 A layer type is one `Op` subclass in one module of this package. It declares
 its parameter schema and carries every rule about itself: output shape,
-parameters, buffers, MACs, receptive field and how the table describes it.
+parameters, buffers, MACs, element operations, receptive field and how the
+table describes it.
 The analysis passes only ever call these methods, so adding a layer type
 means adding one class (and its tests), never touching a pass.
 """
@@ -96,6 +97,11 @@ class Op:
         return 0
 
     def count_macs(self, node, ins: list[Shape], out: Shape) -> int:
+        return 0
+
+    def count_elem_ops(self, node, ins: list[Shape], out: Shape) -> int:
+        """Element operations at inference: the arithmetic MACs leave out, one per value and step
+        (docs/language.md, section 12); 0 for a layer that only moves or copies values."""
         return 0
 
     def receptive(self, node, rfs: list[RF]) -> RF:
@@ -404,6 +410,11 @@ def fmt_stride(stride) -> str:
 
 def prod(values) -> int:
     return math.prod(values)
+
+
+def bias_adds(node, out: Shape) -> int:
+    """The element operations of a layer's bias: one addition per output value, none without one."""
+    return prod(out) if node.attrs["bias"] else 0
 
 
 def window_rf(rf: RF, kernel, stride, dilation, pads) -> RF:

@@ -10,6 +10,7 @@ from .base import (
     Op,
     P,
     ShapeError,
+    bias_adds,
     check_window,
     divisors,
     fmt_padding,
@@ -105,6 +106,9 @@ class _ConvBase(Op):
     def count_macs(self, node, ins, out):
         g = node.geom
         return g["filters"] * prod(out[1:]) * (g["in_channels"] // g["groups"]) * prod(g["kernel"])
+
+    def count_elem_ops(self, node, ins, out):
+        return bias_adds(node, out)
 
     def receptive(self, node, rfs):
         g = node.geom
@@ -267,6 +271,9 @@ class Deconv(Op):
     def count_macs(self, node, ins, out):
         g = node.geom
         return g["in_channels"] * prod(ins[0][1:]) * (g["filters"] // g["groups"]) * prod(g["kernel"])
+
+    def count_elem_ops(self, node, ins, out):
+        return bias_adds(node, out)
 
     def receptive(self, node, rfs):
         rf = rfs[0]

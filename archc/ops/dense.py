@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
-from .base import Op, P, Proposal, ShapeError, fmt_shape, prod, register
+from .base import Op, P, Proposal, ShapeError, bias_adds, fmt_shape, prod, register
 from .emit import zeros
 
 
@@ -39,6 +39,9 @@ class Dense(Op):
 
     def count_macs(self, node, ins, out):
         return ins[0][0] * out[0]
+
+    def count_elem_ops(self, node, ins, out):
+        return bias_adds(node, out)
 
     def receptive(self, node, rfs):
         return None

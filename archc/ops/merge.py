@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import Index, Sum, call, list_of, lit
-from .base import Op, Proposal, ShapeError, fmt_shape, register
+from .base import Op, Proposal, ShapeError, fmt_shape, prod, register
 
 
 def _listing(node, ins) -> str:
@@ -58,6 +58,9 @@ class Add(Op):
             )
         return ins[0]
 
+    def count_elem_ops(self, node, ins, out):
+        return sums(node, out)
+
     def receptive(self, node, rfs):
         return _merge_rf(rfs)
 
@@ -109,13 +112,16 @@ def _same_rank(ins) -> list[Proposal]:
 
 class _Elementwise(Op):
     """An arithmetic operator between its inputs, value by value, with broadcasting; no MACs
-    (torch's flop counter counts none, docs/language.md section 12)."""
+    (torch's flop counter counts none, docs/language.md section 12), one element operation per output value."""
 
     min_inputs, max_inputs = 2, 2
     operator: str = ""
 
     def infer(self, node, ins, warn):
         return broadcast(node, ins)
+
+    def count_elem_ops(self, node, ins, out):
+        return prod(out)
 
     def receptive(self, node, rfs):
         return _merge_rf(rfs)
@@ -150,6 +156,11 @@ class Div(_Elementwise):
 # `a + b + c` nests one level per term, and CPython cannot compile a few thousand levels
 # (RecursionError); more inputs than this are summed by the builtin sum() of a flat list.
 MAX_TERMS = 64
+
+
+def sums(node, out) -> int:
+    """The element operations of adding n inputs into an output: n - 1 additions per output value."""
+    return (len(node.inputs) - 1) * prod(out)
 
 
 def flat_sum(terms):
@@ -192,6 +203,10 @@ class Shortcut(Op):
             fits.append((min(shape[0], out[0]), strides))
         node.geom.update(fits=fits, shapes=ins[1:])
         return out
+
+    def count_elem_ops(self, node, ins, out):
+        """As `add`: the channels a smaller input lacks are added as zeros, as the code adds them."""
+        return sums(node, out)
 
     def receptive(self, node, rfs):
         return _merge_rf(rfs)

@@ -4,6 +4,13 @@ The norms other than `lrn` share torch's rules: `eps > 0`, a learned per-channel
 (or per-value) `weight` and `bias`, and, where there are running statistics,
 `momentum` in [0, 1]. None of them counts MACs (torch's flop counter counts
 none), and each keeps every position's receptive field, as batch norm does.
+
+Their element operations at inference (docs/language.md, section 12): a norm
+with running statistics is an affine map per channel, `x * a + b` with `a` and
+`b` folded from the statistics and the weights, 2 per value; one that takes
+the statistics of each sample also computes them, 4 per value (the sums of the
+values and of their squares, the subtraction of the mean, the division by the
+deviation), and 1 more per learned array it applies (weight, bias).
 """
 
 from __future__ import annotations
@@ -54,6 +61,15 @@ def affine_count(size: int, attrs) -> int:
     return size * len(affine_names(attrs))
 
 
+FOLDED = 2  # element operations per value of a norm with running statistics: x * a + b
+STATISTICS = 4  # per value of a norm that computes each sample's mean and variance, before its weights
+
+
+def sample_norm_ops(out, attrs) -> int:
+    """Element operations of a norm over each sample's own statistics, and its learned arrays."""
+    return (STATISTICS + len(affine_names(attrs))) * prod(out)
+
+
 def bias_option(attrs):
     """torch's `bias=False`, where the norm has a weight and no bias."""
     return "False" if attrs["affine"] and not attrs["bias"] else None
@@ -93,6 +109,9 @@ class BatchNorm(Op):
 
     def count_buffers(self, node, ins, out):
         return 2 * ins[0][0]  # running mean and variance
+
+    def count_elem_ops(self, node, ins, out):
+        return FOLDED * prod(out)
 
     def settings(self, node):
         return common_settings(node.attrs, [])
@@ -140,6 +159,11 @@ class LocalResponseNorm(Op):
         if node.attrs["size"] < 1:
             raise ShapeError(f"lrn {node.name}: size must be at least 1", param="size", code="E0205")
         return ins[0]
+
+    def count_elem_ops(self, node, ins, out):
+        """Per value: its square, size - 1 additions of the window's squares, the average's division,
+        the scale and shift by alpha and k, the power, the division of the input: size + 5."""
+        return (node.attrs["size"] + 5) * prod(out)
 
     def settings(self, node):
         return f"size {node.attrs['size']}"
@@ -210,6 +234,9 @@ class LayerNorm(Op):
 
     def count_params(self, node, ins, out):
         return affine_count(prod(node.geom["normalized"]), node.attrs)
+
+    def count_elem_ops(self, node, ins, out):
+        return sample_norm_ops(out, node.attrs)
 
     def settings(self, node):
         g = node.geom
@@ -289,6 +316,9 @@ class GroupNorm(Op):
     def count_params(self, node, ins, out):
         return affine_count(ins[0][0], node.attrs)
 
+    def count_elem_ops(self, node, ins, out):
+        return sample_norm_ops(out, node.attrs)
+
     def settings(self, node):
         return common_settings(node.attrs, [f"{node.attrs['groups']} groups"])
 
@@ -345,6 +375,10 @@ class InstanceNorm(Op):
 
     def count_buffers(self, node, ins, out):
         return 2 * ins[0][0] if node.attrs["track"] else 0  # running mean and variance
+
+    def count_elem_ops(self, node, ins, out):
+        """With running statistics, used at inference: the folded affine map, as batch norm."""
+        return FOLDED * prod(out) if node.attrs["track"] else sample_norm_ops(out, node.attrs)
 
     def settings(self, node):
         a = node.attrs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..codegen.pyexpr import Index, Neg, Sum, call
 from .base import (
     Op,
@@ -14,6 +16,7 @@ from .base import (
     fmt_shape,
     fmt_stride,
     per_dim,
+    prod,
     register,
     resolve_padding,
     spatial_dims,
@@ -85,6 +88,13 @@ class _WindowPool(Op):
             code="E0205",
             proposals=[Proposal("kernel", fits if len(set(fits)) > 1 else fits[0], text, "fits", instead=False)],
         )
+
+    def per_output(self, window: int) -> int:
+        """Element operations per output value, from the window's size: max and min compare its values."""
+        return window - 1
+
+    def count_elem_ops(self, node, ins, out):
+        return self.per_output(prod(node.geom["kernel"])) * prod(out)
 
     def receptive(self, node, rfs):
         g = node.geom
@@ -161,6 +171,9 @@ class AvgPool(_WindowPool):
     torch_class = "AvgPool"
     numpy_function = "avg_pool"
 
+    def per_output(self, window):
+        return window  # window - 1 additions and the division by the count
+
     def _check_3d(self, what, spatial, kernel, pads):
         # the padding is the pool's own (per-side padding, padded first, is held to the same rule)
         self._window_fits(what, spatial, kernel, False)
@@ -196,6 +209,9 @@ class L2Pool(_WindowPool):
     doc = "Square root of the sum of squares over each window (power-2 average pooling)."
     params = (*_WindowPool.params[:3], _WindowPool.params[4])
 
+    def per_output(self, window):
+        return 2 * window  # a square per value, window - 1 additions, the square root
+
     def _check_3d(self, what, spatial, kernel, pads):  # LPPool3d reads the input padded first
         self._window_fits(what, tuple(n + b + a for n, (b, a) in zip(spatial, pads)), kernel, True)
 
@@ -218,6 +234,8 @@ class L2Pool(_WindowPool):
 
 
 class _Adaptive(Op):
+    averages = False
+
     def _target(self, node, nd):
         return per_dim(node.attrs["size"], nd, "size", f"{self.name} {node.name}")
 
@@ -229,6 +247,18 @@ class _Adaptive(Op):
             raise ShapeError(f"{self.name} {node.name}: output size must be at least 1", param="size", code="E0205")
         node.geom.update(nd=nd, size=size)
         return (channels, *size)
+
+    def count_elem_ops(self, node, ins, out):
+        """As a window pool's, per window: max compares its values, avg adds them and divides once.
+
+        Output i of n -> o along an axis reads inputs floor(i*n/o) to ceil((i+1)*n/o) (torch's
+        adaptive windows), so their lengths add up to n, plus one for each boundary i*n/o that
+        falls inside an input, which both windows beside it read: o - gcd(n, o) of the o - 1.
+        A window is a product of one interval per axis.
+        """
+        spans = (n + o - math.gcd(n, o) for n, o in zip(ins[0][1:], out[1:]))
+        read = ins[0][0] * prod(spans)  # the values all windows read, each as often as it is read
+        return read if self.averages else read - prod(out)
 
     def receptive(self, node, rfs):
         return None  # each output sees a data-dependent share of the input; report it as global
@@ -252,6 +282,7 @@ class AdaptiveAvgPool(_Adaptive):
     name = "adaptiveavgpool"
     doc = "Average pooling to a fixed output size, whatever the input size."
     numpy_function = "adaptive_avg_pool"
+    averages = True
     params = (P("size", "shape", positional=True, doc="output size, e.g. 6x6"),)
 
 
@@ -268,6 +299,7 @@ class GlobalAvgPool(_Adaptive):
     name = "globalavgpool"
     doc = "Mean over all spatial positions; keeps the spatial dimensions as 1 (C x 1 x 1), as PyTorch."
     numpy_function = "global_avg_pool"
+    averages = True
 
     def _target(self, node, nd):
         return (1,) * nd
@@ -287,3 +319,4 @@ class GlobalMaxPool(GlobalAvgPool):
     name = "globalmaxpool"
     doc = "Maximum over all spatial positions (C x 1 x 1)."
     numpy_function = "global_max_pool"
+    averages = False

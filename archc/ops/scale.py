@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..codegen.pyexpr import Sum, call, lit
-from .base import Op, P, ShapeError, register
+from .base import Op, P, ShapeError, prod, register
 
 
 @register
@@ -33,6 +33,9 @@ class LayerScale(Op):
 
     def count_params(self, node, ins, out):
         return ins[0][0]
+
+    def count_elem_ops(self, node, ins, out):
+        return prod(out)  # one multiplication per value
 
     def settings(self, node):
         return f"init {node.attrs['init']:g}"

@@ -1,4 +1,5 @@
-"""Parameters, buffers and MACs of every node (figures.md's counting conventions)."""
+"""Parameters, buffers, MACs and element operations of every node (figures.md's counting conventions
+for the first three; docs/language.md, section 12, for all four)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from ..ops import OPS
 from ..ops.base import MAX_SIZE
 from .shapes import node_notes
 
-FIGURES = ("params", "buffers", "macs", "activations")
+FIGURES = ("params", "buffers", "macs", "elem_ops", "activations")
 
 
 def count_costs(graph, reporter: Reporter) -> None:
@@ -20,7 +21,7 @@ def count_costs(graph, reporter: Reporter) -> None:
     nodes = graph.nodes
     totals = dict.fromkeys(FIGURES, 0)
     for node in graph:
-        node.params = node.buffers = node.macs = 0
+        node.params = node.buffers = node.macs = node.elem_ops = 0
         if node.failed:
             continue
         op = OPS[node.op]
@@ -28,6 +29,7 @@ def count_costs(graph, reporter: Reporter) -> None:
         node.params = op.count_params(node, ins, node.shape)
         node.buffers = op.count_buffers(node, ins, node.shape)
         node.macs = op.count_macs(node, ins, node.shape)
+        node.elem_ops = op.count_elem_ops(node, ins, node.shape) + _fused_ops(node)
         for figure in FIGURES:
             value = getattr(node, figure)
             totals[figure] += value
@@ -44,4 +46,17 @@ def count_costs(graph, reporter: Reporter) -> None:
                 break
 
 
-_NAMES = {"params": "parameters", "buffers": "buffer values", "macs": "MACs", "activations": "activation values"}
+def _fused_ops(node) -> int:
+    """The element operations of a `-> name` activation: the activation's, on the layer's output."""
+    if node.activation is None:
+        return 0
+    return OPS[node.activation[0]].count_elem_ops(node, [node.shape], node.shape)
+
+
+_NAMES = {
+    "params": "parameters",
+    "buffers": "buffer values",
+    "macs": "MACs",
+    "elem_ops": "element operations",
+    "activations": "activation values",
+}

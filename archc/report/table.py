@@ -29,6 +29,7 @@ COLUMNS = {
     "activation": "activation",
     "params": "params",
     "macs": "MACs",
+    "elem_ops": "element ops",
     "memory": "memory",
     "rf": "receptive field",
     "inputs": "inputs",
@@ -48,13 +49,14 @@ DEFAULT_COLUMNS = (
     "macs",
     "memory",
 )
-NUMERIC = {"size", "params", "macs", "memory", "bflops", "caffe_memory"}
+NUMERIC = {"size", "params", "macs", "elem_ops", "memory", "bflops", "caffe_memory"}
 # `--convention`: the column each source tool's figures add (computed in archc/conventions.py).
 CONVENTION_COLUMNS = {"darknet": "bflops", "caffe": "caffe_memory"}
 
 CONVENTIONS = (
     "MACs count the multiply-accumulates of conv, transposed conv and dense layers only (no bias, norms, "
-    "pooling, activations or element-wise arithmetic); FLOPs = 2 x MACs; params are what torch's "
+    "pooling, activations or element-wise arithmetic); FLOPs = 2 x MACs; element ops (`--columns elem_ops`, JSON "
+    "`elem_ops`) count that other arithmetic at inference, one per value and step; params are what torch's "
     "Module.parameters() counts, running statistics are buffers; flatten, reshape, permute and dropout are "
     "views that add no memory."
 )
@@ -113,6 +115,7 @@ def rows(net, layout: str = "chw") -> list[dict]:
                 "activation": act,
                 "params": node.params,
                 "macs": node.macs,
+                "elem_ops": node.elem_ops,
                 "memory": None if op.is_view else node.activations * nbytes,
                 "rf": rf,
                 "inputs": list(node.inputs),
@@ -234,6 +237,7 @@ def _rich(net, table_rows, columns, *, color: bool, width: int | None, conventio
     totals = {
         "params": net.totals.params,
         "macs": net.totals.macs,
+        "elem_ops": net.totals.elem_ops,
         "size": net.totals.activations,
         "memory": net.totals.activation_bytes,
     }
@@ -491,6 +495,7 @@ def network_json(net, layout: str = "chw", convention: str | None = None) -> dic
                 "params": node.params,
                 "buffers": node.buffers,
                 "macs": node.macs,
+                "elem_ops": node.elem_ops,
                 "activations": node.activations,
                 "activation": row["activation"],
                 "settings": OPS[node.op].settings(node),  # one phrase, e.g. "64@3x3 /2 same"
