@@ -20,7 +20,7 @@ from .diagnostics import ArchError, Fix, Reporter, Span, source_lines
 from .graph import Graph, Node
 from .ops import OPS
 from .ops.base import REQUIRED, PadPair, ShapeError, fmt_shape
-from .passes.shapes import check_output, check_sizes
+from .passes.shapes import shape_of
 from .syntax import parse
 
 MAX_NODES = 200_000
@@ -1084,9 +1084,7 @@ class Expander:
             if node.op == "input" and node.name in self.overrides:
                 node.attrs = {**node.attrs, "shape": self.overrides[node.name]}
             try:
-                check_sizes(node)
-                shape = tuple(OPS[node.op].infer(node, ins, lambda *_, **__: None))  # the shape pass warns
-                check_output(node, shape)
+                shape = shape_of(node, ins, lambda *_, **__: None)  # the shape pass warns
             except ShapeError:
                 node.failed = True
                 continue
