@@ -114,7 +114,8 @@ def test_the_features_stay_last_through_layers_that_keep_the_rank_and_go_first_w
     got = layers(text)
     assert [got[n]["output_shape"] for n in ("n", "d", "e", "b")] == [[5, 6, 8], [5, 6, 4], [5, 6, 3], [3, 5, 6]]
     again = error(text.replace("}\n", "  dense f: 2\n}\n"))  # channels first again: a flatten is missing
-    assert (again.code, again.message) == ("E0304", "dense f needs a flat input, but gets 3x5x6")
+    assert again.code == "E0304"
+    assert again.message == "dense f needs a flat input or the channels last, but gets 3x5x6 with the channels first"
 
 
 def test_a_channels_first_map_is_e0304_with_flatten_first_and_permute_second_and_both_work_in_torch():
@@ -129,18 +130,18 @@ def test_a_channels_first_map_is_e0304_with_flatten_first_and_permute_second_and
 
 
 @pytest.mark.parametrize(
-    "lines, shape",
+    "lines, shape, where",
     [
-        (["reshape r: 8x30", "dense d: 2"], "8x5x6"),  # a reshape's shape is channels first
-        (["permute p: 0x2x1", "dense d: 2"], "8x5x6"),  # the channels still first
-        (["permute p: 1x0x2", "dense d: 2"], "8x5x6"),  # the channels in the middle
-        (["dense d: 2"], "16x9"),  # an input of rank 2 is C x L
+        (["reshape r: 8x30", "dense d: 2"], "8x5x6", "first"),  # a reshape's shape is channels first
+        (["permute p: 0x2x1", "dense d: 2"], "8x5x6", "first"),  # the channels still first
+        (["permute p: 1x0x2", "dense d: 2"], "8x5x6", "on axis 1"),  # the channels in the middle
+        (["dense d: 2"], "16x9", "first"),  # an input of rank 2 is C x L
     ],
 )
-def test_a_map_whose_channels_are_not_last_is_e0304_with_the_order_that_puts_them_last(lines, shape):
+def test_a_map_whose_channels_are_not_last_is_e0304_with_the_order_that_puts_them_last(lines, shape, where):
     text = net(*lines, shape=shape)
     err = error(text)
-    assert err.code == "E0304" and err.span.line == 2 + len(lines)
+    assert err.code == "E0304" and err.span.line == 2 + len(lines) and err.message.endswith(f"the channels {where}")
     assert check_fixes(text) == 2
     assert diagnostics(err.fixes[1].apply(text)) == []
 

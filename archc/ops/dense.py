@@ -37,7 +37,8 @@ class Dense(Op):
         lacks its `flatten`; a `permute` that puts the channels last applies it at every position."""
         order = tuple(i for i in range(len(shape)) if i != shape.channels) + (shape.channels,)
         return ShapeError(
-            f"dense {node.name} needs a flat input, but gets {fmt_shape(shape)}",
+            f"dense {node.name} needs a flat input or the channels last, but gets {fmt_shape(shape)} with "
+            + ("the channels first" if shape.channels == 0 else f"the channels on axis {shape.channels}"),
             [
                 f"insert `flatten` before it (it would give {prod(shape)} inputs)",
                 f"or, to apply it at every position, `permute: {fmt_shape(order)}` before it puts the channels last",
