@@ -156,6 +156,40 @@ def test_a_per_position_in_that_does_not_match_is_e0218_naming_the_features():
     assert check_fixes(text) == len(err.fixes)
 
 
+MLP = """block mlp(ratio) {
+  dense: in.channels * ratio -> gelu
+  dense: in.channels
+}
+
+network N {
+  input x: 8x5x6
+  permute p: 1x2x0
+  mlp m: 4
+}
+"""
+
+
+def test_in_channels_of_a_channels_last_input_is_its_last_size():
+    """A transformer's MLP block reads its width where the channels are: 8, not the 5 of axis 0."""
+    twin = Lambda(lambda a, b, x: b(nn.functional.gelu(a(x.permute(0, 2, 3, 1)))), nn.Linear(8, 32), nn.Linear(32, 8))
+    want = torch_figures(twin, (8, 5, 6))
+    net = archc.loads(MLP, "mlp.arch")
+    got = net.layer("m.dense2")
+    assert (tuple(got.shape), net.totals.params, net.totals.buffers, net.totals.macs) == (
+        want.shape,
+        want.params,
+        want.buffers,
+        want.macs,
+    )
+
+
+def test_the_other_sizes_of_a_channels_last_map_have_no_names():
+    """A permute may have put its spatial axes in any order: `height` would be a guess."""
+    err = error(net("permute p: 1x2x0", "dense: p.height"))
+    assert (err.code, err.message) == ("E0212", "`p` is 5x6x8, which has no height")
+    assert err.help == ["its sizes are channels (axis 2, where a permute put them; the other axes have no names)"]
+
+
 def test_units_below_one_are_e0205_at_every_rank():
     for text in (net("permute p: 1x2x0", "dense d: 0"), net("dense d: 0", shape="5")):
         err = error(text)
