@@ -31,7 +31,8 @@ class Layout(tuple):
     maps that inputs, convolutions and pools make; `permute` moves it with the axes, and
     `dense`, applied along the last axis, leaves its units there. That is how `dense`
     tells a map whose features are last (it runs at every position, as nn.Linear does)
-    from a channels-first C x H x W map, which means a forgotten `flatten` (E0304).
+    from a channels-first C x H x W map, which means a forgotten `flatten` (E0304), and
+    where `in.channels` reads.
     """
 
     channels: int
