@@ -685,12 +685,15 @@ _ENTRIES = (
         """,
     ),
     _entry(
-        "E0304: dense on a non-vector, or reshape to another size",
+        "E0304: dense on a channels-first map, or reshape to another size",
         """
-        A `dense` layer reads a vector, but this one gets an image or a sequence
+        A `dense` layer reads a vector, or the features on the last axis of a
+        map, but this one gets an image or a sequence with its channels first
         (such as 16x5x5); put `flatten` before it, and the help says how many
-        inputs that gives. A `reshape` must keep the number of values: 3x9x9
-        holds 243 values and cannot become 10x10. Check the target shape.
+        inputs that gives. To apply it at every position instead, put the
+        channels last with `permute` (1x2x0 on C x H x W). A `reshape` must keep
+        the number of values: 3x9x9 holds 243 values and cannot become 10x10.
+        Check the target shape.
         """,
         wrong="""
         network Head {

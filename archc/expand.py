@@ -20,7 +20,7 @@ from .diagnostics import ArchError, Fix, Reporter, Span, source_lines
 from .graph import Graph, Node
 from .ops import OPS
 from .ops.base import REQUIRED, PadPair, ShapeError, fmt_shape
-from .passes.shapes import check_output, check_sizes
+from .passes.shapes import shape_of
 from .syntax import parse
 
 MAX_NODES = 200_000
@@ -41,6 +41,15 @@ SIZE_NAMES = {
     4: ("channels", "depth", "height", "width"),
 }
 ALL_SIZE_NAMES = frozenset(name for names in SIZE_NAMES.values() for name in names)
+
+
+def size_axes(shape) -> dict[str, int]:
+    """The sizes a shape has, by name, and their axes: by rank while the channels are first; with
+    the channels elsewhere (after a `permute`), only they, at their axis: a permute may have put
+    the other axes in any order."""
+    if shape.channels == 0:
+        return {name: axis for axis, name in enumerate(SIZE_NAMES.get(len(shape), ("channels",)))}
+    return {"channels": shape.channels}
 
 
 class _Broken:
@@ -1048,10 +1057,13 @@ class Expander:
         shape = self._shape(target)
         if shape is None:  # a layer it depends on has no shape: the shape pass reports why
             raise EvalError("", e.span, reported=True)
-        names = SIZE_NAMES.get(len(shape), ("channels",))
-        if e.prop in names:
-            return shape[names.index(e.prop)]
+        axes = size_axes(shape)
+        if e.prop in axes:
+            return shape[axes[e.prop]]
+        names = tuple(axes)
         sizes = " and ".join(", ".join(names).rsplit(", ", 1))
+        if shape.channels:
+            sizes += f" (axis {shape.channels}, where a permute put them; the other axes have no names)"
         meant = e.prop if e.prop in ALL_SIZE_NAMES else closest(e.prop, ALL_SIZE_NAMES)[0]
         if meant is not None and meant not in names:  # `length` of an image: no edit can make it one
             raise EvalError(
@@ -1084,9 +1096,7 @@ class Expander:
             if node.op == "input" and node.name in self.overrides:
                 node.attrs = {**node.attrs, "shape": self.overrides[node.name]}
             try:
-                check_sizes(node)
-                shape = tuple(OPS[node.op].infer(node, ins, lambda *_, **__: None))  # the shape pass warns
-                check_output(node, shape)
+                shape = shape_of(node, ins, lambda *_, **__: None)  # the shape pass warns
             except ShapeError:
                 node.failed = True
                 continue

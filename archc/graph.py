@@ -38,7 +38,7 @@ class Node:
     calls: tuple[Span, ...] = ()  # where each enclosing block was called
     # written by the analysis passes
     geom: dict = field(default_factory=dict)
-    shape: tuple[int, ...] | None = None
+    shape: tuple[int, ...] | None = None  # an ops.base.Layout: also the axis of the channels
     params: int = 0
     buffers: int = 0
     macs: int = 0

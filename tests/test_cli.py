@@ -26,7 +26,8 @@ def test_check_reports_errors_with_location_and_exit_1(tmp_path):
     bad.write_text("network N {\n  input x: 16x5x5\n  dense F5: 120\n}\n")
     run = archc("check", str(bad))
     assert run.returncode == 1
-    assert f"{bad}:3:3: error: dense F5 needs a flat input, but gets 16x5x5 [E0304]" in run.stderr
+    message = "dense F5 needs a flat input or the channels last, but gets 16x5x5 with the channels first"
+    assert f"{bad}:3:3: error: {message} [E0304]" in run.stderr
     assert "    3 |   dense F5: 120" in run.stderr and "^^^" in run.stderr
     assert "Traceback" not in run.stderr
 

@@ -39,6 +39,7 @@ BUNDLED = {  # spec: per-sample input shape to run it at (None: the spec's own)
     "efficientnet_b0": (3, 32, 32),
     "regnet_y_400mf": (3, 32, 32),
     "shufflenet_v2_x1_0": (3, 32, 32),
+    "convnext_tiny": (3, 32, 32),
     "inception_module": None,
     "lenet5": None,
     "deconv_example": None,

@@ -147,8 +147,11 @@ def test_empty_output_is_an_error_with_the_sizes():
 def test_dense_on_an_unflattened_input():
     d = one_error("network N {\n  input x: 16x5x5\n  dense F5: 120\n}")
     assert d.code == "E0304"
-    assert d.message == "dense F5 needs a flat input, but gets 16x5x5"
-    assert d.help == ["`flatten F5_in` before it gives it 400 inputs, output 120"]  # with the edit that inserts it
+    assert d.message == "dense F5 needs a flat input or the channels last, but gets 16x5x5 with the channels first"
+    assert d.help == [  # with the edits that insert them
+        "`flatten F5_in` before it gives it 400 inputs, output 120",
+        "`permute F5_in: 1x2x0` before it puts the channels last and applies it at every position, output 5x5x120",
+    ]
 
 
 def test_add_with_different_shapes_names_both_layers():

@@ -443,12 +443,19 @@ def test_a_dense_layer_on_a_map_gets_a_flatten_inserted_when_it_reads_the_statem
     text = net("conv c: 4 @ 3 -> relu", "dense fc: 10 -> relu", "dense: 3", shape="3x4x4")
     (error,) = diagnostics(text)
     assert error.code == "E0304"
-    assert error.help == ["`flatten fc_in` before it gives it 16 inputs, output 10"]
+    assert error.help == [
+        "`flatten fc_in` before it gives it 16 inputs, output 10",
+        "`permute fc_in: 1x2x0` before it puts the channels last and applies it at every position, output 2x2x10",
+    ]
     assert error.fixes[0].apply(text) == text.replace("  dense fc:", "  flatten fc_in\n  dense fc:")
-    assert check_fixes(text) == 1
+    assert error.fixes[1].apply(text) == text.replace("  dense fc:", "  permute fc_in: 1x2x0\n  dense fc:")
+    assert check_fixes(text) == 2
     named = net("conv c: 4 @ 3", "relu", "dense fc (c): 10", "output (fc, relu1)", shape="3x4x4")
     (error,) = [d for d in diagnostics(named) if d.code == "E0304"]  # a flatten above would not feed it
-    assert error.fixes == [] and error.help == ["insert `flatten` before it (it would give 16 inputs)"]
+    assert error.fixes == [] and error.help == [
+        "insert `flatten` before it (it would give 16 inputs)",
+        "or, to apply it at every position, `permute: 1x2x0` before it puts the channels last",
+    ]
 
 
 def _random_mistake(rng: random.Random) -> str:

@@ -40,6 +40,7 @@ TORCHVISION_FIGURES = {
     "mobilenet_v3_small.arch": (2_542_856, 12_112, 56_510_400),
     "regnet_y_400mf.arch": (4_344_144, 27_152, 401_842_848),
     "shufflenet_v2_x1_0.arch": (2_278_604, 16_180, 144_907_992),
+    "convnext_tiny.arch": (28_589_128, 0, 4_455_531_264),
 }
 
 # Small examples without published totals; checked against PyTorch below.

@@ -24,6 +24,26 @@ Shape = tuple[int, ...]
 # centres, jumps below 1 after upsampling).
 RF = tuple[tuple[int | Fraction, int | Fraction, int | Fraction], ...] | None
 
+
+class Layout(tuple):
+    """A per-sample shape that knows which of its axes holds the channels (the features).
+
+    The shape pass gives every output one (`Op.channels`): axis 0 in the channels-first
+    maps that inputs, convolutions and pools make; `permute` moves it with the axes, and
+    `dense`, applied along the last axis, leaves its units there. That is how `dense`
+    tells a map whose features are last (it runs at every position, as nn.Linear does)
+    from a channels-first C x H x W map, which means a forgotten `flatten` (E0304), and
+    where `in.channels` reads.
+    """
+
+    channels: int
+
+    def __new__(cls, sizes=(), channels: int = 0):
+        shape = super().__new__(cls, sizes)
+        shape.channels = channels
+        return shape
+
+
 REQUIRED = object()
 # The largest size, count or figure archc works with (docs/language.md, section 12): beyond
 # it, counts overflow the 64-bit integers of every framework (and FLOPs, 2 x MACs, would too).
@@ -89,6 +109,11 @@ class Op:
     def infer(self, node, ins: list[Shape], warn) -> Shape:
         """Output shape from input shapes; may record resolved geometry in node.geom."""
         return ins[0]
+
+    def channels(self, node, ins: list[Layout], out: Shape) -> int:
+        """The axis of the output that holds the channels (see `Layout`): by default where the
+        first input has them while the rank stays (activations, norms, merges), else the first."""
+        return ins[0].channels if ins and len(out) == len(ins[0]) else 0
 
     def count_params(self, node, ins: list[Shape], out: Shape) -> int:
         return 0
@@ -259,7 +284,8 @@ class Proposal:
 
     `param` is the layer's parameter to change (`pad`, `kernel`), or a change of the graph:
     `input` for the size of the network input the layer reads (`value`: the spatial sizes of
-    the layer's input), `flatten` for a `flatten` inserted before the layer, `inputs` for its
+    the layer's input), `flatten` for a `flatten` inserted before the layer (`permute` for a
+    `permute` with the order `value`, written `text`), `inputs` for its
     inputs in another order (`value`: their indices), `reshape` for a `reshape` of one input
     inserted before the layer (`value`: the input's index and its new shape). `value` is what the expander would give
     for `text`, how a spec writes it; `says` what it does, for the help (`makes it exact:

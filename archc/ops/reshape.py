@@ -48,6 +48,9 @@ class Reshape(Op):
             )
         return target
 
+    def channels(self, node, ins, out):
+        return 0  # the new shape is written channels first
+
     def receptive(self, node, rfs):
         return None
 
@@ -86,6 +89,9 @@ class Permute(Op):
             )
         node.geom["order"] = order
         return tuple(ins[0][i] for i in order)
+
+    def channels(self, node, ins, out):
+        return node.geom["order"].index(ins[0].channels)  # they move with their axis
 
     def receptive(self, node, rfs):
         """The spatial axes' fields in their new order while the channels stay first; else, with the

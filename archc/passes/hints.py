@@ -6,7 +6,8 @@ does not divide evenly (W0301: more padding, or another input size), a
 of another resolution than the layer table assumed, or a stride-1 convolution
 whose padding shrinks the map; or `in=` itself), an empty output (E0302:
 `pad=same`), a 3-D average pool larger than its input (E0205: a smaller
-window), a dense layer on a map (E0304: `flatten` first), a shortcut into a
+window), a dense layer on a map (E0304: `flatten` first, or `permute` to put
+the channels last), a shortcut into a
 smaller input (E0305: the inputs in another order), a gate multiplied with a
 map of another rank (E0305: a `reshape` to C x 1 x 1). The layer types propose
 changes (`Proposal`); each is tried here by running the shape pass again with
@@ -24,7 +25,7 @@ from collections import Counter
 from ..diagnostics import Fix, Reporter, Span, source_lines
 from ..graph import Node
 from ..ops import OPS
-from ..ops.base import Proposal, fmt_padding, fmt_shape, pad_spelling, prod
+from ..ops.base import Proposal, fmt_padding, fmt_shape, pad_spelling
 
 MAX_TRIALS = 80  # shape passes one analysis may run to find and check fixes
 WORK = 200_000  # ... and layers those passes may visit in all (~2 s): a big network gets fewer trials
@@ -162,24 +163,24 @@ def _proposed(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
         diag.fixes = fixes
 
 
-def _flatten_first(trials: Trials, diag, node, prop: Proposal) -> list:
-    """[help, fix] for a `flatten` statement inserted before a layer that reads the statement above
-    (not one that names its input: the `flatten` would read the statement above, not that)."""
+def _inserted_first(trials: Trials, diag, node, prop: Proposal) -> list:
+    """[help, fix] for a `flatten` (or a `permute: ORDER`, `prop.text`) statement inserted before a
+    layer that reads the statement above (not one that names its input: the new statement would
+    read the statement above, not that)."""
     src = trials.graph.nodes[node.inputs[0]]
     if not trials.editable(node) or "(" in trials.written(_head(node)):  # `dense fc (x): ...`
         return []
-    name = f"{node.name}_in"  # named: an unnamed one would renumber the `flatten`s after it
+    name = f"{node.name}_in"  # named: an unnamed one would renumber the layers of its type after it
     while name in trials.graph.nodes:
         name += "_"
-    flatten = Node(name, "flatten", [src.name], {}, node.span)
-    out = trials.works(diag, node, {}, {}, before=flatten)
+    attrs = {} if prop.value is None else {"order": prop.value}
+    out = trials.works(diag, node, {}, {}, before=Node(name, prop.param, [src.name], attrs, node.span))
     if not out:
         return []
-    indent = " " * (node.span.col - 1)
-    fix = Fix(
-        Span(node.span.file, node.span.line, node.span.col, node.span.line, node.span.col), f"flatten {name}\n{indent}"
-    )
-    return [f"`flatten {name}` before it gives it {prod(src.shape)} inputs, output {fmt_shape(out)}", fix]
+    statement = f"{prop.param} {name}" + (f": {prop.text}" if prop.text else "")
+    at = node.span
+    fix = Fix(Span(at.file, at.line, at.col, at.line, at.col), f"{statement}\n{' ' * (at.col - 1)}")
+    return [f"`{statement}` before it {prop.says}, output {fmt_shape(out)}", fix]
 
 
 def _head(node) -> Span:
@@ -249,7 +250,7 @@ def _reshaped_input(trials: Trials, diag, node, prop: Proposal) -> list:
     ]
 
 
-GRAPH_EDITS = {"flatten": _flatten_first, "inputs": _reordered, "reshape": _reshaped_input}
+GRAPH_EDITS = {"flatten": _inserted_first, "permute": _inserted_first, "inputs": _reordered, "reshape": _reshaped_input}
 
 
 def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:
@@ -257,7 +258,7 @@ def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:
 
     `in=` is tried first, as the trials may run out: the changes upstream are searched for.
     """
-    got = prod(trials.graph.nodes[node.inputs[0]].shape)
+    got = trials.graph.nodes[node.inputs[0]].shape[-1]  # the features dense reads
     text = f"in={got}"
     fix = trials.param_fix(node, "in", text)
     # tried as well: the layers after this one were not analysed, and may fail on its output
@@ -275,8 +276,9 @@ def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:
 def dense_message(graph, node) -> str:
     expected = node.attrs["in"]
     src = graph.nodes[node.inputs[0]]
-    got = src.shape[0]
-    origin = graph.nodes[src.inputs[0]] if src.op in ("flatten", "reshape") and src.inputs else src
+    got = src.shape[-1]
+    flat = src.op in ("flatten", "reshape") and len(src.shape) == 1 and src.inputs
+    origin = graph.nodes[src.inputs[0]] if flat else src  # where the values of a vector come from
     gives = f"{fmt_shape(origin.shape)} = {got}" if origin is not src else str(got)
     return f"dense {node.name} expects {expected} inputs (in={expected}), but {src.op} {src.name} gives {gives}"
 

@@ -3,7 +3,7 @@
 Standard receptive-field arithmetic: a window layer with effective kernel k,
 stride s and left padding p maps (r, j, start) to
 (r + (k-1)*j, j*s, start + ((k-1)/2 - p)*j). Layers that mix every position
-(dense, flatten, global and adaptive pooling) end it: None means "the whole
+(flatten, global and adaptive pooling, and so dense on the vector they give) end it: None means "the whole
 input".
 """
 

@@ -6,7 +6,7 @@ import functools
 
 from ..diagnostics import Reporter
 from ..ops import OPS, ShapeError
-from ..ops.base import MAX_SIZE, fmt_shape, prod
+from ..ops.base import MAX_SIZE, Layout, fmt_shape, prod
 from .hints import dense_message, offer_fixes
 
 
@@ -74,6 +74,16 @@ def check_output(node, shape) -> None:
         )
 
 
+def shape_of(node, ins: list[Layout], warn) -> Layout:
+    """A layer's output from its inputs, with its sizes checked (E0306) and the axis of its
+    channels: the one rule of the shape pass and of the expander's `in.channels`."""
+    op = OPS[node.op]
+    check_sizes(node)  # first: then every figure the layer works out is small enough to print
+    shape = tuple(op.infer(node, ins, warn))
+    check_output(node, shape)
+    return Layout(shape, op.channels(node, ins, shape))
+
+
 def infer_shapes(
     graph,
     reporter: Reporter,
@@ -94,7 +104,6 @@ def infer_shapes(
             node.failed = True  # the cause is already reported; stay quiet
             continue
         ins = [nodes[src].shape for src in node.inputs]
-        op = OPS[node.op]
 
         def warn(message, help=(), proposals=(), node=node):
             diag = reporter.warn("W0301", message, node.span, help, node_notes(node))
@@ -104,10 +113,7 @@ def infer_shapes(
         try:
             if node.op == "input" and node.name in overrides:
                 node.attrs = {**node.attrs, "shape": overrides[node.name]}
-            # first: then every figure the layer works out is small enough to print
-            check_sizes(node)
-            shape = tuple(op.infer(node, ins, warn))
-            check_output(node, shape)
+            shape = shape_of(node, ins, warn)
         except ShapeError as err:
             span = node.arg_spans.get(err.param, node.span) if err.param else node.span
             message = err.message

@@ -562,11 +562,12 @@ def instance_norm(
 
 
 def linear(x, weight, bias=None):
-    """Dense layer like torch's F.linear: x @ weight.T + bias.
+    """Dense layer like torch's F.linear: x @ weight.T + bias, along the last axis of x.
 
-    weight is (out, in).
+    weight is (out, in). The positions are made one matrix of rows first: matmul on a
+    stack of channels-last maps (a permuted view) loops in C without BLAS, 30x slower.
     """
-    y = x @ weight.T
+    y = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(*x.shape[:-1], len(weight))
     return y if bias is None else y + bias
 
 
