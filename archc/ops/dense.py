@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from ..codegen.pyexpr import call, lit
+from ..codegen.pyexpr import call
 from .base import Op, P, Proposal, ShapeError, fmt_shape, prod, register
-from .emit import zeros
 
 
 @register
 class Dense(Op):
     name = "dense"
     doc = "Fully connected layer: every output unit sees every input unit."
+    init_kind = "dense"
     params = (
         P("units", "int", positional=True, doc="number of output units"),
         P("bias", "bool", True),
@@ -51,8 +51,8 @@ class Dense(Op):
 
     def numpy_state(self, node, ins, init):
         units = node.attrs["units"]
-        state = [("weight", call(init, "rng", lit((units, ins[0][0]))))]
-        return state + ([("bias", zeros((units,)))] if node.attrs["bias"] else [])
+        shape = (units, ins[0][0])
+        return [("weight", init.weight(shape)), *([("bias", init.bias(units, shape))] if node.attrs["bias"] else [])]
 
     def numpy_call(self, node, state, args):
         return call("linear", args[0], state("weight"), *([state("bias")] if node.attrs["bias"] else []))
