@@ -156,12 +156,15 @@ def torch_lines(network, depth: int) -> list[str]:
             body += [s.format(t="m.bias") for s in bias.torch]
         elif bias.torch and any(biased):
             body += ["if m.bias is not None:", *(f"    {s.format(t='m.bias')}" for s in bias.torch)]
-        if body:
-            types = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
-            branches.append((f"isinstance(m, {types})", body))
+        same = next((branch for branch in branches if branch[1] == body), None)
+        if same is not None:  # GoogLeNet: one branch for conv and linear, as torchvision writes it
+            same[0].extend(classes)
+        elif body:
+            branches.append((classes, body))
     out = ["for m in self.modules():"] if branches else []
-    for i, (test, body) in enumerate(branches):
-        out.append(f"    {'elif' if i else 'if'} {test}:")
+    for i, (classes, body) in enumerate(branches):
+        types = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
+        out.append(f"    {'elif' if i else 'if'} isinstance(m, {types}):")
         out += [f"        {s}" for s in body]
     return ["    " * depth + line for line in out]
 

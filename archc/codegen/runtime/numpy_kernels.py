@@ -752,6 +752,7 @@ def _fans(shape):
 
 
 def _fan(shape, mode):
+    """torch's fan_in or fan_out of a weight, as `mode` names it."""
     fan_in, fan_out = _fans(shape)
     return fan_in if mode == "fan_in" else fan_out
 
