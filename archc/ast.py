@@ -169,6 +169,7 @@ class Network:
     name: str
     body: tuple[Stmt, ...]
     span: Span
+    args: tuple[Arg, ...] = ()  # the settings after the name: `network ResNet50 init=resnet {`
 
 
 @dataclass(frozen=True)

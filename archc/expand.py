@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast
+from .codegen.init import DEFAULT_SCHEME, SCHEMES
 from .diagnostics import ArchError, Fix, Reporter, Span, source_lines
 from .graph import Graph, Node
 from .ops import OPS
-from .ops.base import REQUIRED, PadPair, ShapeError, fmt_shape
+from .ops.base import REQUIRED, P, PadPair, ShapeError, fmt_shape
 from .passes.shapes import shape_of
 from .syntax import parse
 
@@ -62,6 +63,10 @@ class _Broken:
 
 BROKEN = _Broken()
 OUTPUT = "output"  # the statement that declares the network's outputs; not a layer
+# The settings a network takes after its name, checked as a layer's arguments are.
+NETWORK_PARAMS = (
+    P("init", "choice", DEFAULT_SCHEME, choices=tuple(SCHEMES), doc="how build_model() starts the weights"),
+)
 
 
 class EvalError(Exception):
@@ -601,11 +606,20 @@ class Expander:
     def network(self, net: ast.Network, file: str) -> Graph:
         self.graph = Graph(net.name, file)
         scope = Scope("", {}, _explicit_names(net.body))
+        if net.args:
+            self._settings(net.args, scope, net.span)
         try:
             self.body(net.body, scope, None)
         except _TooBigError as err:
             self.r.error("E0213", str(err), err.span or net.span, [err.help])
         return self.graph
+
+    def _settings(self, args, scope: Scope, where: Span) -> None:
+        """The settings after the network's name (`init=resnet`), checked as a layer's arguments are."""
+        values = self._evaluate_args(args, scope)
+        settings, _ = (None, None) if values is None else self.bind_values(values, NETWORK_PARAMS, {}, "network", where)
+        if settings is not None:
+            self.graph.init = settings["init"]
 
     def body(self, stmts, scope: Scope, prev):
         for stmt in stmts:
@@ -1195,11 +1209,17 @@ class Expander:
         return _did_you_mean(word, candidates, span, meanings) if self.compared <= MAX_STEPS else ([], [])
 
     def _word_hint(self, word: str, span: Span, symbols, params) -> tuple[list[str], list[Fix]]:
-        """For a word with no positional place: the word it misspells (`ciel`: `ceil`), or the
-        parameter it names, which needs a value (`strid`: `stride=...`, not an edit to make)."""
+        """For a word with no positional place: the word it misspells (`ciel`: `ceil`), the
+        parameter it is a value of (`network N resnet`: `init=resnet`, an edit that names it),
+        or the parameter it names, which needs a value (`strid`: `stride=...`, not an edit to make)."""
         help_, fixes = self._hint(word, symbols, span)
         if help_:
             return help_, fixes
+        owner = next((p.name for p in params.values() if word in p.choices), None)
+        if owner is not None:
+            return [f"did you mean `{owner}={word}`?"], [
+                Fix(Span(span.file, span.line, span.col, span.line, span.col), f"{owner}=")
+            ]
         target, _ = closest(word, params)
         return ([f"did you mean `{target}=...`? a parameter is given as name=value"], []) if target else ([], [])
 

@@ -61,6 +61,7 @@ class Graph:
         self.nodes: dict[str, Node] = {}  # insertion order = topological order
         self.readers: dict[str, list[str]] = {}  # layer -> the layers that take it as an input, in order
         self.declared_outputs: list[str] | None = None  # from `output (a, b)`
+        self.init: str | None = None  # `network N init=SCHEME {`: how build_model() starts the weights
 
     def add(self, node: Node) -> Node:
         self.nodes[node.name] = node

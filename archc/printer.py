@@ -47,7 +47,8 @@ def format_module(
         out += printer.body(block.body, 1, first_reads="in", scope=block.name + ".")
         out += ["}", ""]
     for net in module.networks:
-        out.append(f"network {net.name} {{")
+        settings = f" {format_args('network', net.args)}" if net.args else ""
+        out.append(f"network {net.name}{settings} {{")
         out += printer.body(net.body, 1, first_reads=None, scope="")
         out += [f"{INDENT}# {line}" if line else f"{INDENT}#" for line in footer or ()]
         out.append("}")

@@ -252,7 +252,8 @@ def _transformer():
             )
 
         def network_def(self, meta, children):
-            return ast.Network(str(children[0]), children[1], self._s(meta))
+            name, args, body = children
+            return ast.Network(str(name), body, self._s(meta), args or ())
 
         def import_stmt(self, meta, children):
             return ast.Import(str(children[0])[1:-1], self._s(meta))
@@ -522,8 +523,9 @@ class _Reader:
                 blocks.append(self.block(word))
             elif word[1] == "network":
                 name = self.take("NAME")
+                args = self.args()[0] if self.kind() != "{" else ()
                 body, end = self.body()
-                networks.append(ast.Network(name[1], body, self.span(self.start(word), end)))
+                networks.append(ast.Network(name[1], body, self.span(self.start(word), end), args))
             else:
                 raise _NotFastError
             kind = tokens[self.i][0]

@@ -146,8 +146,12 @@ def test_numpy_batch_norm_statistics_follow_torch_in_train_mode(nets, spec):
         if node.op != "bn" or dropouts & nx.ancestors(net.graph.nx, node.name):
             continue
         key = gen.attrs[node.name]
-        for stat in ("running_mean", "running_var"):  # a mean of about 0 is noise: an absolute floor
-            np.testing.assert_allclose(nstate[f"{key}.{stat}"], tstate[f"{key}.{stat}"], 1e-4, 1e-6, err_msg=key)
+        for stat in ("running_mean", "running_var"):
+            # a mean of about 0 is noise: a floor, at the scale of the layer's statistics (which
+            # the initialisation sets: Kaiming's convs make ResNet-50's larger than PyTorch's default)
+            want = tstate[f"{key}.{stat}"].numpy()
+            floor = 1e-5 * max(float(np.abs(want).max()), 0.1)
+            np.testing.assert_allclose(nstate[f"{key}.{stat}"], want, 1e-4, floor, err_msg=key)
         assert int(nstate[f"{key}.num_batches_tracked"]) == int(tstate[f"{key}.num_batches_tracked"]) == 2
         checked += 1
     assert checked
@@ -216,7 +220,7 @@ def test_readme_round_trip_torch_numpy_torch(nets, tmp_path):
         assert torch.equal(a, b), k
 
 
-def test_numpy_build_model_is_seeded_and_initialises_by_layer(nets):
+def test_numpy_build_model_is_seeded_and_initialises_by_the_specs_scheme(nets):
     net = nets["resnet18"]
     a, _, _ = build(net, "numpy", seed=0)
     b, _, _ = build(net, "numpy", seed=0)
@@ -224,10 +228,10 @@ def test_numpy_build_model_is_seeded_and_initialises_by_layer(nets):
     for key, value in a.state_dict().items():
         assert np.array_equal(value, b.state_dict()[key])
     assert not np.array_equal(a.state["conv1.weight"], c.state["conv1.weight"])
-    # conv1 feeds bn1 -> relu: He normal, std sqrt(2 / fan_in) with fan_in 3*7*7
-    assert abs(a.state["conv1.weight"].std() / np.sqrt(2 / 147) - 1) < 0.05
-    # fc has no ReLU after it: Xavier uniform, limit sqrt(6 / (512 + 1000))
-    limit = np.sqrt(6 / 1512)
+    # init=resnet, as torchvision's ResNet: convs Kaiming normal, std sqrt(2 / fan_out), fan_out 64*7*7
+    assert abs(a.state["conv1.weight"].std() / np.sqrt(2 / (64 * 49)) - 1) < 0.05
+    # and fc keeps PyTorch's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in 512
+    limit = 1 / np.sqrt(512)
     assert np.abs(a.state["fc.weight"]).max() <= limit
     assert abs(a.state["fc.weight"].std() / (limit / np.sqrt(3)) - 1) < 0.05
     assert np.all(a.state["bn1.running_var"] == 1) and a.state["bn1.num_batches_tracked"].dtype == np.int64

@@ -556,26 +556,62 @@ def test_fans_follow_torch(shape):
     assert K._fans(shape) == nn.init._calculate_fan_in_and_fan_out(torch.empty(shape))
 
 
-@pytest.mark.parametrize("shape", INIT_SHAPES, ids=["conv2d", "dense", "conv3d", "conv1d"])
-def test_he_normal(shape):
-    w = K.he_normal(np.random.default_rng(0), shape)
-    assert w.dtype == np.float32 and w.shape == shape
-    std = math.sqrt(2 / K._fans(shape)[0])
-    assert abs(w.std() / std - 1) < 0.02
-    assert abs(w.mean()) < 0.02 * std
-    exact(K.he_normal(np.random.default_rng(0), shape), w)
+def torch_init(function, shape, *args, **kwargs) -> np.ndarray:
+    """What torch's nn.init function draws into a tensor of `shape`."""
+    torch.manual_seed(0)
+    tensor = torch.empty(shape)
+    function(tensor, *args, **kwargs)
+    return tensor.numpy()
+
+
+def same_distribution(ours, theirs):
+    """Same dtype and shape; mean, std, mean |value| and largest |value| agree within sampling noise."""
+    assert ours.dtype == np.float32 and ours.shape == theirs.shape
+    n, std = ours.size, theirs.std()
+    assert abs(ours.mean() - theirs.mean()) < 6 * std / math.sqrt(n)
+    assert abs(ours.std() / std - 1) < 6 / math.sqrt(n)
+    assert abs(np.abs(ours).mean() / np.abs(theirs).mean() - 1) < 6 / math.sqrt(n)
+    assert abs(np.abs(ours).max() / np.abs(theirs).max() - 1) < 0.3
+
+
+def fan_out(t: torch.Tensor) -> float:
+    """1 / sqrt(fan_out): EfficientNet's bound for linear weights (1 / sqrt(out_features))."""
+    return 1 / math.sqrt(nn.init._calculate_fan_in_and_fan_out(t)[1])
+
+
+# the kernel's arguments after (rng, shape), and torch's nn.init call that it reproduces
+INITS = {
+    "kaiming_fan_in": (K.kaiming_normal, {}, lambda t: nn.init.kaiming_normal_(t)),
+    "kaiming_fan_out": (K.kaiming_normal, {"mode": "fan_out"}, lambda t: nn.init.kaiming_normal_(t, mode="fan_out")),
+    "torch_default": (K.uniform_fan, {}, lambda t: nn.init.kaiming_uniform_(t, a=math.sqrt(5))),
+    "uniform_fan_out": (K.uniform_fan, {"mode": "fan_out"}, lambda t: nn.init.uniform_(t, -fan_out(t), fan_out(t))),
+    "normal": (K.normal, {"std": 0.01}, lambda t: nn.init.normal_(t, 0, 0.01)),
+    "trunc_normal": (K.trunc_normal, {"std": 0.02}, lambda t: nn.init.trunc_normal_(t, std=0.02)),
+    "trunc_normal_cut": (
+        K.trunc_normal,
+        {"std": 1.0, "a": -1.0, "b": 0.5},
+        lambda t: nn.init.trunc_normal_(t, 0, 1, -1, 0.5),
+    ),
+}
 
 
 @pytest.mark.parametrize("shape", INIT_SHAPES, ids=["conv2d", "dense", "conv3d", "conv1d"])
-def test_xavier_uniform(shape):
-    w = K.xavier_uniform(np.random.default_rng(0), shape)
-    assert w.dtype == np.float32 and w.shape == shape
-    limit = math.sqrt(6 / sum(K._fans(shape)))
-    assert np.abs(w).max() <= limit
-    assert np.abs(w).max() > 0.99 * limit
-    assert abs(w.std() / (limit / math.sqrt(3)) - 1) < 0.02
-    assert abs(w.mean()) < 0.02 * limit
-    exact(K.xavier_uniform(np.random.default_rng(0), shape), w)
+@pytest.mark.parametrize("init", sorted(INITS))
+def test_initialisers_draw_what_torch_draws(init, shape):
+    kernel, kwargs, theirs = INITS[init]
+    ours = kernel(np.random.default_rng(0), shape, **kwargs)
+    same_distribution(ours, torch_init(theirs, shape))
+    exact(kernel(np.random.default_rng(0), shape, **kwargs), ours)  # the same seed, the same weights
+
+
+@pytest.mark.parametrize("shape", INIT_SHAPES, ids=["conv2d", "dense", "conv3d", "conv1d"])
+def test_uniform_bias_draws_what_torch_draws(shape):
+    """PyTorch's default bias: its bound comes from the fan_in of the layer's weight."""
+    size = 20_000
+    ours = K.uniform_bias(np.random.default_rng(0), size, shape)
+    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(torch.empty(shape))
+    bound = 1 / math.sqrt(fan_in)
+    same_distribution(ours, torch_init(nn.init.uniform_, (size,), -bound, bound))
 
 
 # -- what the code generator relies on ----------------------------------------------------------
@@ -671,8 +707,11 @@ SAMPLES = {
     "hardsigmoid": lambda: (X * 5,),
     "sigmoid": lambda: (X * 50,),
     "softmax": lambda: (X, 2),
-    "he_normal": lambda: (np.random.default_rng(6), (8, 4, 3)),
-    "xavier_uniform": lambda: (np.random.default_rng(6), (8, 4, 3)),
+    "kaiming_normal": lambda: (np.random.default_rng(6), (8, 4, 3), "fan_out"),
+    "uniform_fan": lambda: (np.random.default_rng(6), (8, 4, 3)),
+    "uniform_bias": lambda: (np.random.default_rng(6), 8, (8, 4, 3)),
+    "normal": lambda: (np.random.default_rng(6), (8, 4, 3), 0.5),
+    "trunc_normal": lambda: (np.random.default_rng(6), (8, 4, 3), 1.0, -0.5, 0.5),
 }
 
 

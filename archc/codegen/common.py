@@ -18,10 +18,6 @@ from .pyexpr import Call, Index, Temp, Update, assignment, deletion, flat, is_id
 
 UNUSED = "unused: nothing reads it (W0302)"  # the comment on the statement of a layer nothing reads
 
-# Activations after which a layer's weights start with He (Kaiming) initialisation;
-# others (tanh, sigmoid, softmax, none) get Xavier (Glorot).
-RELU_LIKE = frozenset({"relu", "leaky_relu", "relu6", "elu", "gelu", "silu", "hardswish", "mish"})
-
 
 @dataclass
 class Generated:
@@ -205,23 +201,6 @@ def shapes_text(plan: Plan) -> list[str]:
     ins = [f"{plan.vars[n.name]}: N x {' x '.join(map(str, n.shape))}" for n in net.graph.inputs]
     outs = [f"{n}: N x {' x '.join(map(str, net.layer(n).shape))}" for n in plan.outputs]
     return [f"Input {', '.join(ins)}.", f"Output {', '.join(outs)}."]
-
-
-def he_or_xavier(network, node) -> str:
-    """He initialisation when the layer feeds a ReLU-like activation (perhaps after bn), else Xavier."""
-    seen = node
-    for _ in range(3):
-        if seen.activation is not None:
-            return "he_normal" if seen.activation[0] in RELU_LIKE else "xavier_uniform"
-        consumers = network.graph.consumers(seen.name)
-        if len(consumers) != 1:
-            break
-        seen = network.layer(consumers[0])
-        if seen.op in RELU_LIKE:
-            return "he_normal"
-        if seen.op not in ("bn", "dropout"):
-            break
-    return "xavier_uniform"
 
 
 def reserved_names() -> tuple[str, ...]:

@@ -18,13 +18,13 @@ from .common import (
     Generated,
     StateRef,
     forward_body,
-    he_or_xavier,
     header,
     make_plan,
     reserved_names,
     shapes_text,
     signature,
 )
+from .init import Initial, describe
 from .pyexpr import Entry, Seq, lines, lit
 
 KERNELS = Path(__file__).parent / "runtime" / "numpy_kernels.py"
@@ -112,8 +112,7 @@ def generate(network) -> Generated:
         if node.op == "input":
             continue
         ins = [graph.nodes[i].shape for i in node.inputs]
-        init = he_or_xavier(network, node)
-        for suffix, value in OPS[node.op].numpy_state(node, ins, init):
+        for suffix, value in OPS[node.op].numpy_state(node, ins, Initial(network, node)):
             entries.append(Entry(lit(StateRef(plan.attrs[node.name]).name(suffix)), value))
 
     def layer(node, args):
@@ -143,6 +142,8 @@ def generate(network) -> Generated:
         "",
         "    Arrays live in `state`, under the keys and shapes of the PyTorch model's",
         "    state_dict(), so weights move between the two by key.",
+        "",
+        *(f"    {line}" for line in describe(network, 84)),
         '    """',
         "",
         *init_lines,

@@ -105,6 +105,10 @@ class Op:
     # inference, the input itself (dropout, identity): no new memory.
     is_view: ClassVar[bool] = False
     is_activation: ClassVar[bool] = False
+    # Which rules of an initialisation scheme start the weights (archc/codegen/init.py): "conv" for
+    # torch's nn.ConvNd, "dense" for nn.Linear; None keeps PyTorch's default (a transposed conv,
+    # as torchvision's schemes do) or the layer's own start (norms: weight 1, bias 0).
+    init_kind: ClassVar[str | None] = None
 
     def infer(self, node, ins: list[Shape], warn) -> Shape:
         """Output shape from input shapes; may record resolved geometry in node.geom."""
@@ -151,8 +155,11 @@ class Op:
     def torch_call(self, node, module: str, args: list[str]):
         return call(module, args[0])
 
-    def numpy_state(self, node, ins: list[Shape], init: str) -> list:
-        """(suffix, initial value) for each array, in the order and shapes of torch's state_dict."""
+    def numpy_state(self, node, ins: list[Shape], init) -> list:
+        """(suffix, initial value) for each array, in the order and shapes of torch's state_dict.
+
+        `init` (an archc.codegen.init.Initial) gives the expressions of a weight and a bias that
+        start as the network's initialisation scheme starts them."""
         return []
 
     def numpy_call(self, node, state, args: list[str]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from ..codegen.pyexpr import Index, call, lit
+from ..codegen.pyexpr import Index, call
 from .base import (
     Op,
     P,
@@ -23,7 +23,7 @@ from .base import (
     spatial_dims,
     window_rf,
 )
-from .emit import dims, padding, symmetric, torch_pad, torch_padding, unless, zeros
+from .emit import dims, padding, symmetric, torch_pad, torch_padding, unless
 
 PAD_SYMBOLS = {"same": ("pad", "same"), "valid": ("pad", "valid"), "full": ("pad", "full")}
 
@@ -89,6 +89,7 @@ def _common_divisors(a: int, b: int) -> str:
 
 class _ConvBase(Op):
     symbols = PAD_SYMBOLS
+    init_kind = "conv"
     depthwise = False
 
     def infer(self, node, ins, warn):
@@ -166,8 +167,8 @@ class _ConvBase(Op):
 
 def _numpy_state(node, weight_shape, init) -> list:
     """Weight (in torch's layout for the layer) and bias, as torch's state_dict has them."""
-    state = [("weight", call(init, "rng", lit(weight_shape)))]
-    return state + ([("bias", zeros((node.geom["filters"],)))] if node.attrs["bias"] else [])
+    bias = [("bias", init.bias(node.geom["filters"], weight_shape))] if node.attrs["bias"] else []
+    return [("weight", init.weight(weight_shape)), *bias]
 
 
 def _numpy_call(function: str, node, state, args, **extra):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ..codegen.pyexpr import call, lit
+from ..codegen.pyexpr import call
 from .base import Op, P, Proposal, ShapeError, bias_adds, fmt_shape, prod, register
-from .emit import zeros
 
 
 @register
@@ -14,6 +13,7 @@ class Dense(Op):
         "Fully connected layer: every output unit sees every input feature. On a vector, or at every "
         "position of a map whose features are last (after `permute`), as nn.Linear."
     )
+    init_kind = "dense"
     params = (
         P("units", "int", positional=True, doc="number of output units"),
         P("bias", "bool", True),
@@ -75,8 +75,8 @@ class Dense(Op):
 
     def numpy_state(self, node, ins, init):
         units = node.attrs["units"]
-        state = [("weight", call(init, "rng", lit((units, ins[0][-1]))))]
-        return state + ([("bias", zeros((units,)))] if node.attrs["bias"] else [])
+        shape = (units, ins[0][-1])
+        return [("weight", init.weight(shape)), *([("bias", init.bias(units, shape))] if node.attrs["bias"] else [])]
 
     def numpy_call(self, node, state, args):
         return call("linear", args[0], state("weight"), *([state("bias")] if node.attrs["bias"] else []))
