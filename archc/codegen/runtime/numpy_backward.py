@@ -45,7 +45,6 @@ from .numpy_kernels import (
     _windows,
     channel_shuffle,
     conv,
-    conv_transpose,
     erf,
     pad,
     sigmoid,
@@ -174,26 +173,65 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
     return dw.reshape(f, per_group, *kernel)
 
 
+def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
+    """The input gradient (shape) of conv given its output's grad: im2col run backwards.
+
+    Per group, the weight's transpose times grad gives each window's column of
+    input gradients, (C / groups * kernel volume, batch * positions), and each
+    kernel tap adds its rows into a strided view of the padded input (col2im).
+    The products cost what the forward's do, whatever the stride, and are made a
+    few samples at a time so the columns stay small. Depthwise layers add each
+    tap's weight times grad into the shifted view instead.
+    """
+    nd = len(shape) - 2
+    n, c = shape[:2]
+    f, per_group = weight.shape[:2]
+    kernel = weight.shape[2:]
+    out = grad.shape[2:]
+    sides = _pairs(padding, nd)
+    dx = np.zeros(
+        (n, c, *(m + b + a for m, (b, a) in zip(shape[2:], sides))), grad.dtype
+    )
+    if (
+        per_group == 1 and groups > 1
+    ):  # output channel j read input channel j // (f // c)
+        grad = grad.reshape(n, c, f // c, *out)
+        positions = "xyz"[:nd]
+        terms = f"ncm{positions},cm->nc{positions}"
+        for index, tap in _taps(dx, kernel, stride, dilation, out):
+            tap += np.einsum(
+                terms, grad, weight[(slice(None), 0, *index)].reshape(c, -1)
+            )
+        return _unpad(dx, shape, padding)
+    volume = int(np.prod(kernel))
+    weights = weight.reshape(groups, f // groups, per_group * volume).swapaxes(1, 2)
+    budget = 4 * 2**20  # bytes of columns per chunk, as in conv
+    sample = c * volume * int(np.prod(out)) * grad.itemsize
+    samples = max(1, min(n, budget // max(sample, 1)))
+    for first in range(0, n, samples):
+        band = grad[first : first + samples].swapaxes(0, 1)
+        columns = np.matmul(weights, band.reshape(groups, f // groups, -1))
+        columns = columns.reshape(c, *kernel, -1, *out)  # (C, *kernel, samples, *out)
+        part = dx[first : first + samples]
+        for index, tap in _taps(part, kernel, stride, dilation, out):
+            tap += columns[(slice(None), *index)].swapaxes(0, 1)
+    return _unpad(dx, shape, padding)
+
+
 def conv_backward(
     grad, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
 ):
     """conv's backward: (dx, dweight, dbias), dbias None without a bias.
 
     The input gradient is the full convolution of grad with the flipped filters,
-    which is the transposed convolution of grad with the same weight; output
-    padding gives back the input positions past the last window (strided layers).
+    computed as im2col backwards (_conv_input_grad); the weight gradient is the
+    correlation of the input with grad (_conv_weight_grad).
     """
     nd = x.ndim - 2
     kernel = weight.shape[2:]
     stride = _per_dim(stride, nd)
     dilation = _per_dim(dilation, nd)
-    extra = tuple(
-        n + before + after - d * (k - 1) - 1 - s * (o - 1)
-        for n, (before, after), k, s, d, o in zip(
-            x.shape[2:], _pairs(padding, nd), kernel, stride, dilation, grad.shape[2:]
-        )
-    )
-    dx = conv_transpose(grad, weight, None, stride, padding, extra, groups, dilation)
+    dx = _conv_input_grad(grad, weight, x.shape, stride, padding, dilation, groups)
     dw = _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups)
     db = None if bias is None else grad.sum(axis=(0, *range(2, grad.ndim)))
     return dx.astype(x.dtype, copy=False), dw.astype(weight.dtype, copy=False), db
