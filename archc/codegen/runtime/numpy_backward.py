@@ -38,6 +38,7 @@ import numpy as np
 from .numpy_kernels import (
     _adaptive_mask,
     _avg_divisor,
+    _fold_windows,
     _pairs,
     _per_dim,
     _pool_input,
@@ -294,26 +295,29 @@ def max_pool_backward(
 ):
     """max_pool's backward: each window's grad goes to its maximum, as torch routes it.
 
-    On ties torch picks the first maximum in the window's row-major order (a NaN
-    wins over numbers): the taps are scanned in that order and a later one takes
-    over only when strictly greater. Overlapping windows add up.
+    On ties torch picks the first maximum in the window's row-major order, so the
+    taps are visited in that order and each window's grad goes to the first tap
+    equal to its maximum. Overlapping windows add up. The passes are whole-array
+    comparisons and products into reused buffers (no np.where, which branches).
     """
     nd = x.ndim - 2
     kernel, stride = _pool_settings(x, kernel_size, stride)
     dilation = _per_dim(dilation, nd)
     padded, out = _pool_input(x, kernel, stride, padding, dilation, ceil_mode, -np.inf)
-    best = arg = None
-    for number, (_, tap) in enumerate(_taps(padded, kernel, stride, dilation, out)):
-        if best is None:
-            best, arg = tap.copy(), np.zeros(tap.shape, np.int32)
-            continue
-        better = (tap > best) | np.isnan(tap)
-        np.copyto(best, tap, where=better)
-        arg[better] = number
-    del best
+    best = _fold_windows(padded, kernel, stride, dilation, out, np.maximum)
     dx = np.zeros(padded.shape, grad.dtype)
-    for number, (_, tap) in enumerate(_taps(dx, kernel, stride, dilation, out)):
-        tap += np.where(arg == number, grad, 0)
+    free = np.ones(best.shape, bool)  # windows whose maximum is still to be found
+    hit = np.empty(best.shape, bool)
+    share = np.empty(grad.shape, grad.dtype)
+    taps = zip(
+        _taps(padded, kernel, stride, dilation, out),
+        _taps(dx, kernel, stride, dilation, out),
+    )
+    for (_, tap), (_, target) in taps:
+        np.equal(tap, best, out=hit)
+        hit &= free
+        free ^= hit
+        target += np.multiply(grad, hit, out=share)
     return _unpad(dx, x.shape, padding)
 
 
@@ -348,7 +352,7 @@ def avg_pool_backward(
     )
     share = grad / _avg_divisor(
         shape, out, kernel, stride, padding, count_include_pad
-    ).astype(grad.dtype)
+    ).astype(grad.dtype, copy=False)
     for _, tap in _taps(dx, kernel, stride, ones, out):
         tap += share
     return _unpad(dx, shape, padding)
@@ -389,7 +393,7 @@ def adaptive_avg_pool_backward(grad, shape, output_size):
         mask = _adaptive_mask(n, n if out is None else out)
         masks.append(mask.astype(grad.dtype))
         divisor = divisor * mask.sum(axis=1).reshape((-1,) + (1,) * (nd - 1 - axis))
-    dx = grad / divisor.astype(grad.dtype)
+    dx = grad / divisor.astype(grad.dtype, copy=False)
     for axis, mask in enumerate(masks):
         dx = np.moveaxis(np.tensordot(dx, mask, axes=([axis + 2], [0])), -1, axis + 2)
     return dx
@@ -457,9 +461,9 @@ def _normalised_backward(grad, xhat, inv_std, axes):
     """
     mean = grad.mean(axis=axes, dtype=np.float64, keepdims=True)
     projection = (grad * xhat).mean(axis=axes, dtype=np.float64, keepdims=True)
-    dx = grad - mean.astype(grad.dtype)
-    dx -= xhat * projection.astype(grad.dtype)
-    dx *= inv_std.astype(grad.dtype)
+    dx = grad - mean.astype(grad.dtype, copy=False)
+    dx -= xhat * projection.astype(grad.dtype, copy=False)
+    dx *= inv_std.astype(grad.dtype, copy=False)
     return dx
 
 
@@ -487,19 +491,27 @@ def batch_norm_backward(grad, x, state, name, training, eps=1e-5):
     channels = (1, -1) + (1,) * (x.ndim - 2)
     if training:
         mean = x.mean(axis=axes, dtype=np.float64)
-        var = x.var(axis=axes, dtype=np.float64)
     else:
         mean = state[name + ".running_mean"].astype(np.float64)
-        var = state[name + ".running_var"].astype(np.float64)
-    inv_std = (1 / np.sqrt(var + eps)).reshape(channels)
-    xhat = (x - mean.astype(x.dtype).reshape(channels)) * inv_std.astype(x.dtype)
-    bias = state[name + ".bias"]
-    dx, dw, db = _affine_backward(grad, xhat, weight, bias, axes, channels)
-    if training:
-        dx = _normalised_backward(dx, xhat, inv_std, axes)
+    xhat = x - mean.astype(x.dtype).reshape(channels)
+    if training:  # from the centred values: no float64 copy of x
+        var = np.square(xhat).mean(axis=axes, dtype=np.float64)
     else:
-        dx = dx * inv_std.astype(x.dtype)
-    return dx, dw, db
+        var = state[name + ".running_var"].astype(np.float64)
+    inv_std = 1 / np.sqrt(var + eps)
+    xhat *= inv_std.astype(x.dtype).reshape(channels)
+    db = grad.sum(axis=axes, dtype=np.float64)
+    dw = (grad * xhat).sum(axis=axes, dtype=np.float64)
+    scale = (weight * inv_std).astype(x.dtype).reshape(channels)
+    if training:  # (grad - mean(grad) - xhat * mean(grad * xhat)) * scale, in place
+        count = x.size // x.shape[1]
+        xhat *= (dw / count).astype(x.dtype).reshape(channels)
+        dx = grad - (db / count).astype(x.dtype).reshape(channels)
+        dx -= xhat
+        dx *= scale
+    else:
+        dx = grad * scale
+    return dx, dw.astype(weight.dtype), db.astype(weight.dtype)
 
 
 def local_response_norm_backward(grad, x, size, alpha=1e-4, beta=0.75, k=1.0):
@@ -645,17 +657,20 @@ def dropout_backward(grad, mask):
 
 def relu_backward(grad, x):
     """grad where x > 0, else 0 (torch's gradient at 0 is 0)."""
-    return np.where(x > 0, grad, 0).astype(grad.dtype)
+    return grad * (x > 0)
 
 
 def leaky_relu_backward(grad, x, alpha=0.01):
     """grad where x > 0, alpha * grad elsewhere (at 0 too, as torch)."""
-    return np.where(x > 0, grad, alpha * grad).astype(grad.dtype)
+    slope = (x > 0).astype(grad.dtype)
+    slope *= 1 - alpha
+    slope += alpha
+    return grad * slope
 
 
 def relu6_backward(grad, x):
     """grad strictly between 0 and 6, else 0 (torch's hardtanh rule)."""
-    return np.where((x > 0) & (x < 6), grad, 0).astype(grad.dtype)
+    return grad * ((x > 0) & (x < 6))
 
 
 def elu_backward(grad, x, alpha=1.0):
@@ -711,12 +726,12 @@ def hardswish_backward(grad, x):
     At -3 and 3 torch takes the outer pieces' slopes, 0 and 1.
     """
     slope = np.where(x <= -3, 0, np.where(x < 3, x / 3 + 0.5, 1))
-    return (grad * slope).astype(grad.dtype)
+    return (grad * slope).astype(grad.dtype, copy=False)
 
 
 def hardsigmoid_backward(grad, x):
     """grad / 6 strictly between -3 and 3, else 0."""
-    return np.where((x > -3) & (x < 3), grad / 6, 0).astype(grad.dtype)
+    return grad * ((x > -3) & (x < 3)) / 6
 
 
 def softmax_backward(grad, x, axis=1):
