@@ -678,3 +678,24 @@ def test_gradients_keep_the_dtype(dtype):
     for name in ACTIVATIONS:
         backward = getattr(B, name.split("-")[0] + "_backward")
         assert backward(x, x, **ACTIVATIONS[name][1]).dtype == dtype, name
+
+
+def test_the_generator_copies_backward_kernels_with_what_they_call():
+    """numpy_target takes functions from both runtime modules: a backward's source comes with the
+    forward kernels it calls (conv_backward -> _taps, _windows, pad, ...) and runs on numpy alone."""
+    from archc.codegen import numpy_target
+
+    needed = numpy_target._needed("g, dw, db = conv_backward(g, x, s['conv.weight'], None, 2, 1)")
+    assert {"conv_backward", "_conv_input_grad", "_conv_weight_grad", "_taps", "_windows", "pad"} <= set(needed)
+    assert "conv" not in needed  # only what is called
+    namespace = {"np": np}
+    exec("\n\n".join(numpy_target._kernels()[name][0] for name in needed), namespace)
+    rng = np.random.default_rng(3)
+    x, w = rand(rng, 2, 3, 7, 6), rand(rng, 4, 3, 3, 3)
+    grad = rand(rng, *K.conv(x, w, None, 2, 1).shape)
+    for ours, expected in zip(
+        namespace["conv_backward"](grad, x, w, None, 2, 1), B.conv_backward(grad, x, w, None, 2, 1)
+    ):
+        assert (ours is None) == (expected is None)
+        if ours is not None:
+            np.testing.assert_array_equal(ours, expected)
