@@ -3,9 +3,10 @@
 For every layer kernel, hypothesis draws a configuration and float32 inputs; the
 same computation runs in torch with requires_grad, is back-propagated from the
 same random output gradient, and the NumPy gradients of the input and of every
-parameter must equal torch's: rtol 1e-4 with an absolute slack of 1e-5 times the
-largest magnitude of torch's gradient (a sum of many float32 terms cannot be
-closer). Pooling with max or min draws small integers too, so that windows
+parameter must equal torch's within 1e-4 relative: rtol 1e-4, with an absolute
+slack of 1e-4 times the largest magnitude of torch's gradient, as torch's own
+float32 result is no closer to the exact one where terms cancel (a norm over a few
+nearly equal values). Pooling with max or min draws small integers too, so that windows
 tie and the routing of ties is checked. A few kernels are also checked in float64
 against central finite differences. The last tests check what the code generator
 relies on: the module's functions use only numpy and the two runtime modules,
@@ -44,7 +45,7 @@ def rand(rng, *shape, integers=False):
 def close(ours, theirs):
     theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
     scale = float(np.abs(theirs).max()) if theirs.size else 0.0
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * scale, strict=True)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * scale, strict=True)
 
 
 def autograd(function, *arrays, grad):

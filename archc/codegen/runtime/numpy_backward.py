@@ -98,7 +98,8 @@ def slice_backward(grad, shape, index):
     """x[index] (crop, chunk, a shortcut's sampled input): grad put back in zeros.
 
     index is what the forward indexed with, e.g. (slice(None), slice(64, 128)); the
-    positions it picks are distinct, so grad is written, not added.
+    positions it picks are distinct, so grad is written, not added. A shortcut's
+    input with fewer channels than the sum, zero-padded, gets grad[:, :channels].
     """
     dx = np.zeros(shape, grad.dtype)
     dx[index] = grad
@@ -193,10 +194,10 @@ def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
     dx = np.zeros(
         (n, c, *(m + b + a for m, (b, a) in zip(shape[2:], sides))), grad.dtype
     )
-    if (
-        per_group == 1 and groups > 1
-    ):  # output channel j read input channel j // (f // c)
-        grad = grad.reshape(n, c, f // c, *out)
+    if per_group == 1 and groups > 1:
+        grad = grad.reshape(
+            n, c, f // c, *out
+        )  # output channel j read input j // (f // c)
         positions = "xyz"[:nd]
         terms = f"ncm{positions},cm->nc{positions}"
         for index, tap in _taps(dx, kernel, stride, dilation, out):
@@ -277,14 +278,14 @@ def linear_backward(grad, x, weight, bias=None):
 # -- pooling -------------------------------------------------------------------------
 
 
-def _pool_settings(x, kernel_size, stride):
+def _pool_settings(nd, kernel_size, stride):
     """kernel and stride per spatial dimension; stride None means the kernel."""
-    kernel = _per_dim(kernel_size, x.ndim - 2)
-    return kernel, kernel if stride is None else _per_dim(stride, x.ndim - 2)
+    kernel = _per_dim(kernel_size, nd)
+    return kernel, kernel if stride is None else _per_dim(stride, nd)
 
 
 def _unpad(padded, shape, padding):
-    """The part of a pooling layer's padded input that is the input itself."""
+    """The part of a padded array that is the unpadded input's (conv, pooling)."""
     sides = _pairs(padding, len(shape) - 2)
     crop = tuple(slice(before, before + n) for n, (before, _) in zip(shape[2:], sides))
     return padded[(slice(None), slice(None), *crop)]
@@ -301,7 +302,7 @@ def max_pool_backward(
     comparisons and products into reused buffers (no np.where, which branches).
     """
     nd = x.ndim - 2
-    kernel, stride = _pool_settings(x, kernel_size, stride)
+    kernel, stride = _pool_settings(nd, kernel_size, stride)
     dilation = _per_dim(dilation, nd)
     padded, out = _pool_input(x, kernel, stride, padding, dilation, ceil_mode, -np.inf)
     best = _fold_windows(padded, kernel, stride, dilation, out, np.maximum)
@@ -344,8 +345,7 @@ def avg_pool_backward(
     shape is the input's. The divisor is the forward's (_avg_divisor).
     """
     nd = len(shape) - 2
-    kernel = _per_dim(kernel_size, nd)
-    stride = kernel if stride is None else _per_dim(stride, nd)
+    kernel, stride = _pool_settings(nd, kernel_size, stride)
     ones = (1,) * nd
     dx, out = _pool_input(
         np.zeros(shape, grad.dtype), kernel, stride, padding, ones, ceil_mode, 0.0
