@@ -74,7 +74,8 @@ def numpy_step(s, x, target):
     g = B.max_pool_backward(g, r1, 3, 2, 1)
     g = B.relu_backward(g, b1)
     g, grads["bn1.weight"], grads["bn1.bias"] = B.batch_norm_backward(g, a1, s, "bn1", True)
-    _, grads["conv1.weight"], _ = B.conv_backward(g, x, s["conv1.weight"], None, 1, 1)
+    no_input_grad, grads["conv1.weight"], _ = B.conv_backward(g, x, s["conv1.weight"], None, 1, 1, input_grad=False)
+    assert no_input_grad is None  # the network's input needs no gradient
     return loss, grads
 
 

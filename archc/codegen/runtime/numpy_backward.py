@@ -221,22 +221,35 @@ def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
 
 
 def conv_backward(
-    grad, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
+    grad,
+    x,
+    weight,
+    bias=None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    input_grad=True,
 ):
     """conv's backward: (dx, dweight, dbias), dbias None without a bias.
 
     The input gradient is the full convolution of grad with the flipped filters,
     computed as im2col backwards (_conv_input_grad); the weight gradient is the
-    correlation of the input with grad (_conv_weight_grad).
+    correlation of the input with grad (_conv_weight_grad). input_grad=False
+    skips dx (None) for a network's first layer, whose input needs none: for a
+    7x7 stem on 224x224 images that is half of its backward.
     """
     nd = x.ndim - 2
     kernel = weight.shape[2:]
     stride = _per_dim(stride, nd)
     dilation = _per_dim(dilation, nd)
-    dx = _conv_input_grad(grad, weight, x.shape, stride, padding, dilation, groups)
+    dx = None
+    if input_grad:
+        dx = _conv_input_grad(grad, weight, x.shape, stride, padding, dilation, groups)
+        dx = dx.astype(x.dtype, copy=False)
     dw = _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups)
     db = None if bias is None else grad.sum(axis=(0, *range(2, grad.ndim)))
-    return dx.astype(x.dtype, copy=False), dw.astype(weight.dtype, copy=False), db
+    return dx, dw.astype(weight.dtype, copy=False), db
 
 
 def conv_transpose_backward(
