@@ -27,7 +27,8 @@ from .common import (
 from .init import Initial, describe
 from .pyexpr import Entry, Seq, lines, lit
 
-KERNELS = Path(__file__).parent / "runtime" / "numpy_kernels.py"
+# the forward kernels, then the training ones (numpy_backward.py: backward kernels, losses, optimisers)
+KERNELS = tuple(Path(__file__).parent / "runtime" / name for name in ("numpy_kernels.py", "numpy_backward.py"))
 _CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")  # the names of functions called, not methods
 
 METHODS = '''
@@ -76,12 +77,12 @@ METHODS = '''
 
 @functools.cache
 def _kernels() -> dict[str, tuple[str, frozenset[str]]]:
-    """name -> (source, names of the other kernels it calls)."""
-    text = KERNELS.read_text(encoding="utf-8")
-    functions = [n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef)]
-    names = {f.name for f in functions}
+    """name -> (source, names of the other kernels it calls), over both runtime modules."""
+    texts = [path.read_text(encoding="utf-8") for path in KERNELS]
+    functions = [(t, n) for t in texts for n in ast.parse(t).body if isinstance(n, ast.FunctionDef)]
+    names = {f.name for _, f in functions}
     out = {}
-    for f in functions:
+    for text, f in functions:
         calls = {n.id for n in ast.walk(f) if isinstance(n, ast.Name) and n.id in names} - {f.name}
         out[f.name] = (ast.get_source_segment(text, f), frozenset(calls))
     return out

@@ -333,15 +333,25 @@ def avg_pool(
     ones = (1,) * nd
     padded, out = _pool_input(x, kernel, stride, padding, ones, ceil_mode, 0.0)
     total = _fold_windows(padded, kernel, stride, ones, out, np.add)
+    divisor = _avg_divisor(x.shape, out, kernel, stride, padding, count_include_pad)
+    return total / divisor.astype(x.dtype)
+
+
+def _avg_divisor(shape, out, kernel, stride, padding, count_include_pad):
+    """avg_pool's divisor per output position, (*out), at least 1.
+
+    Shared with the backward pass, which spreads each gradient over the same count.
+    """
+    nd = len(shape) - 2
     divisor = np.ones((1,) * nd, dtype=np.int64)
-    sizes = zip(x.shape[2:], total.shape[2:], kernel, stride, _pairs(padding, nd))
-    for axis, (n, out, k, s, (before, after)) in enumerate(sizes):
-        starts = np.arange(out) * s - before
+    sizes = zip(shape[2:], out, kernel, stride, _pairs(padding, nd))
+    for axis, (n, size, k, s, (before, after)) in enumerate(sizes):
+        starts = np.arange(size) * s - before
         ends = np.minimum(starts + k, n + after)
         if not count_include_pad:
             starts, ends = np.maximum(starts, 0), np.minimum(ends, n)
         divisor = divisor * (ends - starts).reshape((-1,) + (1,) * (nd - 1 - axis))
-    return total / np.maximum(divisor, 1).astype(x.dtype)
+    return np.maximum(divisor, 1)
 
 
 def l2_pool(x, kernel_size, stride=None, ceil_mode=False):

@@ -1,0 +1,894 @@
+"""The training half of the NumPy runtime: backward kernels, losses and optimisers.
+
+Like numpy_kernels.py, whose forward kernels these mirror, this module is source
+that generated models carry: the generator copies each top-level function a
+model needs, with the functions it calls (found by name, in this module or in
+numpy_kernels.py), into a file whose only import is numpy. So every function
+uses nothing but `np`, builtins and the functions of the two modules; the import
+below exists only so that the module also runs as ordinary Python.
+
+What a backward takes. `<kernel>_backward(grad, saved, *settings)` takes the
+gradient of the loss with respect to the kernel's output, then what the forward
+pass has to keep for it, then the forward's own settings, spelled as the forward
+spells them, so one backward line per layer mirrors its forward line:
+
+- the input x, when the gradient depends on its values: conv, linear, max/min
+  and adaptive/global max pooling, the norms, LRN, every activation, mul, div;
+- only the input's shape when it does not: avg and adaptive/global avg pooling,
+  slices, reshapes, add, sub;
+- the output too where it saves recomputing a root: l2_pool;
+- the mask, for dropout and drop_path, whose forward cannot be replayed: their
+  siblings dropout_forward and drop_path_forward return (output, mask) and are
+  what a training model calls instead of dropout and drop_path.
+
+What a backward returns. The input's gradient; with parameters, a tuple of the
+input's gradient and each parameter's, in the order the forward takes them,
+None for a parameter passed as None; for several inputs, one gradient each.
+Gradients have the shapes and dtype of what they are gradients of; a backward
+never writes into its arguments. Statistics are taken in float64, as the
+forward takes them.
+
+Losses return (loss as a Python float, gradient of the logits), with torch's
+mean reduction. Optimisers update a dict of arrays keyed by state-dict names
+in place, from a dict of gradients under the same names, as torch.optim does.
+"""
+
+import numpy as np
+
+from .numpy_kernels import (
+    _adaptive_mask,
+    _avg_divisor,
+    _fold_windows,
+    _pairs,
+    _per_dim,
+    _pool_input,
+    _taps,
+    _windows,
+    channel_shuffle,
+    conv,
+    erf,
+    pad,
+    sigmoid,
+    softmax,
+)
+
+# -- shapes and broadcasting ---------------------------------------------------------
+
+
+def _sum_to(grad, shape):
+    """grad summed over the axes that broadcasting added or stretched, to `shape`."""
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(a for a, n in enumerate(shape) if n == 1 and grad.shape[a] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def add_backward(grad, *shapes):
+    """a + b + ...: each input gets grad, summed over the axes it was broadcast on."""
+    return tuple(_sum_to(grad, shape) for shape in shapes)
+
+
+def sub_backward(grad, a_shape, b_shape):
+    """a - b: grad for a, -grad for b, each summed to its shape."""
+    return _sum_to(grad, a_shape), _sum_to(-grad, b_shape)
+
+
+def mul_backward(grad, a, b):
+    """a * b: grad * b for a and grad * a for b, each summed to its shape.
+
+    Also layer_scale's backward, whose output is gamma * x: (d gamma, dx).
+    """
+    return _sum_to(grad * b, np.shape(a)), _sum_to(grad * a, np.shape(b))
+
+
+def div_backward(grad, a, b):
+    """a / b: grad / b for a, -grad * (a / b) / b for b (in torch's order)."""
+    return _sum_to(grad / b, np.shape(a)), _sum_to(-grad * (a / b) / b, np.shape(b))
+
+
+def concat_backward(grad, sizes, axis=1):
+    """np.concatenate along axis: grad cut back into pieces of the inputs' sizes."""
+    return tuple(np.split(grad, np.cumsum(sizes)[:-1], axis=axis))
+
+
+def slice_backward(grad, shape, index):
+    """x[index] (crop, chunk, a shortcut's sampled input): grad put back in zeros.
+
+    index is what the forward indexed with, e.g. (slice(None), slice(64, 128)); the
+    positions it picks are distinct, so grad is written, not added. A shortcut's
+    input with fewer channels than the sum, zero-padded, gets grad[:, :channels].
+    """
+    dx = np.zeros(shape, grad.dtype)
+    dx[index] = grad
+    return dx
+
+
+def pad_backward(grad, padding):
+    """pad (zero padding, any value): the padded border cut off again."""
+    sides = _pairs(padding, grad.ndim - 2)
+    crop = tuple(
+        slice(before, n - after) for n, (before, after) in zip(grad.shape[2:], sides)
+    )
+    return grad[(slice(None), slice(None), *crop)]
+
+
+def reshape_backward(grad, shape):
+    """x.reshape(...) and flatten: grad given the input's shape back."""
+    return grad.reshape(shape)
+
+
+def permute_backward(grad, axes):
+    """x.transpose(axes): grad transposed by the inverse order."""
+    return grad.transpose(np.argsort(axes))
+
+
+# -- convolution ---------------------------------------------------------------------
+
+
+def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
+    """The weight gradient (F, C // groups, *kernel) of conv(x) given its output's grad.
+
+    The correlation of the padded input with the output gradient: per group a
+    matrix product of grad, (F / groups, batch * positions), with the windows of x
+    unrolled into columns, (batch * positions, C / groups * kernel volume), built in
+    chunks of a few MiB as the forward conv builds them. Depthwise layers (one input
+    channel per group) instead sum each kernel tap's shifted view of x times grad.
+    Only as many windows as grad has positions are read, so a transposed conv's
+    output padding, which no window of its adjoint reaches, is skipped.
+    """
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    f = grad.shape[1]
+    per_group = c // groups
+    out = grad.shape[2:]
+    x = pad(x, padding)
+    dtype = np.result_type(x.dtype, grad.dtype)
+    if per_group == 1 and groups > 1:
+        if f != c:  # output channel j read input channel j // (f // c)
+            x = np.repeat(x, f // c, axis=1)
+        dw = np.empty((f, 1, *kernel), dtype)
+        positions = "xyz"[:nd]
+        terms = f"nc{positions},nc{positions}->c"
+        for index, tap in _taps(x, kernel, stride, dilation, out):
+            dw[(slice(None), 0, *index)] = np.einsum(terms, tap, grad)
+        return dw
+    volume = int(np.prod(kernel))
+    windows = _windows(x, kernel, stride, dilation)
+    windows = windows[(slice(None), slice(None), *(slice(0, o) for o in out))]
+    order = (1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd))
+    dw = np.zeros((groups, f // groups, per_group * volume), dtype)
+    budget = 4 * 2**20  # bytes of columns per chunk, as in conv
+    sample = c * volume * int(np.prod(out)) * x.itemsize
+    samples = max(1, min(n, budget // max(sample, 1)))
+    rows = out[0] if sample <= budget else max(1, out[0] * budget // sample)
+    for first in range(0, n, samples):
+        for top in range(0, out[0], rows):
+            part = windows[first : first + samples, :, top : top + rows]
+            columns = part.transpose(order).reshape(groups, per_group * volume, -1)
+            band = grad[first : first + samples, :, top : top + rows].swapaxes(0, 1)
+            dw += np.matmul(
+                band.reshape(groups, f // groups, -1), columns.swapaxes(1, 2)
+            )
+    return dw.reshape(f, per_group, *kernel)
+
+
+def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
+    """The input gradient (shape) of conv given its output's grad: im2col run backwards.
+
+    Per group, the weight's transpose times grad gives each window's column of
+    input gradients, (C / groups * kernel volume, batch * positions), and each
+    kernel tap adds its rows into a strided view of the padded input (col2im).
+    The products cost what the forward's do, whatever the stride, and are made a
+    few samples at a time so the columns stay small. Depthwise layers add each
+    tap's weight times grad into the shifted view instead.
+    """
+    nd = len(shape) - 2
+    n, c = shape[:2]
+    f, per_group = weight.shape[:2]
+    kernel = weight.shape[2:]
+    out = grad.shape[2:]
+    sides = _pairs(padding, nd)
+    dx = np.zeros(
+        (n, c, *(m + b + a for m, (b, a) in zip(shape[2:], sides))), grad.dtype
+    )
+    if per_group == 1 and groups > 1:
+        grad = grad.reshape(
+            n, c, f // c, *out
+        )  # output channel j read input j // (f // c)
+        positions = "xyz"[:nd]
+        terms = f"ncm{positions},cm->nc{positions}"
+        for index, tap in _taps(dx, kernel, stride, dilation, out):
+            tap += np.einsum(
+                terms, grad, weight[(slice(None), 0, *index)].reshape(c, -1)
+            )
+        return _unpad(dx, shape, padding)
+    volume = int(np.prod(kernel))
+    weights = weight.reshape(groups, f // groups, per_group * volume).swapaxes(1, 2)
+    budget = 4 * 2**20  # bytes of columns per chunk, as in conv
+    sample = c * volume * int(np.prod(out)) * grad.itemsize
+    samples = max(1, min(n, budget // max(sample, 1)))
+    for first in range(0, n, samples):
+        band = grad[first : first + samples].swapaxes(0, 1)
+        columns = np.matmul(weights, band.reshape(groups, f // groups, -1))
+        columns = columns.reshape(c, *kernel, -1, *out)  # (C, *kernel, samples, *out)
+        part = dx[first : first + samples]
+        for index, tap in _taps(part, kernel, stride, dilation, out):
+            tap += columns[(slice(None), *index)].swapaxes(0, 1)
+    return _unpad(dx, shape, padding)
+
+
+def conv_backward(
+    grad,
+    x,
+    weight,
+    bias=None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    input_grad=True,
+):
+    """conv's backward: (dx, dweight, dbias), dbias None without a bias.
+
+    The input gradient is the full convolution of grad with the flipped filters,
+    computed as im2col backwards (_conv_input_grad); the weight gradient is the
+    correlation of the input with grad (_conv_weight_grad). input_grad=False
+    skips dx (None) for a network's first layer, whose input needs none: for a
+    7x7 stem on 224x224 images that is half of its backward.
+    """
+    nd = x.ndim - 2
+    kernel = weight.shape[2:]
+    stride = _per_dim(stride, nd)
+    dilation = _per_dim(dilation, nd)
+    dx = None
+    if input_grad:
+        dx = _conv_input_grad(grad, weight, x.shape, stride, padding, dilation, groups)
+        dx = dx.astype(x.dtype, copy=False)
+    dw = _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups)
+    db = None if bias is None else grad.sum(axis=(0, *range(2, grad.ndim)))
+    return dx, dw.astype(weight.dtype, copy=False), db
+
+
+def conv_transpose_backward(
+    grad,
+    x,
+    weight,
+    bias=None,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups=1,
+    dilation=1,
+):
+    """conv_transpose's backward: (dx, dweight, dbias), dbias None without a bias.
+
+    A transposed convolution is the adjoint of the convolution with the same weight,
+    so the input gradient is that convolution of grad, and the weight gradient is
+    the convolution weight gradient with the roles of input and output swapped.
+    """
+    nd = x.ndim - 2
+    kernel = weight.shape[2:]
+    stride = _per_dim(stride, nd)
+    dilation = _per_dim(dilation, nd)
+    dx = conv(grad, weight, None, stride, padding, dilation, groups)
+    dx = dx[(slice(None), slice(None), *(slice(0, n) for n in x.shape[2:]))]
+    dw = _conv_weight_grad(grad, x, kernel, stride, padding, dilation, groups)
+    db = None if bias is None else grad.sum(axis=(0, *range(2, grad.ndim)))
+    return dx.astype(x.dtype, copy=False), dw.astype(weight.dtype, copy=False), db
+
+
+def linear_backward(grad, x, weight, bias=None):
+    """linear's backward over any number of leading axes: (dx, dweight, dbias)."""
+    rows = grad.reshape(-1, grad.shape[-1])
+    dw = rows.T @ x.reshape(-1, x.shape[-1])
+    db = None if bias is None else rows.sum(axis=0)
+    return grad @ weight, dw, db
+
+
+# -- pooling -------------------------------------------------------------------------
+
+
+def _pool_settings(nd, kernel_size, stride):
+    """kernel and stride per spatial dimension; stride None means the kernel."""
+    kernel = _per_dim(kernel_size, nd)
+    return kernel, kernel if stride is None else _per_dim(stride, nd)
+
+
+def _unpad(padded, shape, padding):
+    """The part of a padded array that is the unpadded input's (conv, pooling)."""
+    sides = _pairs(padding, len(shape) - 2)
+    crop = tuple(slice(before, before + n) for n, (before, _) in zip(shape[2:], sides))
+    return padded[(slice(None), slice(None), *crop)]
+
+
+def max_pool_backward(
+    grad, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
+):
+    """max_pool's backward: each window's grad goes to its maximum, as torch routes it.
+
+    On ties torch picks the first maximum in the window's row-major order, so the
+    taps are visited in that order and each window's grad goes to the first tap
+    equal to its maximum. Overlapping windows add up. The passes are whole-array
+    comparisons and products into reused buffers (no np.where, which branches).
+    """
+    nd = x.ndim - 2
+    kernel, stride = _pool_settings(nd, kernel_size, stride)
+    dilation = _per_dim(dilation, nd)
+    padded, out = _pool_input(x, kernel, stride, padding, dilation, ceil_mode, -np.inf)
+    best = _fold_windows(padded, kernel, stride, dilation, out, np.maximum)
+    dx = np.zeros(padded.shape, grad.dtype)
+    free = np.ones(best.shape, bool)  # windows whose maximum is still to be found
+    hit = np.empty(best.shape, bool)
+    share = np.empty(grad.shape, grad.dtype)
+    taps = zip(
+        _taps(padded, kernel, stride, dilation, out),
+        _taps(dx, kernel, stride, dilation, out),
+    )
+    for (_, tap), (_, target) in taps:
+        np.equal(tap, best, out=hit)
+        hit &= free
+        free ^= hit
+        target += np.multiply(grad, hit, out=share)
+    return _unpad(dx, x.shape, padding)
+
+
+def min_pool_backward(
+    grad, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
+):
+    """min_pool's backward: min_pool(x) = -max_pool(-x), so grad goes to each min."""
+    return max_pool_backward(
+        grad, -x, kernel_size, stride, padding, dilation, ceil_mode
+    )
+
+
+def avg_pool_backward(
+    grad,
+    shape,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+):
+    """avg_pool's backward: each window's grad / its divisor spread over the window.
+
+    shape is the input's. The divisor is the forward's (_avg_divisor).
+    """
+    nd = len(shape) - 2
+    kernel, stride = _pool_settings(nd, kernel_size, stride)
+    ones = (1,) * nd
+    dx, out = _pool_input(
+        np.zeros(shape, grad.dtype), kernel, stride, padding, ones, ceil_mode, 0.0
+    )
+    share = grad / _avg_divisor(
+        shape, out, kernel, stride, padding, count_include_pad
+    ).astype(grad.dtype, copy=False)
+    for _, tap in _taps(dx, kernel, stride, ones, out):
+        tap += share
+    return _unpad(dx, shape, padding)
+
+
+def l2_pool_backward(grad, x, y, kernel_size, stride=None, ceil_mode=False):
+    """l2_pool's backward, y being its output.
+
+    y = sqrt(volume * avg_pool(x**2)), so dx = x * avg_pool_backward(grad * volume / y).
+    """
+    volume = int(np.prod(_per_dim(kernel_size, x.ndim - 2)))
+    return x * avg_pool_backward(
+        grad * volume / y, x.shape, kernel_size, stride, 0, ceil_mode
+    )
+
+
+def _adaptive_windows(n, out):
+    """The input positions of each adaptive window, and which of them are real.
+
+    Both are (out, width); a window narrower than width repeats its last position.
+    """
+    i = np.arange(out)
+    starts = i * n // out
+    ends = -(-(i + 1) * n // out)
+    positions = starts[:, None] + np.arange(int((ends - starts).max()))
+    return np.minimum(positions, ends[:, None] - 1), positions < ends[:, None]
+
+
+def adaptive_avg_pool_backward(grad, shape, output_size):
+    """adaptive_avg_pool's backward: grad / box volume summed back over each box.
+
+    Each dimension's 0/1 window matrix, transposed, spreads it back.
+    """
+    nd = len(shape) - 2
+    divisor = np.ones((1,) * nd, dtype=np.int64)
+    masks = []
+    for axis, (n, out) in enumerate(zip(shape[2:], _per_dim(output_size, nd))):
+        mask = _adaptive_mask(n, n if out is None else out)
+        masks.append(mask.astype(grad.dtype))
+        divisor = divisor * mask.sum(axis=1).reshape((-1,) + (1,) * (nd - 1 - axis))
+    dx = grad / divisor.astype(grad.dtype, copy=False)
+    for axis, mask in enumerate(masks):
+        dx = np.moveaxis(np.tensordot(dx, mask, axes=([axis + 2], [0])), -1, axis + 2)
+    return dx
+
+
+def adaptive_max_pool_backward(grad, x, output_size):
+    """adaptive_max_pool's backward: each box's grad to its first maximum (row-major).
+
+    The boxes are gathered into (N, C, *out, *width) with the padding positions at
+    -inf, so argmax finds each box's maximum as torch does; boxes may overlap, so
+    the gradients are added at their positions.
+    """
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    windows = [
+        _adaptive_windows(size, size if out is None else out)
+        for size, out in zip(x.shape[2:], _per_dim(output_size, nd))
+    ]
+    index, real = [], True
+    for axis, (positions, valid) in enumerate(windows):
+        shape = [1] * (2 * nd)
+        shape[axis], shape[nd + axis] = positions.shape
+        index.append(positions.reshape(shape))
+        real = real & valid.reshape(shape)
+    boxes = np.where(real, x[(slice(None), slice(None), *index)], -np.inf)
+    outs = tuple(positions.shape[0] for positions, _ in windows)
+    arg = boxes.reshape(n, c, *outs, -1).argmax(axis=-1)
+    offsets = np.unravel_index(
+        arg, tuple(positions.shape[1] for positions, _ in windows)
+    )
+    grid = np.indices(arg.shape, sparse=True)
+    targets = tuple(
+        positions[grid[2 + axis], offset]
+        for axis, ((positions, _), offset) in enumerate(zip(windows, offsets))
+    )
+    dx = np.zeros(x.shape, grad.dtype)
+    np.add.at(dx, (grid[0], grid[1], *targets), grad)
+    return dx
+
+
+def global_avg_pool_backward(grad, shape):
+    """global_avg_pool's backward: grad / positions at every position."""
+    dx = np.empty(shape, grad.dtype)
+    dx[...] = grad / int(np.prod(shape[2:]))
+    return dx
+
+
+def global_max_pool_backward(grad, x):
+    """global_max_pool's backward: grad to each channel's first maximum, as torch."""
+    n, c = x.shape[:2]
+    dx = np.zeros((n, c, x[0, 0].size), grad.dtype)
+    arg = x.reshape(n, c, -1).argmax(axis=-1)[:, :, None]
+    np.put_along_axis(dx, arg, grad.reshape(n, c, 1), axis=-1)
+    return dx.reshape(x.shape)
+
+
+# -- normalisation -------------------------------------------------------------------
+
+
+def _normalised_backward(grad, xhat, inv_std, axes):
+    """The gradient through (x - mean) / std, both taken over `axes`, of each group.
+
+    With xhat the normalised input: inv_std * (grad - mean(grad) - xhat *
+    mean(grad * xhat)), the means over the axes in float64.
+    """
+    mean = grad.mean(axis=axes, dtype=np.float64, keepdims=True)
+    projection = (grad * xhat).mean(axis=axes, dtype=np.float64, keepdims=True)
+    dx = grad - mean.astype(grad.dtype, copy=False)
+    dx -= xhat * projection.astype(grad.dtype, copy=False)
+    dx *= inv_std.astype(grad.dtype, copy=False)
+    return dx
+
+
+def _affine_backward(grad, xhat, weight, bias, axes, shape):
+    """The weight's and bias's gradients, summed over `axes`, and grad times the weight.
+
+    None for a missing weight or bias; `shape` lines the weight up with grad.
+    """
+    dw = None if weight is None else (grad * xhat).sum(axis=axes).reshape(weight.shape)
+    db = None if bias is None else grad.sum(axis=axes).reshape(bias.shape)
+    if weight is not None:
+        grad = grad * weight.astype(grad.dtype).reshape(shape)
+    return grad, dw, db
+
+
+def batch_norm_backward(grad, x, state, name, training, eps=1e-5):
+    """batch_norm's backward: (dx, dweight, dbias) for the entries under `name`.
+
+    Training normalised by the batch statistics, which are taken again from x; the
+    running statistics the forward updated are not used. Evaluation is a fixed
+    per-channel scale.
+    """
+    weight = state[name + ".weight"]
+    axes = (0, *range(2, x.ndim))
+    channels = (1, -1) + (1,) * (x.ndim - 2)
+    if training:
+        mean = x.mean(axis=axes, dtype=np.float64)
+    else:
+        mean = state[name + ".running_mean"].astype(np.float64)
+    xhat = x - mean.astype(x.dtype).reshape(channels)
+    if training:  # from the centred values: no float64 copy of x
+        var = np.square(xhat).mean(axis=axes, dtype=np.float64)
+    else:
+        var = state[name + ".running_var"].astype(np.float64)
+    inv_std = 1 / np.sqrt(var + eps)
+    xhat *= inv_std.astype(x.dtype).reshape(channels)
+    db = grad.sum(axis=axes, dtype=np.float64)
+    dw = (grad * xhat).sum(axis=axes, dtype=np.float64)
+    scale = (weight * inv_std).astype(x.dtype).reshape(channels)
+    if training:  # (grad - mean(grad) - xhat * mean(grad * xhat)) * scale, in place
+        count = x.size // x.shape[1]
+        xhat *= (dw / count).astype(x.dtype).reshape(channels)
+        dx = grad - (db / count).astype(x.dtype).reshape(channels)
+        dx -= xhat
+        dx *= scale
+    else:
+        dx = grad * scale
+    return dx, dw.astype(weight.dtype), db.astype(weight.dtype)
+
+
+def local_response_norm_backward(grad, x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """local_response_norm's backward.
+
+    y = x * d**-beta with d = k + alpha / size * (window sum of x**2), so
+    dx = grad * d**-beta - 2 * alpha * beta / size * x * S(grad * x * d**(-beta-1)),
+    where S, the transpose of the window sum, sums over the channels whose window
+    holds the channel: the window reversed, padded (size - 1) // 2 before and
+    size // 2 after.
+    """
+    rest = [(0, 0)] * (x.ndim - 2)
+    squares = np.pad(x * x, [(0, 0), (size // 2, (size - 1) // 2), *rest])
+    sums = np.lib.stride_tricks.sliding_window_view(squares, size, axis=1).sum(axis=-1)
+    d = k + alpha * (sums / size)
+    term = np.pad(
+        grad * x * d ** (-beta - 1), [(0, 0), ((size - 1) // 2, size // 2), *rest]
+    )
+    spread = np.lib.stride_tricks.sliding_window_view(term, size, axis=1).sum(axis=-1)
+    return grad * d**-beta - (2 * alpha * beta / size) * x * spread
+
+
+def layer_norm_backward(grad, x, axes, weight=None, bias=None, eps=1e-5):
+    """layer_norm's backward over the axes `axes`: (dx, dweight, dbias)."""
+    mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)
+    inv_std = 1 / np.sqrt(x.var(axis=axes, dtype=np.float64, keepdims=True) + eps)
+    xhat = ((x - mean) * inv_std).astype(x.dtype)
+    shape = tuple(n if axis in axes else 1 for axis, n in enumerate(x.shape))
+    others = tuple(axis for axis in range(x.ndim) if axis not in axes)
+    dx, dw, db = _affine_backward(grad, xhat, weight, bias, others, shape)
+    return _normalised_backward(dx, xhat, inv_std, axes), dw, db
+
+
+def group_norm_backward(grad, x, groups, weight=None, bias=None, eps=1e-5):
+    """group_norm's backward: (dx, dweight, dbias)."""
+    n, c = x.shape[:2]
+    grouped = x.reshape(n, groups, -1)
+    mean = grouped.mean(axis=2, dtype=np.float64, keepdims=True)
+    inv_std = 1 / np.sqrt(grouped.var(axis=2, dtype=np.float64, keepdims=True) + eps)
+    xhat = ((grouped - mean) * inv_std).astype(x.dtype).reshape(x.shape)
+    axes = (0, *range(2, x.ndim))
+    dx, dw, db = _affine_backward(
+        grad, xhat, weight, bias, axes, (1, c) + (1,) * (x.ndim - 2)
+    )
+    dx = _normalised_backward(
+        dx.reshape(n, groups, -1), xhat.reshape(n, groups, -1), inv_std, 2
+    )
+    return dx.reshape(x.shape), dw, db
+
+
+def instance_norm_backward(
+    grad,
+    x,
+    weight=None,
+    bias=None,
+    running_mean=None,
+    running_var=None,
+    training=False,
+    eps=1e-5,
+):
+    """instance_norm's backward: (dx, dweight, dbias).
+
+    Per-sample statistics, unless the forward used the running ones (inference with
+    running statistics), which make it a fixed per-channel scale.
+    """
+    spatial = tuple(range(2, x.ndim))
+    channels = (1, -1) + (1,) * (x.ndim - 2)
+    fixed = running_mean is not None and not training
+    if fixed:
+        mean = running_mean.astype(np.float64).reshape(channels)
+        var = running_var.astype(np.float64).reshape(channels)
+    else:
+        mean = x.mean(axis=spatial, dtype=np.float64, keepdims=True)
+        var = x.var(axis=spatial, dtype=np.float64, keepdims=True)
+    inv_std = 1 / np.sqrt(var + eps)
+    xhat = ((x - mean) * inv_std).astype(x.dtype)
+    dx, dw, db = _affine_backward(grad, xhat, weight, bias, (0, *spatial), channels)
+    if fixed:
+        return dx * inv_std.astype(x.dtype), dw, db
+    return _normalised_backward(dx, xhat, inv_std, spatial), dw, db
+
+
+# -- rearrangements ------------------------------------------------------------------
+
+
+def upsample_nearest_backward(grad, scale):
+    """upsample_nearest's backward: each block of copies summed into its pixel."""
+    for axis, factor in enumerate(_per_dim(scale, grad.ndim - 2), start=2):
+        shape = grad.shape
+        grad = grad.reshape(
+            *shape[:axis], shape[axis] // factor, factor, *shape[axis + 1 :]
+        ).sum(axis=axis + 1)
+    return grad
+
+
+def space_to_depth_backward(grad, block):
+    """space_to_depth's backward: the channels moved back into block x block patches."""
+    n, c, h, w = grad.shape
+    grad = grad.reshape(n, c // (block * block), block, block, h, w)
+    grad = grad.transpose(0, 1, 4, 2, 5, 3)
+    return grad.reshape(n, c // (block * block), h * block, w * block)
+
+
+def channel_shuffle_backward(grad, groups):
+    """channel_shuffle's backward: the inverse interleaving, a shuffle by C / groups."""
+    return channel_shuffle(grad, grad.shape[1] // groups)
+
+
+def dropout_forward(x, p, training, rng):
+    """dropout for training: (output, mask), the mask being what dropout_backward takes.
+
+    It draws the same random numbers as dropout and gives the same output; the mask
+    is keep / (1 - p) as x's dtype, or None where dropout is the identity.
+    """
+    if not training or p == 0:
+        return x, None
+    if p >= 1:
+        return np.zeros_like(x), np.zeros_like(x)
+    mask = ((rng.random(x.shape) >= p) / (1 - p)).astype(x.dtype)
+    return x * mask, mask
+
+
+def drop_path_forward(x, p, training, rng, mode="row"):
+    """drop_path for training: (output, mask), mask (N, 1, ...) or (1, ..., 1).
+
+    It draws what drop_path draws and gives its output; its backward is
+    dropout_backward. The mask is None where drop_path is the identity.
+    """
+    if not training or p == 0:
+        return x, None
+    size = (x.shape[0] if mode == "row" else 1,) + (1,) * (x.ndim - 1)
+    mask = ((rng.random(size) >= p) / (1 - p)).astype(x.dtype)
+    return x * mask, mask
+
+
+def dropout_backward(grad, mask):
+    """dropout's and drop_path's backward: grad times the mask the forward returned."""
+    return grad if mask is None else grad * mask
+
+
+# -- activations: each takes its input x -----------------------------------------------
+
+
+def relu_backward(grad, x):
+    """grad where x > 0, else 0 (torch's gradient at 0 is 0)."""
+    return grad * (x > 0)
+
+
+def leaky_relu_backward(grad, x, alpha=0.01):
+    """grad where x > 0, alpha * grad elsewhere (at 0 too, as torch)."""
+    slope = (x > 0).astype(grad.dtype)
+    slope *= 1 - alpha
+    slope += alpha
+    return grad * slope
+
+
+def relu6_backward(grad, x):
+    """grad strictly between 0 and 6, else 0 (torch's hardtanh rule)."""
+    return grad * ((x > 0) & (x < 6))
+
+
+def elu_backward(grad, x, alpha=1.0):
+    """grad where x > 0, grad * alpha * exp(x) elsewhere."""
+    return np.where(x > 0, grad, grad * alpha * np.exp(np.minimum(x, 0))).astype(
+        grad.dtype
+    )
+
+
+def gelu_backward(grad, x, approximate="none"):
+    """gelu's backward, with torch's formula for each form.
+
+    Exact: Phi(x) + x * phi(x). Tanh: 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * inner',
+    t = tanh(inner).
+    """
+    if approximate == "tanh":
+        beta, kappa = 0.7978845608028654, 0.044715  # sqrt(2 / pi)
+        t = np.tanh(beta * (x + kappa * x * x * x))
+        slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * beta * (1 + 3 * kappa * x * x)
+        return grad * slope
+    cdf = 0.5 * (1 + erf(x * 0.7071067811865476))  # 1 / sqrt(2)
+    pdf = np.exp(-0.5 * x * x) * 0.3989422804014327  # 1 / sqrt(2 * pi)
+    return grad * (cdf + x * pdf)
+
+
+def sigmoid_backward(grad, x):
+    """grad * s * (1 - s), s = sigmoid(x)."""
+    s = sigmoid(x)
+    return grad * s * (1 - s)
+
+
+def tanh_backward(grad, x):
+    """grad * (1 - tanh(x)**2)."""
+    t = np.tanh(x)
+    return grad * (1 - t * t)
+
+
+def silu_backward(grad, x):
+    """grad * s * (1 + x * (1 - s)), s = sigmoid(x)."""
+    s = sigmoid(x)
+    return grad * s * (1 + x * (1 - s))
+
+
+def mish_backward(grad, x):
+    """grad * (t + x * sigmoid(x) * (1 - t**2)), t = tanh(softplus(x))."""
+    t = np.tanh(np.logaddexp(0, x))
+    return grad * (t + x * sigmoid(x) * (1 - t * t))
+
+
+def hardswish_backward(grad, x):
+    """0 up to -3, grad * (x / 3 + 0.5) strictly between -3 and 3, grad from 3 on.
+
+    At -3 and 3 torch takes the outer pieces' slopes, 0 and 1.
+    """
+    slope = np.where(x <= -3, 0, np.where(x < 3, x / 3 + 0.5, 1))
+    return (grad * slope).astype(grad.dtype, copy=False)
+
+
+def hardsigmoid_backward(grad, x):
+    """grad / 6 strictly between -3 and 3, else 0."""
+    return grad * ((x > -3) & (x < 3)) / 6
+
+
+def softmax_backward(grad, x, axis=1):
+    """y * (grad - sum(grad * y)) along axis, y = softmax(x)."""
+    y = softmax(x, axis)
+    return y * (grad - (grad * y).sum(axis=axis, keepdims=True))
+
+
+# -- losses: (loss, gradient of the first argument), torch's mean reduction ------------
+
+
+def cross_entropy(logits, target, label_smoothing=0.0):
+    """torch's F.cross_entropy with logits (N, C, *positions).
+
+    target holds class indices (N, *positions), or class probabilities shaped like
+    the logits. With label_smoothing e the target is (1 - e) * target + e / C. The
+    loss is the mean over samples and positions of -sum(target * log_softmax).
+    """
+    c = logits.shape[1]
+    shifted = logits - logits.max(axis=1, keepdims=True).astype(np.float64)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    if np.ndim(target) == logits.ndim:
+        dist = np.asarray(target, dtype=np.float64)
+    else:
+        dist = np.moveaxis(np.eye(c)[np.asarray(target)], -1, 1)
+    if label_smoothing:
+        dist = dist * (1 - label_smoothing) + label_smoothing / c
+    count = logits.size // c
+    loss = -(dist * log_p).sum() / count
+    return float(loss), ((np.exp(log_p) - dist) / count).astype(logits.dtype)
+
+
+def mse_loss(prediction, target):
+    """torch's F.mse_loss: mean of squared differences."""
+    diff = prediction.astype(np.float64) - target
+    return float((diff * diff).mean()), (2 * diff / diff.size).astype(prediction.dtype)
+
+
+def binary_cross_entropy_with_logits(logits, target):
+    """torch's F.binary_cross_entropy_with_logits, the mean of
+    max(x, 0) - x * y + log(1 + exp(-|x|)), which cannot overflow.
+    """
+    x = logits.astype(np.float64)
+    loss = np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))
+    return float(loss.mean()), ((sigmoid(x) - target) / x.size).astype(logits.dtype)
+
+
+# -- optimisers: update `params` in place from `grads`, keyed by state-dict names ----
+
+
+def zero_grad(grads):
+    """Forgets every gradient, as torch's zero_grad() (set_to_none) does.
+
+    Optimisers skip a parameter with no gradient.
+    """
+    grads.clear()
+
+
+def sgd_step(
+    params,
+    grads,
+    state,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    nesterov=False,
+    weight_decay=0.0,
+):
+    """One step of torch.optim.SGD; state keeps each momentum buffer under its name.
+
+    With weight decay the gradient gets weight_decay * p. The first step's buffer is
+    the gradient itself, later ones momentum * buffer + (1 - dampening) * gradient;
+    the step is the buffer, or with Nesterov the gradient + momentum * buffer.
+    """
+    for name, grad in grads.items():
+        p = params[name]
+        if weight_decay:
+            grad = grad + weight_decay * p
+        if momentum:
+            buffer = state.get(name)
+            if buffer is None:
+                buffer = state[name] = grad.copy()
+            else:
+                buffer *= momentum
+                buffer += (1 - dampening) * grad
+            grad = grad + momentum * buffer if nesterov else buffer
+        p -= lr * grad
+
+
+def adam_step(
+    params,
+    grads,
+    state,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    decoupled=False,
+):
+    """One step of torch.optim.Adam, or with decoupled=True AdamW.
+
+    state[name] holds torch's step, exp_avg and exp_avg_sq. Adam adds
+    weight_decay * p to the gradient; AdamW instead first scales p by
+    1 - lr * weight_decay. eps is added to sqrt(exp_avg_sq) / sqrt(1 - beta2**step),
+    as torch adds it, and the step is lr / (1 - beta1**step) times exp_avg over that.
+    """
+    beta1, beta2 = betas
+    for name, grad in grads.items():
+        p = params[name]
+        if name not in state:
+            state[name] = {
+                "step": 0,
+                "exp_avg": np.zeros_like(p),
+                "exp_avg_sq": np.zeros_like(p),
+            }
+        s = state[name]
+        s["step"] += 1
+        if weight_decay and decoupled:
+            p *= 1 - lr * weight_decay
+        elif weight_decay:
+            grad = grad + weight_decay * p
+        s["exp_avg"] += (grad - s["exp_avg"]) * (1 - beta1)
+        s["exp_avg_sq"] *= beta2
+        s["exp_avg_sq"] += (1 - beta2) * grad * grad
+        step_size = lr / (1 - beta1 ** s["step"])
+        denom = np.sqrt(s["exp_avg_sq"]) / (1 - beta2 ** s["step"]) ** 0.5 + eps
+        p -= step_size * (s["exp_avg"] / denom)
+
+
+def adamw_step(
+    params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2
+):
+    """One step of torch.optim.AdamW (its default weight decay is 0.01)."""
+    adam_step(params, grads, state, lr, betas, eps, weight_decay, decoupled=True)
+
+
+def step_lr(base_lr, epoch, step_size, gamma=0.1):
+    """torch's StepLR: base_lr * gamma ** (epoch // step_size)."""
+    return base_lr * gamma ** (epoch // step_size)
+
+
+def cosine_lr(base_lr, epoch, t_max, eta_min=0.0):
+    """torch's CosineAnnealingLR without restarts, in closed form.
+
+    eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / t_max)) / 2.
+    """
+    return eta_min + (base_lr - eta_min) * (1 + np.cos(np.pi * epoch / t_max)) / 2
