@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import threading
 
 from .diagnostics import ArchError, render_all, use_color, visible
 
@@ -437,12 +438,29 @@ def _raise_interrupted(signum, _frame) -> None:
     raise Interrupted(signum)
 
 
+def _interrupt_again(unraisable) -> None:
+    """sys.unraisablehook: a signal that came while Python ran a finaliser (a `__del__`, an import lock's
+    clean-up) raised Interrupted where nothing can catch it, and Python would print "Exception ignored"
+    and a traceback and go on. Send the signal again instead, from another thread (sent from this one, its
+    handler would run at once, still inside the hook): the handler runs at the main thread's next step,
+    once the finaliser is done, and the command stops as it should."""
+    if isinstance(unraisable.exc_value, Interrupted):
+        resend = threading.Timer(0.001, os.kill, (os.getpid(), unraisable.exc_value.status - 128))
+        resend.daemon = True
+        resend.start()
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
 def _catch(handler) -> dict:
     """Set `handler` for SIGINT and SIGTERM; the handlers it replaces (none outside the main thread)."""
     try:
-        return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: signals are the application's business
         return {}
+    if handler is _raise_interrupted and sys.unraisablehook is sys.__unraisablehook__:
+        sys.unraisablehook = _interrupt_again
+    return previous
 
 
 @contextlib.contextmanager

@@ -369,6 +369,47 @@ def test_fuzz_signals_at_random_moments(tmp_path):
         _assert_quiet_stop(run, (0, 128 + signum), output, "old\n", new)
 
 
+IN_A_FINALISER = textwrap.dedent(
+    """
+    import signal, sys, time
+    import archc.cli
+
+    class Finalised:
+        def __del__(self):
+            signal.raise_signal(signal.SIG{name})  # the handler runs here, inside the finaliser
+            for _ in range(100):
+                pass
+
+    def command(argv=None):
+        Finalised()
+        for _ in range(600):  # a command that goes on for a minute unless the signal stops it
+            time.sleep(0.1)
+        return 0
+
+    archc.cli.main = command
+    archc.cli.run()
+    """
+)
+
+
+@pytest.mark.parametrize("name", ["INT", "TERM"])
+def test_a_signal_inside_a_finaliser_still_stops_the_command_quietly(name):
+    """A signal whose handler runs in a `__del__` (or an import lock's clean-up) raises where nothing can
+    catch it: Python printed "Exception ignored" with a traceback, and the command went on to exit 0."""
+    import signal
+
+    run = subprocess.run(
+        [sys.executable, "-c", IN_A_FINALISER.replace("{name}", name)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=600,
+    )
+    assert run.returncode == 128 + getattr(signal, f"SIG{name}"), run.stderr
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr
+    assert run.stderr == f"archc: {'interrupted' if name == 'INT' else 'terminated'}\n"
+
+
 # ---- graphviz that does not answer ---------------------------------------------------------------------------
 
 
