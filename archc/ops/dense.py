@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
-from .base import Op, P, Proposal, ShapeError, fmt_shape, prod, register
+from .base import Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register
 from .emit import zeros
 
 
@@ -36,6 +36,9 @@ class Dense(Op):
 
     def count_params(self, node, ins, out):
         return ins[0][0] * out[0] + (out[0] if node.attrs["bias"] else 0)
+
+    def training(self, node, ins, out, ctx):
+        return Training((Saved.input(),))  # for the weight's gradient
 
     def count_macs(self, node, ins, out):
         return ins[0][0] * out[0]

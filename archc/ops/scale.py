@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..codegen.pyexpr import Sum, call, lit
-from .base import Op, P, ShapeError, register
+from .base import Op, P, Saved, ShapeError, Training, register
 
 
 @register
@@ -33,6 +33,9 @@ class LayerScale(Op):
 
     def count_params(self, node, ins, out):
         return ins[0][0]
+
+    def training(self, node, ins, out, ctx):
+        return Training((Saved.input(),))  # for the factors' gradient
 
     def settings(self, node):
         return f"init {node.attrs['init']:g}"

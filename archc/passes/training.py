@@ -1,0 +1,249 @@
+"""Training memory: what autograd keeps for the backward pass, gradients, optimiser state, and the peak.
+
+The figures are those of the generated PyTorch module (archc/codegen/torch_target.py) in
+training mode. Each layer type says what its backward keeps (`Op.training`: its input,
+its output, or tensors of its own such as masks, indices and statistics); this pass
+follows the storages those tensors live in, so that a tensor kept by several layers (a
+ReLU's output that the next convolution keeps as its input), a view (flatten, a slice)
+and an activation computed in place count once, at the first layer that keeps them.
+
+Nothing is kept by a layer whose inputs need no gradient and that has no parameters (a
+pooling of the network's input): autograd records nothing there. A layer's output needs a
+gradient when one of its inputs does or it has parameters.
+
+Every figure is linear in the batch (`Bytes`): `archc fit` solves for the largest batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ops import OPS
+from ..ops.base import TrainContext, prod
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+# Tensors of each parameter's size that torch.optim keeps per parameter: SGD's momentum buffer,
+# Adam's and AdamW's two moment estimates.
+MOMENTS = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
+STEP_BYTES = 4  # Adam and AdamW also keep a float32 `step` per parameter tensor (torch.optim on one device)
+DEVICES = ("cuda", "cpu")
+BUFFER_ARRAYS = frozenset({"running_mean", "running_var", "num_batches_tracked"})  # in Op.numpy_state
+
+
+@dataclass(frozen=True)
+class Bytes:
+    """A size that grows with the batch: `per_sample` x batch + `fixed`."""
+
+    per_sample: int = 0
+    fixed: int = 0
+
+    def at(self, batch: int) -> int:
+        return self.per_sample * batch + self.fixed
+
+    def __add__(self, other: Bytes) -> Bytes:
+        return Bytes(self.per_sample + other.per_sample, self.fixed + other.fixed)
+
+
+@dataclass(frozen=True)
+class TrainingMemory:
+    """Training memory at one batch, in bytes."""
+
+    batch: int
+    dtype: str
+    optimizer: str
+    device: str
+    weights: int  # parameters and buffers
+    gradients: int  # one per parameter
+    optimizer_state: int
+    saved: int  # what autograd keeps for backward, each storage once
+    total: int  # weights + gradients + optimizer_state + saved
+    peak: int  # the most memory live during the backward pass (docs/language.md, section 12)
+    peak_layer: str | None  # the layer whose backward reaches it
+    layers: dict[str, int]  # saved bytes per layer: the storages it is the first to keep
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The training figures of a network as functions of the batch: what `TrainingMemory` and `fit` read."""
+
+    network: object
+    optimizer: str
+    device: str
+    weights: int
+    gradients: int
+    optimizer_state: int
+    layers: dict[str, Bytes]
+    grad_values: dict[str, tuple[int, int, int]]  # value -> (producer, last reader, bytes per sample): its gradient
+
+    @property
+    def saved(self) -> Bytes:
+        return sum(self.layers.values(), Bytes())
+
+    @property
+    def fixed(self) -> int:
+        """What does not grow with the batch: weights, gradients, optimiser state (and a few statistics)."""
+        return self.weights + self.gradients + self.optimizer_state + self.saved.fixed
+
+    def total(self, batch: int) -> int:
+        return self.weights + self.gradients + self.optimizer_state + self.saved.at(batch)
+
+    def at(self, batch: int) -> TrainingMemory:
+        peak, peak_layer = self._peak(batch)
+        net = self.network
+        return TrainingMemory(
+            batch=batch,
+            dtype=net.dtype,
+            optimizer=self.optimizer,
+            device=self.device,
+            weights=self.weights,
+            gradients=self.gradients,
+            optimizer_state=self.optimizer_state,
+            saved=self.saved.at(batch),
+            total=self.total(batch),
+            peak=peak,
+            peak_layer=peak_layer,
+            layers={name: size.at(batch) for name, size in self.layers.items()},
+        )
+
+    def _peak(self, batch: int) -> tuple[int, str | None]:
+        """The backward pass, layer by layer from the last: weights and optimiser state throughout; the
+        gradients of the parameters of every layer done so far (this one's included); every saved storage
+        until the backward of the first layer that keeps it is done; and the gradient of each value from
+        the backward of its last reader (the network's outputs: from the start) to that of the layer that
+        made it."""
+        names = list(self.layers)
+        n = len(names)
+        starts = [0] * (n + 1)  # gradient bytes that appear at a layer's backward (reverse order: its last reader)
+        ends = [0] * (n + 1)  # ... and go once the layer that made the value is done
+        for producer, reader, per_sample in self.grad_values.values():
+            starts[reader] += per_sample * batch
+            ends[producer] += per_sample * batch
+        saved_before = [0] * (n + 1)
+        for i, name in enumerate(names):
+            saved_before[i + 1] = saved_before[i] + self.layers[name].at(batch)
+        graph = self.network.graph
+        params_after = 0
+        live_grads = starts[n]
+        best, best_layer = -1, None
+        for i in range(n - 1, -1, -1):
+            node = graph.nodes[names[i]]
+            params_after += node.params * _itemsize(self.network)
+            live_grads += starts[i]
+            live = self.weights + self.optimizer_state + params_after + saved_before[i + 1] + live_grads
+            if live > best:
+                best, best_layer = live, node.name
+            live_grads -= ends[i]
+        return max(best, self.weights + self.optimizer_state), best_layer
+
+
+def _itemsize(network) -> int:
+    from ..analysis import DTYPE_BYTES
+
+    return DTYPE_BYTES[network.dtype]
+
+
+def plan_training(network, optimizer: str = "adam", device: str = "cuda") -> TrainingPlan:
+    """Walk the layers once, in order, following which storage every value lives in."""
+    from ..codegen.torch_target import in_place
+
+    nbytes = _itemsize(network)
+    overwrites = in_place(network)
+    graph = network.graph
+    order = [node for node in graph if not node.failed]
+    storage: dict[str, str] = {}  # value -> the storage it lives in
+    roots: dict[str, str] = {}  # value -> the value it is a view of (itself when it is not a view)
+    sizes: dict[str, Bytes] = {}  # storage -> its size
+    needs_grad: dict[str, bool] = {}
+    kept: set[str] = set()
+    layers: dict[str, Bytes] = {}
+    index = {node.name: i for i, node in enumerate(order)}
+    grad_values: dict[str, tuple[int, int, int]] = {}
+
+    def new_storage(key: str, elements: int, per_sample: bool = True, itemsize: int | None = None) -> str:
+        size = elements * (itemsize or nbytes)
+        sizes[key] = Bytes(size, 0) if per_sample else Bytes(0, size)
+        return key
+
+    for i, node in enumerate(order):
+        layers[node.name] = Bytes()
+        if node.op == "input":
+            storage[node.name] = new_storage(node.name, prod(node.shape))
+            roots[node.name] = node.name
+            needs_grad[node.name] = False
+            continue
+        ins = [graph.nodes[src].shape for src in node.inputs]
+        grads = tuple(needs_grad[src] for src in node.inputs)
+        needs = any(grads) or node.params > 0
+        needs_grad[node.name] = needs
+        op = OPS[node.op]
+        # in place: an activation layer on its input, or a `-> act` on its layer's new tensor (never both)
+        own_in_place = node.name in overwrites and op.is_activation
+        fused_in_place = node.name in overwrites and not op.is_activation
+        fused = node.activation if node.activation is not None and node.activation[0] != "identity" else None
+        rule = op.training(node, ins, node.shape, TrainContext(grads, own_in_place, device))
+        roots[node.name] = roots[node.inputs[0]] if rule.view else node.name
+        if rule.view or own_in_place:
+            result = storage[node.inputs[0]]
+        else:
+            result = new_storage(node.name, rule.stored or prod(node.shape))
+        if needs:
+            _keep(node, rule.saves, [storage[src] for src in node.inputs], result, new_storage, sizes, kept, layers)
+        out = result
+        if fused is not None:
+            act = OPS[fused[0]].training(node, [node.shape], node.shape, TrainContext((needs,), fused_in_place, device))
+            if not (act.view or fused_in_place):
+                out = new_storage(f"{node.name}->{fused[0]}", prod(node.shape))
+            if needs:
+                _keep(node, act.saves, [result], out, new_storage, sizes, kept, layers, tag="->")
+        storage[node.name] = out
+        if needs and not rule.view:
+            grad_values[node.name] = (i, i, prod(node.shape) * nbytes)
+    for node in order:  # each gradient lives from its last reader's backward; a view's readers are its root's
+        for src in node.inputs:
+            root = roots[src]
+            if root in grad_values:
+                producer, reader, size = grad_values[root]
+                grad_values[root] = (producer, max(reader, index[node.name]), size)
+    for name in (n.name for n in graph.outputs):
+        root = roots[name]
+        if root in grad_values:
+            producer, _reader, size = grad_values[root]
+            grad_values[root] = (producer, len(order), size)
+    params = sum(node.params for node in order)
+    tensors = sum(_param_tensors(node, graph) for node in order)
+    state = MOMENTS[optimizer] * params * nbytes + (STEP_BYTES * tensors if optimizer in ("adam", "adamw") else 0)
+    return TrainingPlan(
+        network=network,
+        optimizer=optimizer,
+        device=device,
+        weights=(params + sum(node.buffers for node in order)) * nbytes,
+        gradients=params * nbytes,
+        optimizer_state=state,
+        layers=layers,
+        grad_values=grad_values,
+    )
+
+
+def _keep(node, saves, inputs, output, new_storage, sizes, kept, layers, tag: str = "") -> None:
+    """Count the storages `saves` name that no earlier layer kept, at this layer."""
+    for k, saved in enumerate(saves):
+        if saved.kind == "input":
+            key = inputs[saved.index]
+        elif saved.kind == "output":
+            key = output
+        else:
+            key = new_storage(f"{node.name}{tag}#{k}", saved.elements, saved.per_sample, saved.itemsize)
+        if key not in kept:
+            kept.add(key)
+            layers[node.name] += sizes[key]
+
+
+def _param_tensors(node, graph) -> int:
+    """How many parameter tensors the layer has (the arrays of its state_dict that are not buffers)."""
+    if not node.params:
+        return 0
+    ins = [graph.nodes[src].shape for src in node.inputs]
+    return sum(name not in BUFFER_ARRAYS for name, _ in OPS[node.op].numpy_state(node, ins, "init"))
