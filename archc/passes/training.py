@@ -12,6 +12,11 @@ pooling of the network's input): autograd records nothing there. A layer's outpu
 gradient when one of its inputs does or it has parameters.
 
 Every figure is linear in the batch (`Bytes`): `archc fit` solves for the largest batch.
+
+The whole model is in the network's dtype (`model.to(dtype)`). Mixed precision in the
+way of apex's O2 and DeepSpeed (`master=True`) adds a float32 copy of the parameters,
+and keeps the optimiser state in float32; activations, weights and gradients stay in the
+16-bit dtype.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 MOMENTS = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 STEP_BYTES = 4  # Adam and AdamW also keep a float32 `step` per parameter tensor (torch.optim on one device)
 DEVICES = ("cuda", "cpu")
+MASTER_BYTES = 4  # mixed precision's master weights and optimiser state are float32
 BUFFER_ARRAYS = frozenset({"running_mean", "running_var", "num_batches_tracked"})  # in Op.numpy_state
 
 
@@ -53,10 +59,11 @@ class TrainingMemory:
     optimizer: str
     device: str
     weights: int  # parameters and buffers
+    master_weights: int  # the float32 copy of the parameters mixed precision keeps (0 without)
     gradients: int  # one per parameter
     optimizer_state: int
     saved: int  # what autograd keeps for backward, each storage once
-    total: int  # weights + gradients + optimizer_state + saved
+    total: int  # weights + master_weights + gradients + optimizer_state + saved
     peak: int  # the most memory live during the backward pass (docs/language.md, section 12)
     peak_layer: str | None  # the layer whose backward reaches it
     layers: dict[str, int]  # saved bytes per layer: the storages it is the first to keep
@@ -73,6 +80,7 @@ class TrainingPlan:
     optimizer: str
     device: str
     weights: int
+    master_weights: int
     gradients: int
     optimizer_state: int
     layers: dict[str, Bytes]
@@ -85,10 +93,10 @@ class TrainingPlan:
     @property
     def fixed(self) -> int:
         """What does not grow with the batch: weights, gradients, optimiser state (and a few statistics)."""
-        return self.weights + self.gradients + self.optimizer_state + self.saved.fixed
+        return self.weights + self.master_weights + self.gradients + self.optimizer_state + self.saved.fixed
 
     def total(self, batch: int) -> int:
-        return self.weights + self.gradients + self.optimizer_state + self.saved.at(batch)
+        return self.fixed + self.saved.per_sample * batch
 
     def at(self, batch: int) -> TrainingMemory:
         peak, peak_layer = self._peak(batch)
@@ -99,6 +107,7 @@ class TrainingPlan:
             optimizer=self.optimizer,
             device=self.device,
             weights=self.weights,
+            master_weights=self.master_weights,
             gradients=self.gradients,
             optimizer_state=self.optimizer_state,
             saved=self.saved.at(batch),
@@ -127,16 +136,17 @@ class TrainingPlan:
         graph = self.network.graph
         params_after = 0
         live_grads = starts[n]
+        steady = self.weights + self.master_weights + self.optimizer_state
         best, best_layer = -1, None
         for i in range(n - 1, -1, -1):
             node = graph.nodes[names[i]]
             params_after += node.params * _itemsize(self.network)
             live_grads += starts[i]
-            live = self.weights + self.optimizer_state + params_after + saved_before[i + 1] + live_grads
+            live = steady + params_after + saved_before[i + 1] + live_grads
             if live > best:
                 best, best_layer = live, node.name
             live_grads -= ends[i]
-        return max(best, self.weights + self.optimizer_state), best_layer
+        return max(best, steady), best_layer
 
 
 def _itemsize(network) -> int:
@@ -145,7 +155,7 @@ def _itemsize(network) -> int:
     return DTYPE_BYTES[network.dtype]
 
 
-def plan_training(network, optimizer: str = "adam", device: str = "cuda") -> TrainingPlan:
+def plan_training(network, optimizer: str = "adam", device: str = "cuda", master: bool = False) -> TrainingPlan:
     """Walk the layers once, in order, following which storage every value lives in."""
     from ..codegen.torch_target import in_place
 
@@ -214,12 +224,14 @@ def plan_training(network, optimizer: str = "adam", device: str = "cuda") -> Tra
             grad_values[root] = (producer, len(order), size)
     params = sum(node.params for node in order)
     tensors = sum(_param_tensors(node, graph) for node in order)
-    state = MOMENTS[optimizer] * params * nbytes + (STEP_BYTES * tensors if optimizer in ("adam", "adamw") else 0)
+    moments = MOMENTS[optimizer] * params * (MASTER_BYTES if master else nbytes)
+    state = moments + (STEP_BYTES * tensors if optimizer in ("adam", "adamw") else 0)
     return TrainingPlan(
         network=network,
         optimizer=optimizer,
         device=device,
         weights=(params + sum(node.buffers for node in order)) * nbytes,
+        master_weights=params * MASTER_BYTES if master else 0,
         gradients=params * nbytes,
         optimizer_state=state,
         layers=layers,
@@ -247,3 +259,59 @@ def _param_tensors(node, graph) -> int:
         return 0
     ins = [graph.nodes[src].shape for src in node.inputs]
     return sum(name not in BUFFER_ARRAYS for name, _ in OPS[node.op].numpy_state(node, ins, "init"))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The largest batches that fit in `memory` bytes: for training (weights, gradients, optimiser state and
+    what autograd keeps) and for inference (weights and the peak activation memory)."""
+
+    memory: int
+    training: TrainingMemory  # at the largest batch that fits, or at batch 1 when none does (training_batch 0)
+    training_batch: int
+    inference_batch: int
+    inference_bytes: int  # weights and peak activations at inference_batch (at 1 when it is 0)
+
+    @property
+    def dominant(self) -> str:
+        """What takes most of the training memory: `activations` (saved for backward) or `weights`
+        (with their gradients and optimiser state)."""
+        t = self.training
+        return "activations" if t.saved > t.weights + t.master_weights + t.gradients + t.optimizer_state else "weights"
+
+    def as_dict(self) -> dict:
+        return {
+            "memory": self.memory,
+            "training_batch": self.training_batch,
+            "inference_batch": self.inference_batch,
+            "inference_bytes": self.inference_bytes,
+            "dominant": self.dominant,
+            "training": self.training.as_dict(),
+        }
+
+
+def fit(network, memory: int, optimizer: str = "adam", device: str = "cuda", master: bool = False) -> Fit:
+    """Every figure is a + b x batch, so the largest batch is one division (capped at MAX_SIZE when
+    nothing grows with the batch)."""
+    plan = plan_training(network, optimizer, device, master)
+    training_batch = _largest(memory - plan.fixed, plan.saved.per_sample)
+    t = network.totals
+    peak_per_sample = t.peak_activation_bytes // network.batch
+    weights = t.param_bytes + t.buffer_bytes
+    inference_batch = _largest(memory - weights, peak_per_sample)
+    return Fit(
+        memory=memory,
+        training=plan.at(max(training_batch, 1)),
+        training_batch=training_batch,
+        inference_batch=inference_batch,
+        inference_bytes=weights + peak_per_sample * max(inference_batch, 1),
+    )
+
+
+def _largest(room: int, per_sample: int) -> int:
+    """The most samples of `per_sample` bytes in `room` bytes; 0 when not one fits."""
+    from ..ops.base import MAX_SIZE
+
+    if room < per_sample or room < 0:
+        return 0
+    return MAX_SIZE if per_sample == 0 else min(room // per_sample, MAX_SIZE)
