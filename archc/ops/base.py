@@ -475,7 +475,12 @@ def padded_input(shape, pads) -> Saved:
     torch_pad applies first) a padded copy of its own."""
     if all(b == a for b, a in pads):
         return Saved.input()
-    return Saved.new(shape[0] * prod(n + b + a for n, (b, a) in zip(shape[1:], pads)))
+    return Saved.new(padded_size(shape, pads))
+
+
+def padded_size(shape, pads) -> int:
+    """Values per sample of the input padded by ((before, after), ...) per spatial dimension."""
+    return shape[0] * prod(n + b + a for n, (b, a) in zip(shape[1:], pads))
 
 
 def window_rf(rf: RF, kernel, stride, dilation, pads) -> RF:

@@ -17,6 +17,7 @@ from .base import (
     fmt_shape,
     fmt_stride,
     padded_input,
+    padded_size,
     per_dim,
     prod,
     register,
@@ -220,9 +221,9 @@ class MinPool(_WindowPool):
     numpy_function = "min_pool"
 
     def training(self, node, ins, out, ctx):
-        """Max pooling of the negated input (a copy of its own, padded), and its arg-max."""
-        g = node.geom
-        negated = ins[0][0] * prod(n + b + a for n, (b, a) in zip(ins[0][1:], g["pads"]))
+        """Max pooling of the negated input (a copy of its own, padded first when per side), and its arg-max."""
+        pads = node.geom["pads"]
+        negated = prod(ins[0]) if symmetric(pads) else padded_size(ins[0], pads)
         torch_out = _torch_out(node, ins[0])
         return Training((Saved.new(negated), Saved.new(torch_out, itemsize=INT64)), stored=torch_out)
 
@@ -240,7 +241,7 @@ class L2Pool(_WindowPool):
         """torch's lp_pool is composite: x ** 2 keeps x (the padded copy, with any padding), avg_pool
         the squares, then abs, relu, sign * relu and the square root each keep a tensor of the output's size."""
         pads = node.geom["pads"]
-        read = ins[0][0] * prod(n + b + a for n, (b, a) in zip(ins[0][1:], pads))
+        read = padded_size(ins[0], pads)
         source = Saved.new(read) if any(b or a for b, a in pads) else Saved.input()
         torch_out = _torch_out(node, ins[0], padded_first=True)
         return Training((source, Saved.new(read), *(Saved.new(torch_out),) * 4), stored=torch_out)
