@@ -88,7 +88,7 @@ class Network:
 
         return network_json(self)
 
-    def training(
+    def training_memory(
         self, optimizer: str = "adam", *, batch: int | None = None, device: str = "cuda", master: bool = False
     ):
         """Training memory of the generated PyTorch module at `batch` (default: the network's), in this

@@ -340,7 +340,7 @@ def _training_options(net, args) -> dict:
 
 
 def _training(net, args):
-    return net.training(**_training_options(net, args))
+    return net.training_memory(**_training_options(net, args))
 
 
 def cmd_fit(args) -> int:

@@ -114,11 +114,11 @@ def test_api_arguments_are_checked():
     with pytest.raises(ValueError, match="24GiB or 24GB"):
         net.fit("24G")
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        net.training("rmsprop")
+        net.training_memory("rmsprop")
     with pytest.raises(TypeError, match="memory must be a whole number"):
         net.fit(2.5)
     with pytest.raises(ValueError, match="master weights are for a 16-bit dtype"):
-        net.training(master=True)
+        net.training_memory(master=True)
     assert net.fit(10**9).memory == net.fit("1GB").memory == 10**9
 
 

@@ -2,7 +2,7 @@
 
 The oracle (tests/trainmem_util.py) records every tensor autograd saves while the generated
 module runs forward in training mode, by storage, at the layer whose statement saved it
-first; archc's `Network.training()` must give the same bytes for every layer, at two batch
+first; archc's `Network.training_memory()` must give the same bytes for every layer, at two batch
 sizes. Gradients and optimiser state must equal what torch.optim holds after one step.
 The figures are for the CPU (`device="cpu"`), where the oracle runs: the only difference
 from the GPU is dropout's mask (a bool a value there), which the CPU cannot show.
@@ -81,7 +81,7 @@ def spec(body: str, channels: int = 4, size: int = 6) -> str:
 
 
 def compare(net, batch: int) -> None:
-    got = {k: v for k, v in net.training(batch=batch, device="cpu").layers.items() if v}
+    got = {k: v for k, v in net.training_memory(batch=batch, device="cpu").layers.items() if v}
     layers, _ = saved_by_layer(net, batch)
     assert got == dict(layers)
 
@@ -178,7 +178,7 @@ def test_gradients_and_optimiser_state_of_resnet18_equal_torch_optim():
 
 
 def check_step(net, optimizer: str) -> None:
-    got = net.training(optimizer, batch=2, device="cpu")
+    got = net.training_memory(optimizer, batch=2, device="cpu")
     measured = accounted(net, 2, optimizer)
     assert (got.weights, got.gradients, got.optimizer_state, got.saved) == (
         measured["weights"],
@@ -195,7 +195,7 @@ def test_master_weights_and_their_optimiser_state_are_float32(optimizer):
     from trainmem_util import OPTIMISERS, unique_bytes
 
     net = load_model("lenet5", dtype="bfloat16")
-    got = net.training(optimizer, batch=2, device="cpu", master=True)
+    got = net.training_memory(optimizer, batch=2, device="cpu", master=True)
     model, _gen, _file = model_of(net)
     masters = [p.detach().float().requires_grad_() for p in model.parameters()]
     for master in masters:
@@ -211,5 +211,19 @@ def test_dropout_keeps_a_one_byte_mask_on_the_gpu():
     """torch's fused GPU dropout (native_dropout) keeps a bool mask; the CPU keeps the scaled mask."""
     net = archc.loads(spec("conv c: 4 @ 1x1\n dropout d: 0.5\n conv e: 2 @ 1x1"))
     values = 4 * 6 * 6
-    assert net.training(batch=1, device="cpu").layers["d"] == 4 * values
-    assert net.training(batch=1, device="cuda").layers["d"] == values
+    assert net.training_memory(batch=1, device="cpu").layers["d"] == 4 * values
+    assert net.training_memory(batch=1, device="cuda").layers["d"] == values
+
+
+def test_the_backward_peak_follows_the_documented_model():
+    """x (8) -> d1 (dense 4) -> d2 (dense 2), batch 1, float32, SGD: figures by hand from docs/language.md.
+
+    Weights (8x4 + 4 + 4x2 + 2) x 4 = 184 bytes; d1 keeps x (32 bytes), d2 keeps d1's output (16).
+    d2's backward: its parameter gradients (40), all that is saved (48), the output's gradient (8) and
+    d1's output's (16): 184 + 40 + 48 + 24 = 296. d1's backward: every parameter gradient (184), x (32)
+    and d1's output's gradient (16): 184 + 184 + 32 + 16 = 416, the peak.
+    """
+    net = archc.loads("network N {\n input x: 8\n dense d1: 4\n dense d2: 2\n}")
+    m = net.training_memory("sgd", batch=1)
+    assert (m.weights, m.saved, m.layers) == (184, 48, {"x": 0, "d1": 32, "d2": 16})
+    assert (m.peak, m.peak_layer) == (416, "d1")

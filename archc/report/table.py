@@ -227,7 +227,7 @@ def render_table(
     training=None,
 ) -> str:
     """`convention`: darknet or caffe adds that tool's column (unless `columns` are given) and totals;
-    `training` (a TrainingMemory, `Network.training()`) the bytes each layer keeps for backward and the
+    `training` (a TrainingMemory, `Network.training_memory()`) the bytes each layer keeps for backward and the
     training totals."""
     renderers = {"rich": _rich, "markdown": _markdown, "csv": _csv, "json": _json}
     arguments.choice("format", format, tuple(renderers))
