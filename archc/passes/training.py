@@ -134,13 +134,14 @@ class TrainingPlan:
         for i, name in enumerate(names):
             saved_before[i + 1] = saved_before[i] + self.layers[name].at(batch)
         graph = self.network.graph
+        nbytes = _itemsize(self.network)
         params_after = 0
         live_grads = starts[n]
         steady = self.weights + self.master_weights + self.optimizer_state
         best, best_layer = -1, None
         for i in range(n - 1, -1, -1):
             node = graph.nodes[names[i]]
-            params_after += node.params * _itemsize(self.network)
+            params_after += node.params * nbytes
             live_grads += starts[i]
             live = steady + params_after + saved_before[i + 1] + live_grads
             if live > best:
@@ -156,76 +157,15 @@ def _itemsize(network) -> int:
 
 
 def plan_training(network, optimizer: str = "adam", device: str = "cuda", master: bool = False) -> TrainingPlan:
-    """Walk the layers once, in order, following which storage every value lives in."""
-    from ..codegen.torch_target import in_place
-
-    nbytes = _itemsize(network)
-    overwrites = in_place(network)
-    graph = network.graph
-    order = [node for node in graph if not node.failed]
-    storage: dict[str, str] = {}  # value -> the storage it lives in
-    roots: dict[str, str] = {}  # value -> the value it is a view of (itself when it is not a view)
-    sizes: dict[str, Bytes] = {}  # storage -> its size
-    needs_grad: dict[str, bool] = {}
-    kept: set[str] = set()
-    layers: dict[str, Bytes] = {}
-    index = {node.name: i for i, node in enumerate(order)}
-    grad_values: dict[str, tuple[int, int, int]] = {}
-
-    def new_storage(key: str, elements: int, per_sample: bool = True, itemsize: int | None = None) -> str:
-        size = elements * (itemsize or nbytes)
-        sizes[key] = Bytes(size, 0) if per_sample else Bytes(0, size)
-        return key
-
-    for i, node in enumerate(order):
-        layers[node.name] = Bytes()
-        if node.op == "input":
-            storage[node.name] = new_storage(node.name, prod(node.shape))
-            roots[node.name] = node.name
-            needs_grad[node.name] = False
-            continue
-        ins = [graph.nodes[src].shape for src in node.inputs]
-        grads = tuple(needs_grad[src] for src in node.inputs)
-        needs = any(grads) or node.params > 0
-        needs_grad[node.name] = needs
-        op = OPS[node.op]
-        # in place: an activation layer on its input, or a `-> act` on its layer's new tensor (never both)
-        own_in_place = node.name in overwrites and op.is_activation
-        fused_in_place = node.name in overwrites and not op.is_activation
-        fused = node.activation if node.activation is not None and node.activation[0] != "identity" else None
-        rule = op.training(node, ins, node.shape, TrainContext(grads, own_in_place, device))
-        roots[node.name] = roots[node.inputs[0]] if rule.view else node.name
-        if rule.view or own_in_place:
-            result = storage[node.inputs[0]]
-        else:
-            result = new_storage(node.name, rule.stored or prod(node.shape))
-        if needs:
-            _keep(node, rule.saves, [storage[src] for src in node.inputs], result, new_storage, sizes, kept, layers)
-        out = result
-        if fused is not None:
-            act = OPS[fused[0]].training(node, [node.shape], node.shape, TrainContext((needs,), fused_in_place, device))
-            if not (act.view or fused_in_place):
-                out = new_storage(f"{node.name}->{fused[0]}", prod(node.shape))
-            if needs:
-                _keep(node, act.saves, [result], out, new_storage, sizes, kept, layers, tag="->")
-        storage[node.name] = out
-        if needs and not rule.view:
-            grad_values[node.name] = (i, i, prod(node.shape) * nbytes)
-    for node in order:  # each gradient lives from its last reader's backward; a view's readers are its root's
-        for src in node.inputs:
-            root = roots[src]
-            if root in grad_values:
-                producer, reader, size = grad_values[root]
-                grad_values[root] = (producer, max(reader, index[node.name]), size)
-    for name in (n.name for n in graph.outputs):
-        root = roots[name]
-        if root in grad_values:
-            producer, _reader, size = grad_values[root]
-            grad_values[root] = (producer, len(order), size)
+    """The walk over the layers (`_Storages`), and the parameters' share: weights, gradients, optimiser state."""
+    walk = _Storages(network, device)
+    order = [node for node in network.graph if not node.failed]
+    for node in order:
+        walk.layer(node)
     params = sum(node.params for node in order)
-    tensors = sum(_param_tensors(node, graph) for node in order)
+    tensors = sum(_param_tensors(node, network.graph) for node in order)
+    nbytes = _itemsize(network)
     moments = MOMENTS[optimizer] * params * (MASTER_BYTES if master else nbytes)
-    state = moments + (STEP_BYTES * tensors if optimizer in ("adam", "adamw") else 0)
     return TrainingPlan(
         network=network,
         optimizer=optimizer,
@@ -233,24 +173,103 @@ def plan_training(network, optimizer: str = "adam", device: str = "cuda", master
         weights=(params + sum(node.buffers for node in order)) * nbytes,
         master_weights=params * MASTER_BYTES if master else 0,
         gradients=params * nbytes,
-        optimizer_state=state,
-        layers=layers,
-        grad_values=grad_values,
+        optimizer_state=moments + (STEP_BYTES * tensors if optimizer in ("adam", "adamw") else 0),
+        layers=walk.layers,
+        grad_values=walk.gradients(order),
     )
 
 
-def _keep(node, saves, inputs, output, new_storage, sizes, kept, layers, tag: str = "") -> None:
-    """Count the storages `saves` name that no earlier layer kept, at this layer."""
-    for k, saved in enumerate(saves):
-        if saved.kind == "input":
-            key = inputs[saved.index]
-        elif saved.kind == "output":
-            key = output
+class _Storages:
+    """One walk of the layers in order, following the storage every value lives in.
+
+    A layer's result is a new storage, or its input's when it is a view or an activation
+    computed in place; a `-> act` adds the activation's own (unless in place). What a layer's
+    rule (`Op.training`) names is counted once, at the first layer that keeps it.
+    """
+
+    def __init__(self, network, device: str):
+        from ..codegen.torch_target import in_place
+
+        self.graph = network.graph
+        self.device = device
+        self.nbytes = _itemsize(network)
+        self.overwrites = in_place(network)
+        self.storage: dict[str, str] = {}  # value -> the storage it lives in
+        self.roots: dict[str, str] = {}  # value -> the value it is a view of (itself when it is not a view)
+        self.sizes: dict[str, Bytes] = {}  # storage -> its size
+        self.needs_grad: dict[str, bool] = {}
+        self.kept: set[str] = set()
+        self.layers: dict[str, Bytes] = {}  # layer -> what it is the first to keep
+        self.made: list[str] = []  # the values with a gradient of their own (not views)
+
+    def new(self, key: str, elements: int, per_sample: bool = True, itemsize: int | None = None) -> str:
+        size = elements * (itemsize or self.nbytes)
+        self.sizes[key] = Bytes(size, 0) if per_sample else Bytes(0, size)
+        return key
+
+    def layer(self, node) -> None:
+        self.layers[node.name] = Bytes()
+        if node.op == "input":
+            self.storage[node.name] = self.roots[node.name] = self.new(node.name, prod(node.shape))
+            self.needs_grad[node.name] = False
+            return
+        grads = tuple(self.needs_grad[src] for src in node.inputs)
+        needs = self.needs_grad[node.name] = any(grads) or node.params > 0
+        op = OPS[node.op]
+        # in place: an activation layer on its input, or a `-> act` on its layer's new tensor (never both)
+        in_place = node.name in self.overwrites
+        ins = [self.graph.nodes[src].shape for src in node.inputs]
+        rule = op.training(node, ins, node.shape, TrainContext(grads, in_place and op.is_activation, self.device))
+        self.roots[node.name] = self.roots[node.inputs[0]] if rule.view else node.name
+        if rule.view or (in_place and op.is_activation):
+            result = self.storage[node.inputs[0]]
         else:
-            key = new_storage(f"{node.name}{tag}#{k}", saved.elements, saved.per_sample, saved.itemsize)
-        if key not in kept:
-            kept.add(key)
-            layers[node.name] += sizes[key]
+            result = self.new(node.name, rule.stored or prod(node.shape))
+        if needs:
+            self.keep(node, rule.saves, [self.storage[src] for src in node.inputs], result)
+            if not rule.view:
+                self.made.append(node.name)
+        self.storage[node.name] = result
+        if node.activation is not None and node.activation[0] != "identity":
+            self.activation(node, result, in_place and not op.is_activation)
+
+    def activation(self, node, result: str, in_place: bool) -> None:
+        """A `-> act`: its own storage unless in place, and what it keeps, at its layer."""
+        name = node.activation[0]
+        needs = self.needs_grad[node.name]
+        act = OPS[name].training(node, [node.shape], node.shape, TrainContext((needs,), in_place, self.device))
+        if not (act.view or in_place):
+            self.storage[node.name] = self.new(f"{node.name}->{name}", prod(node.shape))
+        if needs:
+            self.keep(node, act.saves, [result], self.storage[node.name], "->")
+
+    def keep(self, node, saves, inputs: list[str], output: str, tag: str = "") -> None:
+        """Count the storages `saves` name that no earlier layer kept, at this layer."""
+        for k, saved in enumerate(saves):
+            if saved.kind == "input":
+                key = inputs[saved.index]
+            elif saved.kind == "output":
+                key = output
+            else:
+                key = self.new(f"{node.name}{tag}#{k}", saved.elements, saved.per_sample, saved.itemsize)
+            if key not in self.kept:
+                self.kept.add(key)
+                self.layers[node.name] += self.sizes[key]
+
+    def gradients(self, order) -> dict[str, tuple[int, int, int]]:
+        """Each value with a gradient of its own: (its layer's position, its last reader's, or past the
+        last layer for an output; bytes per sample). A view's readers read the value it is a view of."""
+        position = {node.name: i for i, node in enumerate(order)}
+        last = {name: position[name] for name in self.made}
+        for node in order:
+            for src in node.inputs:
+                root = self.roots[src]
+                if root in last:
+                    last[root] = max(last[root], position[node.name])
+        for node in self.graph.outputs:
+            if self.roots[node.name] in last:
+                last[self.roots[node.name]] = len(order)
+        return {name: (position[name], last[name], prod(self.graph.nodes[name].shape) * self.nbytes) for name in last}
 
 
 def _param_tensors(node, graph) -> int:
