@@ -55,8 +55,19 @@ def test_fit_command(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("ResNet50 (") and "24.0 GiB (25,769,803,776 bytes): bfloat16, adam, cuda" in lines[0]
     assert lines[1].startswith("Training:  batch ") and "saved for backward" in lines[1]
-    assert lines[2].startswith("Inference: batch ")
-    assert "saved for backward dominate" in lines[3]
+    assert "the backward's peak (gradients in flight) is 24.3 GiB at that batch; batch " in lines[2]
+    assert lines[3].startswith("Inference: batch ")
+    assert "saved for backward dominate" in lines[4]
+
+
+def test_peak_batch_is_the_largest_whose_backward_peak_fits():
+    from archc.passes.training import plan_training
+
+    net = archc.load(SPECS / "lenet5.arch")
+    answer = net.fit("1GiB")
+    plan = plan_training(net)
+    assert 0 < answer.peak_batch < answer.training_batch
+    assert plan.peak(answer.peak_batch)[0] <= 2**30 < plan.peak(answer.peak_batch + 1)[0]
 
 
 def test_fit_json_and_nothing_fits(capsys):

@@ -99,7 +99,7 @@ class TrainingPlan:
         return self.fixed + self.saved.per_sample * batch
 
     def at(self, batch: int) -> TrainingMemory:
-        peak, peak_layer = self._peak(batch)
+        peak, peak_layer = self.peak(batch)
         net = self.network
         return TrainingMemory(
             batch=batch,
@@ -117,7 +117,7 @@ class TrainingPlan:
             layers={name: size.at(batch) for name, size in self.layers.items()},
         )
 
-    def _peak(self, batch: int) -> tuple[int, str | None]:
+    def peak(self, batch: int) -> tuple[int, str | None]:
         """The backward pass, layer by layer from the last: weights and optimiser state throughout; the
         gradients of the parameters of every layer done so far (this one's included); every saved storage
         until the backward of the first layer that keeps it is done; and the gradient of each value from
@@ -288,6 +288,7 @@ class Fit:
     memory: int
     training: TrainingMemory  # at the largest batch that fits, or at batch 1 when none does (training_batch 0)
     training_batch: int
+    peak_batch: int  # the largest batch whose backward peak (the model's) fits too: at most training_batch
     inference_batch: int
     inference_bytes: int  # weights and peak activations at inference_batch (at 1 when it is 0)
 
@@ -302,6 +303,7 @@ class Fit:
         return {
             "memory": self.memory,
             "training_batch": self.training_batch,
+            "peak_batch": self.peak_batch,
             "inference_batch": self.inference_batch,
             "inference_bytes": self.inference_bytes,
             "dominant": self.dominant,
@@ -310,10 +312,14 @@ class Fit:
 
 
 def fit(network, memory: int, optimizer: str = "adam", device: str = "cuda", master: bool = False) -> Fit:
-    """Every figure is a + b x batch, so the largest batch is one division (capped at MAX_SIZE when
-    nothing grows with the batch)."""
+    """Every part of the total is a + b x batch, so the largest batch is one division (capped at MAX_SIZE
+    when nothing grows with the batch); the backward peak, a maximum over layers, is bisected below it."""
     plan = plan_training(network, optimizer, device, master)
     training_batch = _largest(memory - plan.fixed, plan.saved.per_sample)
+    low, high = 0, training_batch  # the peak grows with the batch: bisect for the last that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if plan.peak(middle)[0] <= memory else (low, middle - 1)
     t = network.totals
     peak_per_sample = t.peak_activation_bytes // network.batch
     weights = t.param_bytes + t.buffer_bytes
@@ -322,6 +328,7 @@ def fit(network, memory: int, optimizer: str = "adam", device: str = "cuda", mas
         memory=memory,
         training=plan.at(max(training_batch, 1)),
         training_batch=training_batch,
+        peak_batch=low,
         inference_batch=inference_batch,
         inference_bytes=weights + peak_per_sample * max(inference_batch, 1),
     )

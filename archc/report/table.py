@@ -594,9 +594,14 @@ def fit_lines(net, answer) -> list[str]:
         return "any batch (nothing grows with it)" if n >= MAX_SIZE else f"batch {n:,}"
 
     if answer.training_batch:
-        training = f"Training:  {batch(answer.training_batch)}: {parts}"
+        training = [f"Training:  {batch(answer.training_batch)}: {parts}"]
+        if answer.peak_batch < answer.training_batch:
+            training.append(
+                f"           the backward's peak (gradients in flight) is {human_bytes(t.peak)} at that batch; "
+                f"{batch(answer.peak_batch) if answer.peak_batch else 'no batch'} keeps it within the memory"
+            )
     else:
-        training = f"Training:  nothing fits: batch 1 needs {parts}"
+        training = [f"Training:  nothing fits: batch 1 needs {parts}"]
     activations = answer.inference_bytes - t.weights
     if answer.inference_batch:
         inference = (
@@ -608,7 +613,7 @@ def fit_lines(net, answer) -> list[str]:
     return [
         f"{net.name} ({net.file}) in {human_bytes(answer.memory)} ({answer.memory:,} bytes): "
         f"{net.dtype}, {t.optimizer}, {t.device}",
-        training,
+        *training,
         inference,
         f"Training memory: {dominant}.",
     ]
