@@ -89,6 +89,37 @@ class Network:
 
         return network_json(self)
 
+    def training_memory(
+        self, optimizer: str = "adam", *, batch: int | None = None, device: str = "cuda", master: bool = False
+    ):
+        """Training memory of the generated PyTorch module at `batch` (default: the network's), in this
+        network's dtype, with float32 master weights if `master`: a `archc.passes.training.TrainingMemory`
+        (docs/language.md, section 12)."""
+        from .passes.training import plan_training
+
+        batch = arguments.whole("batch", batch, 1, optional=True) or self.batch
+        return plan_training(self, *self._training_options(optimizer, device, master)).at(batch)
+
+    def fit(self, memory: int | str, *, optimizer: str = "adam", device: str = "cuda", master: bool = False):
+        """The largest batches that fit in `memory` (bytes, or a text such as "24GiB") for training and
+        for inference, in this network's dtype: a `archc.passes.training.Fit`."""
+        from .passes.training import fit
+
+        size = arguments.memory("memory", memory)
+        return fit(self, size, *self._training_options(optimizer, device, master))
+
+    def _training_options(self, optimizer, device, master) -> tuple[str, str, bool]:
+        from .passes.training import DEVICES, OPTIMIZERS
+
+        arguments.choice("optimizer", optimizer, OPTIMIZERS)
+        arguments.choice("device", device, DEVICES)
+        arguments.flag("master", master)
+        if self.dtype == "int8":
+            raise ValueError("an int8 network cannot be trained: load it with a floating dtype, e.g. bfloat16")
+        if master and self.dtype not in ("float16", "bfloat16"):
+            raise ValueError(f"master weights are for a 16-bit dtype (float16, bfloat16), not {self.dtype}")
+        return optimizer, device, master
+
 
 def load(path: str | Path, *, batch: int | None = None, dtype: str = "float32", inputs: dict | None = None) -> Network:
     """Analyse the spec at `path`; raises ArchError listing every error found.

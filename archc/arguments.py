@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import operator
 import os
+import re
 from collections.abc import Mapping
+from fractions import Fraction
 from pathlib import Path
 
 
@@ -95,3 +97,28 @@ def shapes(name: str, value) -> dict[str, tuple[int, ...]] | None:
             except TypeError:
                 raise TypeError(f"{what} must be a shape: a tuple of sizes such as (3, 224, 224)") from None
     return out
+
+
+# Units of a memory size: SI (powers of 1000) and binary (powers of 1024), as GPUs are sold and as tools report.
+UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def memory(name: str, value) -> int:
+    """A memory size in bytes: a whole number of bytes, or a text such as `24GiB`, `16 GB` or `1.5TiB`."""
+    if not isinstance(value, str):
+        return whole(name, value, 1)
+    found = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", value)
+    number, unit = (found.group(1), found.group(2).lower()) if found else ("", "")
+    if not found or unit not in UNITS:
+        hint = ""
+        if unit in ("k", "m", "g", "t"):
+            big = unit.upper()
+            hint = f": {big} could be powers of 1024 or of 1000, write {number}{big}iB or {number}{big}B"
+        elif found and not unit:
+            hint = ": give a unit, e.g. 24GiB (GiB = 2^30 bytes, GB = 10^9 bytes)"
+        raise ValueError(f"{name} must be a size such as 24GiB, 16GB or 512MiB, not {_show(value)}{hint}")
+    size = int(Fraction(number) * UNITS[unit])
+    if size < 1:
+        raise ValueError(f"{name} must be at least 1 byte, not {_show(value)}")
+    return size

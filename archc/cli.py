@@ -19,6 +19,7 @@ import threading
 from .diagnostics import ArchError, render_all, use_color, visible
 
 DTYPES = ("float32", "float16", "bfloat16", "int8", "float64")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")  # archc.passes.training.OPTIMIZERS, without importing it
 FORMATS = ("rich", "markdown", "csv", "json")
 
 
@@ -96,6 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--dtype", choices=DTYPES, default="float32", help="element type for the byte figures")
 
+    def training_options(p):
+        """How the network trains, for `table --train` and `fit`."""
+        p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="whose state to count (momentum: SGD's)")
+        p.add_argument(
+            "--device",
+            choices=("cuda", "cpu"),
+            default="cuda",
+            help="where it trains: torch's dropout keeps a 1-byte mask on the GPU, a full-width one on the CPU",
+        )
+        p.add_argument(
+            "--master-weights",
+            action="store_true",
+            help="mixed precision: float32 master weights and optimiser state, the rest in --dtype (16-bit)",
+        )
+
     check = command("check", help="parse and analyse a spec; report errors and warnings")
     common(check)
     byte_figures(check)
@@ -122,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("darknet", "caffe"),
         help="add the figures as that tool prints them: Darknet's BFLOPs, Caffe's memory required for data",
     )
+    table.add_argument(
+        "--train",
+        action="store_true",
+        help="add training memory: the bytes each layer keeps for backward, gradients, optimiser state, the peak",
+    )
+    training_options(table)
+    fit = command("fit", help="the largest batch that fits in a given memory, for training and for inference")
+    common(fit)
+    fit.add_argument("--memory", type=_memory, required=True, metavar="SIZE", help="e.g. 24GiB, 16GB or 512MiB")
+    fit.add_argument("--dtype", choices=DTYPES, default="float32", help="element type (int8 does not train)")
+    training_options(fit)
+    fit.add_argument("--format", choices=("text", "json"), default="text")
     codegen = command("codegen", help="write the network as a PyTorch or NumPy Python module")
     common(codegen)
     codegen.add_argument(
@@ -168,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     explain = command("explain", help="explain a diagnostic code, with a wrong and a right example")
     explain.add_argument("code", nargs="?", metavar="CODE", help="a code such as E0203; without it, list every code")
     return parser
+
+
+def _memory(text: str) -> int:
+    from .arguments import memory
+
+    try:
+        return memory("--memory", text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--memory must be ")) from None
 
 
 def _depth(text: str) -> int:
@@ -272,6 +309,7 @@ def cmd_table(args) -> int:
     except ArchError as err:
         _print_diagnostics(err.diagnostics, err.sources)
         return 1
+    training = _training(net, args) if args.train else None
     color = args.format == "rich" and use_color(sys.stdout)
     width = None
     if color:
@@ -279,11 +317,47 @@ def cmd_table(args) -> int:
 
         width = shutil.get_terminal_size().columns
     table = net.table(
-        args.format, layout=args.layout, columns=columns, color=color, width=width, convention=args.convention
+        args.format,
+        layout=args.layout,
+        columns=columns,
+        color=color,
+        width=width,
+        convention=args.convention,
+        training=training,
     )
     sys.stdout.write(table)
     if args.format != "json":
         _print_diagnostics(net.warnings, net.sources)
+    return 0
+
+
+def _training_options(net, args) -> dict:
+    """The options of `table --train` and `fit`, with a usage error for a dtype that cannot train so."""
+    if net.dtype == "int8":
+        raise UsageError("an int8 network does not train: give --dtype float32, bfloat16 or float16")
+    if args.master_weights and net.dtype not in ("float16", "bfloat16"):
+        raise UsageError("--master-weights keeps float32 masters of a 16-bit model: add --dtype bfloat16 or float16")
+    return {"optimizer": args.optimizer, "device": args.device, "master": args.master_weights}
+
+
+def _training(net, args):
+    return net.training_memory(**_training_options(net, args))
+
+
+def cmd_fit(args) -> int:
+    try:
+        net = _load(args)
+    except ArchError as err:
+        _print_diagnostics(err.diagnostics, err.sources)
+        return 1
+    answer = net.fit(args.memory, **_training_options(net, args))
+    _print_diagnostics(net.warnings, net.sources)
+    if args.format == "json":
+        print(json.dumps({"network": net.name, "file": net.file, "dtype": net.dtype, **answer.as_dict()}, indent=2))
+        return 0
+    from .report.table import fit_lines
+
+    print("\n".join(fit_lines(net, answer)))
     return 0
 
 
@@ -387,6 +461,7 @@ COMMANDS = {
     "import": cmd_import,
     "check": cmd_check,
     "table": cmd_table,
+    "fit": cmd_fit,
     "codegen": cmd_codegen,
     "diagram": cmd_diagram,
     "explain": cmd_explain,

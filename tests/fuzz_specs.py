@@ -727,12 +727,15 @@ def _run(text: str, file: str, load, base) -> str:
 
 
 def exercise(net) -> None:
-    """Everything a valid network offers: the tables, the JSON, and code for both targets."""
+    """Everything a valid network offers: the tables, the JSON, training memory, and code for both targets."""
     data = json.loads(net.table("json"))
     assert data["network"] == net.name
     for fmt in ("rich", "markdown", "csv"):
         assert isinstance(net.table(fmt), str)
     json.dumps(net.to_json())
+    if net.dtype != "int8":  # an int8 network does not train
+        json.loads(net.table("json", training=net.training_memory()))
+        assert net.fit("1GiB").training_batch >= 0
     for target in ("torch", "numpy"):
         code = generate(net, target).code
         compile(code, f"<{target} code for {net.name}>", "exec")

@@ -47,26 +47,57 @@ def _inplace(code: Call) -> Call:
     return replace(code, kwargs=(*code.kwargs, ("inplace", "True")))
 
 
+def _fresh(plan, node, args):
+    """The layer's expression, or None unless it makes a new tensor that an in-place operation may overwrite."""
+    if node.op not in NEW_TENSOR:
+        return None
+    expr = OPS[node.op].torch_call(node, f"self.{plan.attrs[node.name]}", args)
+    return expr if isinstance(expr, Call | Sum) else None
+
+
+def _overwritable(plan, name, reader) -> bool:
+    """Whether `reader` may overwrite the value of layer `name`: read by nothing else, autograd keeps none of it."""
+    node = plan.network.graph.nodes[name]
+    if sole_reader(plan, name) != reader:
+        return False
+    if node.activation is not None and node.activation[0] != "identity":
+        return False  # the activation made the value, and may have saved it
+    return _fresh(plan, node, [plan.vars[i] for i in node.inputs]) is not None
+
+
+def _standalone_in_place(plan, node) -> bool:
+    """Whether an activation written as its own layer overwrites its input (`nn.ReLU(inplace=True)`)."""
+    op = OPS[node.op]
+    return op.is_activation and _inplace_activation(op, node.attrs) and _overwritable(plan, node.inputs[0], node.name)
+
+
+def in_place(network) -> frozenset[str]:
+    """The layers whose activation (their own, or a `-> act`) overwrites its input in the generated forward:
+    the decisions `generate` makes, for what autograd then keeps (archc/passes/training.py)."""
+    plan = make_plan(network, reserved_names())
+    found = set()
+    for node in plan.computed:
+        # a `-> act` is in place on a layer whose expression is a Temp (or an Update, which makes one)
+        fused = (
+            node.activation is not None
+            and _inplace_activation(OPS[node.activation[0]], node.activation[1])
+            and _fresh(plan, node, [plan.vars[i] for i in node.inputs]) is not None
+        )
+        if fused or _standalone_in_place(plan, node):
+            found.add(node.name)
+    return frozenset(found)
+
+
 def generate(network) -> Generated:
     plan = make_plan(network, reserved_names())
     init: list[str] = []
     graph = network.graph
 
     def fresh(node, args):
-        """The layer's expression, or None unless it makes a new tensor that an in-place operation may overwrite."""
-        if node.op not in NEW_TENSOR:
-            return None
-        expr = OPS[node.op].torch_call(node, f"self.{plan.attrs[node.name]}", args)
-        return expr if isinstance(expr, Call | Sum) else None
+        return _fresh(plan, node, args)
 
     def overwritable(name, reader) -> bool:
-        """Whether `reader` may overwrite the value of layer `name`: read by nothing else, autograd keeps none of it."""
-        node = graph.nodes[name]
-        if sole_reader(plan, name) != reader:
-            return False
-        if node.activation is not None and node.activation[0] != "identity":
-            return False  # the activation made the value, and may have saved it
-        return fresh(node, [plan.vars[i] for i in node.inputs]) is not None
+        return _overwritable(plan, name, reader)
 
     for node in graph:
         if node.op == "input":
@@ -74,7 +105,7 @@ def generate(network) -> Generated:
         ins = [graph.nodes[i].shape for i in node.inputs]
         op = OPS[node.op]
         module = op.torch_layer(node, ins)
-        if op.is_activation and _inplace_activation(op, node.attrs) and overwritable(node.inputs[0], node.name):
+        if _standalone_in_place(plan, node):
             module = _inplace(module)  # nn.ReLU(inplace=True): its input is read by nothing else
         if module is not None:
             init += assignment(f"self.{plan.attrs[node.name]} = ", module, 2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
-from .base import Op, P, ShapeError, prod, register
+from .base import Op, P, Saved, ShapeError, Training, prod, register
 
 
 class _Activation(Op):
@@ -14,6 +14,11 @@ class _Activation(Op):
     numpy_function: str = ""
     # element operations per output value: one evaluation of the function, however it is computed
     per_value: int = 1
+    # What torch's backward keeps: the input (most), or the output where the gradient is a
+    # function of it (relu, sigmoid, tanh, softmax); in place, the output (which is then
+    # the input's storage), or for relu6 (hardtanh_) a copy of the input; identity nothing.
+    saves: str = "input"
+    saves_in_place: str = "output"
 
     def infer(self, node, ins, warn):
         return ins[0]
@@ -21,6 +26,14 @@ class _Activation(Op):
     def count_elem_ops(self, node, ins, out):
         """Also a `-> name` on another layer: the cost pass passes that layer's output as `out`."""
         return self.per_value * prod(out)
+
+    def training(self, node, ins, out, ctx):
+        if self.saves == "nothing":  # identity: the input itself
+            return Training(view=True)
+        kind = self.saves_in_place if ctx.in_place else self.saves
+        if kind == "copy":
+            return Training((Saved.new(prod(out)),))
+        return Training((Saved.output() if kind == "output" else Saved.input(),))
 
     def _values(self, attrs) -> list[str]:
         """Settings that differ from the default, positionally, as every backend takes them."""
@@ -40,7 +53,9 @@ class _Activation(Op):
         return self.apply_numpy(node.attrs, args[0])
 
 
-def _activation(name: str, doc: str, torch: tuple[str, str], numpy: str, *params: P, per_value: int = 1) -> type[Op]:
+def _activation(
+    name: str, doc: str, torch: tuple[str, str], numpy: str, *params: P, per_value: int = 1, saves: dict | None = None
+) -> type[Op]:
     cls = type(
         name.title().replace("_", ""),
         (_Activation,),
@@ -52,12 +67,13 @@ def _activation(name: str, doc: str, torch: tuple[str, str], numpy: str, *params
             "torch_function": torch[1],
             "numpy_function": numpy,
             "per_value": per_value,
+            **(saves or {}),
         },
     )
     return register(cls)
 
 
-_activation("relu", "max(x, 0)", ("nn.ReLU", "F.relu"), "relu")
+_activation("relu", "max(x, 0)", ("nn.ReLU", "F.relu"), "relu", saves={"saves": "output"})
 _activation(
     "leaky_relu",
     "x if x > 0 else alpha*x",
@@ -65,7 +81,9 @@ _activation(
     "leaky_relu",
     P("alpha", "float", 0.01, positional=True),
 )
-_activation("relu6", "min(max(x, 0), 6) (MobileNet)", ("nn.ReLU6", "F.relu6"), "relu6")
+_activation(
+    "relu6", "min(max(x, 0), 6) (MobileNet)", ("nn.ReLU6", "F.relu6"), "relu6", saves={"saves_in_place": "copy"}
+)
 _activation(
     "elu", "x if x > 0 else alpha*(exp(x)-1)", ("nn.ELU", "F.elu"), "elu", P("alpha", "float", 1.0, positional=True)
 )
@@ -73,9 +91,9 @@ _activation("silu", "x * sigmoid(x) (swish)", ("nn.SiLU", "F.silu"), "silu")
 _activation("mish", "x * tanh(softplus(x)) (YOLOv4)", ("nn.Mish", "F.mish"), "mish")
 _activation("hardswish", "x * relu6(x+3)/6 (MobileNetV3)", ("nn.Hardswish", "F.hardswish"), "hardswish")
 _activation("hardsigmoid", "relu6(x+3)/6 (MobileNetV3's gates)", ("nn.Hardsigmoid", "F.hardsigmoid"), "hardsigmoid")
-_activation("tanh", "hyperbolic tangent", ("nn.Tanh", "torch.tanh"), "np.tanh")
-_activation("sigmoid", "1 / (1 + exp(-x))", ("nn.Sigmoid", "torch.sigmoid"), "sigmoid")
-_activation("identity", "x, unchanged", ("nn.Identity", ""), "", per_value=0)
+_activation("tanh", "hyperbolic tangent", ("nn.Tanh", "torch.tanh"), "np.tanh", saves={"saves": "output"})
+_activation("sigmoid", "1 / (1 + exp(-x))", ("nn.Sigmoid", "torch.sigmoid"), "sigmoid", saves={"saves": "output"})
+_activation("identity", "x, unchanged", ("nn.Identity", ""), "", per_value=0, saves={"saves": "nothing"})
 
 
 @register
@@ -85,6 +103,7 @@ class Softmax(_Activation):
     torch_module = "nn.Softmax"
     numpy_function = "softmax"
     per_value = 3  # exp, its addition into the sum, the division by the sum
+    saves = "output"
 
     def infer(self, node, ins, warn):
         if not ins[0]:

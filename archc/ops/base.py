@@ -93,6 +93,64 @@ class ShapeError(Exception):
         self.proposals = list(proposals)  # changes that may fix it, for the shape pass to try
 
 
+@dataclass(frozen=True)
+class Saved:
+    """One tensor a layer's backward keeps, as PyTorch's autograd saves it while training.
+
+    `kind` says whose memory it is: `input` (the `index`-th input: the storage that tensor
+    lives in, shared with every other layer that keeps it), `output` (the layer's own
+    output's storage) or `new` (a tensor of its own: a mask, indices, statistics, a padded
+    or contiguous copy) of `elements` values, per sample unless `per_sample` is False, of
+    `itemsize` bytes each (None: the network's element type). Parameters are not listed:
+    they are in memory anyway.
+    """
+
+    kind: str
+    index: int = 0
+    elements: int = 0
+    per_sample: bool = True
+    itemsize: int | None = None
+
+    @classmethod
+    def input(cls, index: int = 0) -> Saved:
+        return cls("input", index)
+
+    @classmethod
+    def output(cls) -> Saved:
+        return cls("output")
+
+    @classmethod
+    def new(cls, elements: int, per_sample: bool = True, itemsize: int | None = None) -> Saved:
+        return cls("new", elements=elements, per_sample=per_sample, itemsize=itemsize)
+
+
+INT64 = 8  # bytes of the indices max pooling keeps
+
+
+@dataclass(frozen=True)
+class Training:
+    """What a layer does to memory while training (archc/passes/training.py): the tensors its
+    backward keeps, and whether its output is a view of its first input's storage (no memory
+    of its own; flatten, reshape, a slice) or, with `stored`, a view of a larger tensor of its
+    own (`stored` values per sample: a transposed convolution's output cropped per side)."""
+
+    saves: tuple[Saved, ...] = ()
+    view: bool = False
+    stored: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """What a layer's training rule depends on besides its shapes: which inputs need a gradient
+    (a network input does not; what a parameter went into does), whether the generated PyTorch
+    code computes the layer in place (an activation overwriting its input), and the device
+    (`cuda` or `cpu`: torch's dropout keeps a 1-byte mask on the GPU, a full-width one on the CPU)."""
+
+    grads: tuple[bool, ...]
+    in_place: bool = False
+    device: str = "cuda"
+
+
 class Op:
     name: ClassVar[str] = ""
     doc: ClassVar[str] = ""
@@ -124,6 +182,12 @@ class Op:
 
     def count_buffers(self, node, ins: list[Shape], out: Shape) -> int:
         return 0
+
+    def training(self, node, ins: list[Shape], out: Shape, ctx: TrainContext) -> Training:
+        """The tensors this layer's backward keeps in PyTorch (in the generated module), and
+        whether its output is a view. By default nothing: what needs no tensor to compute its
+        gradient (add, concat, padding, upsampling, shuffles); views keep their input's storage."""
+        return Training(view=self.is_view)
 
     def count_macs(self, node, ins: list[Shape], out: Shape) -> int:
         return 0
@@ -448,6 +512,19 @@ def prod(values) -> int:
 def bias_adds(node, out: Shape) -> int:
     """The element operations of a layer's bias: one addition per output value, none without one."""
     return prod(out) if node.attrs["bias"] else 0
+
+
+def padded_input(shape, pads) -> Saved:
+    """The input a windowed layer reads in torch: the input itself, or (per-side padding, which
+    torch_pad applies first) a padded copy of its own."""
+    if all(b == a for b, a in pads):
+        return Saved.input()
+    return Saved.new(padded_size(shape, pads))
+
+
+def padded_size(shape, pads) -> int:
+    """Values per sample of the input padded by ((before, after), ...) per spatial dimension."""
+    return shape[0] * prod(n + b + a for n, (b, a) in zip(shape[1:], pads))
 
 
 def window_rf(rf: RF, kernel, stride, dilation, pads) -> RF:

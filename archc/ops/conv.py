@@ -9,13 +9,16 @@ from ..codegen.pyexpr import Index, call
 from .base import (
     Op,
     P,
+    Saved,
     ShapeError,
+    Training,
     bias_adds,
     check_window,
     divisors,
     fmt_padding,
     fmt_shape,
     fmt_stride,
+    padded_input,
     per_dim,
     prod,
     register,
@@ -103,6 +106,10 @@ class _ConvBase(Op):
         g = node.geom
         weights = g["filters"] * (g["in_channels"] // g["groups"]) * prod(g["kernel"])
         return weights + (g["filters"] if node.attrs["bias"] else 0)
+
+    def training(self, node, ins, out, ctx):
+        """Its input, for the weight's gradient: the copy F.pad made when the padding is per side."""
+        return Training((padded_input(ins[0], node.geom["pads"]),))
 
     def count_macs(self, node, ins, out):
         g = node.geom
@@ -268,6 +275,12 @@ class Deconv(Op):
         g = node.geom
         weights = g["in_channels"] * (g["filters"] // g["groups"]) * prod(g["kernel"])
         return weights + (g["filters"] if node.attrs["bias"] else 0)
+
+    def training(self, node, ins, out, ctx):
+        """Its input; per-side padding crops a larger output of its own, which the output is a view of."""
+        pads = node.geom["pads"]
+        stored = None if symmetric(pads) else out[0] * prod(n + b + a for n, (b, a) in zip(out[1:], pads))
+        return Training((Saved.input(),), stored=stored)
 
     def count_macs(self, node, ins, out):
         g = node.geom

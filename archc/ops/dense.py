@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import call
-from .base import Op, P, Proposal, ShapeError, bias_adds, fmt_shape, prod, register
+from .base import Op, P, Proposal, Saved, ShapeError, Training, bias_adds, fmt_shape, prod, register
 
 
 @register
@@ -55,6 +55,9 @@ class Dense(Op):
 
     def count_params(self, node, ins, out):
         return ins[0][-1] * out[-1] + (out[-1] if node.attrs["bias"] else 0)
+
+    def training(self, node, ins, out, ctx):
+        return Training((Saved.input(),))  # for the weight's gradient
 
     def count_macs(self, node, ins, out):
         return prod(ins[0]) * out[-1]  # in * out at every position

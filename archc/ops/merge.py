@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import Index, Sum, call, list_of, lit
-from .base import Op, Proposal, ShapeError, fmt_shape, prod, register
+from .base import Op, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register
 
 
 def _listing(node, ins) -> str:
@@ -138,6 +138,10 @@ class Mul(_Elementwise):
     doc = "Element-wise product of two inputs, broadcasting sizes of 1 (a squeeze-excitation gate)."
     operator = "*"
 
+    def training(self, node, ins, out, ctx):
+        """Each input's gradient is the other input times the output's: each is kept for the other."""
+        return Training(tuple(Saved.input(1 - i) for i in (0, 1) if ctx.grads[i]))
+
 
 @register
 class Sub(_Elementwise):
@@ -151,6 +155,11 @@ class Div(_Elementwise):
     name = "div"
     doc = "The first input divided by the second, element-wise, broadcasting sizes of 1."
     operator = "/"
+
+    def training(self, node, ins, out, ctx):
+        """a / b: a's gradient needs b; b's needs a and b."""
+        first = (Saved.input(0),) if ctx.grads[1] else ()
+        return Training(first + ((Saved.input(1),) if any(ctx.grads) else ()))
 
 
 # `a + b + c` nests one level per term, and CPython cannot compile a few thousand levels

@@ -16,7 +16,20 @@ deviation), and 1 more per learned array it applies (weight, bias).
 from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
-from .base import Op, P, Proposal, ShapeError, check_divides, divisor_list, fmt_shape, prod, register, spatial_dims
+from .base import (
+    Op,
+    P,
+    Proposal,
+    Saved,
+    ShapeError,
+    Training,
+    check_divides,
+    divisor_list,
+    fmt_shape,
+    prod,
+    register,
+    spatial_dims,
+)
 from .emit import ones, zeros
 
 TORCH_EPS = 1e-5  # the eps of every torch norm by default
@@ -113,6 +126,11 @@ class BatchNorm(Op):
     def count_elem_ops(self, node, ins, out):
         return FOLDED * prod(out)
 
+    def training(self, node, ins, out, ctx):
+        """Its input, and the batch's mean and inverse deviation per channel (the same whatever the batch)."""
+        stats = Saved.new(ins[0][0], per_sample=False)
+        return Training((Saved.input(), stats, stats))
+
     def settings(self, node):
         return common_settings(node.attrs, [])
 
@@ -164,6 +182,13 @@ class LocalResponseNorm(Op):
         """Per value: its square, size - 1 additions of the window's squares, the average's division,
         the scale and shift by alpha and k, the power, the division of the input: size + 5."""
         return (node.attrs["size"] + 5) * prod(out)
+
+    def training(self, node, ins, out, ctx):
+        """torch's local_response_norm is composite: the input (squared and divided by), the squares
+        padded over the channels (avg_pool's input), the scaled sum (pow's base) and the divisor."""
+        channels, *spatial = ins[0]
+        padded = Saved.new((channels + node.attrs["size"] - 1) * prod(spatial))
+        return Training((Saved.input(), padded, Saved.new(prod(out)), Saved.new(prod(out))))
 
     def settings(self, node):
         return f"size {node.attrs['size']}"
@@ -237,6 +262,13 @@ class LayerNorm(Op):
 
     def count_elem_ops(self, node, ins, out):
         return sample_norm_ops(out, node.attrs)
+
+    def training(self, node, ins, out, ctx):
+        """Its input (a contiguous copy when the channels are moved last), and a mean and an inverse
+        deviation per normalised group of values."""
+        groups = prod(out) // prod(node.geom["normalized"])
+        source = Saved.input() if self._last(node) else Saved.new(prod(out))
+        return Training((source, Saved.new(groups), Saved.new(groups)))
 
     def settings(self, node):
         g = node.geom
@@ -319,6 +351,11 @@ class GroupNorm(Op):
     def count_elem_ops(self, node, ins, out):
         return sample_norm_ops(out, node.attrs)
 
+    def training(self, node, ins, out, ctx):
+        """Its input, and a mean and an inverse deviation per group."""
+        groups = node.attrs["groups"]
+        return Training((Saved.input(), Saved.new(groups), Saved.new(groups)))
+
     def settings(self, node):
         return common_settings(node.attrs, [f"{node.attrs['groups']} groups"])
 
@@ -379,6 +416,14 @@ class InstanceNorm(Op):
     def count_elem_ops(self, node, ins, out):
         """With running statistics, used at inference: the folded affine map, as batch norm."""
         return FOLDED * prod(out) if node.attrs["track"] else sample_norm_ops(out, node.attrs)
+
+    def training(self, node, ins, out, ctx):
+        """torch's instance_norm is batch norm over the batch's channels as one sample's: it keeps the
+        input, a mean and an inverse deviation per channel of each sample, and the per-sample copies
+        (`repeat`) of the weight and of the running statistics that it passes to batch norm."""
+        a = node.attrs
+        copies = 2 + int(a["affine"]) + 2 * int(a["track"])
+        return Training((Saved.input(), *(Saved.new(ins[0][0]),) * copies))
 
     def settings(self, node):
         a = node.attrs

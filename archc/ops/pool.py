@@ -6,20 +6,26 @@ import math
 
 from ..codegen.pyexpr import Index, Neg, Sum, call
 from .base import (
+    INT64,
     Op,
     P,
     Proposal,
+    Saved,
     Shape,
     ShapeError,
+    Training,
     check_window,
     fmt_padding,
     fmt_shape,
     fmt_stride,
+    padded_input,
+    padded_size,
     per_dim,
     prod,
     register,
     resolve_padding,
     spatial_dims,
+    window_out,
     window_rf,
 )
 from .emit import NEG_INF, dims, numpy_pad, padding, symmetric, torch_pad, torch_padding, unless
@@ -100,6 +106,13 @@ class _WindowPool(Op):
         g = node.geom
         return window_rf(rfs[0], g["kernel"], g["stride"], g["dilation"], g["pads"])
 
+    def training(self, node, ins, out, ctx):
+        """Max pooling keeps its input (or the padded copy) and the arg-max of every window (int64)."""
+        torch_out = _torch_out(node, ins[0])
+        return Training(
+            (padded_input(ins[0], node.geom["pads"]), Saved.new(torch_out, itemsize=INT64)), stored=torch_out
+        )
+
     def describe(self, node):
         g = node.geom
         pad = fmt_padding(g["pads"])
@@ -144,6 +157,20 @@ class _WindowPool(Op):
         return call(self.numpy_function, args[0], dims(node.geom["kernel"]), **self._window(node, False))
 
 
+def _torch_out(node, shape, padded_first: bool = False) -> int:
+    """Values per sample of torch's pooled output, larger than the layer's where `_crop` cuts it."""
+    if not _cropped(node, padded_first):
+        return prod(node.shape)
+    g = node.geom
+    windows = zip(shape[1:], g["kernel"], g["stride"], g["dilation"], g["pads"])
+    return shape[0] * prod(window_out(n + b + a, k, s, d, 0, 0, True) for n, k, s, d, (b, a) in windows)
+
+
+def _cropped(node, padded_first: bool) -> bool:
+    pads = node.geom["pads"]
+    return node.attrs["ceil"] and any(b or a for b, a in pads) and (padded_first or not symmetric(pads))
+
+
 def _crop(node, expr, padded_first: bool = False):
     """Drop a last window torch would add after padding per side in ceil mode.
 
@@ -151,8 +178,7 @@ def _crop(node, expr, padded_first: bool = False):
     is part of the input; the rule here (and torch's for its own padding)
     wants it to start inside the input or the left padding.
     """
-    pads = node.geom["pads"]
-    if not node.attrs["ceil"] or not any(b or a for b, a in pads) or (symmetric(pads) and not padded_first):
+    if not _cropped(node, padded_first):
         return expr
     return Index(expr, ":, :, " + ", ".join(f":{n}" for n in node.shape[1:]))
 
@@ -178,6 +204,13 @@ class AvgPool(_WindowPool):
         # the padding is the pool's own (per-side padding, padded first, is held to the same rule)
         self._window_fits(what, spatial, kernel, False)
 
+    def training(self, node, ins, out, ctx):
+        """Its input (or the padded copy); where padding per side must not count, also the window
+        sums of ones that it divides by."""
+        torch_out = _torch_out(node, ins[0])
+        ones = () if symmetric(node.geom["pads"]) or node.attrs["count_pad"] else (Saved.new(torch_out),)
+        return Training((padded_input(ins[0], node.geom["pads"]), *ones), stored=torch_out)
+
     def _window(self, node, torch):
         window = super()._window(node, torch)
         del window["dilation"]
@@ -199,6 +232,13 @@ class MinPool(_WindowPool):
     doc = "Minimum over each window."
     numpy_function = "min_pool"
 
+    def training(self, node, ins, out, ctx):
+        """Max pooling of the negated input (a copy of its own, padded first when per side), and its arg-max."""
+        pads = node.geom["pads"]
+        negated = prod(ins[0]) if symmetric(pads) else padded_size(ins[0], pads)
+        torch_out = _torch_out(node, ins[0])
+        return Training((Saved.new(negated), Saved.new(torch_out, itemsize=INT64)), stored=torch_out)
+
     def torch_call(self, node, module, args):  # min(x) = -max(-x)
         return Neg(_crop(node, call(module, torch_pad(Neg(args[0]), node.geom["pads"], NEG_INF))))
 
@@ -211,6 +251,15 @@ class L2Pool(_WindowPool):
 
     def per_output(self, window):
         return 2 * window  # a square per value, window - 1 additions, the square root
+
+    def training(self, node, ins, out, ctx):
+        """torch's lp_pool is composite: x ** 2 keeps x (the padded copy, with any padding), avg_pool
+        the squares, then abs, relu, sign * relu and the square root each keep a tensor of the output's size."""
+        pads = node.geom["pads"]
+        read = padded_size(ins[0], pads)
+        source = Saved.new(read) if any(b or a for b, a in pads) else Saved.input()
+        torch_out = _torch_out(node, ins[0], padded_first=True)
+        return Training((source, Saved.new(read), *(Saved.new(torch_out),) * 4), stored=torch_out)
 
     def _check_3d(self, what, spatial, kernel, pads):  # LPPool3d reads the input padded first
         self._window_fits(what, tuple(n + b + a for n, (b, a) in zip(spatial, pads)), kernel, True)
@@ -262,6 +311,13 @@ class _Adaptive(Op):
 
     def receptive(self, node, rfs):
         return None  # each output sees a data-dependent share of the input; report it as global
+
+    def training(self, node, ins, out, ctx):
+        """Max pooling keeps its input and the arg-max (int64); average pooling its input, except to
+        one value a channel, which torch computes as a mean (that keeps nothing)."""
+        if "max" in self.name:
+            return Training((Saved.input(), Saved.new(prod(out), itemsize=INT64)))
+        return Training(() if prod(out[1:]) == 1 else (Saved.input(),))
 
     def describe(self, node):
         return {"filter": "adaptive", "stride": "-", "padding": "-"}

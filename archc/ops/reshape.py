@@ -5,7 +5,20 @@ from __future__ import annotations
 from fractions import Fraction
 
 from ..codegen.pyexpr import Sum, call, lit
-from .base import Op, P, ShapeError, fmt_padding, fmt_shape, per_dim, prod, register, resolve_padding, spatial_dims
+from .base import (
+    Op,
+    P,
+    Saved,
+    ShapeError,
+    Training,
+    fmt_padding,
+    fmt_shape,
+    per_dim,
+    prod,
+    register,
+    resolve_padding,
+    spatial_dims,
+)
 from .emit import dims, numpy_pad
 
 
@@ -209,6 +222,14 @@ class Dropout(Op):
     def infer(self, node, ins, warn):
         return _dropping(node, ins[0])
 
+    def training(self, node, ins, out, ctx):
+        """While training, the input times a mask of its own, which backward keeps: torch's fused
+        dropout on the GPU keeps a mask of bools, its CPU one the scaled mask in the input's type.
+        p=0 returns the input itself."""
+        if node.attrs["p"] == 0:
+            return Training(view=True)
+        return Training((Saved.new(prod(out), itemsize=1 if ctx.device == "cuda" else None),))
+
     def settings(self, node):
         return f"p {node.attrs['p']:g}"
 
@@ -235,6 +256,11 @@ class DropPath(Op):
 
     def infer(self, node, ins, warn):
         return _dropping(node, ins[0])
+
+    def training(self, node, ins, out, ctx):
+        """The input times a mask (one value a sample, or one for the batch), which backward keeps."""
+        row = node.attrs["mode"] == "row"
+        return Training((Saved.new(1, per_sample=row),))
 
     def settings(self, node):
         return f"p {node.attrs['p']:g} {node.attrs['mode']}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..codegen.pyexpr import Sum, call, lit
-from .base import Op, P, ShapeError, prod, register
+from .base import Op, P, Saved, ShapeError, Training, prod, register
 
 
 @register
@@ -36,6 +36,9 @@ class LayerScale(Op):
 
     def count_elem_ops(self, node, ins, out):
         return prod(out)  # one multiplication per value
+
+    def training(self, node, ins, out, ctx):
+        return Training((Saved.input(),))  # for the factors' gradient
 
     def settings(self, node):
         return f"init {node.attrs['init']:g}"

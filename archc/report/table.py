@@ -35,6 +35,7 @@ COLUMNS = {
     "inputs": "inputs",
     "bflops": "BFLOPs",
     "caffe_memory": "memory for data",
+    "saved": "saved for backward",
 }
 DEFAULT_COLUMNS = (
     "name",
@@ -49,7 +50,7 @@ DEFAULT_COLUMNS = (
     "macs",
     "memory",
 )
-NUMERIC = {"size", "params", "macs", "elem_ops", "memory", "bflops", "caffe_memory"}
+NUMERIC = {"size", "params", "macs", "elem_ops", "memory", "bflops", "caffe_memory", "saved"}
 # `--convention`: the column each source tool's figures add (computed in archc/conventions.py).
 CONVENTION_COLUMNS = {"darknet": "bflops", "caffe": "caffe_memory"}
 
@@ -88,8 +89,8 @@ def _num(fraction):
         return round(fraction)
 
 
-def rows(net, layout: str = "chw") -> list[dict]:
-    """One dictionary of raw values per layer, in topological order."""
+def rows(net, layout: str = "chw", training=None) -> list[dict]:
+    """One dictionary of raw values per layer, in topological order; `saved` with a TrainingMemory."""
     from ..analysis import DTYPE_BYTES
     from ..conventions import caffe_memory, darknet_bflops
 
@@ -121,6 +122,7 @@ def rows(net, layout: str = "chw") -> list[dict]:
                 "inputs": list(node.inputs),
                 "bflops": bflops.of(node.name),
                 "caffe_memory": caffe.get(node.name),
+                "saved": training.layers.get(node.name) if training is not None else None,
             }
         )
     return out
@@ -144,6 +146,8 @@ def _cell(key: str, value) -> str:
         return f"{value:.3f}"
     if key == "memory":
         return human_bytes(value)
+    if key == "saved":
+        return human_bytes(value) if value else "-"
     if value is None or value == []:
         return "-"
     if key in NUMERIC:
@@ -157,7 +161,7 @@ def _cell(key: str, value) -> str:
     return str(value)
 
 
-def summary_lines(net, convention: str | None = None) -> list[str]:
+def summary_lines(net, convention: str | None = None, training=None) -> list[str]:
     t = net.totals
     setting = f"batch {net.batch}, {net.dtype}"
     peak_at = f" (at {t.peak_layer})" if t.peak_layer else ""
@@ -167,6 +171,21 @@ def summary_lines(net, convention: str | None = None) -> list[str]:
         f"Activations {t.activations:,} per sample, {human_bytes(t.activation_bytes)}; peak activation memory "
         f"{human_bytes(t.peak_activation_bytes)}{peak_at}; {setting}",
         *_convention_lines(net, convention),
+        *_training_lines(training),
+    ]
+
+
+def _training_lines(training) -> list[str]:
+    """The training memory's totals (archc table --train)."""
+    if training is None:
+        return []
+    m = training
+    master = f" + float32 master weights {human_bytes(m.master_weights)}" if m.master_weights else ""
+    return [
+        f"Training ({m.optimizer}, batch {m.batch}, {m.dtype}, {m.device}): weights {human_bytes(m.weights)}{master}"
+        f" + gradients {human_bytes(m.gradients)} + optimiser state {human_bytes(m.optimizer_state)}"
+        f" + saved for backward {human_bytes(m.saved)} = {human_bytes(m.total)} ({m.total:,} bytes); "
+        f"peak during backward {human_bytes(m.peak)}" + (f" (at {m.peak_layer})" if m.peak_layer else "")
     ]
 
 
@@ -208,8 +227,11 @@ def render_table(
     color: bool = False,
     width: int | None = None,
     convention: str | None = None,
+    training=None,
 ) -> str:
-    """`convention`: darknet or caffe adds that tool's column (unless `columns` are given) and totals."""
+    """`convention`: darknet or caffe adds that tool's column (unless `columns` are given) and totals;
+    `training` (a TrainingMemory, `Network.training_memory()`) the bytes each layer keeps for backward and the
+    training totals."""
     renderers = {"rich": _rich, "markdown": _markdown, "csv": _csv, "json": _json}
     arguments.choice("format", format, tuple(renderers))
     arguments.choice("layout", layout, ("chw", "hwc"))
@@ -220,13 +242,20 @@ def render_table(
         raise TypeError(f"columns must be a list of column names such as ['name', 'output'], not {columns!r:.60}")
     if convention is not None and not columns:
         columns = (*DEFAULT_COLUMNS, CONVENTION_COLUMNS[convention])
+    if training is not None and not columns:
+        columns = (*DEFAULT_COLUMNS, "saved")
     columns = _pick(columns)
     if format == "json":
-        return _json(net, layout, convention)
-    return renderers[format](net, rows(net, layout), columns, color=color, width=width, convention=convention)
+        return _json(net, layout, convention, training)
+    table_rows = rows(net, layout, training)
+    return renderers[format](
+        net, table_rows, columns, color=color, width=width, convention=convention, training=training
+    )
 
 
-def _rich(net, table_rows, columns, *, color: bool, width: int | None, convention: str | None = None) -> str:
+def _rich(
+    net, table_rows, columns, *, color: bool, width: int | None, convention: str | None = None, training=None
+) -> str:
     """The table as rich's Table (SIMPLE_HEAVY) prints it, the totals and the conventions under it.
 
     Rich lays out and renders every cell, at about 1 ms a row; the same text comes from three paths, cheapest
@@ -240,6 +269,7 @@ def _rich(net, table_rows, columns, *, color: bool, width: int | None, conventio
         "elem_ops": net.totals.elem_ops,
         "size": net.totals.activations,
         "memory": net.totals.activation_bytes,
+        **({"saved": training.saved} if training is not None else {}),
     }
     if "bflops" in columns or "caffe_memory" in columns:
         from ..conventions import caffe_memory, darknet_bflops
@@ -251,7 +281,7 @@ def _rich(net, table_rows, columns, *, color: bool, width: int | None, conventio
     headers = [COLUMNS[key] for key in columns]
     footers = ["total" if key == "name" else (_cell(key, totals[key]) if key in totals else "") for key in columns]
     cells = [[_cell(key, row[key]) for key in columns] for row in table_rows]
-    notes = [*summary_lines(net, convention), f"[dim]{CONVENTIONS}[/dim]" if color else CONVENTIONS]
+    notes = [*summary_lines(net, convention, training), f"[dim]{CONVENTIONS}[/dim]" if color else CONVENTIONS]
     width = width or 10_000
     lines = None if color else _plain_lines(title, columns, headers, footers, cells, notes, width)
     if lines is None:
@@ -443,7 +473,7 @@ def _body_lines(console, columns, cells, widths) -> list[str]:
     return body
 
 
-def _markdown(net, table_rows, columns, convention: str | None = None, **_) -> str:
+def _markdown(net, table_rows, columns, convention: str | None = None, training=None, **_) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
@@ -456,7 +486,7 @@ def _markdown(net, table_rows, columns, convention: str | None = None, **_) -> s
     for row in table_rows:
         lines.append("| " + " | ".join(esc(_cell(k, row[k])) for k in columns) + " |")
     lines.append("")
-    lines += [line + "  " for line in summary_lines(net, convention)]
+    lines += [line + "  " for line in summary_lines(net, convention, training)]
     lines.append(f"_{CONVENTIONS}_")
     return "\n".join(lines) + "\n"
 
@@ -482,10 +512,10 @@ def _csv_cell(key: str, value):
     return value
 
 
-def network_json(net, layout: str = "chw", convention: str | None = None) -> dict:
+def network_json(net, layout: str = "chw", convention: str | None = None, training=None) -> dict:
     layers = []
     extra = CONVENTION_COLUMNS.get(convention)
-    for node, row in zip(net.graph, rows(net, layout)):
+    for node, row in zip(net.graph, rows(net, layout, training)):
         layers.append(
             {
                 "name": node.name,
@@ -508,6 +538,7 @@ def network_json(net, layout: str = "chw", convention: str | None = None) -> dic
                 "line": node.span.line,
                 "col": node.span.col,
                 **({extra: row[extra]} if extra else {}),
+                **({"saved_bytes": row["saved"]} if training is not None else {}),
             }
         )
     document = {
@@ -525,6 +556,8 @@ def network_json(net, layout: str = "chw", convention: str | None = None) -> dic
     }
     if convention is not None:
         document[convention] = _convention_totals(net, convention)
+    if training is not None:
+        document["training"] = {k: v for k, v in training.as_dict().items() if k != "layers"}
     return document
 
 
@@ -538,5 +571,54 @@ def _convention_totals(net, convention: str) -> dict:
     return {"memory_required_for_data": tops[-1].total_bytes if tops else 0}
 
 
-def _json(net, layout: str, convention: str | None = None) -> str:
-    return json.dumps(network_json(net, layout, convention), indent=2) + "\n"
+def _json(net, layout: str, convention: str | None = None, training=None) -> str:
+    return json.dumps(network_json(net, layout, convention, training), indent=2) + "\n"
+
+
+def fit_lines(net, answer) -> list[str]:
+    """`archc fit`: the largest batches, their memory, and what dominates the training memory."""
+    from ..ops.base import MAX_SIZE
+
+    t = answer.training
+    master = f" + master weights {human_bytes(t.master_weights)}" if t.master_weights else ""
+    parts = (
+        f"weights {human_bytes(t.weights)}{master} + gradients {human_bytes(t.gradients)} + optimiser state "
+        f"{human_bytes(t.optimizer_state)} + saved for backward {human_bytes(t.saved)} = {human_bytes(t.total)}"
+    )
+    fixed = t.total - t.saved
+    share = max(t.saved, fixed) * 100 // max(t.total, 1)
+    if answer.dominant == "activations":
+        dominant = f"the activations saved for backward dominate ({share}%): the batch decides what fits"
+    else:
+        dominant = (
+            f"weights, gradients and optimiser state dominate ({share}%): "
+            "a smaller optimiser state or dtype helps more than a smaller batch"
+        )
+
+    def batch(n: int) -> str:
+        return "any batch (nothing grows with it)" if n >= MAX_SIZE else f"batch {n:,}"
+
+    if answer.training_batch:
+        training = [f"Training:  {batch(answer.training_batch)}: {parts}"]
+        if answer.peak_batch < answer.training_batch:
+            training.append(
+                f"           the backward's peak (gradients in flight) is {human_bytes(t.peak)} at that batch; "
+                f"{batch(answer.peak_batch) if answer.peak_batch else 'no batch'} keeps it within the memory"
+            )
+    else:
+        training = [f"Training:  nothing fits: batch 1 needs {parts}"]
+    activations = answer.inference_bytes - t.weights
+    if answer.inference_batch:
+        inference = (
+            f"Inference: {batch(answer.inference_batch)}: weights {human_bytes(t.weights)} + peak activations "
+            f"{human_bytes(activations)} = {human_bytes(answer.inference_bytes)}"
+        )
+    else:
+        inference = f"Inference: nothing fits: batch 1 needs {human_bytes(answer.inference_bytes)}"
+    return [
+        f"{net.name} ({net.file}) in {human_bytes(answer.memory)} ({answer.memory:,} bytes): "
+        f"{net.dtype}, {t.optimizer}, {t.device}",
+        *training,
+        inference,
+        f"Training memory: {dominant}.",
+    ]
