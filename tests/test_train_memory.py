@@ -130,6 +130,11 @@ MODELS = {
     "mobilenet_v2": (3, 64, 64),
     "googlenet": (3, 64, 64),
     "vgg16": (3, 64, 64),
+    "efficientnet_b0": (3, 64, 64),
+    "mobilenet_v3_small": (3, 64, 64),
+    "regnet_y_400mf": (3, 64, 64),
+    "shufflenet_v2_x1_0": (3, 64, 64),
+    "convnext_tiny": (3, 64, 64),
 }
 
 
