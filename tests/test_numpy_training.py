@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual torch spelling)
+import torchvision
 from torch import nn
 
 from archc.codegen.runtime import numpy_backward as B  # noqa: N812 (short, used on every line)
@@ -100,19 +101,23 @@ def close(ours, theirs, what):
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * scale, err_msg=what)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_one_step_gives_torchs_loss_and_gradients(seed):
-    model, state = setup(seed)
-    x, target = next(batches(seed, 1))
+def assert_torchs_loss_and_gradients(model, x, target, loss, grads) -> None:
+    """The NumPy loss and gradients of every parameter equal autograd's on the torch model."""
     expected = F.cross_entropy(model(torch.tensor(x)), torch.tensor(target))
     expected.backward()
-    loss, grads = numpy_step(state, x, target)
     assert loss == pytest.approx(expected.item(), rel=1e-5)
     parameters = dict(model.named_parameters())
     assert grads.keys() == parameters.keys()
     for name, parameter in parameters.items():
         assert grads[name].shape == tuple(parameter.shape) and grads[name].dtype == np.float32, name
         close(grads[name], parameter.grad, name)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_step_gives_torchs_loss_and_gradients(seed):
+    model, state = setup(seed)
+    x, target = next(batches(seed, 1))
+    assert_torchs_loss_and_gradients(model, x, target, *numpy_step(state, x, target))
     for name, buffer in model.state_dict().items():  # the running statistics moved as torch's
         close(state[name], buffer, name)
 
@@ -194,17 +199,9 @@ def resnet18_gradients(s, x, target):
 def test_resnet18_gradients_equal_torchvisions():
     """torchvision's ResNet-18 (an outside truth for names and structure) on 4 x 3 x 64 x 64:
     the smallest input where its last batch norms see more than two values a channel."""
-    torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).train()
     state = {key: value.numpy().copy() for key, value in model.state_dict().items()}
     rng = np.random.default_rng(5)
     x, target = rng.standard_normal((4, 3, 64, 64)).astype(np.float32), rng.integers(0, 1000, 4)
-    expected = F.cross_entropy(model(torch.tensor(x)), torch.tensor(target))
-    expected.backward()
-    loss, grads = resnet18_gradients(state, x, target)
-    assert loss == pytest.approx(expected.item(), rel=1e-5)
-    parameters = dict(model.named_parameters())
-    assert grads.keys() == parameters.keys()
-    for name, parameter in parameters.items():
-        close(grads[name], parameter.grad, name)
+    assert_torchs_loss_and_gradients(model, x, target, *resnet18_gradients(state, x, target))
