@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import ast
 from .diagnostics import ArchError, Fix, Reporter, Span, source_lines
-from .graph import Graph, Node
+from .graph import Graph, Instance, Node
 from .ops import OPS
 from .ops.base import REQUIRED, PadPair, ShapeError, fmt_shape
 from .passes.shapes import check_output, check_sizes
@@ -434,6 +434,8 @@ class Scope:
     top: Scope | None = None  # the body's own scope, for an iteration
     origins: dict[str, Span] = field(default_factory=dict)  # parameter -> where its value is written
     untaken: dict[str, Span] = field(default_factory=dict)  # name -> the `if` whose branch not taken defines it
+    instance: Instance | None = None  # the block instance whose body this is; None for the network's
+    repeats: tuple[int, ...] = ()  # the iteration of each repeat around the statements, outermost first
 
     def lookup(self, name: str):
         scope = self
@@ -474,6 +476,8 @@ class Scope:
             path=self.path,
             top=self.root(),
             origins=self.origins,
+            instance=self.instance,
+            repeats=(*self.repeats, i),
         )
 
 
@@ -779,7 +783,7 @@ class Expander:
             return BROKEN
         name = scope.prefix + local
         node = Node(name, op.name, inputs, attrs, stmt.span, spans, act, scope.path, scope.calls)
-        self._add(node, stmt.span)
+        self._add(self._place(node, local, scope), stmt.span)
         return self._define(stmt, scope, local, name)
 
     def output(self, stmt: ast.Layer, scope: Scope, prev):
@@ -802,6 +806,12 @@ class Expander:
             else:
                 self.graph.declared_outputs = list(dict.fromkeys(inputs))
         return prev
+
+    @staticmethod
+    def _place(node: Node, local: str, scope: Scope) -> Node:
+        """The node, told where it is in the hierarchy: its name in its body, its block instance, its iteration."""
+        node.local, node.instance, node.iteration = local, scope.instance, scope.repeats
+        return node
 
     def _add(self, node: Node, span: Span) -> None:
         if len(self.graph) >= MAX_NODES:
@@ -1280,6 +1290,7 @@ class Expander:
         # section 14, promises all of them), but from a broken input: nothing in it is added.
         failed = local is None or inputs is BROKEN or act is BROKEN
         prefix = f"{scope.prefix}{local or stmt.name}."
+        instance = Instance(block.name, local or stmt.name, prefix, env, scope.instance, scope.repeats)
         inner = Scope(
             prefix=prefix,
             env=env,
@@ -1288,6 +1299,7 @@ class Expander:
             block=block.name,
             calls=(*scope.calls, stmt.span),
             path=(*scope.path, (block.name, local or stmt.name)),
+            instance=instance,
         )
         inner.names[BLOCK_INPUT] = BROKEN if failed else inputs[0]
         self.stack.append(block.name)
@@ -1306,7 +1318,8 @@ class Expander:
             act_stmt = ast.Layer(act[0], stmt.span, None, None, None, (), None, stmt.span)
             act_local = self._name(act_stmt, scope)
             act_name = scope.prefix + act_local
-            self._add(Node(act_name, act[0], [out], act[1], stmt.span, {}, None, scope.path, scope.calls), stmt.span)
+            node = Node(act_name, act[0], [out], act[1], stmt.span, {}, None, scope.path, scope.calls)
+            self._add(self._place(node, act_local, scope), stmt.span)
             out = self._define(act_stmt, scope, act_local, act_name)
         return self._define(stmt, scope, local, out)
 
