@@ -1334,7 +1334,8 @@ class Expander:
         # section 14, promises all of them), but from a broken input: nothing in it is added.
         failed = local is None or inputs is BROKEN or act is BROKEN
         prefix = f"{scope.prefix}{local or stmt.name}."
-        instance = Instance(block.name, local or stmt.name, prefix, env, scope.instance, scope.repeats)
+        instance = Instance(block.name, local or stmt.name, prefix, env, scope.instance, scope.repeats, block)
+        instance.input, instance.call = "" if failed else inputs[0], stmt.span
         names = _explicit_names(block.body)
         inner = Scope(
             prefix=prefix,
@@ -1358,6 +1359,7 @@ class Expander:
             diag.notes.append((f"in block `{block.name}`, called here", stmt.span))
         if failed:
             return self._define(stmt, scope, local, BROKEN)
+        instance.output = "" if out is BROKEN else out
         scope.prefixes[stmt.name or local] = prefix
         scope.root().prefixes[local] = prefix
         if out is not BROKEN and act is not None:

@@ -40,6 +40,10 @@ class Instance:
     args: dict  # the block's parameters bound to their values at this call, defaults included
     parent: Instance | None  # the instance whose body calls it; None in the network's body
     iteration: tuple[int, ...] = ()  # the iteration of each repeat around the call in its body, outermost first
+    definition: object = None  # the block's ast.Block: its parameters and body as written
+    input: str = ""  # the layer its body reads as `in`
+    output: str = ""  # the layer that is its value (the last of its body), once expanded
+    call: Span | None = None  # the statement that calls it
 
     @property
     def path(self) -> tuple[Instance, ...]:
