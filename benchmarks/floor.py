@@ -98,14 +98,32 @@ def _split(words: list[str]):
     return op, name, inputs, rest, act
 
 
-def _holds(words: list[str], env: dict, local: dict) -> bool:
-    """`a != b or c != d`, with `in.channels`: the only conditions the bundled specs use."""
-    env = {**env, "in.channels": local["in"][2][0]}
-    for part in " ".join(words).split(" or "):
-        left, _, right = part.partition(" != ")
-        if _evaluate(left.split(), env) != _evaluate(right.split(), env):
-            return True
-    return False
+def _holds(words: list[str], env: dict) -> bool:
+    """`a != b or c == d and e != f`: the only conditions the bundled specs use."""
+    return any(all(_compare(c.split(), env) for c in part.split(" and ")) for part in " ".join(words).split(" or "))
+
+
+def _names(body: list):
+    """The names written in a body, in its repeats and branches too."""
+    for statement in body:
+        if statement[0] == "repeat":
+            yield from _names(statement[2])
+        elif statement[0] == "if":
+            yield from _names(statement[2] + statement[3])
+        elif statement[1]:
+            yield statement[1]
+
+
+def _with_in(env: dict, local: dict) -> dict:
+    """The parameters, and `in.channels` inside a block."""
+    return env if local["in"] is None else {**env, "in.channels": local["in"][2][0]}
+
+
+def _compare(words: list[str], env: dict) -> bool:
+    op = "!=" if "!=" in words else "=="
+    at = words.index(op)
+    left, right = _evaluate(words[:at], env), _evaluate(words[at + 1 :], env)
+    return (left != right) if op == "!=" else (left == right)
 
 
 def _conv_args(args: list[str], env: dict):
@@ -142,7 +160,7 @@ class _Analysis:
         a repeat gets the iteration (`c_2`). A repeat or a branch shares the body's
         numbering (`outer`) and names (`local`)."""
         local = {"in": last} if local is None else local
-        numbered = any(s[1] and s[1].isdigit() for s in body if s[0] not in ("repeat", "if"))
+        numbered = any(name.isdigit() for name in _names(body))
         counts = {"": 0 if numbered else None}
         counts = counts if outer is None else outer
         for statement in body:
@@ -151,7 +169,7 @@ class _Analysis:
                     last = self.statements(statement[2], env, scope, last, f"{suffix}_{k + 1}", counts, local)
                 continue
             if statement[0] == "if":
-                taken = statement[2] if _holds(statement[1], env, local) else statement[3]
+                taken = statement[2] if _holds(statement[1], _with_in(env, local)) else statement[3]
                 last = self.statements(taken, env, scope, last, suffix, counts, local)
                 continue
             op, name, inputs, args, act = statement
@@ -166,7 +184,7 @@ class _Analysis:
             else:
                 full = f"{scope}{name}{suffix}"
             if op in self.blocks:
-                last = self.call(op, full, args, env, sources[0])
+                last = self.call(op, full, args, _with_in(env, local), sources[0])
             else:
                 last = self.layer(op, full, args, env, sources)
             if name is not None:  # the bundled specs refer to named layers only

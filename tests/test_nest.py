@@ -161,7 +161,9 @@ def test_an_unnamed_layer_that_fails_keeps_its_number():
 # -- 3. the PyTorch target nests: a class per block, state_dict keys that follow the names ---------
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
-TORCHVISION = ["alexnet", "vgg16", "resnet18", "resnet50"]
+TORCHVISION = ["alexnet", "vgg16", "resnet18", "resnet50", "googlenet", "mobilenet_v2"]
+# the spec has no auxiliary heads and takes its input as it is (torchvision's defaults for weights=None differ)
+OPTIONS = {"googlenet": {"aux_logits": False, "transform_input": False, "init_weights": True}}
 
 
 def nested_module(net, tmp_path: Path, name: str = "generated"):
@@ -177,7 +179,7 @@ def nested_module(net, tmp_path: Path, name: str = "generated"):
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_a_spec_after_torchvision_loads_its_state_dict_strictly_by_key(name, tmp_path):
     torch.manual_seed(0)
-    theirs = getattr(torchvision.models, name)(weights=None).eval()
+    theirs = getattr(torchvision.models, name)(weights=None, **OPTIONS.get(name, {})).eval()
     net = archc.load(SPECS / f"{name}.arch")
     ours = nested_module(net, tmp_path).build_model().eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)

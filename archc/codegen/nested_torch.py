@@ -333,7 +333,7 @@ def _abstract(cls: Class, network, reserved: set[str]) -> None:
                 return fits[0].text
             if same:
                 return None  # the number itself
-            for c in slots:
+            for c in [*slots, *hidden]:  # a value passed already is passed once
                 if c.values == values:
                     used.update(c.uses)
                     return c.text
