@@ -296,7 +296,8 @@ def _abstract(cls: Class, network, reserved: set[str]) -> None:
     in_channels.uses = frozenset({IN_CHANNELS})
     slots = [in_channels]
     for p in block.params:
-        values = [_norm(part.instance.args.get(p.name)) for part in parts]
+        # a word (an activation's name) as its literal: code never holds it bare
+        values = [_norm(v) if not isinstance(v, str) else lit(v) for v in (q.instance.args.get(p.name) for q in parts)]
         if None not in values:
             slots.append(_Candidate(python[p.name], values, frozenset({python[p.name]})))
     statements = _statements(block.body)
