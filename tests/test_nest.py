@@ -161,7 +161,16 @@ def test_an_unnamed_layer_that_fails_keeps_its_number():
 # -- 3. the PyTorch target nests: a class per block, state_dict keys that follow the names ---------
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
-TORCHVISION = ["alexnet", "vgg16", "resnet18", "resnet50", "googlenet", "mobilenet_v2"]
+TORCHVISION = [
+    "alexnet",
+    "vgg16",
+    "resnet18",
+    "resnet50",
+    "googlenet",
+    "mobilenet_v2",
+    "efficientnet_b0",
+    "mobilenet_v3_small",
+]
 # the spec has no auxiliary heads and takes its input as it is (torchvision's defaults for weights=None differ)
 OPTIONS = {"googlenet": {"aux_logits": False, "transform_input": False, "init_weights": True}}
 
