@@ -205,9 +205,14 @@ def test_a_block_is_a_class_whose_sizes_are_expressions_of_its_arguments():
     assert "        self.conv3 = nn.Conv2d(width, width * 4, kernel_size=1, bias=False)\n" in code
     assert "        self.bn3 = nn.BatchNorm2d(width * 4)\n" in code
     # a numbered chain is an nn.Sequential, in the block and in the network
-    assert "        self.downsample = nn.Sequential(\n            nn.Conv2d(in_channels, width * 4," in code
+    assert "self.downsample = nn.Sequential(" in code
+    assert "in_channels, width * 4, kernel_size=1, stride=stride, bias=False" in code
     assert "        self.layer2 = nn.Sequential(\n" in code
-    assert code.count("(nn.Module):") == 3  # the bottleneck with and without its projection, the network
+    # one class for the block, its `if` in __init__ and forward, as torchvision's Bottleneck
+    assert code.count("(nn.Module):") == 2
+    assert "        if stride != 1 or in_channels != width * 4:\n" in code
+    assert "            self.downsample = None\n" in code
+    assert "        if self.downsample is not None:\n" in code
     assert len(code.splitlines()) < 200  # against 357 flat
 
 

@@ -149,9 +149,10 @@ def layer_module(plan, graph, node, module_of):
     return module
 
 
-def forward_statements(plan, graph, module_of, call_part=None):
-    """forward's statements (and where each layer's starts); `module_of` is each layer's submodule
-    expression, `call_part(node, args)` the call of a node that stands for a block instance."""
+def forward_statements(plan, graph, module_of, call_part=None, depth: int = 2):
+    """forward's statements (and where each layer's starts), `depth` indents deep; `module_of` is each
+    layer's submodule expression, `call_part(node, args)` the call of a node that stands for a block
+    instance."""
 
     def layer(node, args):
         if node.op == CALL:
@@ -182,7 +183,7 @@ def forward_statements(plan, graph, module_of, call_part=None):
             return _inplace(code) if _inplace_activation(op, attrs) else code
         return op.apply_torch(attrs, expr)
 
-    return forward_body(plan, layer, activation, 2, 0)
+    return forward_body(plan, layer, activation, depth, 0)
 
 
 def _used(code_lines: list[str]) -> set[str]:
