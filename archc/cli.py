@@ -155,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     codegen.add_argument(
         "--target", choices=("torch", "numpy"), default="torch", help="torch: an nn.Module; numpy: numpy alone"
     )
+    codegen.add_argument(
+        "--flat",
+        action="store_true",
+        help="one attribute per layer and one forward, instead of a class per block (keys such as layer1_0_conv1)",
+    )
     codegen.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     diagram = command("diagram", help="draw the network with graphviz (.svg, .png, .pdf or .dot)")
     common(diagram)
@@ -370,7 +375,7 @@ def cmd_codegen(args) -> int:
         return 1
     from .codegen import generate
 
-    code = generate(net, args.target).code
+    code = generate(net, args.target, flat=args.flat).code
     _print_diagnostics(net.warnings, net.sources)
     return _emit(args.output, code, f"{visible(net.name)} for {args.target}, {len(net.layers)} layers")
 

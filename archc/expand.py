@@ -18,7 +18,7 @@ from pathlib import Path
 from . import ast
 from .codegen.init import DEFAULT_SCHEME, SCHEMES
 from .diagnostics import ArchError, Fix, Reporter, Span, source_lines
-from .graph import Graph, Node
+from .graph import Graph, Instance, Node
 from .ops import OPS
 from .ops.base import REQUIRED, P, PadPair, ShapeError, fmt_shape
 from .passes.shapes import shape_of
@@ -448,6 +448,11 @@ class Scope:
     top: Scope | None = None  # the body's own scope, for an iteration
     origins: dict[str, Span] = field(default_factory=dict)  # parameter -> where its value is written
     untaken: dict[str, Span] = field(default_factory=dict)  # name -> the `if` whose branch not taken defines it
+    # a body that names a layer with a number numbers its unnamed layers too, as nn.Sequential
+    # does; the number to give next is `counters[""]`
+    sequence: bool = False
+    instance: Instance | None = None  # the block instance whose body this is; None for the network's
+    repeats: tuple[int, ...] = ()  # the iteration of each repeat around the statements, outermost first
 
     def lookup(self, name: str):
         scope = self
@@ -488,6 +493,8 @@ class Scope:
             path=self.path,
             top=self.root(),
             origins=self.origins,
+            instance=self.instance,
+            repeats=(*self.repeats, i),
         )
 
 
@@ -515,6 +522,17 @@ def _activation_params(block: ast.Block) -> dict[str, Span]:
         elif stmt.activation is not None and stmt.activation.name in params:
             found.setdefault(stmt.activation.name, stmt.activation.span)
     return found
+
+
+_NUMBERING = (
+    "in a body that numbers its layers, an unnamed layer takes the number after the layer above it,"
+    " and an activation after `->` takes one as well, as nn.Sequential numbers its modules"
+)
+
+
+def _numbered(names) -> bool:
+    """Whether a body with these written names is numbered (as nn.Sequential): one of them is a number."""
+    return any(name.isdigit() for name in names)
 
 
 def _explicit_names(body) -> set[str]:
@@ -605,7 +623,8 @@ class Expander:
     # the network
     def network(self, net: ast.Network, file: str) -> Graph:
         self.graph = Graph(net.name, file)
-        scope = Scope("", {}, _explicit_names(net.body))
+        names = _explicit_names(net.body)
+        scope = Scope("", {}, names, sequence=_numbered(names))
         if net.args:
             self._settings(net.args, scope, net.span)
         try:
@@ -802,7 +821,7 @@ class Expander:
             return BROKEN
         name = scope.prefix + local
         node = Node(name, op.name, inputs, attrs, stmt.span, spans, act, scope.path, scope.calls)
-        self._add(node, stmt.span)
+        self._add(self._place(node, local, scope), stmt.span)
         return self._define(stmt, scope, local, name)
 
     def output(self, stmt: ast.Layer, scope: Scope, prev):
@@ -826,6 +845,12 @@ class Expander:
                 self.graph.declared_outputs = list(dict.fromkeys(inputs))
         return prev
 
+    @staticmethod
+    def _place(node: Node, local: str, scope: Scope) -> Node:
+        """The node, told where it is in the hierarchy: its name in its body, its block instance, its iteration."""
+        node.local, node.instance, node.iteration = local, scope.instance, scope.repeats
+        return node
+
     def _add(self, node: Node, span: Span) -> None:
         if len(self.graph) >= MAX_NODES:
             raise self._too_many_layers(span)
@@ -833,7 +858,7 @@ class Expander:
         self._order.append(node.name)
 
     # names
-    def _take(self, scope: Scope, local: str, claim: _Claim) -> bool:
+    def _take(self, scope: Scope, local: str, claim: _Claim, fixes=()) -> bool:
         """Take `local` as a name of the scope's body, or report E0204 if it is taken.
 
         Every name a body defines comes through here: a written name, the same name numbered by
@@ -843,7 +868,7 @@ class Expander:
         root = scope.root()
         first = root.claims.get(local)
         if first is not None:
-            self._clash(local, claim, first)
+            self._clash(local, claim, first, fixes)
             return False
         self.name_bytes += len(scope.prefix) + len(local)
         if self.name_bytes > MAX_NAME_BYTES:
@@ -855,25 +880,31 @@ class Expander:
         root.claims[local] = claim
         return True
 
-    def _clash(self, local: str, claim: _Claim, first: _Claim) -> None:
-        """E0204 for `local`, named as the user sees it, with where and how it was first taken."""
+    def _clash(self, local: str, claim: _Claim, first: _Claim, fixes=()) -> None:
+        """E0204 for `local`, named as the user sees it, with where and how it was first taken;
+        `fixes` renumber a number written twice in a numbered body."""
         same = claim.written == first.written and claim.suffix == first.suffix
         help_ = []
         if not same:
             for how in (claim, first):
                 if how.written is None:
                     help_.append(f"`{local}` is the name archc gave the unnamed layer at line {how.span.line}")
+                    if local.isdigit():
+                        help_.append(_NUMBERING)
                 elif how.suffix:
                     help_.append(
                         f"in its repeat, the `{how.written}` of line {how.span.line} is named `{local}`:"
                         " a repeat appends the iteration number to every name in it"
                     )
+        if fixes:
+            help_.append(f"number it `{fixes[0].text}`, the next number free")
         self.r.error(
             "E0204",
             f"`{claim.written if same else local}` is defined twice",
             claim.span,
             [*dict.fromkeys(help_), "every layer in a network or block needs its own name"],
             [("first defined here", first.span)],
+            fixes,
         )
 
     def _name(self, stmt: ast.Layer, scope: Scope) -> str | None:
@@ -885,11 +916,19 @@ class Expander:
                 )
                 return None
             local = stmt.name + scope.suffix
-            if not self._take(scope, local, _Claim(stmt.name_span, stmt.name, scope.suffix)):
+            numbered = scope.root().sequence and stmt.name.isdigit()
+            fixes = [Fix(stmt.name_span, str(self._free_number(scope)))] if numbered and not scope.suffix else []
+            if numbered:
+                self._advance(stmt, scope, int(stmt.name))
+            if not self._take(scope, local, _Claim(stmt.name_span, stmt.name, scope.suffix), fixes):
                 scope.names.setdefault(stmt.name, BROKEN)  # its readers are already wrong: keep them quiet
                 return None
             return local
         root = scope.root()
+        if root.sequence:  # nn.Sequential's numbering: the number after the layer above (and its activation)
+            local = str(scope.counters.get("", 0))
+            self._advance(stmt, scope, int(local))
+            return local if self._take(scope, local, _Claim(stmt.span, None)) else None
         base = stmt.op
         while True:
             scope.counters[base] = scope.counters.get(base, 0) + 1
@@ -898,6 +937,19 @@ class Expander:
             if local not in scope.reserved and local not in root.claims:
                 self._take(scope, local, _Claim(stmt.span, None))
                 return local
+
+    def _advance(self, stmt: ast.Layer, scope: Scope, number: int) -> None:
+        """In a numbered body, the statement numbered `number` moves the numbering past it, and past
+        its `-> activation` unless it calls a block (whose activation is a layer numbered on its own)."""
+        fused = stmt.activation is not None and stmt.op not in self.blocks
+        scope.counters[""] = number + 1 + fused
+
+    def _free_number(self, scope: Scope) -> int:
+        """The first number from the numbering's place on that no layer of the body has, written or given."""
+        root, n = scope.root(), scope.counters.get("", 0)
+        while str(n) in root.claims or str(n) in root.reserved:
+            n += 1
+        return n
 
     def _define(self, stmt: ast.Layer, scope: Scope, local: str | None, value):
         """Make the statement's names refer to its output (or to BROKEN): `local` in its body,
@@ -916,6 +968,8 @@ class Expander:
         """A statement that cannot be expanded: its written name, if free, refers to BROKEN."""
         if stmt.name and stmt.name != BLOCK_INPUT and stmt.name + scope.suffix not in scope.root().claims:
             self._define(stmt, scope, self._name(stmt, scope), BROKEN)
+        elif not stmt.name and scope.root().sequence:
+            self._name(stmt, scope)  # it keeps its number: the layers after it keep theirs
         elif stmt.name:
             scope.names.setdefault(stmt.name, BROKEN)
         return BROKEN
@@ -1310,14 +1364,19 @@ class Expander:
         # section 14, promises all of them), but from a broken input: nothing in it is added.
         failed = local is None or inputs is BROKEN or act is BROKEN
         prefix = f"{scope.prefix}{local or stmt.name}."
+        instance = Instance(block.name, local or stmt.name, prefix, env, scope.instance, scope.repeats, block)
+        instance.input, instance.call = "" if failed else inputs[0], stmt.span
+        names = _explicit_names(block.body)
         inner = Scope(
             prefix=prefix,
             env=env,
             origins=origins,
-            reserved=_explicit_names(block.body),
+            reserved=names,
+            sequence=_numbered(names),
             block=block.name,
             calls=(*scope.calls, stmt.span),
             path=(*scope.path, (block.name, local or stmt.name)),
+            instance=instance,
         )
         inner.names[BLOCK_INPUT] = BROKEN if failed else inputs[0]
         self.stack.append(block.name)
@@ -1330,13 +1389,15 @@ class Expander:
             diag.notes.append((f"in block `{block.name}`, called here", stmt.span))
         if failed:
             return self._define(stmt, scope, local, BROKEN)
+        instance.output = "" if out is BROKEN else out
         scope.prefixes[stmt.name or local] = prefix
         scope.root().prefixes[local] = prefix
         if out is not BROKEN and act is not None:
             act_stmt = ast.Layer(act[0], stmt.span, None, None, None, (), None, stmt.span)
             act_local = self._name(act_stmt, scope)
             act_name = scope.prefix + act_local
-            self._add(Node(act_name, act[0], [out], act[1], stmt.span, {}, None, scope.path, scope.calls), stmt.span)
+            node = Node(act_name, act[0], [out], act[1], stmt.span, {}, None, scope.path, scope.calls)
+            self._add(self._place(node, act_local, scope), stmt.span)
             out = self._define(act_stmt, scope, act_local, act_name)
         return self._define(stmt, scope, local, out)
 

@@ -26,6 +26,36 @@ if TYPE_CHECKING:
 
 
 @dataclass(eq=False)
+class Instance:
+    """One call of a block, as expansion bound it: what generated code makes one submodule of.
+
+    Kept so that what a spec writes nested stays nested after expansion: code generation
+    makes one class per block definition and one submodule per instance, and needs each
+    instance's definition and the values its parameters took.
+    """
+
+    block: str  # the block definition's name
+    name: str  # its name in the body that calls it: "layer1", "0", "basic1"
+    prefix: str  # what the names of the nodes inside it start with: "layer1.0."
+    args: dict  # the block's parameters bound to their values at this call, defaults included
+    parent: Instance | None  # the instance whose body calls it; None in the network's body
+    iteration: tuple[int, ...] = ()  # the iteration of each repeat around the call in its body, outermost first
+    definition: object = None  # the block's ast.Block: its parameters and body as written
+    input: str = ""  # the layer its body reads as `in`
+    output: str = ""  # the layer that is its value (the last of its body), once expanded
+    call: Span | None = None  # the statement that calls it
+
+    @property
+    def path(self) -> tuple[Instance, ...]:
+        """The enclosing instances, outermost first, this one last."""
+        out, at = [], self
+        while at is not None:
+            out.append(at)
+            at = at.parent
+        return tuple(reversed(out))
+
+
+@dataclass(eq=False)
 class Node:
     name: str  # unique, dotted through block instances: "layer1.0.conv1"
     op: str
@@ -36,6 +66,9 @@ class Node:
     activation: tuple[str, dict] | None = None  # the `-> act` shorthand
     scope: tuple[tuple[str, str], ...] = ()  # (block, instance) from outermost in
     calls: tuple[Span, ...] = ()  # where each enclosing block was called
+    local: str = ""  # its name in the body that defines it: "conv1", "c_2", "3"
+    instance: Instance | None = None  # the block instance whose body defines it; None in the network's body
+    iteration: tuple[int, ...] = ()  # the iteration of each repeat around it in that body, outermost first
     # written by the analysis passes
     geom: dict = field(default_factory=dict)
     shape: tuple[int, ...] | None = None  # an ops.base.Layout: also the axis of the channels

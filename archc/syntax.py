@@ -393,7 +393,8 @@ def _limit_error(file: str, text: str, pos: int, message: str) -> Diagnostic:
 # the grammar accepts the keyword: the first three at the top level, `repeat`
 # at the start of a statement, and `x` right after an expression inside a
 # value, which is also the only place lark turns a NAME `x` into the keyword
-# (`input x: ...` keeps it a name). Spans follow lark's propagate_positions: a
+# (`input x: ...` keeps it a name). Right after a `.` lark takes only a name or
+# a whole number (`layer1.0.conv1`), never FLOAT or DIMS. Spans follow lark's propagate_positions: a
 # rule spans from the start of its first child, tokens left out of the tree
 # included, to the end of its last; a parenthesised expression keeps its own
 # span but widens to the parentheses as a child of a larger expression.
@@ -403,13 +404,14 @@ _TOKEN = re.compile(
     r"|(?P<WS>[ \t]+)"
     r"|(?P<COMMENT>#[^\n]*)"
     r'|(?P<STRING>"[^"\n]*")'
-    r"|(?P<FLOAT>[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)"
-    r"|(?P<DIMS>[0-9]+(?:x[0-9]+)+)"
+    r"|(?<!\.)(?P<FLOAT>[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)"
+    r"|(?<!\.)(?P<DIMS>[0-9]+(?:x[0-9]+)+)"
     r"|(?P<INT>[0-9]+)"
     r"|(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)"
     r"|(?P<OP>->|//|==|!=|<=|>=|[(),={}:@/+*%.<>-])"
 )
 _ATOM_START = frozenset({"INT", "FLOAT", "DIMS", "NAME", "("})
+_LABEL = frozenset({"NAME", "INT"})  # what names a layer, as the grammar's `label`
 _COMPARE = frozenset({"==", "!=", "<=", ">=", "<", ">"})
 # The binary operators by precedence, as the grammar's rules nest them; `not` binds between `and`
 # and the comparisons, and an atom tighter than everything
@@ -608,7 +610,7 @@ class _Reader:
         end = self.end(op)
         name = inputs = activation = None
         args = ()
-        if tokens[self.i][0] == "NAME":
+        if tokens[self.i][0] in _LABEL:
             name = tokens[self.i]
             self.i += 1
             end = self.end(name)
@@ -640,13 +642,19 @@ class _Reader:
         return tuple(refs), self.end(close)
 
     def ref(self) -> ast.Ref:
-        first = last = self.take("NAME")
+        first = last = self.label()
         parts = [first[1]]
         while self.kind() == ".":
             self.i += 1
-            last = self.take("NAME")
+            last = self.label()
             parts.append(last[1])
         return ast.Ref(tuple(parts), self.span(self.start(first), self.end(last)))
+
+    def label(self):
+        """A name or a whole number: what names a layer (`0` in `layer1.0.conv1`)."""
+        if self.tokens[self.i][0] not in _LABEL:
+            raise _NotFastError
+        return self.take(self.tokens[self.i][0])
 
     def args(self):
         tokens = self.tokens

@@ -7,7 +7,8 @@ activation memory in total and at its peak. It keeps none of archc's
 guarantees: it records no source positions, checks no argument, name or
 shape, reports no errors, keeps a tuple per layer instead of a node with
 its readers, and reads only the subset of the language those specs are
-written in, one statement per line with spaces between the tokens.
+written in (numbered layers, `if ... != ... or ...`), one statement per line with
+spaces between the tokens.
 
 An analyser that does archc's job does at least this much, so its time is
 what the arithmetic itself costs in Python, and archc's time over it is the
@@ -55,6 +56,13 @@ def _read(text: str):
             open_bodies.append(body)
         elif words[0] == "network":
             open_bodies.append(network)
+        elif words[0] == "if":  # `if A != B or ... {`, then `} else {`, then `}`
+            then, orelse = [], []
+            open_bodies[-1].append(("if", words[1:-1], then, orelse))
+            open_bodies.append(then)
+        elif words[:3] == ["}", "else", "{"]:
+            open_bodies.pop()
+            open_bodies.append(open_bodies[-1][-1][3])
         elif words[0] == "repeat":
             brace = words.index("{")
             body = [_split(words[brace + 1 : -1])] if words[-1] == "}" else []
@@ -69,8 +77,8 @@ def _read(text: str):
 
 
 def _split(words: list[str]):
-    """A statement's words as (op, name or None, input names, arguments); the
-    activation after `->` changes no figure, so it is dropped."""
+    """A statement's words as (op, name or None, input names, arguments, whether it has an
+    activation); the activation after `->` changes no figure, but takes a number in a numbered body."""
     op, rest, name = words[0], words[1:], None
     if op[-1] == ":":
         op = op[:-1]
@@ -84,9 +92,38 @@ def _split(words: list[str]):
         inputs, rest = [w for w in rest[1:close] if w != ","], rest[close + 1 :]
     if rest and rest[0] == ":":
         rest = rest[1:]
-    if "->" in rest:
+    act = "->" in rest
+    if act:
         rest = rest[: rest.index("->")]
-    return op, name, inputs, rest
+    return op, name, inputs, rest, act
+
+
+def _holds(words: list[str], env: dict) -> bool:
+    """`a != b or c == d and e != f`: the only conditions the bundled specs use."""
+    return any(all(_compare(c.split(), env) for c in part.split(" and ")) for part in " ".join(words).split(" or "))
+
+
+def _names(body: list):
+    """The names written in a body, in its repeats and branches too."""
+    for statement in body:
+        if statement[0] == "repeat":
+            yield from _names(statement[2])
+        elif statement[0] == "if":
+            yield from _names(statement[2] + statement[3])
+        elif statement[1]:
+            yield statement[1]
+
+
+def _with_in(env: dict, local: dict) -> dict:
+    """The parameters, and `in.channels` inside a block."""
+    return env if local["in"] is None else {**env, "in.channels": local["in"][2][0]}
+
+
+def _compare(words: list[str], env: dict) -> bool:
+    op = "!=" if "!=" in words else "=="
+    at = words.index(op)
+    left, right = _evaluate(words[:at], env), _evaluate(words[at + 1 :], env)
+    return (left != right) if op == "!=" else (left == right)
 
 
 def _conv_args(args: list[str], env: dict):
@@ -115,27 +152,39 @@ class _Analysis:
         # per layer: (name, op, shape, params, buffers, MACs, receptive field, input rows, index)
         self.rows = []
 
-    def statements(self, body: list, env: dict, scope: str, last, suffix: str = "", counts=None):
+    def statements(self, body: list, env: dict, scope: str, last, suffix: str = "", outer=None, local=None):
         """Analyses a body whose input is the row `last`; returns its last row.
 
         Names as archc gives them: an unnamed layer or call is its op and a count
-        within its block (`add1`), a named one in a repeat gets the iteration (`c_2`)."""
-        local = {"in": last}
-        counts = {} if counts is None else counts
+        within its block (`add1`), or in a numbered body the next number; a named one in
+        a repeat gets the iteration (`c_2`). A repeat or a branch shares the body's
+        numbering (`outer`) and names (`local`)."""
+        local = {"in": last} if local is None else local
+        numbered = any(name.isdigit() for name in _names(body))
+        counts = {"": 0 if numbered else None}
+        counts = counts if outer is None else outer
         for statement in body:
             if statement[0] == "repeat":
                 for k in range(_evaluate(statement[1], env)):
-                    last = self.statements(statement[2], env, scope, last, f"{suffix}_{k + 1}", counts)
+                    last = self.statements(statement[2], env, scope, last, f"{suffix}_{k + 1}", counts, local)
                 continue
-            op, name, inputs, args = statement
+            if statement[0] == "if":
+                taken = statement[2] if _holds(statement[1], _with_in(env, local)) else statement[3]
+                last = self.statements(taken, env, scope, last, suffix, counts, local)
+                continue
+            op, name, inputs, args, act = statement
             sources = [local[n] for n in inputs] or [last]
-            if name is None:
+            if counts[""] is not None:  # numbered as nn.Sequential: the activation takes a number too
+                number = int(name) if name else counts[""]
+                counts[""] = number + 1 + (act and op not in self.blocks)
+                full = f"{scope}{name}{suffix}" if name else f"{scope}{number}"
+            elif name is None:
                 counts[op] = count = counts.get(op, 0) + 1
                 full = f"{scope}{op}{count}"
             else:
                 full = f"{scope}{name}{suffix}"
             if op in self.blocks:
-                last = self.call(op, full, args, env, sources[0])
+                last = self.call(op, full, args, _with_in(env, local), sources[0])
             else:
                 last = self.layer(op, full, args, env, sources)
             if name is not None:  # the bundled specs refer to named layers only
@@ -145,9 +194,14 @@ class _Analysis:
     def call(self, block: str, name: str, args: list[str], env: dict, source):
         params, body = self.blocks[block]
         inner = {p: _value(default, {}) for p, default in params if default}
-        positional = [a for a in args if "=" not in a]
-        for (param, _), word in zip(params, positional, strict=False):
-            inner[param] = _value(word, env)
+        positional: list[list[str]] = []  # `width * 4 stride`: two arguments
+        for word in (a for a in args if "=" not in a):
+            if positional and (word in ("*", "-") or positional[-1][-1] in ("*", "-")):
+                positional[-1].append(word)
+            else:
+                positional.append([word])
+        for (param, _), words in zip(params, positional, strict=False):
+            inner[param] = _evaluate(words, env)
         for word in args:
             if "=" in word:
                 key, _, value = word.partition("=")

@@ -30,9 +30,10 @@ def load_module(code: str, label: str = "generated") -> types.ModuleType:
     return module
 
 
-def build(net, target: str, **kwargs):
-    """(model, Generated, filename) for an analysed network."""
-    gen = generate(net, target)
+def build(net, target: str, flat: bool = False, **kwargs):
+    """(model, Generated, filename) for an analysed network; `traced` needs the `flat` code, whose one
+    forward has a statement per layer."""
+    gen = generate(net, target, flat=flat)
     module = load_module(gen.code, target)
     return module.build_model(**kwargs), gen, module.__file__
 

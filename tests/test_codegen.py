@@ -75,7 +75,7 @@ def relative_error(got, want) -> float:
 @pytest.mark.parametrize("spec", SPEC_IDS)
 def test_torch_model_has_the_analysed_parameters_macs_and_shapes(nets, spec):
     net = nets[spec]
-    model, gen, filename = build(net, "torch")
+    model, gen, filename = build(net, "torch", flat=True)
     model.eval()
     measured_totals = measured(model, *inputs_for(net, batch=1))
     assert measured_totals == (net.totals.params, net.totals.buffers, net.totals.macs)
@@ -106,10 +106,10 @@ def test_torch_model_takes_torchvision_weights_by_position(nets, spec):
 def test_numpy_model_computes_what_torch_computes_in_eval_mode(nets, spec):
     net = nets[spec]
     torch.manual_seed(0)
-    tmodel, tgen, tfile = build(net, "torch")
+    tmodel, tgen, tfile = build(net, "torch", flat=True)
     randomise_batch_norm(tmodel)
     tmodel.eval()
-    nmodel, ngen, nfile = build(net, "numpy")
+    nmodel, ngen, nfile = build(net, "numpy", flat=True)
     nmodel.load_state_dict(tmodel.state_dict())
     nmodel.eval()
     xs = inputs_for(net)

@@ -143,21 +143,17 @@ def assert_same_run(net, shapes, train: bool):
 
 
 def test_resnet18_computes_in_place_as_torchvision_does():
-    body = forward_of(generate(archc.load(SPECS / "resnet18.arch"), "torch").code)
+    body = forward_of(generate(archc.load(SPECS / "resnet18.arch"), "torch", flat=True).code)
     assert "        x = F.relu(self.bn1(x), inplace=True)\n" in body
     # the block's last batch norm is read by the add only: the shortcut is added into it
     assert (
-        "        x = self.layer1_basic1_bn2(x)\n"
-        "        x += maxpool1\n"
-        "        del maxpool1\n"
-        "        layer1_basic1_add1 = F.relu(x, inplace=True)\n"
+        "        x = self.layer1_0_bn2(x)\n"
+        "        x += maxpool\n"
+        "        del maxpool\n"
+        "        layer1_0_add1 = F.relu(x, inplace=True)\n"
     ) in body
     # both terms are read by the add only: it goes into `x`, which the next statement rebinds
-    assert (
-        "        x = self.layer2_basic_proj1_downsample_bn(x)\n"
-        "        x += layer2_basic_proj1_bn2\n"
-        "        del layer2_basic_proj1_bn2\n"
-    ) in body
+    assert ("        x = self.layer2_0_downsample_1(x)\n        x += layer2_0_bn2\n        del layer2_0_bn2\n") in body
     assert body.count(" += ") == 8  # every residual add
     assert body.count("F.relu(") == body.count("inplace=True") == 17  # every relu
 

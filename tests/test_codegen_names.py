@@ -69,10 +69,10 @@ def test_keywords_builtins_and_module_names_become_legal_unique_identifiers(host
 
 def test_hostile_names_still_compute_the_same_in_both_targets(hostile):
     torch.manual_seed(0)
-    tmodel, tgen, tfile = build(hostile, "torch")
+    tmodel, tgen, tfile = build(hostile, "torch", flat=True)
     tmodel.eval()
     assert sum(p.numel() for p in tmodel.parameters()) == hostile.totals.params
-    nmodel, _, _ = build(hostile, "numpy")
+    nmodel, _, _ = build(hostile, "numpy", flat=True)
     nmodel.load_state_dict(tmodel.state_dict())
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():

@@ -189,7 +189,7 @@ def test_random_network_through_both_generators(seed):
     text = random_spec(seed)
     net = archc.loads(text, f"random{seed}.arch")
     torch.manual_seed(seed)
-    tmodel, tgen, tfile = build(net, "torch")
+    tmodel, tgen, tfile = build(net, "torch", flat=True)
     for m in tmodel.modules():  # non-trivial batch norm statistics
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             with torch.no_grad():
@@ -202,7 +202,7 @@ def test_random_network_through_both_generators(seed):
     xs = [torch.randn(2, *shape, generator=gen) for shape in net.inputs.values()]
     with torch.no_grad():
         tout, want = traced(tmodel, tgen, tfile, *xs)
-    nmodel, ngen, nfile = build(net, "numpy")
+    nmodel, ngen, nfile = build(net, "numpy", flat=True)
     nmodel.load_state_dict(tmodel.state_dict())
     nout, got = traced(nmodel.eval(), ngen, nfile, *(x.numpy() for x in xs))
     assert set(want) == set(got) == {n.name for n in net.layers if n.op != "input"}, text

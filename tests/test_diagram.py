@@ -63,10 +63,11 @@ def test_full_detail_adds_params_and_macs_and_name_detail_keeps_only_the_type():
 def test_blocks_are_labelled_clusters_nested_as_in_the_spec():
     dot = to_dot(archc.load(SPECS / "resnet18.arch"))
     clusters = {m["id"]: m["label"] for m in CLUSTER.finditer(dot)}
-    assert clusters["layer1"] == "layer1 (stage)"
-    assert clusters["layer2.basic_proj1"] == "basic_proj1 (basic_proj)"
+    assert clusters["layer1"] == "layer1 (layer)"
+    assert clusters["layer2.0"] == "0 (basic)"
+    assert clusters["layer2.0.downsample"] == "downsample (projection)"
     # the cluster of layer2 holds the one of its first block
-    inner = dot.index('subgraph "cluster_layer2.basic_proj1"')
+    inner = dot.index('subgraph "cluster_layer2.0"')
     assert dot.index('subgraph "cluster_layer2"') < inner < dot.index('subgraph "cluster_layer3"')
 
 
@@ -94,10 +95,10 @@ def test_depth_collapses_blocks_into_nodes_with_their_totals():
     top = {n.name for n in net.layers if not n.scope}
     assert set(nodes) == top | bottlenecks
     assert len(bottlenecks) == 16  # 3 + 4 + 6 + 3 bottleneck blocks
-    label = nodes["layer1.bottleneck_proj1"]
+    label = nodes["layer1.0"]
     assert f"{torch_bottleneck_params(64, 64, 1):,} params" in label
     assert "9 layers, out 256x56x56" in label  # 3 conv + 3 bn, the shortcut's conv + bn, the add
-    assert ("layer1.bottleneck_proj1", "layer1.bottleneck1") in edges
+    assert ("layer1.0", "layer1.1") in edges
     zero, _ = parse(to_dot(net, depth=0))
     assert set(zero) == top | {"layer1", "layer2", "layer3", "layer4"}
 
@@ -107,7 +108,7 @@ def test_fold_merges_shape_preserving_layers_into_the_layer_before():
     nodes, edges = parse(to_dot(net, fold=True))
     assert "bn1" not in nodes and "conv1" in nodes
     assert "conv 64@7x7 /2 pad 3 + bn \u2192 relu" in nodes["conv1"]
-    assert ("conv1", "maxpool1") in edges  # bn1's consumer now reads the conv's box
+    assert ("conv1", "maxpool") in edges  # bn1's consumer now reads the conv's box
     # a bn whose input feeds two layers is not folded: the shortcut needs the value before it
     assert all(net.layer(n).op not in ("bn", "relu") for n in nodes)
 

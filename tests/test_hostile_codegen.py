@@ -55,8 +55,8 @@ def test_layers_nothing_reads_are_computed_so_torch_measures_the_analysed_totals
 
 def test_layers_nothing_reads_compute_the_same_values_in_both_targets():
     net = analysed(SIDE)
-    tmodel, tgen, tfile = build(net, "torch")
-    nmodel, ngen, nfile = build(net, "numpy")
+    tmodel, tgen, tfile = build(net, "torch", flat=True)
+    nmodel, ngen, nfile = build(net, "numpy", flat=True)
     nmodel.load_state_dict(tmodel.state_dict())
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():

@@ -38,7 +38,7 @@ def diagnostics(text: str, file: str = "t.arch", **kwargs) -> list:
 def torch_shapes(text: str) -> dict[str, tuple[int, ...]]:
     """Every layer's output shape (per sample) when the generated torch module runs."""
     net = archc.loads(text, "fixed.arch")
-    model, gen, filename = build(net, "torch")
+    model, gen, filename = build(net, "torch", flat=True)
     inputs = [torch.zeros(1, *shape) for shape in net.inputs.values()]
     with torch.no_grad():
         _, values = traced(model, gen, filename, *inputs)

@@ -148,8 +148,8 @@ def test_alexnet_unpadded_11x11_stride4_on_227_gives_55_without_warning():
 
 def test_alexnet_torchvision_pads_224_to_55():
     net = load("alexnet.arch")
-    assert net.layer("conv1").shape == (64, 55, 55)
-    assert net.layer("pool5").shape == (256, 6, 6)
+    assert net.layer("features.0").shape == (64, 55, 55)
+    assert net.layer("features.12").shape == (256, 6, 6)
 
 
 def test_stride3_3x3_conv_on_7x7_is_not_exact():

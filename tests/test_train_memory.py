@@ -16,7 +16,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from trainmem_util import accounted, model_of, saved_by_layer
+from trainmem_util import accounted, model_of, saved_by_layer, saved_in_total
 
 import archc
 from archc.codegen.torch_target import in_place
@@ -154,13 +154,22 @@ def test_saved_tensors_of_models_equal_torch(name):
         compare(net, batch)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "googlenet"])
+def test_the_nested_module_saves_what_the_flat_one_does(name):
+    """The generated module as the spec nests it (the default) keeps, in total, what archc counts."""
+    net = load_model(name)
+    model, _, _ = model_of(net, flat=False)
+    for batch in BATCHES:
+        assert saved_in_total(net, batch, model) == net.training_memory(batch=batch, device="cpu").saved
+
+
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
 def test_in_place_layers_are_those_of_the_generated_code(name):
-    """`in_place` says which activations the generated forward computes in place: as many as `inplace=True`."""
+    """`in_place` says which activations the generated (flat) forward computes in place: as many as `inplace=True`."""
     from archc.codegen import generate
 
     net = load_model(name)
-    assert len(in_place(net)) == generate(net, "torch").code.count("inplace=True") > 0
+    assert len(in_place(net)) == generate(net, "torch", flat=True).code.count("inplace=True") > 0
 
 
 # every layer type with parameters or buffers (Adam keeps a `step` per parameter tensor: bias=false has one fewer)

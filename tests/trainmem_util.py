@@ -30,10 +30,13 @@ TORCH_DTYPES = {
 }
 
 
-def model_of(net):
-    """The generated module, in training mode and the network's dtype, and its Generated and file name."""
+def model_of(net, flat: bool = True):
+    """The generated module, in training mode and the network's dtype, and its Generated and file name.
+
+    Per-layer figures need the flat form, whose one forward has a statement per layer; the nested form
+    (`flat=False`) computes the same, its statements shared by a block's instances."""
     torch.manual_seed(0)
-    model, gen, filename = build(net, "torch")
+    model, gen, filename = build(net, "torch", flat=flat)
     return model.to(TORCH_DTYPES[net.dtype]).train(), gen, filename
 
 
@@ -71,6 +74,22 @@ def saved_by_layer(net, batch: int, model=None) -> tuple[Counter, object]:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         out = model(*inputs_of(net, batch))
     return layers, out
+
+
+def saved_in_total(net, batch: int, model) -> int:
+    """Bytes of the unique storages autograd saves during one forward of `model` in training mode."""
+    state = {_storage(t)[0] for t in [*model.parameters(), *model.buffers()]}
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        pointer, nbytes = _storage(tensor)
+        if nbytes and pointer not in state:
+            seen[pointer] = nbytes
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(*inputs_of(net, batch))
+    return sum(seen.values())
 
 
 OPTIMISERS = {

@@ -9,8 +9,10 @@ from __future__ import annotations
 TARGETS = ("torch", "numpy")
 
 
-def generate(network, target: str):
-    """A `Generated` (source code and the line of each layer's statement) for `target`.
+def generate(network, target: str, flat: bool = False):
+    """A `Generated` (source code and the line of each layer's statement) for `target`: nested as the
+    spec is (a class per block, state_dict keys that follow its names), or with `flat` one
+    attribute per layer and one forward.
 
     Like the analysis, it runs with the cyclic garbage collector paused: it builds a few
     objects a layer and frees them at the end, and the collector's passes over all of
@@ -25,4 +27,4 @@ def generate(network, target: str):
     else:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     with _collector_paused():
-        return emit(network)
+        return emit(network, flat)

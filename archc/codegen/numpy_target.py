@@ -105,19 +105,21 @@ def _needed(code: str) -> list[str]:
     return [name for name in kernels if name in wanted]
 
 
-def generate(network) -> Generated:
+def generate(network, flat: bool = False) -> Generated:
+    """The module; its state_dict keys are the PyTorch target's, nested or (with `flat`) flat."""
     plan = make_plan(network, reserved_names())
     graph = network.graph
+    key = plan.attrs if flat else _nested_keys(network, plan.attrs)
     entries = []
     for node in graph:
         if node.op == "input":
             continue
         ins = [graph.nodes[i].shape for i in node.inputs]
         for suffix, value in OPS[node.op].numpy_state(node, ins, Initial(network, node)):
-            entries.append(Entry(lit(StateRef(plan.attrs[node.name]).name(suffix)), value))
+            entries.append(Entry(lit(StateRef(key[node.name]).name(suffix)), value))
 
     def layer(node, args):
-        return OPS[node.op].numpy_call(node, StateRef(plan.attrs[node.name]), args)
+        return OPS[node.op].numpy_call(node, StateRef(key[node.name]), args)
 
     def activation(op, attrs, expr):
         return op.apply_numpy(attrs, expr)
@@ -169,4 +171,14 @@ def generate(network) -> Generated:
     for name in used:
         tail += ["", "", *kernels[name][0].splitlines()]
     code = "\n".join(head + body + tail) + "\n"
-    return Generated(code, [(name, var, first + offset) for name, var, offset in where], plan.attrs)
+    return Generated(code, [(name, var, first + offset) for name, var, offset in where], key)
+
+
+def _nested_keys(network, flat: dict[str, str]) -> dict[str, str]:
+    """The nested PyTorch target's keys (`layer1.0.conv1`), or `flat` where it is generated flat."""
+    from .tree import ReachError, build, keys
+
+    try:
+        return keys(build(network))
+    except ReachError:
+        return flat

@@ -8,7 +8,25 @@ the short literals a person would type: `3` rather than `(3, 3)`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from ..codegen.pyexpr import call, lit
+
+# Within `explicit_defaults()`, settings equal to torch's default are written too.
+_EXPLICIT = ContextVar("explicit", default=False)
+
+
+@contextmanager
+def explicit_defaults():
+    """Write every setting, defaults included: the constructors of one layer in several block
+    instances then line up argument by argument (stride=1 in one, stride=2 in another), for
+    the nested target to make one class of them."""
+    token = _EXPLICIT.set(True)
+    try:
+        yield
+    finally:
+        _EXPLICIT.reset(token)
 
 
 def dims(values) -> str:
@@ -19,7 +37,8 @@ def dims(values) -> str:
 
 def unless(values, default) -> str | None:
     """The literal, or None (left out of the call) when every entry is the default."""
-    return None if all(v == default for v in values) else dims(values)
+    values = tuple(values)
+    return None if all(v == default for v in values) and not _EXPLICIT.get() else dims(values)
 
 
 def symmetric(pads) -> bool:
@@ -28,7 +47,7 @@ def symmetric(pads) -> bool:
 
 def padding(pads) -> str | None:
     """Padding as a layer argument: `1`, `(1, 2)`, per-side `((0, 1), (0, 1))`; None when there is none."""
-    if not any(b or a for b, a in pads):
+    if not any(b or a for b, a in pads) and not _EXPLICIT.get():
         return None
     if symmetric(pads):
         return dims(b for b, _ in pads)

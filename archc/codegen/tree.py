@@ -1,0 +1,152 @@
+"""The spec's hierarchy as generated code nests it: one `Part` per block instance.
+
+A part holds what its body defines, in definition order: layers, and the parts of
+the blocks it calls. Each part gets a small graph of its own (`Part.graph`), one
+node per item, named by the item's name in the body, with the block's input as a
+node of op `input`: the same graph the flat generator walks for a whole network,
+so a class's forward is written by the same code as the flat one.
+
+The state_dict key of a layer is the path of attributes down to it, which is
+its dotted name whenever every name is a legal attribute (`layer1.0.conv1`):
+`keys()` gives it to both targets, so weights move between them by key.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field, replace
+
+from ..graph import Graph, Instance, Node
+from .names import NN_MODULE_MEMBERS, Namespace
+
+CALL = "<block>"  # the op of a node that stands for a part in its parent's graph
+
+
+class ReachError(Exception):
+    """A layer reads a layer inside a block instance other than its output (`t.first.a`)."""
+
+
+@dataclass(eq=False)
+class Part:
+    instance: Instance | None  # None: the network's own body
+    items: list = field(default_factory=list)  # Node or Part, in definition order
+    graph: Graph | None = None
+    attrs: dict[str, str] = field(default_factory=dict)  # item name -> attribute (its part of the key)
+    input: str = ""  # the name of the input node in `graph` (a block's `in`)
+    draft: object = None  # what a target wrote of it
+
+    @property
+    def name(self) -> str:
+        return self.instance.name if self.instance is not None else ""
+
+    @property
+    def numbered(self) -> bool:
+        """Whether every item is named with a number: the body reads as an nn.Sequential."""
+        return bool(self.items) and all(_local(item).isdigit() for item in self.items)
+
+    def is_chain(self) -> bool:
+        """Whether each item reads the one before it (the first reads the input), nothing else reads
+        it, and the last is the value: the body is what nn.Sequential computes."""
+        nodes = [n for n in self.graph if n.name != self.input]
+        previous = self.input
+        for node in nodes:
+            if node.inputs != [previous] or self.graph.readers[previous] != [node.name]:
+                return False
+            previous = node.name
+        return [n.name for n in self.graph.outputs] == [previous] and not self.graph.readers[previous]
+
+
+def _local(item) -> str:
+    return item.local if isinstance(item, Node) else item.name
+
+
+def attribute(name: str, taken: Namespace) -> str:
+    """The attribute an item is stored under: its own name, unless Python or nn.Module cannot have it
+    (a keyword, a member such as `forward`, a name Python would mangle); a number stays a number."""
+    ok = name.isidentifier() and name.isascii() and not keyword.iskeyword(name)
+    if name.isdigit() or (ok and name not in NN_MODULE_MEMBERS and not name.startswith("__")):
+        return name
+    return taken.name(name)
+
+
+def build(network) -> Part:
+    """The network's parts; ReachError when a layer reads inside a block instance."""
+    graph = network.graph
+    root = Part(None)
+    parts: dict[int, Part] = {}
+
+    def part_of(instance: Instance | None) -> Part:
+        if instance is None:
+            return root
+        if id(instance) not in parts:
+            parent = part_of(instance.parent)
+            parts[id(instance)] = part = Part(instance)
+            parent.items.append(part)
+        return parts[id(instance)]
+
+    for node in graph:
+        part_of(node.instance).items.append(node)
+    _graphs(root, graph)
+    return root
+
+
+def _graphs(part: Part, graph: Graph) -> None:
+    """Each part's own graph and attributes, children first."""
+    for item in part.items:
+        if isinstance(item, Part):
+            _graphs(item, graph)
+    locals_ = [_local(item) for item in part.items]
+    own = Graph(part.name or graph.name, graph.file)
+    if part.instance is not None:
+        part.input = "x_in"
+        while part.input in locals_:
+            part.input += "_"
+        source = graph.nodes[part.instance.input]
+        own.add(replace(source, name=part.input, op="input", inputs=[], activation=None))
+    for item in part.items:
+        if isinstance(item, Node):
+            own.add(replace(item, name=item.local, inputs=[_ref(part, graph, i) for i in item.inputs]))
+        else:
+            out = graph.nodes[item.instance.output]
+            stand_in = Node(item.name, CALL, [_ref(part, graph, item.instance.input)], {}, item.instance.call)
+            stand_in.shape, stand_in.instance = out.shape, item.instance
+            own.add(stand_in)
+    if part.instance is not None:
+        own.declared_outputs = [_ref(part, graph, part.instance.output)]
+    else:
+        own.declared_outputs = [_ref(part, graph, n.name) for n in graph.outputs]
+    part.graph = own
+    taken = Namespace({*NN_MODULE_MEMBERS, *locals_})
+    part.attrs = {name: attribute(name, taken) for name in locals_}
+
+
+def _ref(part: Part, graph: Graph, name: str) -> str:
+    """The name in `part`'s graph of the layer `name`: its input, one of its layers, or the part
+    whose value it is."""
+    if part.instance is not None and name == part.instance.input:
+        return part.input
+    node = graph.nodes[name]
+    at = node.instance
+    if at is part.instance:
+        return node.local
+    while at is not None and at.parent is not part.instance:
+        at = at.parent
+    if at is None or at.output != name:
+        raise ReachError(name)
+    return at.name
+
+
+def keys(root: Part) -> dict[str, str]:
+    """layer -> the prefix of its state_dict keys: the attributes down to it, joined by dots."""
+    out: dict[str, str] = {}
+
+    def walk(part: Part, prefix: str) -> None:
+        for item in part.items:
+            attr = prefix + part.attrs[_local(item)]
+            if isinstance(item, Part):
+                walk(item, attr + ".")
+            else:
+                out[item.name] = attr
+
+    walk(root, "")
+    return out
