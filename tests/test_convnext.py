@@ -1,12 +1,9 @@
 """Issue 15: specs/convnext_tiny.arch is torchvision's convnext_tiny, weight for weight.
 
 The outside truth is torchvision's model itself, built with weights=None (nothing is
-downloaded): its state_dict, loaded by position into the generated PyTorch module and
+downloaded): its state_dict, loaded by key (strict) into the generated PyTorch module and
 from there into the generated NumPy model, must give torchvision's output in eval mode
-within 1e-4 relative. By position means parameters in order, the layer scales apart:
-torchvision's CNBlock registers its `layer_scale` before the block it scales, and the
-generated module (its layers flat) registers every layer scale before all its layers,
-as nn.Module lists a module's own parameters before its submodules'.
+within 1e-4 relative.
 
 A random initialisation starts every layer scale at 1e-6, which would make each
 block's residual branch invisible in the output; the test draws them (and the norms'
@@ -40,20 +37,6 @@ def torchvision_model() -> torch.nn.Module:
     return model
 
 
-def by_position(ours: dict, theirs: dict) -> dict:
-    """Our keys with torchvision's values, paired in order among the layer scales (the only arrays
-    of rank 3, C x 1 x 1) and in order among the other arrays: wherever a module registers its
-    layer scales (torchvision's CNBlock before its block, a flat module before all its layers),
-    the layers run in one order."""
-    pairs = {}
-    for scales in (True, False):
-        mine = [k for k, v in ours.items() if (v.dim() == 3) == scales]
-        values = [v for v in theirs.values() if (v.dim() == 3) == scales]
-        assert [tuple(ours[k].shape) for k in mine] == [tuple(v.shape) for v in values]
-        pairs.update(zip(mine, values, strict=True))
-    return pairs
-
-
 def relative_error(got, want) -> float:
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     return float(np.abs(got - want).max() / np.abs(want).max())
@@ -65,7 +48,7 @@ def models():
     net = archc.load(SPEC)
     theirs = torchvision_model()
     model, _, _ = build(net, "torch")
-    model.load_state_dict(by_position(model.state_dict(), theirs.state_dict()))
+    model.load_state_dict(theirs.state_dict(), strict=True)
     numpy_model, _, _ = build(net, "numpy")
     numpy_model.load_state_dict(model.state_dict())
     return net, theirs, model.eval(), numpy_model.eval()

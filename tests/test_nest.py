@@ -171,6 +171,7 @@ TORCHVISION = [
     "efficientnet_b0",
     "mobilenet_v3_small",
     "shufflenet_v2_x1_0",
+    "convnext_tiny",
 ]
 # the spec has no auxiliary heads and takes its input as it is (torchvision's defaults for weights=None differ)
 OPTIONS = {"googlenet": {"aux_logits": False, "transform_input": False, "init_weights": True}}
