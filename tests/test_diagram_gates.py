@@ -37,19 +37,21 @@ def group(nodes, name: str) -> str | None:
     return found and found.group(1)
 
 
-# EfficientNet-B0's 16 blocks, each with a gate `gate` (torchvision's SqueezeExcitation with SiLU)
-EFFICIENTNET_BLOCKS = ["s1.first"] + [
-    f"s{stage}.{name}"
-    for stage, count in ((2, 2), (3, 2), (4, 3), (5, 3), (6, 4), (7, 1))
-    for name in ["first", *(f"mbconv{i}" for i in range(1, count))]
+# EfficientNet-B0's 16 blocks (features.S.I.block, as torchvision names them): the depthwise conv's
+# `dwna` (k - 1), its gate `se` (k) and the projection `cn` (k + 1); k is 1 where the block does not
+# expand (stage 1), else 2
+EFFICIENTNET_BLOCKS = [
+    (f"features.{stage}.{i}.block", 1 if stage == 1 else 2)
+    for stage, count in ((1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (6, 4), (7, 1))
+    for i in range(count)
 ]
 
 
 def test_every_efficientnet_gate_is_a_side_branch_from_the_map_back_into_the_multiply():
     edges, nodes = parse(to_dot(archc.load(SPECS / "efficientnet_b0.arch")))
     assert len(EFFICIENTNET_BLOCKS) == 16
-    for block in EFFICIENTNET_BLOCKS:
-        gate, map_ = f"{block}.gate", f"{block}.dw_bn"
+    for block, k in EFFICIENTNET_BLOCKS:
+        gate, map_ = f"{block}.{k}", f"{block}.{k - 1}.1"
         (shape, weight) = edges[map_, f"{gate}.scale"]
         assert weight == 3, block  # the map goes straight into the multiply
         assert group(nodes, map_) == group(nodes, f"{gate}.scale") is not None, block
@@ -62,18 +64,18 @@ def test_every_efficientnet_gate_is_a_side_branch_from_the_map_back_into_the_mul
         assert nodes[f"{gate}.fc1"][0].endswith("\u2192 silu")
         assert nodes[f"{gate}.fc2"][0].endswith("\u2192 sigmoid")
         assert nodes[f"{gate}.scale"][0] == "mul"
-        assert [b for a, b in edges if a == f"{gate}.scale"] == [f"{block}.project"]
+        assert [b for a, b in edges if a == f"{gate}.scale"] == [f"{block}.{k + 1}.0"]
         assert group(nodes, f"{gate}.pool") is None  # the gate is not pulled into the map's line
 
 
 def test_a_collapsed_gate_is_on_the_main_path_it_multiplies():
-    """At --depth 2 each gate is one box holding the multiply: the map's one edge into it is the main path."""
-    dot = to_dot(archc.load(SPECS / "efficientnet_b0.arch"), depth=2)
+    """At --depth 4 each gate is one box holding the multiply: the map's one edge into it is the main path."""
+    dot = to_dot(archc.load(SPECS / "efficientnet_b0.arch"), depth=4)
     edges = {(a, b): int(weight) for a, b, _label, weight in EDGE.findall(dot)}
-    for block in EFFICIENTNET_BLOCKS:
-        assert edges[f"{block}.dw_bn", f"{block}.gate"] == 3, block
-        assert edges[f"{block}.gate", f"{block}.project"] == 3, block
-        assert f'"{block}.gate" [' in dot
+    for block, k in EFFICIENTNET_BLOCKS:
+        assert edges[f"{block}.{k - 1}", f"{block}.{k}"] == 3, block
+        assert edges[f"{block}.{k}", f"{block}.{k + 1}"] == 3, block
+        assert f'"{block}.{k}" [' in dot
 
 
 @pytest.mark.parametrize("spec", ["mobilenet_v3_small", "regnet_y_400mf"])
