@@ -138,3 +138,18 @@ def measured(model, *inputs) -> tuple[int, int, int]:
 
 def analysed(text: str, file: str = "t.arch", **kwargs):
     return archc.loads(text, file, **kwargs)
+
+
+def randomise_batch_norm(model, seed: int = 0) -> None:
+    """Give every BN layer non-trivial statistics, so eval mode tests more than the identity."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
+                m.running_var.copy_(0.5 + torch.rand(c, generator=gen))
+                m.weight.copy_(0.5 + torch.rand(c, generator=gen))
+                m.bias.copy_(0.1 * torch.randn(c, generator=gen))

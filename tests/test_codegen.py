@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
-from codegen_util import build, measured, traced
+from codegen_util import build, measured, randomise_batch_norm, traced
 from conftest import ROOT, SPECS
 
 import archc
@@ -44,19 +44,6 @@ AFTER_TORCHVISION = {
 @pytest.fixture(scope="module")
 def nets():
     return NETS
-
-
-def randomise_batch_norm(model: torch.nn.Module, seed: int = 0) -> None:
-    """Give every BN layer non-trivial statistics, so eval mode tests more than the identity."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=gen))
-                m.weight.copy_(0.5 + torch.rand(c, generator=gen))
-                m.bias.copy_(0.1 * torch.randn(c, generator=gen))
 
 
 def inputs_for(net, batch: int = 2, seed: int = 0) -> list[torch.Tensor]:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from codegen_util import build
+from codegen_util import build, randomise_batch_norm
 
 import archc
 
@@ -51,15 +51,7 @@ def _state_of(reference: torch.nn.Module, model) -> dict:
 def _torchvision(spec: str) -> torch.nn.Module:
     torch.manual_seed(0)
     model = MODERN[spec](weights=None)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=gen))
-                m.weight.copy_(0.5 + torch.rand(c, generator=gen))
-                m.bias.copy_(0.1 * torch.randn(c, generator=gen))
+    randomise_batch_norm(model, seed=1)
     return model.eval()
 
 
