@@ -278,19 +278,26 @@ def _rich(
         totals["bflops"] = float(darknet_bflops(net).total)
         totals["caffe_memory"] = tops[-1].total_bytes if tops else 0
     title = f"{net.name} ({net.file})"
-    headers = [COLUMNS[key] for key in columns]
-    footers = ["total" if key == "name" else (_cell(key, totals[key]) if key in totals else "") for key in columns]
-    cells = [[_cell(key, row[key]) for key in columns] for row in table_rows]
-    notes = [*summary_lines(net, convention, training), f"[dim]{CONVENTIONS}[/dim]" if color else CONVENTIONS]
     width = width or 10_000
+    footers = {key: "total" if key == "name" else (_cell(key, totals[key]) if key in totals else "") for key in columns}
+    cells = [{key: _cell(key, row[key]) for key in columns} for row in table_rows]
+    shown, fixed = _fitting(columns, footers, cells, width)
+    left_out = [key for key in columns if key not in shown]
+    columns, footers = list(shown), [footers[key] for key in shown]
+    cells = [[row[key] for key in columns] for row in cells]
+    headers = [COLUMNS[key] for key in columns]
+    notes = [*summary_lines(net, convention, training), f"[dim]{CONVENTIONS}[/dim]" if color else CONVENTIONS]
+    if left_out:
+        names = ", ".join(COLUMNS[key] for key in left_out)
+        notes.insert(0, f"Left out to fit {width} columns, so that no figure is cut: {names} (--columns chooses).")
     lines = None if color else _plain_lines(title, columns, headers, footers, cells, notes, width)
     if lines is None:
         from rich.console import Console
 
         buffer = io.StringIO()
         console = Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False)
-        if not _print_table_fast(console, buffer, title, columns, footers, cells):
-            table = _new_table(title, columns, footers)
+        if not _print_table_fast(console, buffer, title, columns, footers, cells, fixed):
+            table = _new_table(title, columns, footers, fixed)
             for row in cells:
                 table.add_row(*row)
             console.print(table)
@@ -301,6 +308,53 @@ def _rich(
 
 
 NO_WRAP = ("name", "output")  # the columns rich cuts short (with an ellipsis) rather than wraps
+# What a table too wide for its terminal leaves out, first first: rich would otherwise cut every column
+# short, figures too (`1,…`). The layer's name and output shape stay whatever the width.
+LEAVE_OUT = (
+    "inputs",
+    "rf",
+    "caffe_memory",
+    "bflops",
+    "elem_ops",
+    "padding",
+    "stride",
+    "filter",
+    "activation",
+    "memory",
+    "size",
+    "type",
+    "saved",
+    "macs",
+    "params",
+)
+
+
+def _fitting(columns, footers: dict, cells: list[dict], width: int) -> tuple[list[str], list[int] | None]:
+    """The columns, less those LEAVE_OUT names first, until every one fits `width` whole: a figure (with
+    its unit) on one line, a header or another text with spaces wrapped at its spaces, the name and the
+    output shape never wrapped. Columns take their width plus a space each side, and one more between them.
+
+    Also the columns' widths (padding included) when the table is too wide to show every text on one line:
+    then each takes the least it needs, since rich, left to share the width out, cuts figures short too."""
+
+    def texts(key: str) -> list[str]:
+        return [COLUMNS[key], footers[key], *(row[key] for row in cells)]
+
+    def least(key: str) -> int:
+        header, *values = texts(key)
+        whole = key in NO_WRAP or key in NUMERIC  # a figure with its unit (`3.1 MiB`) is one
+        words = [*header.split(), *(word for text in values for word in ([text] if whole else text.split()))]
+        return max(map(len, words), default=1) + 2
+
+    shown = list(columns)
+    needs = {key: least(key) for key in columns}
+    for key in LEAVE_OUT:
+        if sum(needs[k] for k in shown) + len(shown) + 1 <= width:
+            break
+        if key in shown and len(shown) > 1:
+            shown.remove(key)
+    natural = sum(max(map(len, texts(key))) + 2 for key in shown) + len(shown) + 1
+    return shown, None if natural <= width else [needs[key] for key in shown]
 
 
 def _plain(text: str) -> bool:
@@ -371,13 +425,14 @@ class _FallbackError(Exception):
     """Something the fast path does not lay out as rich would: rich renders the whole table."""
 
 
-def _print_table_fast(console, buffer, title: str, columns, footers, cells) -> bool:
+def _print_table_fast(console, buffer, title: str, columns, footers, cells, fixed=None) -> bool:
     """Print the table to `console` (writing to `buffer`) exactly as rich's Table prints it, at a fraction of
     the cost.
 
     1. The column widths: rich measures a column by its longest text and its longest word, so a table with
        only the rows holding those (and any row with a cell that is not plain) gets the widths the whole
-       table gets; its top border (HEAVY_HEAD: `┏━━━┳━━┓`) shows them.
+       table gets; its top border (HEAVY_HEAD: `┏━━━┳━━┓`) shows them. (`fixed` widths, for a table too
+       wide for its terminal, replace them.)
     2. Rich prints the title, header and footer in columns of exactly those widths, with no rows.
     3. The rows go between the header's rule and the footer's: a plain cell that fits its column is the text
        padded, as rich pads it; a cell rich wraps or cuts short, or one not plain, is rendered by rich (once
@@ -389,7 +444,7 @@ def _print_table_fast(console, buffer, title: str, columns, footers, cells) -> b
     if console.is_jupyter:
         return False  # rich shows it in the notebook rather than writing to the buffer
     ncols = len(columns)
-    widths = _natural_widths([[COLUMNS[key] for key in columns], *cells, footers], console.width)
+    widths = fixed or _natural_widths([[COLUMNS[key] for key in columns], *cells, footers], console.width)
     try:
         widths = widths or _measured_widths(console, columns, footers, cells)
         body = _body_lines(console, columns, cells, widths)
