@@ -78,6 +78,10 @@ class Network:
 
         return render_table(self, format, **options)
 
+    def _repr_html_(self) -> str:
+        """How a notebook shows a network: its layer table as HTML."""
+        return self.table("html")
+
     def diagram(self, **options):
         """The diagram as a graphviz.Source (shown inline in Jupyter); options as `archc.diagram.to_dot`."""
         from .diagram import diagram

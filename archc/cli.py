@@ -20,7 +20,7 @@ from .diagnostics import ArchError, render_all, use_color, visible
 
 DTYPES = ("float32", "float16", "bfloat16", "int8", "float64")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")  # archc.passes.training.OPTIMIZERS, without importing it
-FORMATS = ("rich", "markdown", "csv", "json")
+FORMATS = ("rich", "markdown", "html", "csv", "json")
 
 
 class UsageError(Exception):

@@ -7,7 +7,6 @@ never disagree about a number.
 
 from __future__ import annotations
 
-import builtins
 import csv
 import io
 import json
@@ -232,7 +231,7 @@ def render_table(
     """`convention`: darknet or caffe adds that tool's column (unless `columns` are given) and totals;
     `training` (a TrainingMemory, `Network.training_memory()`) the bytes each layer keeps for backward and the
     training totals."""
-    renderers = {"rich": _rich, "markdown": _markdown, "csv": _csv, "json": _json}
+    renderers = {"rich": _rich, "markdown": _markdown, "html": _html, "csv": _csv, "json": _json}
     arguments.choice("format", format, tuple(renderers))
     arguments.choice("layout", layout, ("chw", "hwc"))
     arguments.choice("convention", convention, tuple(CONVENTION_COLUMNS), optional=True)
@@ -263,23 +262,9 @@ def _rich(
     contents (no colour, everything fits); `_print_table_fast` has rich print all but the rows, which it sets at
     rich's column widths; otherwise rich prints the whole table.
     """
-    totals = {
-        "params": net.totals.params,
-        "macs": net.totals.macs,
-        "elem_ops": net.totals.elem_ops,
-        "size": net.totals.activations,
-        "memory": net.totals.activation_bytes,
-        **({"saved": training.saved} if training is not None else {}),
-    }
-    if "bflops" in columns or "caffe_memory" in columns:
-        from ..conventions import caffe_memory, darknet_bflops
-
-        tops = caffe_memory(net)
-        totals["bflops"] = float(darknet_bflops(net).total)
-        totals["caffe_memory"] = tops[-1].total_bytes if tops else 0
     title = f"{net.name} ({net.file})"
     width = width or 10_000
-    footers = {key: "total" if key == "name" else (_cell(key, totals[key]) if key in totals else "") for key in columns}
+    footers = _footers(net, columns, training)
     cells = [{key: _cell(key, row[key]) for key in columns} for row in table_rows]
     shown, fixed = _fitting(columns, footers, cells, width)
     left_out = [key for key in columns if key not in shown]
@@ -295,7 +280,10 @@ def _rich(
         from rich.console import Console
 
         buffer = io.StringIO()
-        console = Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False)
+        # force_jupyter=False: in a notebook rich would display the table itself and write nothing here
+        console = Console(
+            file=buffer, force_terminal=color, force_jupyter=False, no_color=not color, width=width, highlight=False
+        )
         if not _print_table_fast(console, buffer, title, columns, footers, cells, fixed):
             table = _new_table(title, columns, footers, fixed)
             for row in cells:
@@ -305,6 +293,25 @@ def _rich(
             console.print(line, soft_wrap=True)
         lines = buffer.getvalue().splitlines()
     return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _footers(net, columns, training) -> dict[str, str]:
+    """The totals row's text per column: "total" under the name, the network's totals under their figures."""
+    totals = {
+        "params": net.totals.params,
+        "macs": net.totals.macs,
+        "elem_ops": net.totals.elem_ops,
+        "size": net.totals.activations,
+        "memory": net.totals.activation_bytes,
+        **({"saved": training.saved} if training is not None else {}),
+    }
+    if "bflops" in columns or "caffe_memory" in columns:
+        from ..conventions import caffe_memory, darknet_bflops
+
+        tops = caffe_memory(net)
+        totals["bflops"] = float(darknet_bflops(net).total)
+        totals["caffe_memory"] = tops[-1].total_bytes if tops else 0
+    return {key: "total" if key == "name" else (_cell(key, totals[key]) if key in totals else "") for key in columns}
 
 
 NO_WRAP = ("name", "output")  # the columns rich cuts short (with an ellipsis) rather than wraps
@@ -372,8 +379,8 @@ def _plain_lines(title, columns, headers, footers, cells, notes, width: int) -> 
     """The lines rich prints when it prints plain text and the table fits `width`: each column as wide as its
     longest text, with a space of padding each side and between columns, and nothing wrapped. None when that
     is not so (colour is the caller's to rule out), or rich might show a text otherwise (markup, emoji, not
-    ASCII), or rich might not print here as on a plain file (Jupyter, a legacy Windows console)."""
-    if sys.platform == "win32" or hasattr(builtins, "get_ipython"):
+    ASCII), or rich might not print here as on a plain file (a legacy Windows console)."""
+    if sys.platform == "win32":
         return None
     if any("[" in note or note.count(":") > 1 or not (note.isascii() and note.isprintable()) for note in notes):
         return None
@@ -441,8 +448,6 @@ def _print_table_fast(console, buffer, title: str, columns, footers, cells, fixe
 
     False, with nothing printed, when the table is not one this reproduces: then rich prints it whole.
     """
-    if console.is_jupyter:
-        return False  # rich shows it in the notebook rather than writing to the buffer
     ncols = len(columns)
     widths = fixed or _natural_widths([[COLUMNS[key] for key in columns], *cells, footers], console.width)
     try:
@@ -544,6 +549,38 @@ def _markdown(net, table_rows, columns, convention: str | None = None, training=
     lines += [line + "  " for line in summary_lines(net, convention, training)]
     lines.append(f"_{CONVENTIONS}_")
     return "\n".join(lines) + "\n"
+
+
+def _html(net, table_rows, columns, convention: str | None = None, training=None, **_) -> str:
+    """The table as HTML, for a notebook (`Network._repr_html_`) or a page: every text escaped, figures
+    right-aligned, the totals in the table's footer, the summary and the conventions under it."""
+    from html import escape
+
+    def row(tag: str, texts) -> str:
+        right = ' style="text-align: right"'
+        cells = (f"<{tag}{right * (key in NUMERIC)}>{escape(text)}</{tag}>" for key, text in zip(columns, texts))
+        return f"<tr>{''.join(cells)}</tr>"
+
+    footers = _footers(net, columns, training)
+    return (
+        "\n".join(
+            [
+                '<div class="archc-table">',
+                "<table>",
+                f"<caption>{escape(net.name)} ({escape(str(net.file))})</caption>",
+                f"<thead>{row('th', [COLUMNS[key] for key in columns])}</thead>",
+                "<tbody>",
+                *(row("td", [_cell(key, r[key]) for key in columns]) for r in table_rows),
+                "</tbody>",
+                f"<tfoot>{row('th', [footers[key] for key in columns])}</tfoot>",
+                "</table>",
+                *(f"<p>{escape(line)}</p>" for line in summary_lines(net, convention, training)),
+                f"<p><small>{escape(CONVENTIONS)}</small></p>",
+                "</div>",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _csv(net, table_rows, columns, **_) -> str:
