@@ -33,6 +33,7 @@ from pathlib import Path
 
 from . import arguments
 from .files import write_output
+from .graph import Instance, folded_into
 from .ops import OPS
 from .ops.base import fmt_shape
 
@@ -119,18 +120,17 @@ def _layer_box(node, detail: str) -> _Box:
     )
 
 
-def _collapsed(key, members, depth_path, detail) -> _Box:
-    block, instance = key[-1]
+def _collapsed(instance, members, detail) -> _Box:
     last = members[-1]
     params = sum(m.params for m in members)
     macs = sum(m.macs for m in members)
-    lines = [block]
+    lines = [instance.block]
     if detail != "name":
         lines.append(f"{len(members)} layers, out {fmt_shape(last.shape) if last.shape else '?'}")
     if detail == "full":
         lines.append(f"{params:,} params, {macs:,} MACs")
-    ident = ".".join(i for _b, i in key)
-    return _Box(ident, instance, lines, "block", last.shape, params, macs, depth_path)
+    cluster = tuple((i.block, i.name) for i in instance.path[:-1])
+    return _Box(instance.qualified, instance.name, lines, "block", last.shape, params, macs, cluster)
 
 
 def to_dot(
@@ -144,15 +144,13 @@ def to_dot(
     graph = network.graph
     rep: dict[str, str] = {}  # layer -> the box it is drawn in
     boxes: dict[str, _Box] = {}  # in the order the spec defines them
-    groups: dict[tuple, list] = {}
+    groups: dict[Instance, list] = {}
     for node in graph:
-        if depth is not None and len(node.scope) > depth:
-            key = node.scope[: depth + 1]
-            groups.setdefault(key, []).append(node)
+        if (instance := folded_into(node, depth)) is not None:
+            groups.setdefault(instance, []).append(node)
     for node in graph:
-        if depth is not None and len(node.scope) > depth:
-            key = node.scope[: depth + 1]
-            box = _collapsed(key, groups[key], key[:-1], detail)
+        if (instance := folded_into(node, depth)) is not None:
+            box = _collapsed(instance, groups[instance], detail)
             boxes.setdefault(box.id, box)
             rep[node.name] = box.id
             continue

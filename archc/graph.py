@@ -46,6 +46,11 @@ class Instance:
     call: Span | None = None  # the statement that calls it
 
     @property
+    def qualified(self) -> str:
+        """Its dotted name in the network, which the names of its layers start with: "layer1.0"."""
+        return self.prefix.removesuffix(".")
+
+    @property
     def path(self) -> tuple[Instance, ...]:
         """The enclosing instances, outermost first, this one last."""
         out, at = [], self
@@ -85,6 +90,19 @@ class Node:
         for v in self.shape or ():
             n *= v
         return n if self.shape is not None else 0
+
+
+def folded_into(node: Node, depth: int | None) -> Instance | None:
+    """The block instance that shows `node` when blocks nested deeper than `depth` are folded: its
+    enclosing instance `depth` levels down (0: the outermost), or None when it is shown as itself.
+
+    The one rule `archc diagram --depth` and `archc table --depth` fold by, so that the same depth folds
+    the same blocks in both.
+    """
+    if depth is None or node.instance is None:
+        return None
+    path = node.instance.path
+    return path[depth] if len(path) > depth else None
 
 
 class Graph:
