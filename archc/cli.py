@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument(
         "--columns",
         metavar="A,B,...",
-        help="columns to show: name,type,filter,stride,padding,output,size,activation,params,macs,memory,rf,inputs"
-        ",elem_ops (and bflops, caffe_memory: see --convention)",
+        help="columns to show: name,type,filter,stride,padding,output,size,activation,params,params_percent,macs,"
+        "macs_percent,memory,rf,inputs,elem_ops (and bflops, caffe_memory: see --convention)",
     )
     table.add_argument(
         "--convention",
@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--train",
         action="store_true",
         help="add training memory: the bytes each layer keeps for backward, gradients, optimiser state, the peak",
+    )
+    table.add_argument(
+        "--depth",
+        type=_depth,
+        default=None,
+        metavar="N",
+        help="fold blocks nested deeper than N into one row each, with their sums (as diagram --depth)",
     )
     training_options(table)
     fit = command("fit", help="the largest batch that fits in a given memory, for training and for inference")
@@ -329,6 +336,7 @@ def cmd_table(args) -> int:
         width=width,
         convention=args.convention,
         training=training,
+        depth=args.depth,
     )
     sys.stdout.write(table)
     if args.format != "json":

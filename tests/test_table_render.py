@@ -73,8 +73,8 @@ def test_cells_rich_would_change_are_left_to_rich(monkeypatch, width, color):
     """Markup, :emoji: codes, wide characters and spaces around a cell: rich's to show, as it always did."""
     rows = report.rows
 
-    def odd_rows(net, layout="chw", training=None):
-        out = rows(net, layout, training)
+    def odd_rows(net, layout="chw", training=None, depth=None):
+        out = rows(net, layout, training, depth)
         out[1]["activation"] = ":smile: and :thumbs_up:"
         out[2]["activation"] = "日本語 wide"
         out[3]["padding"] = " spaced "
@@ -86,7 +86,7 @@ def test_cells_rich_would_change_are_left_to_rich(monkeypatch, width, color):
     assert report.render_table(net, "rich", width=width, color=color) == whole_rich(net, width=width, color=color)
     out = rows(net)
     marked = [{**out[0], "name": "[bold]x[/bold]"}, *out[1:]]
-    monkeypatch.setattr(report, "rows", lambda net, layout="chw", training=None: marked)
+    monkeypatch.setattr(report, "rows", lambda net, layout="chw", training=None, depth=None: marked)
     assert report.render_table(net, "rich", width=width, color=color) == whole_rich(net, width=width, color=color)
 
 

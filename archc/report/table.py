@@ -12,7 +12,7 @@ import io
 import json
 import sys
 
-from .. import arguments
+from .. import arguments, graph
 from ..ops import OPS
 from ..ops.base import fmt_shape
 
@@ -27,7 +27,9 @@ COLUMNS = {
     "size": "activation size",
     "activation": "activation",
     "params": "params",
+    "params_percent": "params %",
     "macs": "MACs",
+    "macs_percent": "MACs %",
     "elem_ops": "element ops",
     "memory": "memory",
     "rf": "receptive field",
@@ -46,10 +48,25 @@ DEFAULT_COLUMNS = (
     "size",
     "activation",
     "params",
+    "params_percent",
     "macs",
+    "macs_percent",
     "memory",
 )
-NUMERIC = {"size", "params", "macs", "elem_ops", "memory", "bflops", "caffe_memory", "saved"}
+NUMERIC = {
+    "size",
+    "params",
+    "params_percent",
+    "macs",
+    "macs_percent",
+    "elem_ops",
+    "memory",
+    "bflops",
+    "caffe_memory",
+    "saved",
+}
+# a share column -> the figure it is the share of (percent of the network's total)
+SHARES = {"params_percent": "params", "macs_percent": "macs"}
 # `--convention`: the column each source tool's figures add (computed in archc/conventions.py).
 CONVENTION_COLUMNS = {"darknet": "bflops", "caffe": "caffe_memory"}
 
@@ -88,8 +105,11 @@ def _num(fraction):
         return round(fraction)
 
 
-def rows(net, layout: str = "chw", training=None) -> list[dict]:
-    """One dictionary of raw values per layer, in topological order; `saved` with a TrainingMemory."""
+def rows(net, layout: str = "chw", training=None, depth: int | None = None) -> list[dict]:
+    """One dictionary of raw values per layer, in topological order; `saved` with a TrainingMemory.
+
+    With `depth`, the layers of a block instance nested deeper than `depth` make one row, the instance's
+    (`block_rows`), where its first layer's would be, as `archc diagram --depth` draws it."""
     from ..analysis import DTYPE_BYTES
     from ..conventions import caffe_memory, darknet_bflops
 
@@ -105,6 +125,7 @@ def rows(net, layout: str = "chw", training=None) -> list[dict]:
         rf = _rf(node)
         out.append(
             {
+                "kind": "layer",
                 "name": node.name,
                 "type": node.op,
                 "filter": described.get("filter"),
@@ -114,6 +135,7 @@ def rows(net, layout: str = "chw", training=None) -> list[dict]:
                 "size": node.activations,
                 "activation": act,
                 "params": node.params,
+                "buffers": node.buffers,
                 "macs": node.macs,
                 "elem_ops": node.elem_ops,
                 "memory": None if op.is_view else node.activations * nbytes,
@@ -122,9 +144,99 @@ def rows(net, layout: str = "chw", training=None) -> list[dict]:
                 "bflops": bflops.of(node.name),
                 "caffe_memory": caffe.get(node.name),
                 "saved": training.layers.get(node.name) if training is not None else None,
+                "block_path": [instance.qualified for instance in node.instance.path] if node.instance else [],
+                **_shares(net, node.params, node.macs),
             }
         )
-    return out
+    return out if depth is None else _folded(net, out, block_rows(net, out), depth)
+
+
+def _shares(net, params: int, macs: int) -> dict:
+    """The share columns: percent of the network's parameters and MACs (None when the network has none)."""
+    figures = {"params": (params, net.totals.params), "macs": (macs, net.totals.macs)}
+    return {key: _percent(*figures[of]) for key, of in SHARES.items()}
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return 100 * part / whole if whole else None
+
+
+SUMMED = ("size", "params", "buffers", "macs", "elem_ops", "memory", "bflops", "saved")
+
+
+def block_rows(net, layer_rows: list[dict]) -> dict:
+    """A row for each block instance (graph.Instance), outer ones first, in the order the spec calls them.
+
+    A block's figures are its layers' sums (`SUMMED`: a view's memory and a missing figure count nothing);
+    its output and receptive field are those of its output layer (the last of its body), Caffe's running
+    memory is the last its layers reach; its inputs are the layers outside it that its layers read; its type
+    is the block's name.
+    """
+    by_name = {row["name"]: row for row in layer_rows}
+    blocks: dict = {}
+    for node, row in zip(net.graph, layer_rows):
+        for instance in node.instance.path if node.instance else ():
+            block = blocks.get(instance)
+            if block is None:
+                block = blocks[instance] = _block_row(instance, by_name[instance.output])
+            block["layers"].append(node.name)
+            block["inputs"].extend(src for src in node.inputs if not src.startswith(instance.prefix))
+            for key in SUMMED:
+                if row[key] is not None:
+                    block[key] = row[key] if block[key] is None else block[key] + row[key]
+            if row["caffe_memory"] is not None:
+                block["caffe_memory"] = row["caffe_memory"]
+    for block in blocks.values():
+        block["inputs"] = list(dict.fromkeys(block["inputs"]))
+        block.update(_shares(net, block["params"], block["macs"]))
+    return blocks
+
+
+def _block_row(instance, output: dict) -> dict:
+    """A block instance's row before its layers are added: what its output layer decides."""
+    return {
+        **dict.fromkeys(COLUMNS),
+        **dict.fromkeys(SUMMED),
+        "kind": "block",
+        "name": instance.qualified,
+        "type": instance.block,
+        "output": output["output"],
+        "rf": output["rf"],
+        "inputs": [],
+        "layers": [],
+        "block_path": [outer.qualified for outer in instance.path[:-1]],
+        "call": instance.call,
+    }
+
+
+def _folded(net, layer_rows: list[dict], blocks: dict, depth: int) -> list[dict]:
+    """The rows at `depth`: each layer nested deeper than it replaced by its instance's row (graph.folded_into),
+    and each row's inputs named as the rows that show them."""
+    shown_as, out = {}, {}
+    for node, row in zip(net.graph, layer_rows):
+        instance = graph.folded_into(node, depth)
+        row = row if instance is None else blocks[instance]
+        shown_as[node.name] = row["name"]
+        out.setdefault(row["name"], row)
+    return [{**row, "inputs": _inputs_shown(row, shown_as)} for row in out.values()]
+
+
+def _inputs_shown(row: dict, shown_as: dict[str, str]) -> list[str]:
+    """The rows a row reads: its inputs' rows, each once, not itself."""
+    return [name for name in dict.fromkeys(shown_as[src] for src in row["inputs"]) if name != row["name"]]
+
+
+def fold_note(net, depth: int | None, table_rows: list[dict]) -> list[str]:
+    """The line that says the rows are folded (none when `depth` is None)."""
+    if depth is None:
+        return []
+    blocks = [row for row in table_rows if row["kind"] == "block"]
+    layers = sum(len(row["layers"]) for row in blocks)
+    return [
+        f"Folded at depth {depth}: each block instance nested deeper ({len(blocks):,}, holding {layers:,} of the "
+        f"{len(net.graph.nodes):,} layers) is one row, its type the block's name, with its output and the sums of "
+        "its layers' figures"
+    ]
 
 
 def human_bytes(n: int | None) -> str:
@@ -147,6 +259,8 @@ def _cell(key: str, value) -> str:
         return human_bytes(value)
     if key == "saved":
         return human_bytes(value) if value else "-"
+    if key in SHARES and value is not None:
+        return f"{value:.1f}%" if value == 0 or value >= 0.05 else "<0.1%"  # a share that is there shows
     if value is None or value == []:
         return "-"
     if key in NUMERIC:
@@ -227,16 +341,18 @@ def render_table(
     width: int | None = None,
     convention: str | None = None,
     training=None,
+    depth: int | None = None,
 ) -> str:
     """`convention`: darknet or caffe adds that tool's column (unless `columns` are given) and totals;
     `training` (a TrainingMemory, `Network.training_memory()`) the bytes each layer keeps for backward and the
-    training totals."""
+    training totals; `depth` folds each block instance nested deeper into one row (`rows`)."""
     renderers = {"rich": _rich, "markdown": _markdown, "html": _html, "csv": _csv, "json": _json}
     arguments.choice("format", format, tuple(renderers))
     arguments.choice("layout", layout, ("chw", "hwc"))
     arguments.choice("convention", convention, tuple(CONVENTION_COLUMNS), optional=True)
     arguments.flag("color", color)
     arguments.whole("width", width, 1, optional=True)
+    arguments.whole("depth", depth, 0, optional=True)
     if columns is not None and (isinstance(columns, str) or not isinstance(columns, list | tuple)):
         raise TypeError(f"columns must be a list of column names such as ['name', 'output'], not {columns!r:.60}")
     if convention is not None and not columns:
@@ -245,16 +361,13 @@ def render_table(
         columns = (*DEFAULT_COLUMNS, "saved")
     columns = _pick(columns)
     if format == "json":
-        return _json(net, layout, convention, training)
-    table_rows = rows(net, layout, training)
-    return renderers[format](
-        net, table_rows, columns, color=color, width=width, convention=convention, training=training
-    )
+        return _json(net, layout, convention, training, depth)
+    table_rows = rows(net, layout, training, depth)
+    summary = [*fold_note(net, depth, table_rows), *summary_lines(net, convention, training)]
+    return renderers[format](net, table_rows, columns, summary, color=color, width=width, training=training)
 
 
-def _rich(
-    net, table_rows, columns, *, color: bool, width: int | None, convention: str | None = None, training=None
-) -> str:
+def _rich(net, table_rows, columns, summary: list[str], *, color: bool, width: int | None, training=None) -> str:
     """The table as rich's Table (SIMPLE_HEAVY) prints it, the totals and the conventions under it.
 
     Rich lays out and renders every cell, at about 1 ms a row; the same text comes from three paths, cheapest
@@ -271,7 +384,7 @@ def _rich(
     columns, footers = list(shown), [footers[key] for key in shown]
     cells = [[row[key] for key in columns] for row in cells]
     headers = [COLUMNS[key] for key in columns]
-    notes = [*summary_lines(net, convention, training), f"[dim]{CONVENTIONS}[/dim]" if color else CONVENTIONS]
+    notes = [*summary, f"[dim]{CONVENTIONS}[/dim]" if color else CONVENTIONS]
     if left_out:
         names = ", ".join(COLUMNS[key] for key in left_out)
         notes.insert(0, f"Left out to fit {width} columns, so that no figure is cut: {names} (--columns chooses).")
@@ -304,6 +417,7 @@ def _footers(net, columns, training) -> dict[str, str]:
         "size": net.totals.activations,
         "memory": net.totals.activation_bytes,
         **({"saved": training.saved} if training is not None else {}),
+        **_shares(net, net.totals.params, net.totals.macs),
     }
     if "bflops" in columns or "caffe_memory" in columns:
         from ..conventions import caffe_memory, darknet_bflops
@@ -323,6 +437,8 @@ LEAVE_OUT = (
     "caffe_memory",
     "bflops",
     "elem_ops",
+    "macs_percent",
+    "params_percent",
     "padding",
     "stride",
     "filter",
@@ -533,7 +649,7 @@ def _body_lines(console, columns, cells, widths) -> list[str]:
     return body
 
 
-def _markdown(net, table_rows, columns, convention: str | None = None, training=None, **_) -> str:
+def _markdown(net, table_rows, columns, summary: list[str], **_) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
@@ -546,12 +662,12 @@ def _markdown(net, table_rows, columns, convention: str | None = None, training=
     for row in table_rows:
         lines.append("| " + " | ".join(esc(_cell(k, row[k])) for k in columns) + " |")
     lines.append("")
-    lines += [line + "  " for line in summary_lines(net, convention, training)]
+    lines += [line + "  " for line in summary]
     lines.append(f"_{CONVENTIONS}_")
     return "\n".join(lines) + "\n"
 
 
-def _html(net, table_rows, columns, convention: str | None = None, training=None, **_) -> str:
+def _html(net, table_rows, columns, summary: list[str], *, training=None, **_) -> str:
     """The table as HTML, for a notebook (`Network._repr_html_`) or a page: every text escaped, figures
     right-aligned, the totals in the table's footer, the summary and the conventions under it."""
     from html import escape
@@ -574,7 +690,7 @@ def _html(net, table_rows, columns, convention: str | None = None, training=None
                 "</tbody>",
                 f"<tfoot>{row('th', [footers[key] for key in columns])}</tfoot>",
                 "</table>",
-                *(f"<p>{escape(line)}</p>" for line in summary_lines(net, convention, training)),
+                *(f"<p>{escape(line)}</p>" for line in summary),
                 f"<p><small>{escape(CONVENTIONS)}</small></p>",
                 "</div>",
             ]
@@ -583,7 +699,7 @@ def _html(net, table_rows, columns, convention: str | None = None, training=None
     )
 
 
-def _csv(net, table_rows, columns, **_) -> str:
+def _csv(net, table_rows, columns, _summary, **_) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -604,35 +720,17 @@ def _csv_cell(key: str, value):
     return value
 
 
-def network_json(net, layout: str = "chw", convention: str | None = None, training=None) -> dict:
-    layers = []
+def network_json(
+    net, layout: str = "chw", convention: str | None = None, training=None, depth: int | None = None
+) -> dict:
+    """The --format json document: every layer, every block instance, and with `depth` the folded rows as
+    `layers` (docs/language.md, section 15)."""
+    arguments.whole("depth", depth, 0, optional=True)
     extra = CONVENTION_COLUMNS.get(convention)
-    for node, row in zip(net.graph, rows(net, layout, training)):
-        layers.append(
-            {
-                "name": node.name,
-                "op": node.op,
-                "inputs": list(node.inputs),
-                "output_shape": row["output"],
-                "params": node.params,
-                "buffers": node.buffers,
-                "macs": node.macs,
-                "elem_ops": node.elem_ops,
-                "activations": node.activations,
-                "activation": row["activation"],
-                "settings": OPS[node.op].settings(node),  # one phrase, e.g. "64@3x3 /2 same"
-                "filter": row["filter"],
-                "stride": row["stride"],
-                "padding": row["padding"],
-                "memory_bytes": row["memory"],
-                "receptive_field": row["rf"],
-                "block": [instance for _block, instance in node.scope],
-                "line": node.span.line,
-                "col": node.span.col,
-                **({extra: row[extra]} if extra else {}),
-                **({"saved_bytes": row["saved"]} if training is not None else {}),
-            }
-        )
+    layer_rows = rows(net, layout, training)
+    blocks = block_rows(net, layer_rows)
+    shown = layer_rows if depth is None else _folded(net, layer_rows, blocks, depth)
+    layers = [_row_json(net, row, extra, training) for row in shown]
     document = {
         "network": net.name,
         "file": net.file,
@@ -641,7 +739,9 @@ def network_json(net, layout: str = "chw", convention: str | None = None, traini
         "batch": net.batch,
         "dtype": net.dtype,
         "layout": layout,
+        **({} if depth is None else {"depth": depth}),
         "layers": layers,
+        "blocks": [_row_json(net, row, extra, training) for row in blocks.values()],
         "totals": net.totals.as_dict(),
         "conventions": CONVENTIONS,
         "warnings": [w.as_dict() for w in net.warnings],
@@ -651,6 +751,46 @@ def network_json(net, layout: str = "chw", convention: str | None = None, traini
     if training is not None:
         document["training"] = {k: v for k, v in training.as_dict().items() if k != "layers"}
     return document
+
+
+def _row_json(net, row: dict, extra: str | None, training) -> dict:
+    """A row of the JSON document: a layer's (`kind` "layer", with its op and settings) or a block instance's
+    (`kind` "block", with its block's name as `type` and its layers); the same figures for both."""
+    figures = {
+        "inputs": row["inputs"],
+        "output_shape": row["output"],
+        "params": row["params"],
+        "buffers": row["buffers"],
+        "macs": row["macs"],
+        "elem_ops": row["elem_ops"],
+        "activations": row["size"],
+        "params_percent": row["params_percent"],
+        "macs_percent": row["macs_percent"],
+        "memory_bytes": row["memory"],
+        "receptive_field": row["rf"],
+        "block_path": row["block_path"],
+        **({extra: row[extra]} if extra else {}),
+        **({"saved_bytes": row["saved"]} if training is not None else {}),
+    }
+    if row["kind"] == "block":
+        call = row["call"]
+        where = {"line": call.line, "col": call.col} if call is not None else {"line": None, "col": None}
+        return {"kind": "block", "name": row["name"], "type": row["type"], **figures, "layers": row["layers"], **where}
+    node = net.graph.nodes[row["name"]]
+    return {
+        "kind": "layer",
+        "name": node.name,
+        "op": node.op,
+        **figures,
+        "activation": row["activation"],
+        "settings": OPS[node.op].settings(node),  # one phrase, e.g. "64@3x3 /2 same"
+        "filter": row["filter"],
+        "stride": row["stride"],
+        "padding": row["padding"],
+        "block": [instance for _block, instance in node.scope],
+        "line": node.span.line,
+        "col": node.span.col,
+    }
 
 
 def _convention_totals(net, convention: str) -> dict:
@@ -663,8 +803,8 @@ def _convention_totals(net, convention: str) -> dict:
     return {"memory_required_for_data": tops[-1].total_bytes if tops else 0}
 
 
-def _json(net, layout: str, convention: str | None = None, training=None) -> str:
-    return json.dumps(network_json(net, layout, convention, training), indent=2) + "\n"
+def _json(net, layout: str, convention: str | None = None, training=None, depth: int | None = None) -> str:
+    return json.dumps(network_json(net, layout, convention, training, depth), indent=2) + "\n"
 
 
 def fit_lines(net, answer) -> list[str]:
