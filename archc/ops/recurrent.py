@@ -28,6 +28,8 @@ from typing import ClassVar
 from ..codegen.pyexpr import Index, call, lit
 from .base import Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register
 
+RECURRENT = ("lstm", "gru")
+
 
 class _Recurrent(Op):
     """What lstm and gru share; a subclass gives its gate count and its per-step arithmetic."""
@@ -70,7 +72,7 @@ class _Recurrent(Op):
                 ["use `dropout` after the layer to drop its output, or stack layers"],
                 [
                     Proposal("layers", 2, "layers=2", "puts the dropout between two layers", instead=False),
-                    Proposal("dropout", 0.0, "dropout=0", "says what the layer does", instead=False),
+                    Proposal("dropout", 0.0, "dropout=0", "drops nothing, as the layer does now", instead=False),
                 ],
                 code="W0303",
             )
@@ -92,17 +94,16 @@ class _Recurrent(Op):
                 code="E0304",
                 proposals=[Proposal("permute", (1, 0), "1x0", f"gives it {shape[1]} steps of {shape[0]} features")],
             )
+        help_, proposals = ["make it L x F, the steps first and the features last"], []
         if len(shape) == 1:
-            hint = (
+            help_ = [
                 "a vector has no steps: apply it before `flatten`, or `reshape` the vector to F x L and `permute: 1x0`"
-            )
-        else:
+            ]
+        elif shape.channels == 0:
             c, positions = shape[0], prod(shape[1:])
-            hint = (
-                f"to read each of the {positions} positions as a step of {c} features, `reshape: {c}x{positions}` "
-                "then `permute: 1x0` before it"
-            )
-        return ShapeError(f"{wanted}, but gets {fmt_shape(shape)}", [hint], code="E0301")
+            says = f"reads its {positions} positions as steps of {c} features"
+            proposals = [Proposal("sequence", (c, positions), "", says)]
+        return ShapeError(f"{wanted}, but gets {fmt_shape(shape)}", help_, code="E0301", proposals=proposals)
 
     def channels(self, node, ins, out):
         return len(out) - 1  # the features of each step are last
@@ -170,9 +171,9 @@ class _Recurrent(Op):
 
     def training(self, node, ins, out, ctx):
         """What torch's native kernels keep (aten's RNN.cpp: the CPU, and the GPU without cuDNN): per layer
-        and direction, a time-major copy of the layer's input for the input weights' gradient (the
-        network's sequence is batch first, so the first layer copies it, once a direction; the next
-        layers read the previous one's output, new in any case, or its dropout's), then at every step
+        and direction, a time-major copy of the layer's input for the input weights' gradient (a
+        batch-first sequence is copied, once a direction, unless it is a recurrent layer's output;
+        the next layers read the previous one's output, or its dropout's), then at every step
         what `_step_saves` says; the zero initial states once; and a dropout's mask between layers."""
         a = node.attrs
         steps, features = ins[0]
@@ -180,9 +181,12 @@ class _Recurrent(Op):
         saves = []
         for k in range(a["layers"]):
             if k == 0:
-                # (steps, N, F) from (N, steps, F) is a copy unless one step (a view of the input)
-                first = Saved.input() if steps == 1 else Saved.new(steps * features)
-                saves += [first] * (1 if steps == 1 else directions)
+                # (steps, N, F) from (N, steps, F) is a copy, but for one step, or a recurrent
+                # layer's output, time-major in memory: then a view of the input
+                if steps == 1 or any(op in RECURRENT for op in ctx.producers[:1]):
+                    saves.append(Saved.input())
+                else:
+                    saves += [Saved.new(steps * features)] * directions
             else:
                 if a["dropout"]:
                     saves.append(Saved.new(steps * width))  # the scaled mask, as the CPU's dropout keeps it
