@@ -30,9 +30,12 @@ BATCH = 3
 pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration:UserWarning")
 
 
+KINDS = ("lstm", "gru")
+
+
 @st.composite
 def configs(draw):
-    kind = draw(st.sampled_from(["lstm", "gru"]))
+    kind = draw(st.sampled_from(KINDS))
     units = draw(st.integers(1, 9))
     return {
         "kind": kind,
@@ -147,3 +150,16 @@ def test_dropout_between_layers_is_torchs_in_training_and_nothing_in_eval():
     draws = [numpy_model(x) for _ in range(4)]
     assert not np.allclose(draws[0], draws[1])  # a mask is drawn each time
     assert not np.allclose(draws[0], expected)
+
+
+# docs/language.md, section 12: element operations per hidden unit, step, layer and direction, with and
+# without biases (lstm: 4 sums of products, 8 bias additions, 4 activations, c's 3, tanh(c) and o's 2)
+STEP_OPS = {("lstm", True): 21, ("lstm", False): 13, ("gru", True): 16, ("gru", False): 10}
+
+
+@settings(max_examples=20, deadline=None)
+@given(c=configs())
+def test_element_operations_follow_the_documented_count(c):
+    layer = network(c).layer("r")
+    directions = 2 if c["bidirectional"] else 1
+    assert layer.elem_ops == c["steps"] * c["layers"] * directions * c["units"] * STEP_OPS[c["kind"], c["bias"]]
