@@ -158,14 +158,14 @@ class _Recurrent(Op):
 
     def settings(self, node):
         a = node.attrs
-        parts = [str(a["units"])]
+        parts = [f"{a['units']} units"]
         parts += [f"{a['layers']} layers"] if a["layers"] > 1 else []
         parts += ["bidirectional"] if a["bidirectional"] else []
         parts += [f"proj {self._projection(node)}"] if self._projection(node) else []
         parts += [] if a["bias"] else ["no bias"]
         parts += [f"dropout {a['dropout']:g}"] if a["dropout"] else []
         parts += ["last step"] if a["last"] else []
-        return " ".join(parts)
+        return ", ".join(parts)
 
     # -- training memory ---------------------------------------------------------------
 
