@@ -163,3 +163,23 @@ def test_element_operations_follow_the_documented_count(c):
     layer = network(c).layer("r")
     directions = 2 if c["bidirectional"] else 1
     assert layer.elem_ops == c["steps"] * c["layers"] * directions * c["units"] * STEP_OPS[c["kind"], c["bias"]]
+
+
+def test_block_instances_with_other_settings_share_one_nested_class():
+    """The nested target writes every setting of the recurrent layers of a block (num_layers=n), so its
+    instances of 1 and 2 layers are one class; with the flat module's weights (in the same order, under
+    nested keys) it gives the flat module's output."""
+    text = (
+        "block enc(h, n=1) {\n  lstm rnn: h layers=n\n  dense proj: h\n}\n"
+        "network B {\n  input x: 8x5\n  permute seq: 1x0\n  enc e1: 6\n  enc e2: 6 n=2\n"
+        "  gru g: 3 bidirectional last\n}\n"
+    )
+    net = archc.loads(text, "b.arch")
+    nested, gen, _file = build(net, "torch")
+    assert gen.code.count("class Enc") == 1 and "num_layers=n" in gen.code
+    torch.manual_seed(0)
+    flat, _gen, _file = build(net, "torch", flat=True)
+    nested.load_state_dict(dict(zip(nested.state_dict(), flat.state_dict().values(), strict=True)), strict=True)
+    x = torch.randn(2, 8, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(nested.eval()(x), flat.eval()(x))

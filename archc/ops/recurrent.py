@@ -27,6 +27,7 @@ from typing import ClassVar
 
 from ..codegen.pyexpr import Index, call, lit
 from .base import Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register
+from .emit import unless
 
 RECURRENT = ("lstm", "gru")
 
@@ -208,13 +209,15 @@ class _Recurrent(Op):
     # -- code ----------------------------------------------------------------------
 
     def _options(self, node) -> dict:
+        """torch's keyword arguments, those that are not its defaults (all of them where the nested
+        target lines up one block's instances, `explicit_defaults`)."""
         a = node.attrs
         return {
-            "num_layers": a["layers"] if a["layers"] > 1 else None,
-            "bias": None if a["bias"] else "False",
+            "num_layers": unless((a["layers"],), 1),
+            "bias": unless((a["bias"],), True),
             "batch_first": "True",
-            "dropout": lit(float(a["dropout"])) if a["dropout"] else None,
-            "bidirectional": "True" if a["bidirectional"] else None,
+            "dropout": unless((float(a["dropout"]),), 0.0),
+            "bidirectional": unless((a["bidirectional"],), False),
         }
 
     def torch_layer(self, node, ins):
@@ -243,10 +246,8 @@ class _Recurrent(Op):
     def numpy_call(self, node, state, args):
         """The kernel finds the arrays (a bias, a projection) by their keys under the layer's."""
         a = node.attrs
-        options = {
-            "num_layers": self._options(node)["num_layers"],
-            "bidirectional": self._options(node)["bidirectional"],
-        }
+        options = {"num_layers": a["layers"] if a["layers"] > 1 else None}
+        options["bidirectional"] = "True" if a["bidirectional"] else None
         if a["dropout"] and a["layers"] > 1:
             options.update(dropout=lit(float(a["dropout"])), training="self.training", rng="self.rng")
         return call(node.op, args[0], "s", lit(state.key), **options, last="True" if a["last"] else None)
@@ -299,7 +300,7 @@ class LSTM(_Recurrent):
         return [*super()._initial_states(node), layers * node.attrs["units"]]  # h0, and c0
 
     def torch_layer(self, node, ins):
-        proj = self._projection(node) or None
+        proj = unless((self._projection(node),), 0)
         return call(self.torch_module, ins[0][1], node.attrs["units"], **self._options(node), proj_size=proj)
 
     def _final_states(self, result):
