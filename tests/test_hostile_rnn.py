@@ -13,6 +13,8 @@ import pytest
 import torch
 from test_hostile_shapes import check_fixes, diagnostics
 
+import archc
+
 
 def spec(*lines: str, shape: str = "8x5") -> str:
     return "network N {\n  input x: " + shape + "\n" + "".join(f"  {line}\n" for line in lines) + "}\n"
@@ -107,3 +109,17 @@ def test_dropout_with_one_layer_warns_as_torch_does_with_two_fixes(kind):
 def test_a_misspelt_recurrent_layer_is_suggested():
     (error,) = diagnostics(spec("permute p: 1x0", "lstn r: 4"))
     assert error.code == "E0201" and "lstm" in " ".join(error.help)
+
+
+def test_huge_sizes_are_refused_or_counted_by_formula():
+    """A stack above a network's 200,000 layers is E0205 at `layers=`; a sequence of 10^9 steps is counted
+    (memory, MACs) by formula, not step by step: the training figures come at once and grow with the steps."""
+    (error,) = diagnostics(spec("permute p: 1x0", "gru r: 4 layers=4611686018427387904"))
+    assert error.code == "E0205" and "more than a network may have (200,000)" in error.message
+    figures = []
+    for steps in (10**9, 2 * 10**9):
+        net = archc.loads(spec("permute p: 1x0", "lstm r: 4 layers=3 bidirectional", shape=f"8x{steps}"))
+        figures.append((net.layer("r").macs, net.training_memory(batch=1, device="cpu").layers["r"]))
+    (macs, saved), (macs2, saved2) = figures
+    assert macs2 == 2 * macs
+    assert saved2 > 1.99 * saved

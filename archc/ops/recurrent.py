@@ -30,6 +30,7 @@ from .base import Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod,
 from .emit import unless
 
 RECURRENT = ("lstm", "gru")
+MAX_LAYERS = 200_000  # stacked layers: as many as a network may have (archc/expand.py, MAX_NODES)
 
 
 class _Recurrent(Op):
@@ -37,7 +38,7 @@ class _Recurrent(Op):
 
     gates: int = 0
     torch_module: str = ""
-    # element operations per hidden unit, step, layer and direction: without biases, and per bias
+    # element operations per hidden unit, step, layer and direction without biases (which add 2 x gates)
     step_ops: int = 0
     symbols: ClassVar[dict[str, tuple[str, object]]] = {
         "bidirectional": ("bidirectional", True),
@@ -63,6 +64,13 @@ class _Recurrent(Op):
         for param, low in (("units", 1), ("layers", 1)):
             if a[param] < low:
                 raise ShapeError(f"{what}: {param} must be at least {low}, not {a[param]}", param=param, code="E0205")
+        if a["layers"] > MAX_LAYERS:
+            raise ShapeError(
+                f"{what}: {a['layers']:,} stacked layers are more than a network may have ({MAX_LAYERS:,})",
+                ["the generated code holds a weight per layer: stack fewer"],
+                param="layers",
+                code="E0205",
+            )
         if not 0 <= a["dropout"] < 1:
             raise ShapeError(f"{what}: dropout must be in [0, 1), not {a['dropout']:g}", param="dropout", code="E0205")
         self._check(node)
@@ -140,14 +148,24 @@ class _Recurrent(Op):
                     arrays.append((f"weight_hr{tag}", (proj, hidden)))
         return arrays
 
+    def _matrix_values(self, node, features: int) -> int:
+        """The values of the 2-D weights (weight_ih, weight_hh, weight_hr) of every layer and direction:
+        the sizes of `_arrays`, summed by formula (a sum over the layers would take as long as they are many)."""
+        a, hidden = node.attrs, node.attrs["units"]
+        rows, out = self.gates * hidden, self._out_size(node)
+        per_layer = rows * out + self._projection(node) * hidden  # weight_hh, weight_hr
+        inputs = rows * (features + (a["layers"] - 1) * self._directions(node) * out)  # weight_ih of every layer
+        return self._directions(node) * (a["layers"] * per_layer + inputs)
+
     def count_params(self, node, ins, out):
-        return sum(prod(shape) for _name, shape in self._arrays(node, ins[0][1]))
+        a = node.attrs
+        biases = 2 * self.gates * a["units"] * a["layers"] * self._directions(node) if a["bias"] else 0
+        return self._matrix_values(node, ins[0][1]) + biases
 
     def count_macs(self, node, ins, out):
         """At every step of every layer and direction: the gates times the input and the previous hidden
-        state (the weights' sizes), and an lstm's projection: the products of the 2-D weights."""
-        steps = ins[0][0]
-        return steps * sum(prod(shape) for _name, shape in self._arrays(node, ins[0][1]) if len(shape) == 2)
+        state, and an lstm's projection: each 2-D weight's values once a step."""
+        return ins[0][0] * self._matrix_values(node, ins[0][1])
 
     def count_elem_ops(self, node, ins, out):
         a = node.attrs
@@ -175,36 +193,34 @@ class _Recurrent(Op):
         and direction, a time-major copy of the layer's input for the input weights' gradient (a
         batch-first sequence is copied, once a direction, unless it is a recurrent layer's output;
         the next layers read the previous one's output, or its dropout's), then at every step
-        what `_step_saves` says; the zero initial states once; and a dropout's mask between layers."""
+        what `_sequence_values` says; the zero initial states once; and a dropout's mask between layers."""
         a = node.attrs
         steps, features = ins[0]
         directions, width = self._directions(node), self._directions(node) * self._out_size(node)
-        saves = []
-        for k in range(a["layers"]):
-            if k == 0:
-                # (steps, N, F) from (N, steps, F) is a copy, but for one step, or a recurrent
-                # layer's output, time-major in memory: then a view of the input
-                if steps == 1 or any(op in RECURRENT for op in ctx.producers[:1]):
-                    saves.append(Saved.input())
-                else:
-                    saves += [Saved.new(steps * features)] * directions
-            else:
-                if a["dropout"]:
-                    saves.append(Saved.new(steps * width))  # the scaled mask, as the CPU's dropout keeps it
-                saves.append(Saved.new(steps * width))  # the layer's input: the output below, or its dropout's
-            saves += [Saved.new(n) for n in self._step_saves(node, steps)] * directions
-        saves += [Saved.new(n) for n in self._initial_states(node)]
+        # (steps, N, F) from (N, steps, F) is a copy, but for one step, or a recurrent layer's
+        # output, time-major in memory: then a view of the input
+        if steps == 1 or any(op in RECURRENT for op in ctx.producers[:1]):
+            first = Saved.input()
+        else:
+            first = Saved.new(directions * steps * features)  # a copy for each direction
+        # Every other tensor is the layer's own, so they are summed into one (by formula: the sum
+        # over the layers and steps would take as long as they are many): the upper layers' inputs
+        # and, with dropout, its scaled masks (as the CPU's dropout keeps them), each direction's
+        # values over the sequence, and the initial states.
+        inputs = (a["layers"] - 1) * steps * width * (2 if a["dropout"] else 1)
+        sequence = a["layers"] * directions * self._sequence_values(node, steps)
+        own = Saved.new(inputs + sequence + self._initial_values(node))
         # `last`: one direction's is a row of the stacked final states (of every layer), two are concatenated
         stored = a["layers"] * self._out_size(node) if a["last"] and directions == 1 else None
-        return Training(tuple(saves), stored=stored)
+        return Training((first, own), stored=stored)
 
-    def _step_saves(self, node, steps: int) -> list[int]:
+    def _sequence_values(self, node, steps: int) -> int:
         """The values per sample each direction of one layer keeps over the sequence."""
         raise NotImplementedError
 
-    def _initial_states(self, node) -> list[int]:
-        """The zero initial states torch makes (num_layers * D of them each), per sample."""
-        return [node.attrs["layers"] * self._directions(node) * self._out_size(node)]
+    def _initial_values(self, node) -> int:
+        """The zero initial states torch makes (num_layers * D of each), per sample: h0."""
+        return node.attrs["layers"] * self._directions(node) * self._out_size(node)
 
     # -- code ----------------------------------------------------------------------
 
@@ -287,17 +303,17 @@ class LSTM(_Recurrent):
     def _projection(self, node):
         return node.attrs["proj"]
 
-    def _step_saves(self, node, steps):
+    def _sequence_values(self, node, steps):
         """At every step: the gates (4H, activated in place), tanh of the cell state (H), the hidden state
         before the projection (H, with `proj`); and, from the second step on, the previous step's cell (H)
         and hidden (out) states: at the first step they are the zero initial states."""
         hidden, out = node.attrs["units"], self._out_size(node)
         per_step = 5 * hidden + (hidden if self._projection(node) else 0)
-        return [per_step] * steps + [hidden, out] * (steps - 1)
+        return per_step * steps + (hidden + out) * (steps - 1)
 
-    def _initial_states(self, node):
+    def _initial_values(self, node):
         layers = node.attrs["layers"] * self._directions(node)
-        return [*super()._initial_states(node), layers * node.attrs["units"]]  # h0, and c0
+        return super()._initial_values(node) + layers * node.attrs["units"]  # h0, and c0
 
     def torch_layer(self, node, ins):
         proj = unless((self._projection(node),), 0)
@@ -320,9 +336,9 @@ class GRU(_Recurrent):
     step_ops = 10
     params = _Recurrent.common
 
-    def _step_saves(self, node, steps):
+    def _sequence_values(self, node, steps):
         """At every step (torch's gru_cell): the hidden state's products with the gates (3H, which the reset
         and update gates are activated into), a copy of its third (H), the new gate (H) and h - n (H); and,
         from the second step on, the previous hidden state (H)."""
         hidden = node.attrs["units"]
-        return [6 * hidden] * steps + [hidden] * (steps - 1)
+        return 6 * hidden * steps + hidden * (steps - 1)
