@@ -1042,6 +1042,30 @@ _ENTRIES = (
         """,
     ),
     _entry(
+        "W0303: a setting that does nothing",
+        """
+        The layer has a setting that cannot change what it computes: the
+        `dropout` of an `lstm` or `gru` drops the outputs between its stacked
+        layers, and with one layer there are none (torch warns the same). Stack
+        layers (`layers=2`) to drop between them, write `dropout=0`, or put a
+        `dropout` layer after it to drop its output.
+        """,
+        wrong="""
+        network Tagger {
+          input x: 32x50
+          permute seq: 1x0
+          lstm: 64 dropout=0.2
+        }
+        """,
+        right="""
+        network Tagger {
+          input x: 32x50
+          permute seq: 1x0
+          lstm: 64 layers=2 dropout=0.2
+        }
+        """,
+    ),
+    _entry(
         "W0401: a setting archc ignores",
         """
         The file sets something archc does not read: a key Darknet does not

@@ -61,6 +61,7 @@ KINDS = {
     ),
     "normalisation": (("bn", "layernorm", "groupnorm", "instancenorm", "lrn", "layer_scale"), "#fff3c4"),
     "dense": (("dense",), "#ffdcb8"),
+    "recurrent": (("lstm", "gru"), "#c9ece6"),
     "activation": (tuple(name for name, op in OPS.items() if op.is_activation), "#f8d7e8"),
     "merge": (("concat", "add", "mul", "sub", "div"), "#e2e3e5"),
     "reshape": (("flatten", "reshape", "upsample", "zeropad", "dropout", "drop_path", "shuffle"), "#f1f1f1"),

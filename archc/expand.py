@@ -142,11 +142,9 @@ LAYER_SYNONYMS = {
 }
 
 # Layers users try that archc does not have: what they are, so the help can say that archc has no
-# such layer instead of proposing one that merely looks alike (`lstm` is not `softmax`).
+# such layer instead of proposing one that merely looks alike (`rnn` is not `relu`).
 UNSUPPORTED_LAYERS = {
-    "lstm": "a recurrent layer (LSTM)",
-    "gru": "a recurrent layer (GRU)",
-    "rnn": "a recurrent layer",
+    "rnn": "an Elman recurrent layer (archc has `lstm` and `gru`)",
     "attention": "attention",
     "multiheadattention": "attention",
     "selfattention": "attention",

@@ -15,6 +15,7 @@ import ast
 import itertools
 import sys
 import types
+import warnings
 
 import archc
 from archc.codegen import generate
@@ -123,16 +124,19 @@ def measured(model, *inputs) -> tuple[int, int, int]:
     """(parameters, buffers, MACs) of a torch model as torch counts them, for inputs of batch 1.
 
     MACs are half of the FLOPs torch.utils.flop_counter counts (convolutions and matrix
-    products, whose bias it leaves out, as archc's MACs do); buffers leave out batch
-    norm's `num_batches_tracked`, a step counter.
+    products, whose bias it leaves out, as archc's MACs do), with torch's native kernels
+    (oneDNN's fused LSTM hides its matrix products from the counter); buffers leave out
+    batch norm's `num_batches_tracked`, a step counter.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     params = sum(p.numel() for p in model.parameters())
     buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(*inputs)
+    with warnings.catch_warnings():  # setting the flags warns that oneDNN has no TF32 without an Intel GPU
+        warnings.filterwarnings("ignore", "TF32 acceleration", UserWarning)
+        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
+            model(*inputs)
     return params, buffers, counter.get_total_flops() // 2
 
 

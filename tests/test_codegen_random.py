@@ -58,6 +58,7 @@ def draw_layer(rng, rank):
             + ["zeropad", "dropout", "act", "reshape", "chunk", "crop", "layernorm", "groupnorm", "instancenorm"]
             + ["shuffle", "layer_scale", "drop_path", "permute"]
             + (["space_to_depth"] if nd == 2 else [])
+            + (["lstm", "gru"] if nd == 1 else [])  # on a sequence whose features are last (see _candidate)
         )
     if op == "conv":
         extra = rng.choice(["", "", " dilation=2", " groups=depthwise", " bias=false"])
@@ -92,6 +93,11 @@ def draw_layer(rng, rank):
         return "drop_path: 0.2" + rng.choice(["", " batch"])
     if op == "space_to_depth":
         return f"space_to_depth: {rng.randint(1, 2)}"
+    if op in ("lstm", "gru"):
+        extra = rng.choice(["", " bidirectional", " layers=2", " last", " bias=false", " layers=2 bidirectional last"])
+        units = rng.randint(2, 5)
+        proj = f" proj={rng.randint(1, units - 1)}" if op == "lstm" and rng.random() < 0.3 else ""
+        return f"{op}: {units}{extra}{proj}"
     if op == "dense":
         return f"dense: {rng.randint(1, 8)}" + rng.choice(["", " bias=false"])
     if op == "dropout":
@@ -169,6 +175,10 @@ def _candidate(rng, name: str, last: str, shape) -> tuple[list[str], str]:
             f"{op_b} {name}b ({last}){':' + args_b if args_b else ''}{positive}",
             f"{join} {name} ({name}a, {name}b)",
         ], name
+    if rank == 1 and rng.random() < 0.2:  # a C x L map as a sequence: its features last, then lstm or gru
+        op, _, args = draw_layer(rng, rank).partition(":")
+        if op in ("lstm", "gru"):
+            return [f"permute {name}p ({last}): 1x0", f"{op} {name} ({name}p):{args}"], name
     if rng.random() < 0.1:
         total = int(np.prod(shape))
         target = rng.choice([f"{total}", f"1x{total}", f"{shape[0]}x{total // shape[0]}"])

@@ -266,10 +266,13 @@ def test_a_layer_that_moves_or_copies_values_counts_none(op):
 
 
 def test_every_layer_type_is_counted_by_a_test_above():
+    from test_layers_rnn import STEP_OPS
+
     covered = {text.partition(":")[0] for text in ACTIVATIONS} | {"hardsigmoid", *MOVES, *WINDOW_STEPS}
     covered |= {stmt.split()[0] for _shape, stmt, _twin in weighted_cases()}
     covered |= {case.values[0].stmt.split()[0] for case in NORM_CASES} | {"bn", "lrn"}
     covered |= {kind for kind, *_ in adaptive_cases()} | {"mul", "sub", "div", "add", "shortcut", "layer_scale"}
+    covered |= {kind for kind, _bias in STEP_OPS}  # counted in tests/test_layers_rnn.py
     assert set(OPS) - covered == set()
 
 

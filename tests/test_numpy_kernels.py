@@ -671,6 +671,21 @@ def bn_state():
     }
 
 
+def rnn_state(gates, proj=0, features=3, hidden=4):
+    """The arrays of a two-layer bidirectional lstm (4 gates, with a projection) or gru (3), under `r`."""
+    out, state = proj or hidden, {}
+    for k, size in enumerate((features, 2 * out)):
+        for suffix in ("", "_reverse"):
+            tag, seed = f"_l{k}{suffix}", 50 + 5 * len(state)
+            state[f"r.weight_ih{tag}"] = rand(gates * hidden, size, seed=seed)
+            state[f"r.weight_hh{tag}"] = rand(gates * hidden, out, seed=seed + 1)
+            state[f"r.bias_ih{tag}"] = rand(gates * hidden, seed=seed + 2)
+            state[f"r.bias_hh{tag}"] = rand(gates * hidden, seed=seed + 3)
+            if proj:
+                state[f"r.weight_hr{tag}"] = rand(proj, hidden, seed=seed + 4)
+    return state
+
+
 X = rand(2, 4, 6, 5, seed=40)
 SAMPLES = {
     "pad": lambda: (X, ((1, 0), (0, 2)), -1.0),
@@ -712,6 +727,9 @@ SAMPLES = {
     "uniform_bias": lambda: (np.random.default_rng(6), 8, (8, 4, 3)),
     "normal": lambda: (np.random.default_rng(6), (8, 4, 3), 0.5),
     "trunc_normal": lambda: (np.random.default_rng(6), (8, 4, 3), 1.0, -0.5, 0.5),
+    "uniform": lambda: (np.random.default_rng(6), (8, 4, 3), 0.5),
+    "lstm": lambda: (rand(2, 5, 3, seed=49), rnn_state(4, proj=2), "r", 2, True, 0.3, True, np.random.default_rng(5)),
+    "gru": lambda: (rand(2, 5, 3, seed=49), rnn_state(3), "r", 2, True, 0.0, False, None, True),
 }
 
 

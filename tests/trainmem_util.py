@@ -8,6 +8,8 @@ buffers are left out (they are in memory anyway). The layer is found from the
 innermost frame of the generated file on the stack: the statement whose line
 (`Generated.statements`) is the last to start at or before the running line,
 so inline code (`x += skip`, `F.relu(..., inplace=True)`, slices) counts too.
+The forward runs on torch's native kernels (`native()`), whose saved tensors archc
+models: oneDNN's fused LSTM, the CPU's default, keeps an opaque workspace instead.
 
 `optimiser_state` runs one step of torch.optim and measures the gradients and
 the optimiser's state the same way.
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import bisect
 import sys
+import warnings
 from collections import Counter
+from contextlib import contextmanager
 
 import torch
 from codegen_util import build
@@ -42,6 +46,16 @@ def model_of(net, flat: bool = True):
 
 def inputs_of(net, batch: int):
     return [torch.randn(batch, *node.shape, dtype=TORCH_DTYPES[net.dtype]) for node in net.graph.inputs]
+
+
+@contextmanager
+def native():
+    """torch's native kernels: oneDNN off (its fused LSTM keeps an opaque workspace; a GRU, a
+    convolution and everything else save the same either way)."""
+    with warnings.catch_warnings():  # setting the flags warns that oneDNN has no TF32 without an Intel GPU
+        warnings.filterwarnings("ignore", "TF32 acceleration", UserWarning)
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
 
 
 def _storage(tensor):
@@ -71,7 +85,7 @@ def saved_by_layer(net, batch: int, model=None) -> tuple[Counter, object]:
             layers[layer_now()] += nbytes
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with native(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         out = model(*inputs_of(net, batch))
     return layers, out
 
@@ -87,7 +101,7 @@ def saved_in_total(net, batch: int, model) -> int:
             seen[pointer] = nbytes
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with native(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         model(*inputs_of(net, batch))
     return sum(seen.values())
 

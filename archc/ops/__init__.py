@@ -1,6 +1,18 @@
 """The layer registry: importing this package registers every layer type."""
 
-from . import activation, conv, dense, input, merge, norm, pool, rearrange, reshape, scale  # noqa: F401 - registration
+from . import (  # noqa: F401 - registration
+    activation,
+    conv,
+    dense,
+    input,
+    merge,
+    norm,
+    pool,
+    rearrange,
+    recurrent,
+    reshape,
+    scale,
+)
 from .base import OPS, Op, P, ShapeError
 
 __all__ = ["OPS", "Op", "P", "ShapeError"]

@@ -144,11 +144,14 @@ class TrainContext:
     """What a layer's training rule depends on besides its shapes: which inputs need a gradient
     (a network input does not; what a parameter went into does), whether the generated PyTorch
     code computes the layer in place (an activation overwriting its input), and the device
-    (`cuda` or `cpu`: torch's dropout keeps a 1-byte mask on the GPU, a full-width one on the CPU)."""
+    (`cuda` or `cpu`: torch's dropout keeps a 1-byte mask on the GPU, a full-width one on the CPU);
+    and the layer type that made each input (a recurrent layer's output is time-major in memory,
+    which the next recurrent layer reads without a copy)."""
 
     grads: tuple[bool, ...]
     in_place: bool = False
     device: str = "cuda"
+    producers: tuple[str, ...] = ()
 
 
 class Op:

@@ -43,12 +43,12 @@ class Trials:
         self.statements = Counter(n.span for n in graph)  # a statement that makes several layers
 
     def works(
-        self, diag, node, changes: dict, overrides: dict, spatial=None, before: Node | None = None, inputs=None
+        self, diag, node, changes: dict, overrides: dict, spatial=None, before=None, inputs=None
     ) -> tuple[int, ...] | None:
         """`node`'s output shape when the pass, with `changes` ({node: {param: value}}), input
-        `overrides`, the layer `before` inserted to feed `node` and `node`'s `inputs` in another
-        order, loses `diag`, gains no diagnostic and gives `node` the spatial size `spatial`
-        (when given); else None."""
+        `overrides`, the layer `before` (or a chain of layers, a list) inserted to feed `node` and
+        `node`'s `inputs` in another order, loses `diag`, gains no diagnostic and gives `node` the
+        spatial size `spatial` (when given); else None."""
         if self.left <= 0:
             return None
         self.left -= 1
@@ -56,10 +56,11 @@ class Trials:
         saved = self.graph.nodes, node.inputs
         try:
             if before is not None:
+                chain = before if isinstance(before, list) else [before]
                 self.graph.nodes = {}
                 for name, n in saved[0].items():
-                    self.graph.nodes.update({before.name: before, name: n} if n is node else {name: n})
-                node.inputs = [before.name]
+                    self.graph.nodes.update({**{b.name: b for b in chain}, name: n} if n is node else {name: n})
+                node.inputs = [chain[-1].name]
             if inputs is not None:
                 node.inputs = list(inputs)
             for n, attrs in changes.items():
@@ -183,6 +184,30 @@ def _inserted_first(trials: Trials, diag, node, prop: Proposal) -> list:
     return [f"`{statement}` before it {prop.says}, output {fmt_shape(out)}", fix]
 
 
+def _as_sequence(trials: Trials, diag, node, prop: Proposal) -> list:
+    """[help, fix] for `reshape: C x P` then `permute: 1x0` inserted before a layer that reads the
+    statement above: a channels-first map as a sequence of its P positions (`prop.value`: C x P)."""
+    src = trials.graph.nodes[node.inputs[0]]
+    if not trials.editable(node) or "(" in trials.written(_head(node)):  # `lstm r (x): ...`
+        return []
+    names = []
+    for suffix in ("_in", "_seq"):
+        name = f"{node.name}{suffix}"
+        while name in trials.graph.nodes or name in names:
+            name += "_"
+        names.append(name)
+    reshape = Node(names[0], "reshape", [src.name], {"shape": prop.value}, node.span)
+    permute = Node(names[1], "permute", [names[0]], {"order": (1, 0)}, node.span)
+    out = trials.works(diag, node, {}, {}, before=[reshape, permute])
+    if not out:
+        return []
+    indent = " " * (node.span.col - 1)
+    statements = [f"reshape {names[0]}: {fmt_shape(prop.value)}", f"permute {names[1]}: 1x0"]
+    at = node.span
+    fix = Fix(Span(at.file, at.line, at.col, at.line, at.col), "".join(f"{s}\n{indent}" for s in statements))
+    return [f"`{statements[0]}` then `{statements[1]}` before it {prop.says}, output {fmt_shape(out)}", fix]
+
+
 def _head(node) -> Span:
     """The statement up to its arguments (`shortcut s (a, b)`), on its first line."""
     span = node.span
@@ -250,7 +275,13 @@ def _reshaped_input(trials: Trials, diag, node, prop: Proposal) -> list:
     ]
 
 
-GRAPH_EDITS = {"flatten": _inserted_first, "permute": _inserted_first, "inputs": _reordered, "reshape": _reshaped_input}
+GRAPH_EDITS = {
+    "flatten": _inserted_first,
+    "permute": _inserted_first,
+    "inputs": _reordered,
+    "reshape": _reshaped_input,
+    "sequence": _as_sequence,
+}
 
 
 def dense_mismatch(trials: Trials, diag, node) -> tuple[list[str], list[Fix]]:

@@ -105,8 +105,8 @@ def infer_shapes(
             continue
         ins = [nodes[src].shape for src in node.inputs]
 
-        def warn(message, help=(), proposals=(), node=node):
-            diag = reporter.warn("W0301", message, node.span, help, node_notes(node))
+        def warn(message, help=(), proposals=(), node=node, code="W0301"):
+            diag = reporter.warn(code, message, node.span, help, node_notes(node))
             if proposals and hints:
                 pending.append((diag, node, proposals))
 

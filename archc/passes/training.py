@@ -219,7 +219,9 @@ class _Storages:
         # in place: an activation layer on its input, or a `-> act` on its layer's new tensor (never both)
         in_place = node.name in self.overwrites
         ins = [self.graph.nodes[src].shape for src in node.inputs]
-        rule = op.training(node, ins, node.shape, TrainContext(grads, in_place and op.is_activation, self.device))
+        producers = tuple(self.graph.nodes[src].op for src in node.inputs)
+        context = TrainContext(grads, in_place and op.is_activation, self.device, producers)
+        rule = op.training(node, ins, node.shape, context)
         self.roots[node.name] = self.roots[node.inputs[0]] if rule.view else node.name
         if rule.view or (in_place and op.is_activation):
             result = self.storage[node.inputs[0]]

@@ -71,7 +71,7 @@ SHARES = {"params_percent": "params", "macs_percent": "macs"}
 CONVENTION_COLUMNS = {"darknet": "bflops", "caffe": "caffe_memory"}
 
 CONVENTIONS = (
-    "MACs count the multiply-accumulates of conv, transposed conv and dense layers only (no bias, norms, "
+    "MACs count the multiply-accumulates of conv, transposed conv, dense, lstm and gru layers only (no bias, norms, "
     "pooling, activations or element-wise arithmetic); FLOPs = 2 x MACs; element ops (`--columns elem_ops`, JSON "
     "`elem_ops`) count that other arithmetic at inference, one per value and step; params are what torch's "
     "Module.parameters() counts, running statistics are buffers; flatten, reshape, permute and dropout are "

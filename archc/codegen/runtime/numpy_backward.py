@@ -39,14 +39,18 @@ from .numpy_kernels import (
     _adaptive_mask,
     _avg_divisor,
     _fold_windows,
+    _gru_step,
+    _lstm_step,
     _pairs,
     _per_dim,
     _pool_input,
+    _recurrent,
     _taps,
     _windows,
     channel_shuffle,
     conv,
     erf,
+    linear,
     pad,
     sigmoid,
     softmax,
@@ -663,6 +667,188 @@ def drop_path_forward(x, p, training, rng, mode="row"):
 def dropout_backward(grad, mask):
     """dropout's and drop_path's backward: grad times the mask the forward returned."""
     return grad if mask is None else grad * mask
+
+
+# -- recurrent layers: back-propagation through time -----------------------------------
+
+
+def lstm_forward(
+    x,
+    state,
+    name,
+    num_layers=1,
+    bidirectional=False,
+    dropout=0.0,
+    training=False,
+    rng=None,
+    last=False,
+):
+    """lstm for training: (output, masks), the dropout masks between layers that
+    lstm_backward takes (None where there is none). It draws what lstm draws."""
+    return _recurrent(
+        x,
+        state,
+        name,
+        _lstm_step,
+        num_layers,
+        bidirectional,
+        dropout,
+        training,
+        rng,
+        last,
+    )
+
+
+def gru_forward(
+    x,
+    state,
+    name,
+    num_layers=1,
+    bidirectional=False,
+    dropout=0.0,
+    training=False,
+    rng=None,
+    last=False,
+):
+    """gru for training: (output, masks), as lstm_forward."""
+    return _recurrent(
+        x,
+        state,
+        name,
+        _gru_step,
+        num_layers,
+        bidirectional,
+        dropout,
+        training,
+        rng,
+        last,
+    )
+
+
+def lstm_backward(
+    grad, x, state, name, num_layers=1, bidirectional=False, last=False, masks=None
+):
+    """lstm's backward: (dx, {state key: gradient}) for every array of the layer.
+
+    The forward is replayed from x (with the dropout `masks` lstm_forward returned),
+    keeping each step's gates, then the gradients flow back through the steps.
+    """
+    return _recurrent_backward(
+        grad,
+        x,
+        state,
+        name,
+        _lstm_step,
+        _lstm_step_backward,
+        num_layers,
+        bidirectional,
+        last,
+        masks,
+    )
+
+
+def gru_backward(
+    grad, x, state, name, num_layers=1, bidirectional=False, last=False, masks=None
+):
+    """gru's backward: (dx, {state key: gradient}), as lstm_backward."""
+    return _recurrent_backward(
+        grad,
+        x,
+        state,
+        name,
+        _gru_step,
+        _gru_step_backward,
+        num_layers,
+        bidirectional,
+        last,
+        masks,
+    )
+
+
+def _recurrent_backward(
+    grad, x, state, name, step, step_backward, num_layers, bidirectional, last, masks
+):
+    """Back-propagation through time over the layers (last first) and directions.
+
+    `step_backward(dcarry, cache, w_hr)` takes the gradient of a step's new state and
+    what the step kept, and gives the gradients of the input's share of the gates, of
+    the hidden state's (through weight_hh), of the previous state by the other paths
+    (None: none), and of weight_hr (None without a projection).
+    """
+    tape = []
+    replay = masks if masks is not None else [None] * (num_layers - 1)
+    args = (num_layers, bidirectional, 0.0, False, None, False, replay, tape)
+    output = _recurrent(x, state, name, step, *args)[0]
+    directions = ("", "_reverse")[: 2 if bidirectional else 1]
+    size = output.shape[2] // len(directions)
+    if last:  # a forward direction's final state is at the last step, a reverse's first
+        full = np.zeros_like(output)
+        full[:, -1, :size] = grad[:, :size]
+        full[:, 0, size:] = grad[:, size:]
+        grad = full
+    grads = {}
+    for k in range(num_layers - 1, -1, -1):
+        dx = 0
+        for j, suffix in enumerate(directions):
+            layer_input, order, caches = tape[k * len(directions) + j]
+            key = f"{name}.{{}}_l{k}{suffix}"
+            w_ih, w_hh = state[key.format("weight_ih")], state[key.format("weight_hh")]
+            w_hr = state.get(key.format("weight_hr"))
+            dgx = np.zeros((*layer_input.shape[:2], len(w_ih)), x.dtype)
+            dw_hh, dw_hr, db_hh = np.zeros_like(w_hh), 0, 0
+            dcarry = None
+            for t, cache in zip(reversed(order), reversed(caches)):
+                dh = grad[:, t, j * size : (j + 1) * size]
+                dcarry = (dh,) if dcarry is None else (dcarry[0] + dh, *dcarry[1:])
+                dgx[:, t], dgh, previous, dhr = step_backward(dcarry, cache, w_hr)
+                dw_hh += dgh.T @ cache[0]  # the previous hidden state
+                db_hh = db_hh + dgh.sum(axis=0)
+                dw_hr = dw_hr if dhr is None else dw_hr + dhr
+                through = dgh @ w_hh
+                first = through if previous[0] is None else previous[0] + through
+                dcarry = (first, *previous[1:])
+            rows = dgx.reshape(-1, dgx.shape[2])
+            grads[key.format("weight_ih")] = rows.T @ layer_input.reshape(len(rows), -1)
+            grads[key.format("weight_hh")] = dw_hh
+            if key.format("bias_ih") in state:
+                grads[key.format("bias_ih")] = rows.sum(axis=0)
+                grads[key.format("bias_hh")] = db_hh
+            if w_hr is not None:
+                grads[key.format("weight_hr")] = dw_hr
+            dx = dx + linear(dgx, w_ih.T)
+        if k and replay[k - 1] is not None:
+            dx = dx * replay[k - 1]
+        grad = dx
+    return grad, {key: grads[key].astype(state[key].dtype) for key in grads}
+
+
+def _lstm_step_backward(dcarry, cache, w_hr):
+    """One LSTM cell's backward: (d gates, d gates, (None, d previous c), d weight_hr).
+
+    The last step's cell state reaches nothing: its gradient is 0 (no second dcarry).
+    """
+    dh, dc = dcarry if len(dcarry) == 2 else (dcarry[0], 0.0)
+    _h, c, i, f, g, o, tc, m = cache
+    dhr = None
+    if w_hr is not None:
+        dhr = dh.T @ m
+        dh = dh @ w_hr
+    do = dh * tc
+    dc = dc + dh * o * (1 - tc * tc)
+    di, df, dg = dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g)
+    gates = np.concatenate([di, df, dg, do * o * (1 - o)], axis=1)
+    return gates, gates, (None, dc * f), dhr
+
+
+def _gru_step_backward(dcarry, cache, w_hr):
+    """One GRU cell's backward: (d x's gates, d h's gates, (d previous h,), None)."""
+    (dh,) = dcarry
+    h, r, z, n, hn = cache
+    dn = dh * (1 - z) * (1 - n * n)
+    dr = dn * hn * r * (1 - r)
+    dz = dh * (h - n) * z * (1 - z)
+    dgx = np.concatenate([dr, dz, dn], axis=1)
+    return dgx, np.concatenate([dr, dz, dn * r], axis=1), (dh * z,), None
 
 
 # -- activations: each takes its input x -----------------------------------------------

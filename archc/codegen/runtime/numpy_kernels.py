@@ -645,6 +645,161 @@ def drop_path(x, p, training, rng, mode="row"):
     return (x * (keep / (1 - p))).astype(x.dtype)
 
 
+# -- recurrent layers ----------------------------------------------------------------
+
+
+def lstm(
+    x,
+    state,
+    name,
+    num_layers=1,
+    bidirectional=False,
+    dropout=0.0,
+    training=False,
+    rng=None,
+    last=False,
+):
+    """torch's nn.LSTM(batch_first=True) on x (N, L, F).
+
+    The arrays are those of `state` under `name`, with torch's keys (weight_ih_l0, ...,
+    _reverse for the second direction, weight_hr_l0 with a projection).
+
+    Every step's output (N, L, D * H), or with `last` the last layer's final hidden
+    states side by side (N, D * H), as torch.cat((h_n[-2], h_n[-1]), 1). While training,
+    dropout with probability `dropout` on every layer's output but the last's.
+    """
+    return _recurrent(
+        x,
+        state,
+        name,
+        _lstm_step,
+        num_layers,
+        bidirectional,
+        dropout,
+        training,
+        rng,
+        last,
+    )[0]
+
+
+def gru(
+    x,
+    state,
+    name,
+    num_layers=1,
+    bidirectional=False,
+    dropout=0.0,
+    training=False,
+    rng=None,
+    last=False,
+):
+    """torch's nn.GRU(batch_first=True), as lstm is nn.LSTM."""
+    return _recurrent(
+        x,
+        state,
+        name,
+        _gru_step,
+        num_layers,
+        bidirectional,
+        dropout,
+        training,
+        rng,
+        last,
+    )[0]
+
+
+def _recurrent(
+    x,
+    state,
+    name,
+    step,
+    num_layers,
+    bidirectional,
+    dropout,
+    training,
+    rng,
+    last,
+    masks=None,
+    tape=None,
+):
+    """The layers and directions of a recurrent layer, step by step: (output, masks).
+
+    `step(gx, carry, w_hh, b_hh, w_hr)` is one cell: the input's share of the gates
+    `gx` (computed for every step at once), the previous state `carry` (None: zeros)
+    -> (new state, what its backward needs); the state's first array is the hidden
+    state, the step's output. `masks` replays the dropout masks between layers (one
+    per layer but the first, None for none), else they are drawn while training; each
+    direction of each layer appends (its input, its steps in order, their caches) to
+    `tape`, for the backward.
+    """
+    directions = ("", "_reverse")[: 2 if bidirectional else 1]
+    steps = x.shape[1]
+    drawn = []
+    finals = []
+    for k in range(num_layers):
+        if k:
+            mask = masks[k - 1] if masks is not None else None
+            if mask is None and training and dropout > 0:
+                mask = ((rng.random(x.shape) >= dropout) / (1 - dropout)).astype(
+                    x.dtype
+                )
+            drawn.append(mask)
+            x = x if mask is None else x * mask
+        outputs, finals = [], []
+        for suffix in directions:
+            key = f"{name}.{{}}_l{k}{suffix}"
+            w_hh = state[key.format("weight_hh")]
+            gx = linear(
+                x, state[key.format("weight_ih")], state.get(key.format("bias_ih"))
+            )
+            b_hh, w_hr = (
+                state.get(key.format("bias_hh")),
+                state.get(key.format("weight_hr")),
+            )
+            order = range(steps - 1, -1, -1) if suffix else range(steps)
+            carry, caches = None, []
+            y = np.empty((len(x), steps, w_hh.shape[1]), x.dtype)
+            for t in order:
+                carry, cache = step(gx[:, t], carry, w_hh, b_hh, w_hr)
+                y[:, t] = carry[0]
+                caches.append(cache)
+            if tape is not None:
+                tape.append((x, list(order), caches))
+            outputs.append(y)
+            finals.append(carry[0])
+        x = np.concatenate(outputs, axis=2) if bidirectional else outputs[0]
+    return (np.concatenate(finals, axis=1) if last else x), drawn
+
+
+def _lstm_step(gx, carry, w_hh, b_hh, w_hr):
+    """One LSTM cell, torch's equations: gates i, f, g, o; c = f * c + i * g;
+    h = o * tanh(c), projected by w_hr when there is one."""
+    if carry is None:
+        zeros = np.zeros((len(gx), w_hh.shape[1]), gx.dtype)
+        carry = zeros, np.zeros((len(gx), w_hh.shape[0] // 4), gx.dtype)
+    h, c = carry
+    gates = gx + linear(h, w_hh, b_hh)
+    i, f, g, o = np.split(gates, 4, axis=1)
+    i, f, g, o = sigmoid(i), sigmoid(f), np.tanh(g), sigmoid(o)
+    c_new = f * c + i * g
+    tc = np.tanh(c_new)
+    m = o * tc
+    h_new = m if w_hr is None else m @ w_hr.T
+    return (h_new, c_new), (h, c, i, f, g, o, tc, m)
+
+
+def _gru_step(gx, carry, w_hh, b_hh, w_hr):
+    """One GRU cell, torch's equations: r and z gates; n = tanh(x_n + r * h_n);
+    h = n + z * (h - n)."""
+    h = np.zeros((len(gx), w_hh.shape[1]), gx.dtype) if carry is None else carry[0]
+    gh = linear(h, w_hh, b_hh)
+    xr, xz, xn = np.split(gx, 3, axis=1)
+    hr, hz, hn = np.split(gh, 3, axis=1)
+    r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+    n = np.tanh(xn + r * hn)
+    return (n + z * (h - n),), (h, r, z, n, hn)
+
+
 # -- activations ---------------------------------------------------------------------
 
 
@@ -771,6 +926,12 @@ def _fan(shape, mode):
 def _uniform(rng, shape, bound):
     """U(-bound, bound), drawn as float32: a VGG's weights in half the memory."""
     return (rng.random(shape, dtype=np.float32) * 2 - 1) * np.float32(bound)
+
+
+def uniform(rng, shape, bound):
+    """U(-bound, bound), as float32: torch's start of a recurrent layer's arrays,
+    bound 1/sqrt(hidden size)."""
+    return _uniform(rng, shape, bound)
 
 
 def kaiming_normal(rng, shape, mode="fan_in"):
