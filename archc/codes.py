@@ -759,6 +759,31 @@ _ENTRIES = (
         """,
     ),
     _entry(
+        "E0307: sequence or token ids where the layer cannot take them",
+        """
+        Convolutions, pools and upsampling slide over the positions of a
+        channels-first map (C x L, C x H x W), but got a sequence, length x
+        features with the features last (or a map whose channels `permute`
+        moved): put the channels first with the `permute` the help offers, or
+        leave the layer out. Integer token ids (`input ids: 512 tokens
+        vocab=N`) name rows of a table: only `embedding` reads them, and it
+        reads nothing else.
+        """,
+        wrong="""
+        network Text {
+          input ids: 16 tokens vocab=100
+          dense: 8
+        }
+        """,
+        right="""
+        network Text {
+          input ids: 16 tokens vocab=100
+          embedding: 32
+          dense: 8
+        }
+        """,
+    ),
+    _entry(
         "E0401: cannot read the source file",
         """
         A Darknet `.cfg` or Caffe `.prototxt` file has a line its format does

@@ -81,6 +81,9 @@ class Node:
 
     @property
     def activations(self) -> int:
+        """Values per sample; none for a tensor the batch shares (a learned `param`): it is a parameter."""
+        if not getattr(self.shape, "batched", True):
+            return 0
         n = 1
         for v in self.shape or ():
             n *= v

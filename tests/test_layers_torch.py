@@ -705,10 +705,12 @@ def test_ceil_mode_overhang_needs_the_window_to_start_inside():
 def test_every_layer_type_is_covered():
     from test_layers_elementwise import ELEMENTWISE_CASES
     from test_layers_norms import NORM_CASES
+    from test_sequences import SEQUENCE_LAYERS
 
     from archc.ops import OPS
 
     covered = {p.values[0].stmt.split()[0] for p in [*LAYER_CASES, *NORM_CASES, *ELEMENTWISE_CASES]}
+    covered |= SEQUENCE_LAYERS
     assert set(OPS) - {"input"} <= covered, set(OPS) - covered
 
 

@@ -73,6 +73,11 @@ LAYERS = {
     "dropout": "conv c: 4 @ 1x1\n dropout d: 0.3\n conv e: 4 @ 1x1\n dropout f: 0\n conv g: 2 @ 1x1\n dropout h",
     "drop_path": "conv c: 4 @ 1x1\n drop_path d: 0.2\n drop_path e: 0.1 batch\n drop_path f: 0",
     "layer_scale": "conv c: 4 @ 1x1\n layer_scale s\n relu r\n conv d: 2 @ 1x1",
+    "sequence": (
+        "conv c: 4 @ 1x1\n to_sequence t\n param p: 36x4 std=0.02\n add a (t, p)\n param k: 1x4\n"
+        " concat j (k, a): axis=sequence\n dense d: 4 -> gelu\n select s (d): 0\n mean m (d)\n"
+        " input ids: 5 tokens vocab=7\n embedding e: 4 padding_idx=0\n mean n (e)\n concat (s, m, n)"
+    ),
 }
 
 

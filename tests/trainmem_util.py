@@ -41,7 +41,12 @@ def model_of(net, flat: bool = True):
 
 
 def inputs_of(net, batch: int):
-    return [torch.randn(batch, *node.shape, dtype=TORCH_DTYPES[net.dtype]) for node in net.graph.inputs]
+    return [
+        torch.randint(0, node.shape.vocab, (batch, *node.shape))  # token ids
+        if node.shape.vocab is not None
+        else torch.randn(batch, *node.shape, dtype=TORCH_DTYPES[net.dtype])
+        for node in net.graph.inputs
+    ]
 
 
 def _storage(tensor):

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ops import OPS
-from ..ops.base import TrainContext, prod
+from ..ops.base import INT64, TrainContext, prod
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 # Tensors of each parameter's size that torch.optim keeps per parameter: SGD's momentum buffer,
@@ -209,9 +209,10 @@ class _Storages:
 
     def layer(self, node) -> None:
         self.layers[node.name] = Bytes()
-        if node.op == "input":
-            self.storage[node.name] = self.roots[node.name] = self.new(node.name, prod(node.shape))
-            self.needs_grad[node.name] = False
+        if not node.inputs:  # an input, or a learned `param`: a parameter, counted with the weights
+            itemsize = INT64 if getattr(node.shape, "vocab", None) is not None else None  # token ids
+            self.storage[node.name] = self.roots[node.name] = self.new(node.name, node.activations, itemsize=itemsize)
+            self.needs_grad[node.name] = node.op != "input"
             return
         grads = tuple(self.needs_grad[src] for src in node.inputs)
         needs = self.needs_grad[node.name] = any(grads) or node.params > 0

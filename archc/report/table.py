@@ -14,7 +14,7 @@ import sys
 
 from .. import arguments
 from ..ops import OPS
-from ..ops.base import fmt_shape
+from ..ops.base import axis_names, fmt_shape
 
 # key -> header; the order is the table's default column order.
 COLUMNS = {
@@ -63,10 +63,21 @@ CONVENTIONS = (
 
 
 def layout_shape(shape, layout: str) -> tuple[int, ...]:
-    """Channels-first (C x H x W) or channels-last (H x W x C, TensorFlow-style course tables)."""
-    if layout == "hwc" and len(shape) > 1:
-        return (*shape[1:], shape[0])
-    return tuple(shape)
+    """As archc holds it (C x H x W, a sequence L x C) or channels-last (H x W x C, TensorFlow-style
+    course tables: the channels moved last from wherever they are)."""
+    return _in_layout(tuple(shape), getattr(shape, "channels", 0), layout)
+
+
+def _in_layout(values: tuple, channels: int, layout: str) -> tuple:
+    """Per-axis values (sizes, axis names) in the table's layout, the channels being axis `channels`."""
+    if layout == "hwc" and len(values) > 1:
+        return (*values[:channels], *values[channels + 1 :], values[channels])
+    return values
+
+
+def _axes(shape, layout: str) -> list[str] | None:
+    """What each axis of a layer's output holds, in the report's layout: `C`, `L`, `H`, `W`, `D`."""
+    return None if shape is None else list(_in_layout(tuple(axis_names(shape)), shape.channels, layout))
 
 
 def _rf(node):
@@ -614,6 +625,8 @@ def network_json(net, layout: str = "chw", convention: str | None = None, traini
                 "op": node.op,
                 "inputs": list(node.inputs),
                 "output_shape": row["output"],
+                "axes": _axes(node.shape, layout),
+                "dtype": "int64" if getattr(node.shape, "vocab", None) is not None else net.dtype,
                 "params": node.params,
                 "buffers": node.buffers,
                 "macs": node.macs,

@@ -125,6 +125,35 @@ def permute_backward(grad, axes):
     return grad.transpose(np.argsort(axes))
 
 
+def broadcast_backward(grad, shape):
+    """np.broadcast_to(x, ...), a learned tensor expanded over the batch.
+
+    grad summed back to x's shape."""
+    return _sum_to(grad, shape)
+
+
+def to_sequence_backward(grad, shape):
+    """to_sequence: the tokens' gradient (N, positions, C) as the map (N, C, ...)."""
+    return grad.transpose(0, 2, 1).reshape(shape)
+
+
+def mean_backward(grad, shape, axis):
+    """x.mean(axis=axis): each value gets its mean's gradient over the axis's size."""
+    return np.broadcast_to(np.expand_dims(grad, axis) / shape[axis], shape).copy()
+
+
+def embedding_backward(grad, ids, num, padding_idx=None):
+    """embedding's weight gradient (num, dim), as torch's nn.Embedding.
+
+    Each token's gradient is added into its id's row, none into the padding id's;
+    the ids have none."""
+    dweight = np.zeros((num, grad.shape[-1]), grad.dtype)
+    np.add.at(dweight, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+    if padding_idx is not None:
+        dweight[padding_idx] = 0
+    return dweight
+
+
 # -- convolution ---------------------------------------------------------------------
 
 

@@ -581,6 +581,24 @@ def linear(x, weight, bias=None):
     return y if bias is None else y + bias
 
 
+def embedding(ids, weight):
+    """nn.Embedding: the row of weight of each token id, (N, L) ids -> (N, L, dim)."""
+    return weight[ids]
+
+
+def embedding_weight(rng, num, dim, padding_idx=None):
+    """nn.Embedding's start: N(0, 1) as float32, the padding id's row zero."""
+    weight = rng.standard_normal((num, dim), dtype=np.float32)
+    if padding_idx is not None:
+        weight[padding_idx] = 0
+    return weight
+
+
+def to_sequence(x):
+    """(N, C, *spatial) -> (N, positions, C): a token per position, a view."""
+    return x.reshape(x.shape[0], x.shape[1], -1).transpose(0, 2, 1)
+
+
 def upsample_nearest(x, scale):
     """Nearest-neighbour upsampling by an integer factor per spatial dimension.
 
