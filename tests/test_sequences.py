@@ -28,7 +28,8 @@ from archc.report.table import network_json
 pytestmark = pytest.mark.usefixtures("one_thread")
 BATCH = 3
 CASES = 8  # random configurations per layer type
-SEQUENCE_LAYERS = {"embedding", "param", "to_sequence", "select", "mean"}  # tested against torch here
+# tested against torch here
+SEQUENCE_LAYERS = {"embedding", "position_embedding", "param", "to_sequence", "select", "mean"}
 
 
 class Reference(nn.Module):
@@ -99,6 +100,35 @@ def test_embedding_with_a_larger_table_then_dense(rng):
     }}"""
     ref = Reference(lambda m, ids: m.fc(m.emb(ids)), emb=nn.Embedding(vocab + 7, dim), fc=nn.Linear(dim, units))
     against_torch(spec, ref, torch.randint(0, vocab, (BATCH, length)))
+
+
+@pytest.mark.parametrize("rng", configs(10))
+def test_token_and_position_embeddings(rng):
+    """GPT-2's prologue: wte(ids) + wpe(arange(L)), wpe an nn.Embedding of `max` positions."""
+    length, vocab, dim = rng.randint(1, 12), rng.randint(1, 40), rng.randint(1, 12)
+    most = length + rng.randint(0, 5)
+    spec = f"""network G {{
+      input ids: {length} tokens vocab={vocab}
+      embedding wte: {dim}
+      position_embedding wpe (ids): {dim} {most}
+      add (wte, wpe)
+    }}"""
+
+    def fn(m, ids):
+        return m.wte(ids) + m.wpe(torch.arange(ids.shape[1]))
+
+    ref = Reference(fn, wte=nn.Embedding(vocab, dim), wpe=nn.Embedding(most, dim))
+    against_torch(spec, ref, torch.randint(0, vocab, (BATCH, length)))
+
+
+def test_position_embedding_of_a_sequence_longer_than_max():
+    text = "network G {\n  input x: 30x8 sequence\n  position_embedding p: 8 max=16\n  add (x, p)\n}\n"
+    (diag,) = errors(text)
+    assert (diag.code, diag.span.line, diag.span.col) == ("E0205", 3, 27)
+    net = archc.loads(fixed(text, diag), "t.arch")
+    assert net.graph.nodes["p"].params == nn.Embedding(30, 8).weight.numel()
+    (diag,) = errors("network G {\n  input x: 3x8x8\n  position_embedding: 8 16\n}\n")
+    assert (diag.code, diag.span.line) == ("E0307", 3)
 
 
 @pytest.mark.parametrize("rng", configs(3))
@@ -385,3 +415,14 @@ def test_layernorm_of_a_sequence_normalises_each_token(over):
     """`layernorm` over the channels of a sequence is nn.LayerNorm(features), as over=1 is."""
     spec = f"network L {{\n  input x: 7x12 sequence\n  layernorm ln{over}\n}}\n"
     against_torch(spec, Reference(lambda m, x: m.ln(x), ln=nn.LayerNorm(12)), torch.randn(BATCH, 7, 12))
+
+
+def test_token_ids_take_the_bytes_of_int64():
+    """torch holds token ids as int64 whatever the network's element type: 8 bytes each."""
+    spec = "network T {\n  input ids: 16 tokens vocab=100\n  embedding emb: 8\n}\n"
+    ids = torch.randint(0, 100, (2, 16))
+    out = nn.Embedding(100, 8).half()(ids)
+    net = archc.loads(spec, "t.arch", batch=2, dtype="float16")
+    memory = {layer["name"]: layer["memory_bytes"] for layer in network_json(net)["layers"]}
+    assert memory == {"ids": ids.nbytes, "emb": out.nbytes}
+    assert net.totals.activation_bytes == net.totals.peak_activation_bytes == ids.nbytes + out.nbytes

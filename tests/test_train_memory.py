@@ -76,7 +76,8 @@ LAYERS = {
     "sequence": (
         "conv c: 4 @ 1x1\n to_sequence t\n param p: 36x4 std=0.02\n add a (t, p)\n param k: 1x4\n"
         " concat j (k, a): axis=sequence\n dense d: 4 -> gelu\n select s (d): 0\n mean m (d)\n"
-        " input ids: 5 tokens vocab=7\n embedding e: 4 padding_idx=0\n mean n (e)\n concat (s, m, n)"
+        " input ids: 5 tokens vocab=7\n embedding e: 4 padding_idx=0\n position_embedding q (ids): 4 6\n"
+        " add r (e, q)\n mean n (r)\n concat (s, m, n)"
     ),
 }
 

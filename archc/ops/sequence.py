@@ -163,6 +163,78 @@ class Param(Op):
 
 
 @register
+class PositionEmbedding(Op):
+    name = "position_embedding"
+    doc = (
+        "A learned vector per position, for the positions of its input (GPT-2's `wpe`, BERT's "
+        "`position_embeddings`: nn.Embedding(max, dim) of 0 to L - 1): L x dim, shared by the batch."
+    )
+    params = (
+        P("dim", "int", positional=True, doc="the size of each position's vector"),
+        P("max", "int", positional=True, doc="the most positions it has vectors for (nn.Embedding's num_embeddings)"),
+    )
+    reads_ids = True  # it reads only their number
+
+    def infer(self, node, ins, warn):
+        shape = ins[0]
+        if shape.vocab is None and not shape.is_sequence:
+            raise ShapeError(
+                f"position_embedding {node.name} needs a sequence or token ids, but gets {node.inputs[0]} "
+                f"{fmt_shape(shape)}",
+                ["give it the sequence (length x features) or the token ids whose positions it embeds"],
+                code="E0307",
+            )
+        dim, most, length = node.attrs["dim"], node.attrs["max"], shape[0]
+        for param, value in (("dim", dim), ("max", most)):
+            if value < 1:
+                raise ShapeError(
+                    f"position_embedding {node.name}: {param} must be at least 1, not {value}",
+                    param=param,
+                    code="E0205",
+                )
+        if length > most:
+            raise ShapeError(
+                f"position_embedding {node.name}: {node.inputs[0]} has {length} positions, more than max={most}",
+                [f"max must be at least {length}, or the sequence at most {most} long"],
+                param="max",
+                code="E0205",
+                proposals=[Proposal("max", length, f"max={length}", "gives every position a vector")],
+            )
+        return (length, dim)
+
+    def layout(self, node, ins, out):
+        return Layout(out, 1, batched=False)  # rows of its weight, the same for every sample
+
+    def count_params(self, node, ins, out):
+        return node.attrs["max"] * out[-1]
+
+    def training(self, node, ins, out, ctx):
+        return Training(view=True)  # a slice of its weight: no memory of its own, nothing kept
+
+    def receptive(self, node, rfs):
+        return None
+
+    def describe(self, node):
+        return {"filter": f"{node.attrs['max']}x{node.attrs['dim']}"}
+
+    def settings(self, node):
+        return f"{node.shape[0]} of {node.attrs['max']} x {node.attrs['dim']}"
+
+    def torch_layer(self, node, ins):
+        return call("nn.Embedding", node.attrs["max"], node.attrs["dim"])
+
+    def torch_call(self, node, module, args):
+        # the vectors of positions 0 to L - 1, as nn.Embedding(torch.arange(L)) gives them, and a batch axis of 1
+        return Index(f"{module}.weight", f"None, : {args[0]}.shape[1]")
+
+    def numpy_state(self, node, ins, init):
+        return [("weight", call("embedding_weight", "rng", node.attrs["max"], node.attrs["dim"]))]
+
+    def numpy_call(self, node, state, args):
+        return Index(state("weight"), f"None, : {args[0]}.shape[1]")
+
+
+@register
 class ToSequence(Op):
     name = "to_sequence"
     doc = (

@@ -103,11 +103,12 @@ def rows(net, layout: str = "chw", training=None) -> list[dict]:
     """One dictionary of raw values per layer, in topological order; `saved` with a TrainingMemory."""
     from ..analysis import DTYPE_BYTES
     from ..conventions import caffe_memory, darknet_bflops
+    from ..passes.memory import output_bytes
 
     bflops = darknet_bflops(net)
     caffe = {top.layer: top.total_bytes for top in caffe_memory(net)}  # the last blob of each layer
 
-    nbytes = DTYPE_BYTES[net.dtype] * net.batch
+    nbytes = DTYPE_BYTES[net.dtype]
     out = []
     for node in net.graph:
         op = OPS[node.op]
@@ -127,7 +128,7 @@ def rows(net, layout: str = "chw", training=None) -> list[dict]:
                 "params": node.params,
                 "macs": node.macs,
                 "elem_ops": node.elem_ops,
-                "memory": None if op.is_view else node.activations * nbytes,
+                "memory": None if op.is_view else output_bytes(node, nbytes) * net.batch,
                 "rf": rf,
                 "inputs": list(node.inputs),
                 "bflops": bflops.of(node.name),
