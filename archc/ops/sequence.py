@@ -224,8 +224,10 @@ class PositionEmbedding(Op):
         return call("nn.Embedding", node.attrs["max"], node.attrs["dim"])
 
     def torch_call(self, node, module, args):
-        # the vectors of positions 0 to L - 1, as nn.Embedding(torch.arange(L)) gives them, and a batch axis of 1
-        return Index(f"{module}.weight", f"None, : {args[0]}.shape[1]")
+        # the vectors of positions 0 to L - 1, as GPT-2 takes them, and a batch axis of 1 (a slice of the
+        # weight would be a view that requires a gradient even under no_grad, which module hooks refuse)
+        positions = call("torch.arange", f"{args[0]}.shape[1]", device=f"{args[0]}.device")
+        return Index(call(module, positions), "None")
 
     def numpy_state(self, node, ins, init):
         return [("weight", call("embedding_weight", "rng", node.attrs["max"], node.attrs["dim"]))]
