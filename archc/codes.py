@@ -766,7 +766,8 @@ _ENTRIES = (
         features with the features last (or a map whose channels `permute`
         moved): put the channels first with the `permute` the help offers, or
         leave the layer out. Integer token ids (`input ids: 512 tokens
-        vocab=N`) name rows of a table: only `embedding` reads them, and it
+        vocab=N`) name rows of a table: only `embedding` reads them (and
+        `position_embedding`, which counts them), and `embedding`
         reads nothing else.
         """,
         wrong="""

@@ -352,7 +352,7 @@ def test_token_ids_fed_to_another_layer_get_an_embedding():
     text = "network T {\n  input ids: 12 tokens vocab=30\n  dense: 4\n}\n"
     (diag,) = errors(text)
     assert (diag.code, diag.span.line) == ("E0307", 3)
-    assert "only `embedding` reads token ids" in diag.message
+    assert "only `embedding` and `position_embedding` read token ids" in diag.message
     net = archc.loads(fixed(text, diag), "t.arch")
     assert tuple(net.graph.outputs[0].shape) == (12, 4)
 
@@ -426,3 +426,9 @@ def test_token_ids_take_the_bytes_of_int64():
     memory = {layer["name"]: layer["memory_bytes"] for layer in network_json(net)["layers"]}
     assert memory == {"ids": ids.nbytes, "emb": out.nbytes}
     assert net.totals.activation_bytes == net.totals.peak_activation_bytes == ids.nbytes + out.nbytes
+
+
+@pytest.mark.parametrize("layer", ["select: 0 axis=0", "mean: axis=0"])
+def test_a_vector_has_no_axis_to_remove(layer):
+    (diag,) = errors(f"network T {{\n  input x: 12\n  {layer}\n}}\n")
+    assert (diag.code, diag.span.line) == ("E0301", 3)

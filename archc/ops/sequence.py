@@ -3,8 +3,9 @@
 A sequence is length x features, its features last (`Layout.is_sequence`): what a
 `sequence` input, `embedding` and `to_sequence` give, and what `dense`, `layernorm`
 and attention read at every token. Token ids are integers (`Layout.vocab`), which
-only `embedding` reads. A `param` is one learned tensor shared by the batch
-(`Layout.batched` False): merges broadcast it over the batch, `concat` expands it.
+only `embedding` (and `position_embedding`, which counts them) reads. A `param` is
+one learned tensor shared by the batch (`Layout.batched` False): merges broadcast it
+over the batch, `concat` expands it.
 """
 
 from __future__ import annotations

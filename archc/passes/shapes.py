@@ -87,13 +87,13 @@ def shape_of(node, ins: list[Layout], warn) -> Layout:
 
 
 def check_no_ids(node, ins: list[Layout]) -> None:
-    """E0307 for token ids read by a layer other than `embedding`: ids are integers that name
+    """E0307 for token ids read by a layer other than the embeddings: ids are integers that name
     rows of a table, not values to compute with, as torch refuses a LongTensor in nn.Linear."""
     for src, shape in zip(node.inputs, ins):
         if shape.vocab is not None:
             raise ShapeError(
                 f"{node.op} {node.name} reads {src} {fmt_shape(shape)}, integer token ids (vocab {shape.vocab}): "
-                "only `embedding` reads token ids",
+                "only `embedding` and `position_embedding` read token ids",
                 ["map the ids to vectors with an `embedding` layer first"],
                 code="E0307",
                 proposals=[Proposal("embedding", EMBEDDING_WIDTH, str(EMBEDDING_WIDTH), "maps each id to a vector")],
