@@ -432,3 +432,18 @@ def test_token_ids_take_the_bytes_of_int64():
 def test_a_vector_has_no_axis_to_remove(layer):
     (diag,) = errors(f"network T {{\n  input x: 12\n  {layer}\n}}\n")
     assert (diag.code, diag.span.line) == ("E0301", 3)
+
+
+def test_softmax_of_a_sequence_is_over_each_tokens_features():
+    """`-> softmax` and a `softmax` layer normalise the channel axis: the features, last in a sequence."""
+    spec = """network S {
+      input x: 6x5 sequence
+      dense fc: 4 -> softmax
+      softmax probs (x)
+      concat (fc, probs)
+    }"""
+
+    def fn(m, x):
+        return torch.cat([torch.softmax(m.fc(x), dim=-1), torch.softmax(x, dim=-1)], dim=2)
+
+    against_torch(spec, Reference(fn, fc=nn.Linear(5, 4)), torch.randn(BATCH, 6, 5))

@@ -144,5 +144,8 @@ def infer_shapes(
             node.failed = True
             continue
         node.shape = shape
+        if node.activation is not None:  # a `-> name` applies to this output (softmax: its channel axis)
+            act, attrs = node.activation
+            node.activation = (act, OPS[act].bind(attrs, shape))
     if pending:
         offer_fixes(graph, reporter, pending, overrides, infer_shapes, sources or {})
