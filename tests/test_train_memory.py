@@ -73,6 +73,7 @@ LAYERS = {
     "dropout": "conv c: 4 @ 1x1\n dropout d: 0.3\n conv e: 4 @ 1x1\n dropout f: 0\n conv g: 2 @ 1x1\n dropout h",
     "drop_path": "conv c: 4 @ 1x1\n drop_path d: 0.2\n drop_path e: 0.1 batch\n drop_path f: 0",
     "layer_scale": "conv c: 4 @ 1x1\n layer_scale s\n relu r\n conv d: 2 @ 1x1",
+    "attention": "reshape r: 4x36\n permute p: 1x0\n dense d: 4\n attention a: 2 causal\n dense e: 12\n sdpa s: 2",
 }
 
 

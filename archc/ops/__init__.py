@@ -1,6 +1,6 @@
 """The layer registry: importing this package registers every layer type."""
 
-from . import activation, conv, dense, input, merge, norm, pool, rearrange, reshape, scale  # noqa: F401 - registration
+from . import activation, attention, conv, dense, input, merge, norm, pool, rearrange, reshape, scale  # noqa: F401 - registration
 from .base import OPS, Op, P, ShapeError
 
 __all__ = ["OPS", "Op", "P", "ShapeError"]

@@ -192,6 +192,11 @@ class Op:
     def count_macs(self, node, ins: list[Shape], out: Shape) -> int:
         return 0
 
+    def workspace(self, node, ins: list[Shape], out: Shape) -> int:
+        """Values per sample the layer holds only while it runs, besides its output (attention's
+        weights): counted in the activation memory and in the peak at this layer, then freed."""
+        return 0
+
     def count_elem_ops(self, node, ins: list[Shape], out: Shape) -> int:
         """Element operations at inference: the arithmetic MACs leave out, one per value and step
         (docs/language.md, section 12); 0 for a layer that only moves or copies values."""

@@ -1,7 +1,9 @@
 """Activation memory: totals and the inference peak.
 
 Views (flatten, reshape) and layers that are the identity at inference
-(dropout) share their input's memory, so they add nothing. A tensor is freed
+(dropout) share their input's memory, so they add nothing. A layer's workspace
+(attention's weights, `Op.workspace`) counts among the activations and is live
+only while the layer runs. A tensor is freed
 after its last consumer runs, in the graph's topological order; network
 outputs are never freed. The peak is the most memory live at once, counting
 a layer's output together with the inputs it is still reading.
@@ -40,12 +42,11 @@ def measure_memory(graph) -> MemoryTotals:
     total = live = peak = 0
     peak_layer = None
     for i, node in enumerate(order):
-        if root[node.name] == node.name:
-            size = node.activations
-            total += size
-            live += size
-            if live > peak:
-                peak, peak_layer = live, node.name
+        size = node.activations if root[node.name] == node.name else 0
+        total += size + node.workspace
+        live += size
+        if live + node.workspace > peak:
+            peak, peak_layer = live + node.workspace, node.name
         for r in {root[src] for src in node.inputs} | {root[node.name]}:
             if last_use[r] <= i and r in index:
                 live -= graph.nodes[r].activations
