@@ -398,3 +398,23 @@ def test_bad_uses_are_located_errors(body, code, says):
     assert error.code == code, error.message
     assert says in error.message + " ".join(error.help)
     assert error.span is not None and error.span.line > 1
+
+
+@pytest.mark.parametrize("scheme", ["vgg", "googlenet", "efficientnet"])
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_schemes_loop_over_linear_layers_starts_out_proj_in_both_targets(scheme, dense, bias):
+    """out_proj is an nn.Linear: the loop of `init=` reaches it (where the network has a dense layer, which
+    makes the loop), and must not start a bias it lacks; NumPy draws from the distribution torch does."""
+    layers = ["attention a: 4" + ("" if bias else " bias=false"), *(["dense d: 64"] if dense else [])]
+    text = network({"x": (3, 64)}, *layers).replace("network N {", f"network N init={scheme} {{")
+    net = archc.loads(text, "t.arch")
+    torch.manual_seed(0)
+    theirs = build(net, "torch")[0].state_dict()  # builds: no zeros_ of a missing bias
+    ours = build(net, "numpy")[0].state_dict()
+    for key in ("a.out_proj.weight", "a.out_proj.bias")[: 1 + bias]:
+        expected = theirs[key].numpy()
+        if not expected.any():
+            assert not ours[key].any(), key
+        else:  # thousands of draws: the same spread to a few percent
+            assert 0.9 < ours[key].std() / expected.std() < 1.1, key

@@ -141,6 +141,7 @@ class Attention(Op):
     )
     symbols = CAUSAL
     min_inputs, max_inputs = 1, 3
+    inner_kind = "dense"  # out_proj
 
     def infer(self, node, ins, warn):
         (length, width), *rest = [sequence(node, shape, i) for i, shape in enumerate(ins)]
@@ -230,7 +231,8 @@ class Attention(Op):
         )
 
     def numpy_state(self, node, ins, init):
-        """torch's start: Xavier-uniform projections in, zero biases, the out projection's weight as nn.Linear's."""
+        """torch's start: Xavier-uniform projections in, zero biases, the out projection's weight as
+        nn.Linear's, unless the network's scheme starts linear layers otherwise."""
         g = node.geom
         e = g["E"]
         shapes = {
@@ -245,10 +247,12 @@ class Attention(Op):
         out = []
         for name in self._names(node):
             shape = shapes[name]
-            if name.endswith("bias"):
+            if name == "out_proj.weight":  # an nn.Linear, which the scheme's loop may start otherwise
+                value = init.inner(False, shape, shape, call("uniform_fan", "rng", lit(shape)))
+            elif name == "out_proj.bias":
+                value = init.inner(True, shape, (e, e), zeros(shape))
+            elif name == "in_proj_bias":
                 value = zeros(shape)
-            elif name == "out_proj.weight":
-                value = init.weight(shape)
             else:
                 value = call("xavier_uniform", "rng", lit(shape))
             out.append((name, value))

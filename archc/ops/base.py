@@ -167,6 +167,9 @@ class Op:
     # torch's nn.ConvNd, "dense" for nn.Linear; None keeps PyTorch's default (a transposed conv,
     # as torchvision's schemes do) or the layer's own start (norms: weight 1, bias 0).
     init_kind: ClassVar[str | None] = None
+    # The kind of the torch modules the layer's module holds inside it, which a scheme's loop over
+    # `self.modules()` reaches too (attention's out_proj is an nn.Linear: "dense"); None for none.
+    inner_kind: ClassVar[str | None] = None
 
     def infer(self, node, ins: list[Shape], warn) -> Shape:
         """Output shape from input shapes; may record resolved geometry in node.geom."""
