@@ -68,15 +68,16 @@ def future_mask(length: int, keys: int) -> torch.Tensor:
 
 
 def generated_outputs(net, state: dict, xs: list[torch.Tensor]):
-    """The generated PyTorch and NumPy models (flat and nested), with `state` loaded, on xs in eval mode."""
+    """The generated PyTorch and NumPy models (flat and nested), with `state` loaded (by position: the
+    flat form's keys are its own), on xs in eval mode."""
     out = []
     for flat in (True, False):
         model, _, _ = build(net, "torch", flat=flat)
-        model.load_state_dict(state)
+        model.load_state_dict(dict(zip(model.state_dict(), state.values(), strict=True)))
         with torch.no_grad():
             out.append(model.eval()(*xs).numpy())
         model, _, _ = build(net, "numpy", flat=flat)
-        model.load_state_dict({k: v.numpy() for k, v in state.items()})
+        model.load_state_dict({k: v.numpy() for k, v in zip(model.state_dict(), state.values(), strict=True)})
         out.append(model.eval()(*(x.numpy() for x in xs)))
     return out
 
@@ -418,3 +419,55 @@ def test_a_schemes_loop_over_linear_layers_starts_out_proj_in_both_targets(schem
             assert not ours[key].any(), key
         else:  # thousands of draws: the same spread to a few percent
             assert 0.9 < ours[key].std() / expected.std() < 1.1, key
+
+
+# -- a transformer encoder: torchvision's ViT blocks --------------------------------------------
+
+VIT_ENCODER = """
+block mlp(hidden, width) {
+  dense 0: hidden -> gelu
+  dense 3: width
+}
+
+block encoder_block(heads, width, hidden) {
+  layernorm ln_1: 1 eps=1e-6
+  attention self_attention: heads
+  add attended (in, self_attention)
+  layernorm ln_2: 1 eps=1e-6
+  mlp mlp: hidden width
+  add (attended, mlp)
+}
+
+network Encoder {
+  input patches: 32x10
+  permute tokens: 1x0
+  encoder_block encoder_layer_0: 4 32 64
+  encoder_block encoder_layer_1: 4 32 64
+}
+"""
+
+
+def test_vit_encoder_blocks_equal_torchvisions():
+    """Two of torchvision's ViT EncoderBlocks (nn.MultiheadAttention inside): the same state_dict keys
+    (`encoder_layer_0.self_attention.in_proj_weight`), parameters, MACs and outputs."""
+    from collections import OrderedDict
+
+    from torchvision.models.vision_transformer import EncoderBlock
+
+    torch.manual_seed(0)
+    blocks = OrderedDict((f"encoder_layer_{i}", EncoderBlock(4, 32, 64, 0.0, 0.0)) for i in range(2))
+    reference = nn.Sequential(blocks).eval()
+    with torch.no_grad():
+        for p in reference.parameters():  # torch starts the biases at zero: give them values
+            p.add_(0.1 * torch.randn_like(p))
+    net = archc.loads(VIT_ENCODER, "t.arch")
+    x = torch.randn(BATCH, 32, 10)
+    with torch.no_grad():
+        expected = reference(x.transpose(1, 2))
+    state = reference.state_dict()
+    model = build(net, "torch")[0]
+    assert list(model.state_dict()) == list(state)
+    assert net.totals.params == sum(p.numel() for p in reference.parameters())
+    assert net.totals.macs == macs(lambda t: reference(t.transpose(1, 2)), x)
+    for out in generated_outputs(net, dict(state), [x]):
+        close(out, expected)
