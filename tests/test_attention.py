@@ -333,6 +333,9 @@ TRAINING = {
     "one_head": ("dense q (x): 4\n  sdpa s (q, q, q): 1 dropout=0.3", {"x": (6, 4)}),
     "one_key": ("dense q (x): 4\n  dense k (m): 4\n  sdpa s (q, k, k): 2", {"x": (6, 4), "m": (1, 3)}),
     "on_inputs": ("sdpa s (x, m, m): 2\n  dense o: 4", {"x": (6, 4), "m": (3, 4)}),
+    "query_only": ("dense h (x): 4\n  dense q: 4\n  sdpa s (q, m, m): 2", {"x": (6, 4), "m": (3, 4)}),
+    "keys_only": ("dense h (m): 4\n  dense k: 4\n  sdpa s (x, k, m): 2", {"x": (6, 4), "m": (3, 4)}),
+    "values_only": ("dense h (m): 4\n  dense v: 6\n  sdpa s (x, m, v): 2", {"x": (6, 4), "m": (3, 4)}),
 }
 
 

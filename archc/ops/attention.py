@@ -80,10 +80,14 @@ def check_dropout(node) -> None:
         )
 
 
+def weights(node) -> int:
+    """The attention weights of one sample: heads x L x S."""
+    return node.attrs["heads"] * node.geom["L"] * node.geom["S"]
+
+
 def score_ops(node) -> int:
     """Element operations on the attention weights of one sample."""
-    g = node.geom
-    return (SCORE_OPS + int(node.attrs["causal"])) * node.attrs["heads"] * g["L"] * g["S"]
+    return (SCORE_OPS + int(node.attrs["causal"])) * weights(node)
 
 
 def products(node) -> int:
@@ -111,15 +115,15 @@ def weights_saved(node, ctx, grads) -> tuple[Saved, ...]:
         saves.append(Saved.new(g["L"] * g["E"]))
     if q_grad:
         saves.append(Saved.new(g["S"] * g["E"]))
-    weights = node.attrs["heads"] * g["L"] * g["S"]
+    count = weights(node)
     if q_grad or k_grad or v_grad:
-        saves.append(Saved.new(weights))
+        saves.append(Saved.new(count))
         if node.attrs["dropout"]:
-            saves += [Saved.new(weights), Saved.new(weights, itemsize=1 if ctx.device == "cuda" else None)]
+            saves += [Saved.new(count), Saved.new(count, itemsize=1 if ctx.device == "cuda" else None)]
     return tuple(saves)
 
 
-def causal_mask(node, q: str, k: str):
+def causal_mask(node, q: str):
     """torch's boolean mask of what a query may not see, True above the diagonal: L x S."""
     g = node.geom
     ones = call("torch.ones", g["L"], g["S"], dtype="torch.bool", device=f"{q}.device")
@@ -156,13 +160,13 @@ class Attention(Op):
             )
         check_heads(node, width, f"the query {node.inputs[0]} {fmt_shape(ins[0])}")
         check_dropout(node)
-        src = node.inputs
+        query, key, value = self._qkv(node.inputs)
         packed = kdim == vdim == width  # one in_proj_weight, as torch keeps it; else q/k/v_proj_weight
         # the projections as torch computes them: one of 3E outputs when query, key and value are one
         # tensor, q apart and one of 2E when key and value are, else three
-        if packed and len(set(src)) == 1:
+        if packed and query == key == value:
             storage = 3 * width * length
-        elif packed and src[-1] == src[1 if len(src) > 1 else 0] and len(src) > 1 and src[0] != src[1]:
+        elif packed and key == value:
             storage = 2 * width * keys
         else:
             storage = width * keys
@@ -185,7 +189,7 @@ class Attention(Op):
         return biases + score_ops(node)
 
     def workspace(self, node, ins, out):
-        return node.attrs["heads"] * node.geom["L"] * node.geom["S"]
+        return weights(node)
 
     def receptive(self, node, rfs):
         return None  # every query reads every position
@@ -216,19 +220,19 @@ class Attention(Op):
         )
 
     def _qkv(self, args) -> list[str]:
+        """Query, key and value among one, two (query, memory) or three inputs."""
         return [args[0], args[min(1, len(args) - 1)], args[-1]]
 
     def torch_call(self, node, module, args):
         q, k, v = self._qkv(args)
-        mask = {"attn_mask": causal_mask(node, q, k), "is_causal": "True"} if node.attrs["causal"] else {}
+        mask = {"attn_mask": causal_mask(node, q), "is_causal": "True"} if node.attrs["causal"] else {}
         return Index(call(module, q, k, v, need_weights="False", **mask), "0")
 
     def _names(self, node) -> list[str]:
-        a = node.attrs
-        weights = ["in_proj_weight"] if node.geom["packed"] else ["q_proj_weight", "k_proj_weight", "v_proj_weight"]
-        return [*weights, *(["in_proj_bias"] if a["bias"] else []), "out_proj.weight"] + (
-            ["out_proj.bias"] if a["bias"] else []
-        )
+        """The arrays of torch's state_dict, in its order."""
+        biases = int(node.attrs["bias"])
+        arrays = ["in_proj_weight"] if node.geom["packed"] else ["q_proj_weight", "k_proj_weight", "v_proj_weight"]
+        return [*arrays, *["in_proj_bias"] * biases, "out_proj.weight", *["out_proj.bias"] * biases]
 
     def numpy_state(self, node, ins, init):
         """torch's start: Xavier-uniform projections in, zero biases, the out projection's weight as
@@ -261,15 +265,15 @@ class Attention(Op):
     def numpy_call(self, node, state, args):
         a = node.attrs
         if node.geom["packed"]:
-            weights = state("in_proj_weight")
+            in_weights = state("in_proj_weight")
         else:
-            weights = list_of([state(n) for n in ("q_proj_weight", "k_proj_weight", "v_proj_weight")])
+            in_weights = list_of([state(n) for n in ("q_proj_weight", "k_proj_weight", "v_proj_weight")])
         biases = (state("in_proj_bias"), state("out_proj.bias")) if a["bias"] else ("None", "None")
         return call(
             "multi_head_attention",
             *self._qkv(args),
             a["heads"],
-            weights,
+            in_weights,
             biases[0],
             state("out_proj.weight"),
             biases[1],
@@ -356,7 +360,7 @@ class ScaledDotProduct(Op):
         return score_ops(node)
 
     def workspace(self, node, ins, out):
-        return node.attrs["heads"] * node.geom["L"] * node.geom["S"]
+        return weights(node)
 
     def receptive(self, node, rfs):
         return None  # every query reads every position
