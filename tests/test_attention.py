@@ -474,3 +474,43 @@ def test_vit_encoder_blocks_equal_torchvisions():
     assert net.totals.macs == macs(lambda t: reference(t.transpose(1, 2)), x)
     for out in generated_outputs(net, dict(state), [x]):
         close(out, expected)
+
+
+BERT_SELF_ATTENTION = """
+block self_attention(heads, width) {
+  dense query: width
+  dense key (in): width
+  dense value (in): width
+  sdpa (query, key, value): heads
+}
+
+network BertAttention {
+  input x: 64x12
+  permute: 1x0
+  self_attention self: 4 64
+  dense output: 64
+}
+"""
+
+
+def test_bert_style_separate_projections_keep_berts_names_and_output():
+    """BertSelfAttention as transformers writes it: query, key and value nn.Linear layers, the heads'
+    scores scaled by sqrt(d), softmax, the context merged back; then the output projection."""
+    torch.manual_seed(1)
+    layers = {name: nn.Linear(64, 64) for name in ("self.query", "self.key", "self.value", "output")}
+    x = torch.randn(BATCH, 64, 12)
+
+    def forward(x):
+        h = x.transpose(1, 2)
+        q, k, v = (layers[f"self.{n}"](h).view(BATCH, 12, 4, 16).permute(0, 2, 1, 3) for n in ("query", "key", "value"))
+        context = ((q @ k.transpose(-1, -2)) / 4.0).softmax(-1) @ v
+        return layers["output"](context.permute(0, 2, 1, 3).reshape(BATCH, 12, 64))
+
+    with torch.no_grad():
+        reference = forward(x)
+    state = {f"{name}.{k}": v for name, m in layers.items() for k, v in m.state_dict().items()}
+    net = archc.loads(BERT_SELF_ATTENTION, "t.arch")
+    assert list(build(net, "torch")[0].state_dict()) == list(state)
+    for out in generated_outputs(net, state, [x]):
+        close(out, reference)
+    assert net.totals.macs == macs(forward, x)
