@@ -383,6 +383,19 @@ def test_a_sequence_with_its_features_first_is_permuted_by_the_fix():
 
 
 @pytest.mark.parametrize(
+    ("written", "meant"),
+    [("MultiheadAttention", "attention"), ("self_attention", "attention"), ("scaled_dot_product_attention", "sdpa")],
+)
+def test_other_names_for_attention_get_archcs(written, meant):
+    """torch's names for the layers: archc's, with the edit (it said "attention is not supported yet")."""
+    text = network({"x": (5, 8)}, f"{written} y (x, x, x): 2")
+    error = error_of(text)
+    assert error.code == "E0201" and error.help[0].startswith(f"did you mean `{meant}`?")
+    fixed = archc.loads(error.fixes[0].apply(text), "t.arch")
+    assert fixed.layer("y").op == meant
+
+
+@pytest.mark.parametrize(
     ("body", "code", "says"),
     [
         ("reshape c (x_t): 4x1x5\n  attention y (c): 2", "E0304", "`reshape: 4x5` then `permute: 1x0`"),
