@@ -139,6 +139,9 @@ LAYER_SYNONYMS = {
     "layernormalization": "layernorm",
     "groupnormalization": "groupnorm",
     "instancenormalization": "instancenorm",
+    "multiheadattention": "attention",
+    "selfattention": "attention",
+    "scaleddotproductattention": "sdpa",
 }
 
 # Layers users try that archc does not have: what they are, so the help can say that archc has no
@@ -147,9 +150,6 @@ UNSUPPORTED_LAYERS = {
     "lstm": "a recurrent layer (LSTM)",
     "gru": "a recurrent layer (GRU)",
     "rnn": "a recurrent layer",
-    "attention": "attention",
-    "multiheadattention": "attention",
-    "selfattention": "attention",
     "transformer": "a transformer layer",
     "transformerencoderlayer": "a transformer layer",
     "embedding": "an embedding (a lookup table)",

@@ -76,6 +76,7 @@ class Node:
     buffers: int = 0
     macs: int = 0
     elem_ops: int = 0  # element operations: the arithmetic outside MACs (docs/language.md, section 12)
+    workspace: int = 0  # values per sample held only while the layer runs (attention's weights)
     rf: tuple | None = None
     failed: bool = False
 

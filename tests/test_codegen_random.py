@@ -208,6 +208,10 @@ def _candidate(rng, name: str, last: str, shape) -> tuple[list[str], str]:
         total = int(np.prod(shape))
         target = rng.choice([f"{total}", f"1x{total}", f"{shape[0]}x{total // shape[0]}"])
         return [f"reshape {name} ({last}): {target}"], name
+    if rank == 1 and shape.channels == 1 and rng.random() < 0.5:  # a sequence, features last: attention
+        causal = rng.choice(["", " causal"])
+        layer = rng.choice([f"attention {name} ({last}): 1{causal} dropout=0.1", f"sdpa {name} ({last}): 1{causal}"])
+        return [layer], name
     op, _, args = draw_layer(rng, rank).partition(":")
     act = f" -> {rng.choice(ACTIVATIONS)}" if rng.random() < 0.3 else ""
     if rng.random() < 0.1:  # a side layer that nothing reads (W0302)

@@ -282,6 +282,7 @@ def test_every_layer_type_is_counted_by_a_test_above():
     covered |= {case.values[0].stmt.split()[0] for case in NORM_CASES} | {"bn", "lrn"}
     covered |= {kind for kind, *_ in adaptive_cases()} | {"mul", "sub", "div", "add", "shortcut", "layer_scale"}
     covered |= {"mean"}
+    covered |= {"attention", "sdpa"}  # tests/test_attention.py
     assert set(OPS) - covered == set()
 
 

@@ -711,6 +711,7 @@ def test_every_layer_type_is_covered():
 
     covered = {p.values[0].stmt.split()[0] for p in [*LAYER_CASES, *NORM_CASES, *ELEMENTWISE_CASES]}
     covered |= SEQUENCE_LAYERS
+    covered |= {"attention", "sdpa"}  # tests/test_attention.py, against nn.MultiheadAttention and F.sdpa
     assert set(OPS) - {"input"} <= covered, set(OPS) - covered
 
 

@@ -712,6 +712,19 @@ SAMPLES = {
     "uniform_bias": lambda: (np.random.default_rng(6), 8, (8, 4, 3)),
     "normal": lambda: (np.random.default_rng(6), (8, 4, 3), 0.5),
     "trunc_normal": lambda: (np.random.default_rng(6), (8, 4, 3), 1.0, -0.5, 0.5),
+    "xavier_uniform": lambda: (np.random.default_rng(6), (12, 4)),
+    "scaled_dot_product_attention": lambda: (X[..., 0], X[..., 1], X[..., 2], 2, True),
+    "multi_head_attention": lambda: (
+        X[..., 0],
+        X[..., 1],
+        X[..., 2],
+        2,
+        rand(18, 6, seed=49),
+        rand(18, seed=50),
+        rand(6, 6, seed=51),
+        None,
+        True,
+    ),
 }
 
 

@@ -79,6 +79,7 @@ LAYERS = {
         " input ids: 5 tokens vocab=7\n embedding e: 4 padding_idx=0\n position_embedding q (ids): 4 6\n"
         " add r (e, q)\n mean n (r)\n concat (s, m, n)"
     ),
+    "attention": "reshape r: 4x36\n permute p: 1x0\n dense d: 4\n attention a: 2 causal\n dense e: 12\n sdpa s: 2",
 }
 
 

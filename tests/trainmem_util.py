@@ -9,6 +9,9 @@ innermost frame of the generated file on the stack: the statement whose line
 (`Generated.statements`) is the last to start at or before the running line,
 so inline code (`x += skip`, `F.relu(..., inplace=True)`, slices) counts too.
 
+Attention runs under torch's math backend (`sdpa_kernel(SDPBackend.MATH)`), whose saved tensors
+archc counts (docs/language.md, section 12): the fused kernels keep less, and differ by device.
+
 `optimiser_state` runs one step of torch.optim and measures the gradients and
 the optimiser's state the same way.
 """
@@ -21,6 +24,7 @@ from collections import Counter
 
 import torch
 from codegen_util import build
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 TORCH_DTYPES = {
     "float32": torch.float32,
@@ -76,7 +80,7 @@ def saved_by_layer(net, batch: int, model=None) -> tuple[Counter, object]:
             layers[layer_now()] += nbytes
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with sdpa_kernel(SDPBackend.MATH), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         out = model(*inputs_of(net, batch))
     return layers, out
 
@@ -92,7 +96,7 @@ def saved_in_total(net, batch: int, model) -> int:
             seen[pointer] = nbytes
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with sdpa_kernel(SDPBackend.MATH), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         model(*inputs_of(net, batch))
     return sum(seen.values())
 

@@ -191,6 +191,9 @@ class Op:
     # torch's nn.ConvNd, "dense" for nn.Linear; None keeps PyTorch's default (a transposed conv,
     # as torchvision's schemes do) or the layer's own start (norms: weight 1, bias 0).
     init_kind: ClassVar[str | None] = None
+    # The kind of the torch modules the layer's module holds inside it, which a scheme's loop over
+    # `self.modules()` reaches too (attention's out_proj is an nn.Linear: "dense"); None for none.
+    inner_kind: ClassVar[str | None] = None
 
     def infer(self, node, ins: list[Shape], warn) -> Shape:
         """Output shape from input shapes; may record resolved geometry in node.geom."""
@@ -220,6 +223,11 @@ class Op:
         return Training(view=self.is_view)
 
     def count_macs(self, node, ins: list[Shape], out: Shape) -> int:
+        return 0
+
+    def workspace(self, node, ins: list[Shape], out: Shape) -> int:
+        """Values per sample the layer holds only while it runs, besides its output (attention's
+        weights): counted in the activation memory and in the peak at this layer, then freed."""
         return 0
 
     def count_elem_ops(self, node, ins: list[Shape], out: Shape) -> int:

@@ -1,7 +1,9 @@
 """Activation memory: totals and the inference peak.
 
 Views (flatten, reshape) and layers that are the identity at inference
-(dropout) share their input's memory, so they add nothing. A tensor is freed
+(dropout) share their input's memory, so they add nothing. A layer's workspace
+(attention's weights, `Op.workspace`) counts among the activations and is live
+only while the layer runs. A tensor is freed
 after its last consumer runs, in the graph's topological order; network
 outputs are never freed. The peak is the most memory live at once, counting
 a layer's output together with the inputs it is still reading.
@@ -47,13 +49,13 @@ def measure_memory(graph, nbytes: int) -> MemoryTotals:
     total = total_bytes = live = peak = 0
     peak_layer = None
     for i, node in enumerate(order):
-        if root[node.name] == node.name:
-            size = output_bytes(node, nbytes)
-            total += node.activations
-            total_bytes += size
-            live += size
-            if live > peak:
-                peak, peak_layer = live, node.name
+        own = root[node.name] == node.name
+        size, work = (output_bytes(node, nbytes) if own else 0), node.workspace * nbytes
+        total += (node.activations if own else 0) + node.workspace
+        total_bytes += size + work
+        live += size
+        if live + work > peak:
+            peak, peak_layer = live + work, node.name
         for r in {root[src] for src in node.inputs} | {root[node.name]}:
             if last_use[r] <= i and r in index:
                 live -= output_bytes(graph.nodes[r], nbytes)

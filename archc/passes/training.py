@@ -290,6 +290,9 @@ class _NoValues:
     def bias(self, size, weight_shape):
         return None
 
+    def inner(self, bias, shape, weight_shape, own):
+        return None
+
 
 @dataclass(frozen=True)
 class Fit:

@@ -55,7 +55,8 @@ CONVENTION_COLUMNS = {"darknet": "bflops", "caffe": "caffe_memory"}
 
 CONVENTIONS = (
     "MACs count the multiply-accumulates of conv, transposed conv and dense layers only (no bias, norms, "
-    "pooling, activations or element-wise arithmetic); FLOPs = 2 x MACs; element ops (`--columns elem_ops`, JSON "
+    "pooling, activations or element-wise arithmetic), and attention's projections and two products Q.K^T and "
+    "weights.V (not its scaling, mask or softmax); FLOPs = 2 x MACs; element ops (`--columns elem_ops`, JSON "
     "`elem_ops`) count that other arithmetic at inference, one per value and step; params are what torch's "
     "Module.parameters() counts, running statistics are buffers; flatten, reshape, permute and dropout are "
     "views that add no memory."
@@ -128,7 +129,7 @@ def rows(net, layout: str = "chw", training=None) -> list[dict]:
                 "params": node.params,
                 "macs": node.macs,
                 "elem_ops": node.elem_ops,
-                "memory": None if op.is_view else output_bytes(node, nbytes) * net.batch,
+                "memory": None if op.is_view else (output_bytes(node, nbytes) + node.workspace * nbytes) * net.batch,
                 "rf": rf,
                 "inputs": list(node.inputs),
                 "bflops": bflops.of(node.name),
@@ -633,6 +634,7 @@ def network_json(net, layout: str = "chw", convention: str | None = None, traini
                 "macs": node.macs,
                 "elem_ops": node.elem_ops,
                 "activations": node.activations,
+                "workspace": node.workspace,
                 "activation": row["activation"],
                 "settings": OPS[node.op].settings(node),  # one phrase, e.g. "64@3x3 /2 same"
                 "filter": row["filter"],
