@@ -14,6 +14,7 @@ import math
 
 from ..codegen.pyexpr import Index, call, lit
 from .base import (
+    INT64,
     Layout,
     Op,
     P,
@@ -210,7 +211,8 @@ class PositionEmbedding(Op):
         return node.attrs["max"] * out[-1]
 
     def training(self, node, ins, out, ctx):
-        return Training(view=True)  # a slice of its weight: no memory of its own, nothing kept
+        """nn.Embedding keeps the positions (int64, once for the batch) for its weight's gradient."""
+        return Training((Saved.new(out[0], per_sample=False, itemsize=INT64),))
 
     def receptive(self, node, rfs):
         return None

@@ -225,7 +225,7 @@ class _Storages:
         if rule.view or (in_place and op.is_activation):
             result = self.storage[node.inputs[0]]
         else:
-            result = self.new(node.name, rule.stored or prod(node.shape))
+            result = self.new(node.name, rule.stored or node.activations)  # none per sample for one the batch shares
         if needs:
             self.keep(node, rule.saves, [self.storage[src] for src in node.inputs], result)
             if not rule.view:
@@ -270,7 +270,7 @@ class _Storages:
         for node in self.graph.outputs:
             if self.roots[node.name] in last:
                 last[self.roots[node.name]] = len(order)
-        return {name: (position[name], last[name], prod(self.graph.nodes[name].shape) * self.nbytes) for name in last}
+        return {name: (position[name], last[name], self.graph.nodes[name].activations * self.nbytes) for name in last}
 
 
 def _param_tensors(node, graph) -> int:
