@@ -232,7 +232,7 @@ def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
     if reporter.has_errors:
         raise ArchError(reporter.diagnostics, sources)
     receptive_fields(graph)
-    memory = measure_memory(graph)
+    memory = measure_memory(graph, DTYPE_BYTES[dtype])
     nbytes = DTYPE_BYTES[dtype]
     params = sum(n.params for n in graph)
     buffers = sum(n.buffers for n in graph)
@@ -246,8 +246,8 @@ def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
         activations=memory.activations,
         param_bytes=params * nbytes,
         buffer_bytes=buffers * nbytes,
-        activation_bytes=memory.activations * batch * nbytes,
-        peak_activation_bytes=memory.peak_activations * batch * nbytes,
+        activation_bytes=memory.activation_bytes * batch,
+        peak_activation_bytes=memory.peak_bytes * batch,
         peak_layer=memory.peak_layer,
     )
     return Network(graph.name, file, graph, totals, batch, dtype, reporter.warnings, sources)

@@ -669,7 +669,8 @@ _ENTRIES = (
         `groups` equal parts, so `groups` must divide both numbers. Choose a
         number of groups that divides both, or change the number of channels or
         filters. `groups=depthwise` sets it to the number of input channels.
-        A `groupnorm` splits the channels alone, so its `groups` must divide them.
+        A `groupnorm` splits the channels alone, so its `groups` must divide them;
+        `attention` and `sdpa` split the features into `heads` equal heads.
         """,
         wrong="""
         network Grouped {
@@ -693,7 +694,8 @@ _ENTRIES = (
         inputs that gives. To apply it at every position instead, put the
         channels last with `permute` (1x2x0 on C x H x W). A `reshape` must keep
         the number of values: 3x9x9 holds 243 values and cannot become 10x10.
-        Check the target shape.
+        Check the target shape. `attention` and `sdpa` read sequences, L x E
+        with the features last: `permute: 1x0` makes one of an E x L input.
         """,
         wrong="""
         network Head {
@@ -755,6 +757,32 @@ _ENTRIES = (
         network Huge {
           input x: 3x224x224
           conv: 8 @ 3x3
+        }
+        """,
+    ),
+    _entry(
+        "E0307: sequence or token ids where the layer cannot take them",
+        """
+        Convolutions, pools and upsampling slide over the positions of a
+        channels-first map (C x L, C x H x W), but got a sequence, length x
+        features with the features last (or a map whose channels `permute`
+        moved): put the channels first with the `permute` the help offers, or
+        leave the layer out. Integer token ids (`input ids: 512 tokens
+        vocab=N`) name rows of a table: only `embedding` reads them (and
+        `position_embedding`, which counts them), and `embedding`
+        reads nothing else.
+        """,
+        wrong="""
+        network Text {
+          input ids: 16 tokens vocab=100
+          dense: 8
+        }
+        """,
+        right="""
+        network Text {
+          input ids: 16 tokens vocab=100
+          embedding: 32
+          dense: 8
         }
         """,
     ),

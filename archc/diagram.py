@@ -35,7 +35,7 @@ from . import arguments
 from .files import write_output
 from .graph import Instance, folded_into
 from .ops import OPS
-from .ops.base import fmt_shape
+from .ops.base import fmt_shape as _sizes
 
 DETAILS = ("name", "normal", "full")
 RANKDIRS = ("TB", "LR")
@@ -56,18 +56,27 @@ KINDS = {
             "adaptivemaxpool",
             "globalavgpool",
             "globalmaxpool",
+            "mean",
         ),
         "#d1f0d8",
     ),
     "normalisation": (("bn", "layernorm", "groupnorm", "instancenorm", "lrn", "layer_scale"), "#fff3c4"),
     "dense": (("dense",), "#ffdcb8"),
     "recurrent": (("lstm", "gru"), "#c9ece6"),
+    "embedding": (("embedding", "param"), "#d8f3f0"),
     "activation": (tuple(name for name, op in OPS.items() if op.is_activation), "#f8d7e8"),
     "merge": (("concat", "add", "mul", "sub", "div"), "#e2e3e5"),
     "reshape": (("flatten", "reshape", "upsample", "zeropad", "dropout", "drop_path", "shuffle"), "#f1f1f1"),
 }
 KIND_OF = {op: kind for kind, (ops, _) in KINDS.items() for op in ops}
 BLOCK_COLOUR = "#e6dcf5"
+
+
+def fmt_shape(shape) -> str:
+    """A shape as boxes and edges print it: `197x768`; token ids say so, `512 ids`."""
+    return _sizes(shape) + (" ids" if getattr(shape, "vocab", None) is not None else "")
+
+
 FOLDABLE = frozenset({*KINDS["activation"][0], *KINDS["normalisation"][0], "dropout", "drop_path"})
 BROADCASTING = frozenset({"mul", "sub", "div"})
 

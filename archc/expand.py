@@ -139,18 +139,17 @@ LAYER_SYNONYMS = {
     "layernormalization": "layernorm",
     "groupnormalization": "groupnorm",
     "instancenormalization": "instancenorm",
+    "multiheadattention": "attention",
+    "selfattention": "attention",
+    "scaleddotproductattention": "sdpa",
 }
 
 # Layers users try that archc does not have: what they are, so the help can say that archc has no
 # such layer instead of proposing one that merely looks alike (`rnn` is not `relu`).
 UNSUPPORTED_LAYERS = {
     "rnn": "an Elman recurrent layer (archc has `lstm` and `gru`)",
-    "attention": "attention",
-    "multiheadattention": "attention",
-    "selfattention": "attention",
     "transformer": "a transformer layer",
     "transformerencoderlayer": "a transformer layer",
-    "embedding": "an embedding (a lookup table)",
     "rmsnorm": "RMS normalisation",
     "matmul": "a matrix product",
     "prelu": "a parametric ReLU",

@@ -81,11 +81,15 @@ class Node:
     buffers: int = 0
     macs: int = 0
     elem_ops: int = 0  # element operations: the arithmetic outside MACs (docs/language.md, section 12)
+    workspace: int = 0  # values per sample held only while the layer runs (attention's weights)
     rf: tuple | None = None
     failed: bool = False
 
     @property
     def activations(self) -> int:
+        """Values per sample; none for a tensor the batch shares (a learned `param`): it is a parameter."""
+        if not getattr(self.shape, "batched", True):
+            return 0
         n = 1
         for v in self.shape or ():
             n *= v

@@ -126,16 +126,24 @@ def measured(model, *inputs) -> tuple[int, int, int]:
     MACs are half of the FLOPs torch.utils.flop_counter counts (convolutions and matrix
     products, whose bias it leaves out, as archc's MACs do), with torch's native kernels
     (oneDNN's fused LSTM hides its matrix products from the counter); buffers leave out
-    batch norm's `num_batches_tracked`, a step counter.
+    batch norm's `num_batches_tracked`, a step counter. Grad mode stays on and attention runs on
+    the math backend: the counter sees no work of nn.MultiheadAttention's inference fast
+    path, nor of a fused attention kernel.
     """
     import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     params = sum(p.numel() for p in model.parameters())
     buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
     with warnings.catch_warnings():  # setting the flags warns that oneDNN has no TF32 without an Intel GPU
         warnings.filterwarnings("ignore", "TF32 acceleration", UserWarning)
-        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
+        with (
+            sdpa_kernel(SDPBackend.MATH),
+            torch.enable_grad(),
+            torch.backends.mkldnn.flags(enabled=False),
+            FlopCounterMode(display=False) as counter,
+        ):
             model(*inputs)
     return params, buffers, counter.get_total_flops() // 2
 

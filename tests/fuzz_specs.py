@@ -70,6 +70,8 @@ SPATIAL = {
 KEEPS_SHAPE = {"bn", "dropout", *ACTIVATIONS}
 MERGE = sorted(name for name, op in OPS.items() if op.min_inputs >= 2)  # add, concat, ...
 SPECIAL = {"input", "flatten", "reshape", "dense", *MERGE}
+# Layers of sequences and token ids make or need what the statements drawn here cannot read: only chaos draws them.
+SPECIAL |= {"embedding", "position_embedding", "param", "to_sequence", "select", "mean"}
 # Parameters `sensible()` knows how to fill; others keep their defaults unless chaos picks them.
 KNOWN = {
     "filters",

@@ -23,7 +23,7 @@ import pytest
 import torch
 from codegen_util import build, load_module, run_watched
 from conftest import SPECS
-from test_codegen_random import SEEDS, random_spec
+from test_codegen_random import SEEDS, inputs, random_spec
 
 import archc
 from archc.codegen import generate
@@ -94,7 +94,7 @@ def held_after_last_read(model, code: str, filename: str, *inputs) -> list[str]:
 def assert_frees(net, target: str, shapes=None):
     model, gen, filename = build(net, target, flat=True)
     model.eval()
-    xs = [torch.randn(2, *shape) for shape in shapes or net.inputs.values()]
+    xs = [torch.randn(2, *shape) for shape in shapes] if shapes else inputs(net, 2, torch.Generator())
     if target == "numpy":
         xs = [x.numpy() for x in xs]
         held = held_after_last_read(model, gen.code, filename, *xs)

@@ -124,14 +124,24 @@ def random_spec(seed: int) -> str:
     with a flow of its own, side layers nothing reads, declared outputs (inputs among them),
     or no layer at all."""
     rng = random.Random(seed)
+    extra = random.Random(-1 - seed)  # the sequence layers': what `rng` draws stays as it was without them
     lines = [f"input x: {_input_shape(rng)}"]
     second = rng.random() < 0.2
+    ids = second and extra.random() < 0.3  # token ids, which only the embeddings read
     if second:
-        lines.append(f"input y: {_input_shape(rng)}")
+        shape = _input_shape(rng)
+        lines.append(
+            f"input y: {extra.randint(1, 6)} tokens vocab={extra.randint(1, 9)}" if ids else f"input y: {shape}"
+        )
     if rng.random() >= 0.05:  # else a network of inputs alone
-        _flow(rng, lines, "x", "l", rng.randint(2, 8))
+        last = _flow(rng, lines, "x", "l", rng.randint(2, 8))
         if second:
-            _flow(rng, lines, "y", "m", rng.randint(0, 2))
+            _flow(rng, lines, "y", "m", 0 if ids else rng.randint(0, 2))
+        if ids:
+            dim = extra.randint(1, 4)
+            lines += [f"embedding m0 (y): {dim}", f"position_embedding m1 (y): {dim} 6", "add m2 (m0, m1)"]
+        if extra.random() < 0.3:
+            _sequence_tail(extra, lines, last)
     if rng.random() < 0.3:
         names = [n.name for n in archc.loads(_text(lines), "r.arch").layers]
         lines.append(f"output ({', '.join(rng.sample(names, min(len(names), rng.randint(1, 3))))})")
@@ -146,8 +156,8 @@ def _input_shape(rng) -> str:
     return "x".join(map(str, sizes[rank]))
 
 
-def _flow(rng, lines: list[str], last: str, prefix: str, count: int) -> None:
-    """Append `count` valid statements to `lines`, each reading the one before (`last` first)."""
+def _flow(rng, lines: list[str], last: str, prefix: str, count: int) -> str:
+    """Append `count` valid statements to `lines`, each reading the one before (`last` first); the last."""
     for i in range(count):
         for _attempt in range(20):
             shape = archc.loads(_text(lines), "r.arch").layer(last).shape
@@ -159,6 +169,31 @@ def _flow(rng, lines: list[str], last: str, prefix: str, count: int) -> None:
             lines += candidate
             last = new_last
             break
+    return last
+
+
+def _sequence_tail(rng, lines: list[str], last: str) -> None:
+    """Layers of sequence models after `last`, the first of these that is valid there: a learned
+    tensor added, its positions as tokens, one index or the mean along an axis."""
+    shape = archc.loads(_text(lines), "r.arch").layer(last).shape
+    nd = len(shape) - 1
+    candidates = [[f"param qp: {'x'.join(map(str, shape))}", f"add q0 ({last}, qp)"]]
+    if nd >= 1:
+        axis = rng.randint(0, nd)
+        candidates += [
+            [f"to_sequence q0 ({last})", "layernorm q1: 1", f"select q2: {rng.randint(0, 1)}"],
+            [f"to_sequence q0 ({last})", "mean q1"],
+            [f"select q0 ({last}): {rng.randint(0, 1)} axis={axis}"],
+            [f"mean q0 ({last}): axis={axis}"],
+        ]
+    rng.shuffle(candidates)
+    for candidate in candidates:
+        try:
+            archc.loads(_text(lines + candidate), "r.arch")
+        except ArchError:
+            continue
+        lines += candidate
+        return
 
 
 def _candidate(rng, name: str, last: str, shape) -> tuple[list[str], str]:
@@ -183,6 +218,10 @@ def _candidate(rng, name: str, last: str, shape) -> tuple[list[str], str]:
         total = int(np.prod(shape))
         target = rng.choice([f"{total}", f"1x{total}", f"{shape[0]}x{total // shape[0]}"])
         return [f"reshape {name} ({last}): {target}"], name
+    if rank == 1 and shape.channels == 1 and rng.random() < 0.5:  # a sequence, features last: attention
+        causal = rng.choice(["", " causal"])
+        layer = rng.choice([f"attention {name} ({last}): 1{causal} dropout=0.1", f"sdpa {name} ({last}): 1{causal}"])
+        return [layer], name
     op, _, args = draw_layer(rng, rank).partition(":")
     act = f" -> {rng.choice(ACTIVATIONS)}" if rng.random() < 0.3 else ""
     if rng.random() < 0.1:  # a side layer that nothing reads (W0302)
@@ -206,10 +245,10 @@ def test_random_network_through_both_generators(seed):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 1.5)
     tmodel.eval()
-    one = [torch.randn(1, *shape) for shape in net.inputs.values()]
+    one = inputs(net, 1, torch.Generator().manual_seed(seed))
     assert measured(tmodel, *one) == (net.totals.params, net.totals.buffers, net.totals.macs), text
     gen = torch.Generator().manual_seed(seed)
-    xs = [torch.randn(2, *shape, generator=gen) for shape in net.inputs.values()]
+    xs = inputs(net, 2, gen)
     with torch.no_grad():
         tout, want = traced(tmodel, tgen, tfile, *xs)
     nmodel, ngen, nfile = build(net, "numpy", flat=True)
@@ -217,20 +256,35 @@ def test_random_network_through_both_generators(seed):
     nout, got = traced(nmodel.eval(), ngen, nfile, *(x.numpy() for x in xs))
     assert set(want) == set(got) == {n.name for n in net.layers if n.op != "input"}, text
     for name in want:
-        assert tuple(want[name].shape) == (2, *net.layer(name).shape), (name, text)
+        assert tuple(want[name].shape) == batched(net.layer(name).shape, 2), (name, text)
         close(got[name], want[name], f"{name}\n{text}")
     outputs = net.graph.outputs
     if len(outputs) == 1:
         tout, nout = (tout,), (nout,)
     assert len(tout) == len(nout) == len(outputs), text
     for node, t, n in zip(outputs, tout, nout):
-        assert tuple(t.shape) == (2, *node.shape), (node.name, text)
+        assert tuple(t.shape) == batched(node.shape, 2), (node.name, text)
         close(n, t, f"output {node.name}\n{text}")
+
+
+def inputs(net, batch: int, gen) -> list:
+    """A random batch for every input: token ids below the vocabulary, or normal values."""
+    return [
+        torch.randint(0, node.shape.vocab, (batch, *node.shape), generator=gen)
+        if node.shape.vocab is not None
+        else torch.randn(batch, *node.shape, generator=gen)
+        for node in net.graph.inputs
+    ]
+
+
+def batched(shape, batch: int) -> tuple[int, ...]:
+    """The shape of a layer's value: per sample after the batch, or 1 x shape for a tensor the batch shares."""
+    return (batch if shape.batched else 1, *shape)
 
 
 def close(got, want, message: str) -> None:
     """NumPy's value against torch's, to float32 precision relative to the largest value."""
-    w = want.numpy()
+    w = want.detach().numpy()  # a learned tensor is its parameter
     scale = max(float(np.abs(w).max()), 1.0) if w.size else 1.0
     np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-5 * scale, err_msg=message)
 

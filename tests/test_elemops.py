@@ -254,7 +254,18 @@ MOVES = {
     "zeropad": "zeropad y: 1",
     "shuffle": "shuffle y: 2",
     "space_to_depth": "space_to_depth y: 2",
+    "to_sequence": "to_sequence y",
+    "select": "select y: 1 axis=1",
+    "param": "param y: 2x3",
+    "embedding": "input ids: 5 tokens vocab=9\n  embedding y (ids): 3",
+    "position_embedding": "input ids: 5 tokens vocab=9\n  position_embedding y (ids): 3 8",
 }
+
+
+def test_a_mean_counts_its_additions_and_one_division_per_output_value():
+    """L - 1 additions and a division for each of the outputs: one operation per input value."""
+    x = torch.randn(BATCH, 7, 5)
+    assert elem_ops({"x": (7, 5)}, "mean y: axis=0") == x.mean(dim=1)[0].numel() * x.shape[1]
 
 
 @pytest.mark.parametrize("op", MOVES)
@@ -273,6 +284,8 @@ def test_every_layer_type_is_counted_by_a_test_above():
     covered |= {case.values[0].stmt.split()[0] for case in NORM_CASES} | {"bn", "lrn"}
     covered |= {kind for kind, *_ in adaptive_cases()} | {"mul", "sub", "div", "add", "shortcut", "layer_scale"}
     covered |= {kind for kind, _bias in STEP_OPS}  # counted in tests/test_layers_rnn.py
+    covered |= {"mean"}
+    covered |= {"attention", "sdpa"}  # tests/test_attention.py
     assert set(OPS) - covered == set()
 
 

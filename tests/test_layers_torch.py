@@ -706,11 +706,14 @@ def test_every_layer_type_is_covered():
     from test_layers_elementwise import ELEMENTWISE_CASES
     from test_layers_norms import NORM_CASES
     from test_layers_rnn import KINDS as RECURRENT_KINDS
+    from test_sequences import SEQUENCE_LAYERS
 
     from archc.ops import OPS
 
     covered = {p.values[0].stmt.split()[0] for p in [*LAYER_CASES, *NORM_CASES, *ELEMENTWISE_CASES]}
     covered |= set(RECURRENT_KINDS)
+    covered |= SEQUENCE_LAYERS
+    covered |= {"attention", "sdpa"}  # tests/test_attention.py, against nn.MultiheadAttention and F.sdpa
     assert set(OPS) - {"input"} <= covered, set(OPS) - covered
 
 

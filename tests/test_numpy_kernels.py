@@ -730,6 +730,19 @@ SAMPLES = {
     "uniform": lambda: (np.random.default_rng(6), (8, 4, 3), 0.5),
     "lstm": lambda: (rand(2, 5, 3, seed=49), rnn_state(4, proj=2), "r", 2, True, 0.3, True, np.random.default_rng(5)),
     "gru": lambda: (rand(2, 5, 3, seed=49), rnn_state(3), "r", 2, True, 0.0, False, None, True),
+    "xavier_uniform": lambda: (np.random.default_rng(6), (12, 4)),
+    "scaled_dot_product_attention": lambda: (X[..., 0], X[..., 1], X[..., 2], 2, True),
+    "multi_head_attention": lambda: (
+        X[..., 0],
+        X[..., 1],
+        X[..., 2],
+        2,
+        rand(18, 6, seed=49),
+        rand(18, seed=50),
+        rand(6, 6, seed=51),
+        None,
+        True,
+    ),
 }
 
 

@@ -41,6 +41,7 @@ TORCHVISION_FIGURES = {
     "regnet_y_400mf.arch": (4_344_144, 27_152, 401_842_848),
     "shufflenet_v2_x1_0.arch": (2_278_604, 16_180, 144_907_992),
     "convnext_tiny.arch": (28_589_128, 0, 4_455_531_264),
+    "vit_b_16.arch": (86_567_656, 0, 17_563_828_224),  # issue 17; every matmul counted (math attention backend)
 }
 
 # Small examples without published totals; checked against PyTorch below.

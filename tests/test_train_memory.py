@@ -77,6 +77,13 @@ LAYERS = {
         "conv c: 4 @ 1x1\n reshape r: 4x36\n permute p: 1x0\n lstm l: 3 layers=2 bidirectional dropout=0.2\n"
         " gru g: 3\n lstm m (p): 4 proj=2 last\n gru n (l): 2 layers=2 bidirectional last"
     ),
+    "sequence": (
+        "conv c: 4 @ 1x1\n to_sequence t\n param p: 36x4 std=0.02\n add a (t, p)\n param k: 1x4\n"
+        " concat j (k, a): axis=sequence\n dense d: 4 -> gelu\n select s (d): 0\n mean m (d)\n"
+        " input ids: 5 tokens vocab=7\n embedding e: 4 padding_idx=0\n position_embedding q (ids): 4 6\n"
+        " add r (e, q)\n mean n (r)\n concat (s, m, n)"
+    ),
+    "attention": "reshape r: 4x36\n permute p: 1x0\n dense d: 4\n attention a: 2 causal\n dense e: 12\n sdpa s: 2",
 }
 
 

@@ -11,6 +11,9 @@ so inline code (`x += skip`, `F.relu(..., inplace=True)`, slices) counts too.
 The forward runs on torch's native kernels (`native()`), whose saved tensors archc
 models: oneDNN's fused LSTM, the CPU's default, keeps an opaque workspace instead.
 
+Attention runs under torch's math backend (`sdpa_kernel(SDPBackend.MATH)`), whose saved tensors
+archc counts (docs/language.md, section 12): the fused kernels keep less, and differ by device.
+
 `optimiser_state` runs one step of torch.optim and measures the gradients and
 the optimiser's state the same way.
 """
@@ -25,6 +28,7 @@ from contextlib import contextmanager
 
 import torch
 from codegen_util import build
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 TORCH_DTYPES = {
     "float32": torch.float32,
@@ -45,7 +49,12 @@ def model_of(net, flat: bool = True):
 
 
 def inputs_of(net, batch: int):
-    return [torch.randn(batch, *node.shape, dtype=TORCH_DTYPES[net.dtype]) for node in net.graph.inputs]
+    return [
+        torch.randint(0, node.shape.vocab, (batch, *node.shape))  # token ids
+        if node.shape.vocab is not None
+        else torch.randn(batch, *node.shape, dtype=TORCH_DTYPES[net.dtype])
+        for node in net.graph.inputs
+    ]
 
 
 @contextmanager
@@ -85,7 +94,7 @@ def saved_by_layer(net, batch: int, model=None) -> tuple[Counter, object]:
             layers[layer_now()] += nbytes
         return tensor
 
-    with native(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with native(), sdpa_kernel(SDPBackend.MATH), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         out = model(*inputs_of(net, batch))
     return layers, out
 
@@ -101,7 +110,7 @@ def saved_in_total(net, batch: int, model) -> int:
             seen[pointer] = nbytes
         return tensor
 
-    with native(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with native(), sdpa_kernel(SDPBackend.MATH), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         model(*inputs_of(net, batch))
     return sum(seen.values())
 

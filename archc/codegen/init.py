@@ -151,7 +151,8 @@ def torch_lines(network, depth: int) -> list[str]:
             dict.fromkeys(OPS[n.op].torch_layer(n, [graph.nodes[i].shape for i in n.inputs]).func for n in nodes)
         )
         body = [s.format(t="m.weight") for s in weight.torch]
-        biased = [n.attrs["bias"] for n in nodes]
+        # the loop reaches the modules of this kind inside other layers too: their biases count
+        biased = [n.attrs["bias"] for n in graph if kind in (OPS[n.op].init_kind, OPS[n.op].inner_kind)]
         if bias.torch and all(biased):
             body += [s.format(t="m.bias") for s in bias.torch]
         elif bias.torch and any(biased):
@@ -173,10 +174,20 @@ class Initial:
     """The NumPy expressions of one layer's first arrays, by the network's scheme and the layer's kind."""
 
     def __init__(self, network, node):
-        self.weight_rule, self.bias_rule = scheme_of(network).rules(OPS[node.op].init_kind)
+        scheme, op = scheme_of(network), OPS[node.op]
+        self.weight_rule, self.bias_rule = scheme.rules(op.init_kind)
+        # the scheme's loop has a branch for the layer's inner modules where a layer of their kind exists
+        reached = op.inner_kind is not None and any(OPS[n.op].init_kind == op.inner_kind for n in network.graph)
+        self.inner_rules = scheme.rules(op.inner_kind) if reached else None
 
     def weight(self, shape: tuple[int, ...]):
         return self.weight_rule.numpy(shape, shape)
 
     def bias(self, size: int, weight_shape: tuple[int, ...]):
         return self.bias_rule.numpy((size,), weight_shape)
+
+    def inner(self, bias: bool, shape: tuple[int, ...], weight_shape: tuple[int, ...], own):
+        """An inner module's weight or bias (attention's out_proj): the scheme's rule where its loop
+        sets it, else `own`, the expression of the layer's own start."""
+        rule = self.inner_rules[bias] if self.inner_rules else None
+        return rule.numpy(shape, weight_shape) if rule is not None and rule.torch else own

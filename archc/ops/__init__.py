@@ -2,6 +2,7 @@
 
 from . import (  # noqa: F401 - registration
     activation,
+    attention,
     conv,
     dense,
     input,
@@ -12,6 +13,7 @@ from . import (  # noqa: F401 - registration
     recurrent,
     reshape,
     scale,
+    sequence,
 )
 from .base import OPS, Op, P, ShapeError
 

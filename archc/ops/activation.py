@@ -39,6 +39,11 @@ class _Activation(Op):
         """Settings that differ from the default, positionally, as every backend takes them."""
         return [lit(float(attrs[p.name])) for p in self.params if attrs[p.name] != p.default]
 
+    def bind(self, attrs, shape) -> dict:
+        """The settings of a `-> name` shorthand for the output `shape` (a Layout) it applies to; the
+        shape pass binds them once it knows that shape (softmax takes the axis of the channels)."""
+        return attrs
+
     def apply_torch(self, attrs, x):
         """The activation of `x` in forward, for the `-> name` shorthand."""
         return call(self.torch_function, x, *self._values(attrs)) if self.torch_function else x
@@ -110,11 +115,21 @@ class Softmax(_Activation):
             raise ShapeError(f"softmax {node.name}: needs at least one axis")
         return ins[0]
 
+    def bind(self, attrs, shape):
+        return {**attrs, "dim": shape.channels + 1}  # of (N, *shape): the features of a sequence are last
+
     def apply_torch(self, attrs, x):
-        return call("F.softmax", x, dim="1")
+        return call("F.softmax", x, dim=str(attrs.get("dim", 1)))
+
+    def apply_numpy(self, attrs, x):
+        dim = attrs.get("dim", 1)
+        return call("softmax", x, axis=None if dim == 1 else str(dim))
 
     def torch_layer(self, node, ins):
-        return call("nn.Softmax", dim="1")
+        return call("nn.Softmax", dim=str(ins[0].channels + 1))
+
+    def numpy_call(self, node, state, args):
+        return self.apply_numpy(self.bind(node.attrs, node.shape), args[0])
 
 
 @register

@@ -37,11 +37,32 @@ class Layout(tuple):
     """
 
     channels: int
+    vocab: int | None  # integer token ids below `vocab` (an `input ... tokens`); None for real numbers
+    batched: bool  # False: one tensor the whole batch shares (a learned `param`), broadcast over it
 
-    def __new__(cls, sizes=(), channels: int = 0):
+    def __new__(cls, sizes=(), channels: int = 0, vocab: int | None = None, batched: bool = True):
         shape = super().__new__(cls, sizes)
         shape.channels = channels
+        shape.vocab = vocab
+        shape.batched = batched
         return shape
+
+    @property
+    def is_sequence(self) -> bool:
+        """Length x features: a rank-2 tensor whose features are last (a sequence input, tokens, a
+        `dense` or `embedding` output), whose axis 0 is the sequence axis."""
+        return len(self) == 2 and self.channels == 1
+
+
+def axis_names(shape) -> list[str]:
+    """What each axis of a per-sample shape holds, for the JSON report: `C` (the channels or
+    features), `L` (a sequence or signal), `H`/`W`/`D` (space); token ids are `L`."""
+    if getattr(shape, "vocab", None) is not None:
+        return ["L"]
+    channels = getattr(shape, "channels", 0)
+    spatial = {0: [], 1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"]}.get(len(shape) - 1)
+    spatial = spatial if spatial is not None else [f"S{i}" for i in range(len(shape) - 1)]
+    return [*spatial[:channels], "C", *spatial[channels:]]
 
 
 REQUIRED = object()
@@ -166,14 +187,26 @@ class Op:
     # inference, the input itself (dropout, identity): no new memory.
     is_view: ClassVar[bool] = False
     is_activation: ClassVar[bool] = False
+    # Reads integer token ids (an input declared `tokens`): `embedding` alone; every other layer
+    # refuses them (E0307, archc/passes/shapes.py).
+    reads_ids: ClassVar[bool] = False
     # Which rules of an initialisation scheme start the weights (archc/codegen/init.py): "conv" for
     # torch's nn.ConvNd, "dense" for nn.Linear; None keeps PyTorch's default (a transposed conv,
     # as torchvision's schemes do) or the layer's own start (norms: weight 1, bias 0).
     init_kind: ClassVar[str | None] = None
+    # The kind of the torch modules the layer's module holds inside it, which a scheme's loop over
+    # `self.modules()` reaches too (attention's out_proj is an nn.Linear: "dense"); None for none.
+    inner_kind: ClassVar[str | None] = None
 
     def infer(self, node, ins: list[Shape], warn) -> Shape:
         """Output shape from input shapes; may record resolved geometry in node.geom."""
         return ins[0]
+
+    def layout(self, node, ins: list[Layout], out: Shape) -> Layout:
+        """The output's layout: the axis of its channels (`channels`), real numbers, and shared by the
+        batch only when every input is (a sum of learned tensors); inputs and `param` say otherwise."""
+        batched = any(shape.batched for shape in ins) if ins else True
+        return Layout(out, self.channels(node, ins, out), batched=batched)
 
     def channels(self, node, ins: list[Layout], out: Shape) -> int:
         """The axis of the output that holds the channels (see `Layout`): by default where the
@@ -193,6 +226,11 @@ class Op:
         return Training(view=self.is_view)
 
     def count_macs(self, node, ins: list[Shape], out: Shape) -> int:
+        return 0
+
+    def workspace(self, node, ins: list[Shape], out: Shape) -> int:
+        """Values per sample the layer holds only while it runs, besides its output (attention's
+        weights): counted in the activation memory and in the peak at this layer, then freed."""
         return 0
 
     def count_elem_ops(self, node, ins: list[Shape], out: Shape) -> int:
@@ -246,7 +284,20 @@ def register(cls: type[Op]) -> type[Op]:
 
 
 def spatial_dims(node, shape: Shape, what: str, allowed=(1, 2, 3)) -> int:
+    """The number of spatial dimensions of a channels-first input; a layer that slides over space
+    (convolutions, pools, upsampling) refuses a map whose channels are not first (E0307): a
+    sequence, whose features are last, is put channels first by `permute`, which the help offers."""
     nd = len(shape) - 1
+    channels = getattr(shape, "channels", 0)
+    if nd >= 1 and channels != 0:
+        order = (channels, *(i for i in range(len(shape)) if i != channels))
+        kind = "a sequence (length x features)" if shape.is_sequence else f"a map with its channels on axis {channels}"
+        raise ShapeError(
+            f"{what} needs its channels first, but gets {fmt_shape(shape)}, {kind}",
+            ["put the channels first with a `permute` before it"],
+            code="E0307",
+            proposals=[Proposal("permute", order, fmt_shape(order), "puts the channels first")],
+        )
     if nd not in allowed:
         wanted = " or ".join({1: "C x L", 2: "C x H x W", 3: "C x D x H x W"}[n] for n in allowed)
         got = fmt_shape(shape)
@@ -540,3 +591,39 @@ def window_rf(rf: RF, kernel, stride, dilation, pads) -> RF:
         centre = (eff - 1) // 2 if eff % 2 else Fraction(eff - 1, 2)  # of the window, from its first pixel
         out.append((size + (eff - 1) * jump, jump * s, start + (centre - b) * jump))
     return tuple(out)
+
+
+AXIS_WORDS = ("channels", "sequence")
+
+
+def resolve_axis(node, shape, param: str = "axis") -> int:
+    """The per-sample axis a layer's `axis` names: a number counted from 0 as `permute` counts
+    (negative from the end), `channels` (the axis of the channels or features, wherever it is) or
+    `sequence` (axis 0 of a sequence, length x features); a located E0205 otherwise."""
+    axis = _axis(node, shape, param)
+    node.geom["along"] = "tokens" if shape.is_sequence and axis == 0 else f"axis {axis}"  # for the table
+    return axis
+
+
+def _axis(node, shape, param: str) -> int:
+    value, rank = node.attrs[param], len(shape)
+    if value == "channels":
+        return shape.channels
+    if value == "sequence":
+        if not shape.is_sequence:
+            raise ShapeError(
+                f"{node.op} {node.name}: {fmt_shape(shape)} is not a sequence (length x features), so it has "
+                "no sequence axis",
+                [f"name the axis by its number, 0 to {rank - 1}"],
+                param=param,
+                code="E0205",
+            )
+        return 0
+    if not -rank <= value < rank:
+        raise ShapeError(
+            f"{node.op} {node.name}: axis {value} is not one of the {rank} axes of {fmt_shape(shape)} "
+            f"(0 to {rank - 1}; below 0 counts from the end)",
+            param=param,
+            code="E0205",
+        )
+    return value % rank

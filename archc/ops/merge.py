@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import Index, Sum, call, list_of, lit
-from .base import Op, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register
+from .base import AXIS_WORDS, Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register, resolve_axis
 
 
 def _listing(node, ins) -> str:
@@ -19,28 +19,48 @@ def _merge_rf(rfs):
 @register
 class Concat(Op):
     name = "concat"
-    doc = "Joins its inputs along the channel axis; every other dimension must agree."
+    doc = (
+        "Joins its inputs along the channel axis, or the axis `axis` names (`sequence`: a class token "
+        "before the patch tokens); every other dimension must agree. A learned `param` is expanded over the batch."
+    )
+    params = (P("axis", "int", "channels", choices=AXIS_WORDS, doc="a number, `channels` or `sequence`"),)
     min_inputs, max_inputs = 2, None
 
     def infer(self, node, ins, warn):
         ranks = {len(s) for s in ins}
-        rest = {s[1:] for s in ins}
+        axis = resolve_axis(node, ins[0]) if len(ranks) == 1 else 0
+        rest = {s[:axis] + s[axis + 1 :] for s in ins}
         if len(ranks) > 1 or len(rest) > 1:
+            along = "channels" if axis == ins[0].channels else f"axis {axis}"
             raise ShapeError(
-                f"concat {node.name}: inputs must agree in every dimension but channels: {_listing(node, ins)}",
+                f"concat {node.name}: inputs must agree in every dimension but {along}: {_listing(node, ins)}",
                 ["resize the branches to the same spatial size (matching stride and padding) before joining"],
                 code="E0305",
             )
-        return (sum(s[0] for s in ins), *ins[0][1:])
+        batched = [shape.batched for shape in ins]
+        # a tensor shared by the batch is expanded over it, to the batch of the first input that has one
+        node.geom.update(axis=axis, expand=[i for i, b in enumerate(batched) if not b] if any(batched) else [])
+        node.geom["batch"] = batched.index(True) if any(batched) else None
+        return (*ins[0][:axis], sum(s[axis] for s in ins), *ins[0][axis + 1 :])
 
     def receptive(self, node, rfs):
         return _merge_rf(rfs)
 
+    def settings(self, node):
+        return "" if node.geom["axis"] == node.shape.channels else node.geom["along"]
+
+    def _args(self, node, args, expand):
+        g = node.geom
+        return [expand(arg, args[g["batch"]]) if i in g["expand"] else arg for i, arg in enumerate(args)]
+
     def torch_call(self, node, module, args):
-        return call("torch.cat", list_of(args), dim="1")
+        rank = len(node.shape)
+        args = self._args(node, args, lambda a, b: call(f"{a}.expand", f"{b}.shape[0]", *["-1"] * rank))
+        return call("torch.cat", list_of(args), dim=str(node.geom["axis"] + 1))
 
     def numpy_call(self, node, state, args):
-        return call("np.concatenate", list_of(args), axis="1")
+        args = self._args(node, args, lambda a, b: call("np.broadcast_to", a, f"({b}.shape[0], *{a}.shape[1:])"))
+        return call("np.concatenate", list_of(args), axis=str(node.geom["axis"] + 1))
 
 
 @register

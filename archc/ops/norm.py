@@ -253,7 +253,8 @@ class LayerNorm(Op):
                 )
         check_eps(node)
         rank = len(shape)
-        axes = (1,) if over == "channels" else tuple(range(rank + 1 - over, rank + 1))  # of (N, *shape)
+        # of (N, *shape); the channels wherever they are: the features of a sequence are last
+        axes = (shape.channels + 1,) if over == "channels" else tuple(range(rank + 1 - over, rank + 1))
         node.geom.update(axes=axes, normalized=tuple(shape[a - 1] for a in axes))
         return shape
 
@@ -272,7 +273,7 @@ class LayerNorm(Op):
 
     def settings(self, node):
         g = node.geom
-        over = "C" if g["axes"] == (1,) else fmt_shape(g["normalized"])
+        over = "C" if g["axes"] == (node.shape.channels + 1,) else fmt_shape(g["normalized"])
         return common_settings(node.attrs, [f"over {over}"])
 
     def _last(self, node) -> bool:

@@ -8,7 +8,7 @@ from ..ops import OPS
 from ..ops.base import MAX_SIZE
 from .shapes import node_notes
 
-FIGURES = ("params", "buffers", "macs", "elem_ops", "activations")
+FIGURES = ("params", "buffers", "macs", "elem_ops", "activations", "workspace")
 
 
 def count_costs(graph, reporter: Reporter) -> None:
@@ -21,7 +21,7 @@ def count_costs(graph, reporter: Reporter) -> None:
     nodes = graph.nodes
     totals = dict.fromkeys(FIGURES, 0)
     for node in graph:
-        node.params = node.buffers = node.macs = node.elem_ops = 0
+        node.params = node.buffers = node.macs = node.elem_ops = node.workspace = 0
         if node.failed:
             continue
         op = OPS[node.op]
@@ -30,6 +30,7 @@ def count_costs(graph, reporter: Reporter) -> None:
         node.buffers = op.count_buffers(node, ins, node.shape)
         node.macs = op.count_macs(node, ins, node.shape)
         node.elem_ops = op.count_elem_ops(node, ins, node.shape) + _fused_ops(node)
+        node.workspace = op.workspace(node, ins, node.shape)
         for figure in FIGURES:
             value = getattr(node, figure)
             totals[figure] += value
@@ -59,4 +60,5 @@ _NAMES = {
     "macs": "MACs",
     "elem_ops": "element operations",
     "activations": "activation values",
+    "workspace": "workspace values",
 }

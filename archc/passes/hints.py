@@ -165,16 +165,19 @@ def _proposed(trials: Trials, diag, node, proposals: list[Proposal]) -> None:
 
 
 def _inserted_first(trials: Trials, diag, node, prop: Proposal) -> list:
-    """[help, fix] for a `flatten` (or a `permute: ORDER`, `prop.text`) statement inserted before a
-    layer that reads the statement above (not one that names its input: the new statement would
-    read the statement above, not that)."""
+    """[help, fix] for a `flatten` (or a `permute: ORDER`, an `embedding: WIDTH`: `prop.text`, its first
+    parameter) statement inserted before a layer that reads the statement above (not one that names
+    its input: the new statement would read the statement above, not that)."""
     src = trials.graph.nodes[node.inputs[0]]
     if not trials.editable(node) or "(" in trials.written(_head(node)):  # `dense fc (x): ...`
         return []
     name = f"{node.name}_in"  # named: an unnamed one would renumber the layers of its type after it
     while name in trials.graph.nodes:
         name += "_"
-    attrs = {} if prop.value is None else {"order": prop.value}
+    params = OPS[prop.param].params
+    attrs = {p.name: p.default for p in params if not p.required}
+    if prop.value is not None:
+        attrs[params[0].name] = prop.value
     out = trials.works(diag, node, {}, {}, before=Node(name, prop.param, [src.name], attrs, node.span))
     if not out:
         return []
@@ -281,6 +284,7 @@ GRAPH_EDITS = {
     "inputs": _reordered,
     "reshape": _reshaped_input,
     "sequence": _as_sequence,
+    "embedding": _inserted_first,
 }
 
 

@@ -6,7 +6,7 @@ import functools
 
 from ..diagnostics import Reporter
 from ..ops import OPS, ShapeError
-from ..ops.base import MAX_SIZE, Layout, fmt_shape, prod
+from ..ops.base import MAX_SIZE, Layout, Proposal, fmt_shape, prod
 from .hints import dense_message, offer_fixes
 
 
@@ -79,9 +79,28 @@ def shape_of(node, ins: list[Layout], warn) -> Layout:
     channels: the one rule of the shape pass and of the expander's `in.channels`."""
     op = OPS[node.op]
     check_sizes(node)  # first: then every figure the layer works out is small enough to print
+    if not op.reads_ids:
+        check_no_ids(node, ins)
     shape = tuple(op.infer(node, ins, warn))
     check_output(node, shape)
-    return Layout(shape, op.channels(node, ins, shape))
+    return op.layout(node, ins, shape)
+
+
+def check_no_ids(node, ins: list[Layout]) -> None:
+    """E0307 for token ids read by a layer other than the embeddings: ids are integers that name
+    rows of a table, not values to compute with, as torch refuses a LongTensor in nn.Linear."""
+    for src, shape in zip(node.inputs, ins):
+        if shape.vocab is not None:
+            raise ShapeError(
+                f"{node.op} {node.name} reads {src} {fmt_shape(shape)}, integer token ids (vocab {shape.vocab}): "
+                "only `embedding` and `position_embedding` read token ids",
+                ["map the ids to vectors with an `embedding` layer first"],
+                code="E0307",
+                proposals=[Proposal("embedding", EMBEDDING_WIDTH, str(EMBEDDING_WIDTH), "maps each id to a vector")],
+            )
+
+
+EMBEDDING_WIDTH = 256  # the width the help offers an embedding for token ids; the spec chooses its own
 
 
 def infer_shapes(
@@ -125,5 +144,8 @@ def infer_shapes(
             node.failed = True
             continue
         node.shape = shape
+        if node.activation is not None:  # a `-> name` applies to this output (softmax: its channel axis)
+            act, attrs = node.activation
+            node.activation = (act, OPS[act].bind(attrs, shape))
     if pending:
         offer_fixes(graph, reporter, pending, overrides, infer_shapes, sources or {})

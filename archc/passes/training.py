@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ops import OPS
-from ..ops.base import TrainContext, prod
+from ..ops.base import INT64, TrainContext, prod
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 # Tensors of each parameter's size that torch.optim keeps per parameter: SGD's momentum buffer,
@@ -209,9 +209,10 @@ class _Storages:
 
     def layer(self, node) -> None:
         self.layers[node.name] = Bytes()
-        if node.op == "input":
-            self.storage[node.name] = self.roots[node.name] = self.new(node.name, prod(node.shape))
-            self.needs_grad[node.name] = False
+        if not node.inputs:  # an input, or a learned `param`: a parameter, counted with the weights
+            itemsize = INT64 if getattr(node.shape, "vocab", None) is not None else None  # token ids
+            self.storage[node.name] = self.roots[node.name] = self.new(node.name, node.activations, itemsize=itemsize)
+            self.needs_grad[node.name] = node.op != "input"
             return
         grads = tuple(self.needs_grad[src] for src in node.inputs)
         needs = self.needs_grad[node.name] = any(grads) or node.params > 0
@@ -226,7 +227,7 @@ class _Storages:
         if rule.view or (in_place and op.is_activation):
             result = self.storage[node.inputs[0]]
         else:
-            result = self.new(node.name, rule.stored or prod(node.shape))
+            result = self.new(node.name, rule.stored or node.activations)  # none per sample for one the batch shares
         if needs:
             self.keep(node, rule.saves, [self.storage[src] for src in node.inputs], result)
             if not rule.view:
@@ -271,7 +272,7 @@ class _Storages:
         for node in self.graph.outputs:
             if self.roots[node.name] in last:
                 last[self.roots[node.name]] = len(order)
-        return {name: (position[name], last[name], prod(self.graph.nodes[name].shape) * self.nbytes) for name in last}
+        return {name: (position[name], last[name], self.graph.nodes[name].activations * self.nbytes) for name in last}
 
 
 def _param_tensors(node, graph) -> int:
@@ -289,6 +290,9 @@ class _NoValues:
         return None
 
     def bias(self, size, weight_shape):
+        return None
+
+    def inner(self, bias, shape, weight_shape, own):
         return None
 
 

@@ -14,7 +14,7 @@ import sys
 
 from .. import arguments, graph
 from ..ops import OPS
-from ..ops.base import fmt_shape
+from ..ops.base import axis_names, fmt_shape
 
 # key -> header; the order is the table's default column order.
 COLUMNS = {
@@ -72,7 +72,8 @@ CONVENTION_COLUMNS = {"darknet": "bflops", "caffe": "caffe_memory"}
 
 CONVENTIONS = (
     "MACs count the multiply-accumulates of conv, transposed conv, dense, lstm and gru layers only (no bias, norms, "
-    "pooling, activations or element-wise arithmetic); FLOPs = 2 x MACs; element ops (`--columns elem_ops`, JSON "
+    "pooling, activations or element-wise arithmetic), and attention's projections and two products Q.K^T and "
+    "weights.V (not its scaling, mask or softmax); FLOPs = 2 x MACs; element ops (`--columns elem_ops`, JSON "
     "`elem_ops`) count that other arithmetic at inference, one per value and step; params are what torch's "
     "Module.parameters() counts, running statistics are buffers; flatten, reshape, permute and dropout are "
     "views that add no memory."
@@ -80,10 +81,21 @@ CONVENTIONS = (
 
 
 def layout_shape(shape, layout: str) -> tuple[int, ...]:
-    """Channels-first (C x H x W) or channels-last (H x W x C, TensorFlow-style course tables)."""
-    if layout == "hwc" and len(shape) > 1:
-        return (*shape[1:], shape[0])
-    return tuple(shape)
+    """As archc holds it (C x H x W, a sequence L x C) or channels-last (H x W x C, TensorFlow-style
+    course tables: the channels moved last from wherever they are)."""
+    return _in_layout(tuple(shape), getattr(shape, "channels", 0), layout)
+
+
+def _in_layout(values: tuple, channels: int, layout: str) -> tuple:
+    """Per-axis values (sizes, axis names) in the table's layout, the channels being axis `channels`."""
+    if layout == "hwc" and len(values) > 1:
+        return (*values[:channels], *values[channels + 1 :], values[channels])
+    return values
+
+
+def _axes(shape, layout: str) -> list[str] | None:
+    """What each axis of a layer's output holds, in the report's layout: `C`, `L`, `H`, `W`, `D`."""
+    return None if shape is None else list(_in_layout(tuple(axis_names(shape)), shape.channels, layout))
 
 
 def _rf(node):
@@ -112,11 +124,12 @@ def rows(net, layout: str = "chw", training=None, depth: int | None = None) -> l
     (`block_rows`), where its first layer's would be, as `archc diagram --depth` draws it."""
     from ..analysis import DTYPE_BYTES
     from ..conventions import caffe_memory, darknet_bflops
+    from ..passes.memory import output_bytes
 
     bflops = darknet_bflops(net)
     caffe = {top.layer: top.total_bytes for top in caffe_memory(net)}  # the last blob of each layer
 
-    nbytes = DTYPE_BYTES[net.dtype] * net.batch
+    nbytes = DTYPE_BYTES[net.dtype]
     out = []
     for node in net.graph:
         op = OPS[node.op]
@@ -138,7 +151,7 @@ def rows(net, layout: str = "chw", training=None, depth: int | None = None) -> l
                 "buffers": node.buffers,
                 "macs": node.macs,
                 "elem_ops": node.elem_ops,
-                "memory": None if op.is_view else node.activations * nbytes,
+                "memory": None if op.is_view else (output_bytes(node, nbytes) + node.workspace * nbytes) * net.batch,
                 "rf": rf,
                 "inputs": list(node.inputs),
                 "bflops": bflops.of(node.name),
@@ -730,7 +743,7 @@ def network_json(
     layer_rows = rows(net, layout, training)
     blocks = block_rows(net, layer_rows)
     shown = layer_rows if depth is None else _folded(net, layer_rows, blocks, depth)
-    layers = [_row_json(net, row, extra, training) for row in shown]
+    layers = [_row_json(net, row, extra, training, layout) for row in shown]
     document = {
         "network": net.name,
         "file": net.file,
@@ -741,7 +754,7 @@ def network_json(
         "layout": layout,
         **({} if depth is None else {"depth": depth}),
         "layers": layers,
-        "blocks": [_row_json(net, row, extra, training) for row in blocks.values()],
+        "blocks": [_row_json(net, row, extra, training, layout) for row in blocks.values()],
         "totals": net.totals.as_dict(),
         "conventions": CONVENTIONS,
         "warnings": [w.as_dict() for w in net.warnings],
@@ -753,7 +766,7 @@ def network_json(
     return document
 
 
-def _row_json(net, row: dict, extra: str | None, training) -> dict:
+def _row_json(net, row: dict, extra: str | None, training, layout: str) -> dict:
     """A row of the JSON document: a layer's (`kind` "layer", with its op and settings) or a block instance's
     (`kind` "block", with its block's name as `type` and its layers); the same figures for both."""
     figures = {
@@ -782,6 +795,9 @@ def _row_json(net, row: dict, extra: str | None, training) -> dict:
         "name": node.name,
         "op": node.op,
         **figures,
+        "axes": _axes(node.shape, layout),
+        "dtype": "int64" if getattr(node.shape, "vocab", None) is not None else net.dtype,
+        "workspace": node.workspace,
         "activation": row["activation"],
         "settings": OPS[node.op].settings(node),  # one phrase, e.g. "64@3x3 /2 same"
         "filter": row["filter"],

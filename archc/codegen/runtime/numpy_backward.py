@@ -37,15 +37,18 @@ import numpy as np
 
 from .numpy_kernels import (
     _adaptive_mask,
+    _attention_weights,
     _avg_divisor,
     _fold_windows,
     _gru_step,
+    _heads,
     _lstm_step,
     _pairs,
     _per_dim,
     _pool_input,
     _recurrent,
     _taps,
+    _unheads,
     _windows,
     channel_shuffle,
     conv,
@@ -127,6 +130,35 @@ def reshape_backward(grad, shape):
 def permute_backward(grad, axes):
     """x.transpose(axes): grad transposed by the inverse order."""
     return grad.transpose(np.argsort(axes))
+
+
+def broadcast_backward(grad, shape):
+    """np.broadcast_to(x, ...), a learned tensor expanded over the batch.
+
+    grad summed back to x's shape."""
+    return _sum_to(grad, shape)
+
+
+def to_sequence_backward(grad, shape):
+    """to_sequence: the tokens' gradient (N, positions, C) as the map (N, C, ...)."""
+    return grad.transpose(0, 2, 1).reshape(shape)
+
+
+def mean_backward(grad, shape, axis):
+    """x.mean(axis=axis): each value gets its mean's gradient over the axis's size."""
+    return np.broadcast_to(np.expand_dims(grad, axis) / shape[axis], shape).copy()
+
+
+def embedding_backward(grad, ids, num, padding_idx=None):
+    """embedding's weight gradient (num, dim), as torch's nn.Embedding.
+
+    Each token's gradient is added into its id's row, none into the padding id's;
+    the ids have none."""
+    dweight = np.zeros((num, grad.shape[-1]), grad.dtype)
+    np.add.at(dweight, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+    if padding_idx is not None:
+        dweight[padding_idx] = 0
+    return dweight
 
 
 # -- convolution ---------------------------------------------------------------------
@@ -1078,3 +1110,76 @@ def cosine_lr(base_lr, epoch, t_max, eta_min=0.0):
     eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / t_max)) / 2.
     """
     return eta_min + (base_lr - eta_min) * (1 + np.cos(np.pi * epoch / t_max)) / 2
+
+
+# -- attention -------------------------------------------------------------------------
+
+
+def scaled_dot_product_attention_backward(
+    grad, q, k, v, heads, causal=False, mask=None
+):
+    """scaled_dot_product_attention's backward: (dq, dk, dv).
+
+    The weights are computed again from q and k; mask is the dropout mask of the
+    weights (as dropout_forward returns it), None without dropout.
+    """
+    qh, kh, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
+    scale = (1 / np.sqrt(qh.shape[-1])).astype(q.dtype)
+    weights = _attention_weights(qh, kh, causal)
+    g = _heads(grad, heads)
+    dv = (weights if mask is None else weights * mask).transpose(0, 1, 3, 2) @ g
+    dweights = g @ vh.transpose(0, 1, 3, 2)
+    if mask is not None:
+        dweights = dweights * mask
+    dscores = weights * (dweights - (dweights * weights).sum(axis=-1, keepdims=True))
+    dq = (dscores @ kh) * scale
+    dk = (dscores.transpose(0, 1, 3, 2) @ qh) * scale
+    return _unheads(dq), _unheads(dk), _unheads(dv)
+
+
+def multi_head_attention_backward(
+    grad,
+    query,
+    key,
+    value,
+    heads,
+    in_weight,
+    in_bias,
+    out_weight,
+    out_bias,
+    causal=False,
+    mask=None,
+):
+    """multi_head_attention's backward: (dquery, dkey, dvalue, din_weight, din_bias,
+    dout_weight, dout_bias), din_weight packed or a list as in_weight is.
+
+    The projections are computed again; mask is the dropout mask of the weights, None
+    without dropout. Where query, key and value are one array, its gradient is the sum
+    of the three.
+    """
+    packed = isinstance(in_weight, np.ndarray)
+    weights = np.split(in_weight, 3) if packed else in_weight
+    biases = np.split(in_bias, 3) if in_bias is not None else [None] * 3
+    inputs = (query, key, value)
+    q, k, v = (linear(t, w, b) for t, w, b in zip(inputs, weights, biases))
+    attended = _attention_weights(_heads(q, heads), _heads(k, heads), causal)
+    if mask is not None:
+        attended = attended * mask
+    dattended, dout_weight, dout_bias = linear_backward(
+        grad, _unheads(attended @ _heads(v, heads)), out_weight, out_bias
+    )
+    dqkv = scaled_dot_product_attention_backward(
+        dattended, q, k, v, heads, causal, mask
+    )
+    grads = [
+        linear_backward(d, t, w, b) for d, t, w, b in zip(dqkv, inputs, weights, biases)
+    ]
+    dweights = [g[1] for g in grads]
+    dbias = None if in_bias is None else np.concatenate([g[2] for g in grads])
+    return (
+        *(g[0] for g in grads),
+        np.concatenate(dweights) if packed else dweights,
+        dbias,
+        dout_weight,
+        dout_bias,
+    )

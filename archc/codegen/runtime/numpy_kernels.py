@@ -581,6 +581,89 @@ def linear(x, weight, bias=None):
     return y if bias is None else y + bias
 
 
+def embedding(ids, weight):
+    """nn.Embedding: the row of weight of each token id, (N, L) ids -> (N, L, dim)."""
+    return weight[ids]
+
+
+def embedding_weight(rng, num, dim, padding_idx=None):
+    """nn.Embedding's start: N(0, 1) as float32, the padding id's row zero."""
+    weight = rng.standard_normal((num, dim), dtype=np.float32)
+    if padding_idx is not None:
+        weight[padding_idx] = 0
+    return weight
+
+
+def to_sequence(x):
+    """(N, C, *spatial) -> (N, positions, C): a token per position, a view."""
+    return x.reshape(x.shape[0], x.shape[1], -1).transpose(0, 2, 1)
+
+
+def _heads(t, heads):
+    """(N, L, E) -> (N, heads, L, E / heads): each head's slice of the features."""
+    return t.reshape(t.shape[0], t.shape[1], heads, -1).transpose(0, 2, 1, 3)
+
+
+def _unheads(t):
+    """(N, heads, L, d) -> (N, L, heads * d)."""
+    return t.transpose(0, 2, 1, 3).reshape(t.shape[0], t.shape[2], -1)
+
+
+def _attention_weights(qh, kh, causal):
+    """softmax(q k^T / sqrt(d)) of each head, the keys after a query's position masked
+    with `causal`: (N, heads, L, S)."""
+    scores = (qh @ kh.transpose(0, 1, 3, 2)) / np.sqrt(qh.shape[-1]).astype(qh.dtype)
+    if causal:
+        future = np.triu(np.ones(scores.shape[-2:], dtype=bool), 1)
+        scores = np.where(future, -np.inf, scores)
+    return softmax(scores, axis=-1)
+
+
+def scaled_dot_product_attention(
+    q, k, v, heads, causal=False, p=0.0, training=False, rng=None
+):
+    """torch's F.scaled_dot_product_attention over `heads` heads.
+
+    q is (N, L, E), k (N, S, E), v (N, S, Ev); the result (N, L, Ev). Each head takes
+    its slice of the features; its weights are softmax(q k^T / sqrt(E / heads)), with
+    `causal` the keys after a query's position masked (top-left aligned, as torch's
+    is_causal), dropped with probability p while training.
+    """
+    qh, kh, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
+    weights = dropout(_attention_weights(qh, kh, causal), p, training, rng)
+    return _unheads(weights @ vh)
+
+
+def multi_head_attention(
+    query,
+    key,
+    value,
+    heads,
+    in_weight,
+    in_bias,
+    out_weight,
+    out_bias,
+    causal=False,
+    p=0.0,
+    training=False,
+    rng=None,
+):
+    """torch's nn.MultiheadAttention (batch_first) without the weights it may return.
+
+    in_weight is the packed (3E, E) in_proj_weight, or the list of the three q, k and
+    v projection weights when key or value has another width; in_bias the packed (3E,)
+    bias or None.
+    """
+    weights = np.split(in_weight, 3) if isinstance(in_weight, np.ndarray) else in_weight
+    biases = np.split(in_bias, 3) if in_bias is not None else [None] * 3
+    q, k, v = (linear(t, w, b) for t, w, b in zip((query, key, value), weights, biases))
+    return linear(
+        scaled_dot_product_attention(q, k, v, heads, causal, p, training, rng),
+        out_weight,
+        out_bias,
+    )
+
+
 def upsample_nearest(x, scale):
     """Nearest-neighbour upsampling by an integer factor per spatial dimension.
 
@@ -951,6 +1034,14 @@ def uniform_fan(rng, shape, mode="fan_in"):
     linear weights.
     """
     return _uniform(rng, shape, 1.0 / np.sqrt(_fan(shape, mode)))
+
+
+def xavier_uniform(rng, shape):
+    """Xavier (Glorot) uniform: U(+-sqrt(6 / (fan_in + fan_out))), as float32.
+
+    torch's xavier_uniform_, which starts nn.MultiheadAttention's projections.
+    """
+    return _uniform(rng, shape, np.sqrt(6.0 / sum(_fans(shape))))
 
 
 def uniform_bias(rng, size, weight_shape):
