@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 
@@ -287,6 +288,25 @@ def _refuse_overwriting(output: str | None, source: str) -> None:
         raise UsageError(f"`{output}` is the file being read: -o would replace it; write the output to another file")
 
 
+def _refuse_terminal(output: str | None) -> None:
+    """A binary file is never written to a terminal: not to standard output (-o is required), nor
+    to a terminal named by -o (/dev/tty, or /dev/stdout on one), which would print its bytes."""
+    if not output:
+        raise UsageError("--target onnx writes a binary file: give it with -o FILE.onnx")
+    try:
+        if not stat.S_ISCHR(os.stat(output).st_mode):
+            return
+        fd = os.open(output, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+    except OSError:  # not there yet, or not to be opened: writing it will say so
+        return
+    try:
+        terminal = os.isatty(fd)
+    finally:
+        os.close(fd)
+    if terminal:
+        raise UsageError(f"`{output}` is a terminal: --target onnx writes a binary file; give -o FILE.onnx")
+
+
 def _print_diagnostics(diags, sources) -> None:
     if diags:
         print(render_all(diags, sources, color=use_color(sys.stderr)), file=sys.stderr)
@@ -394,8 +414,8 @@ def cmd_codegen(args) -> int:
     _refuse_overwriting(args.output, args.spec)
     if args.target != "onnx" and (args.weights or args.seed):
         raise UsageError("--weights and --seed are for --target onnx: the Python targets take weights when they run")
-    if args.target == "onnx" and not args.output:
-        raise UsageError("--target onnx writes a binary file: give it with -o FILE.onnx")
+    if args.target == "onnx":
+        _refuse_terminal(args.output)
     try:
         net = _load(args)
     except ArchError as err:

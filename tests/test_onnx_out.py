@@ -255,6 +255,22 @@ def test_cli_needs_an_output_file(tmp_path, capsys):
     assert "--target onnx writes a binary file: give it with -o FILE.onnx" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_terminal_named_by_o(capsys):
+    leader, follower = os.openpty()
+    try:
+        terminal = os.ttyname(follower)
+        with pytest.raises(SystemExit) as stop:
+            main(["codegen", str(ROOT / "specs" / "lenet5.arch"), "--target", "onnx", "-o", terminal])
+        assert stop.value.code == 2
+        assert f"`{terminal}` is a terminal: --target onnx writes a binary file" in capsys.readouterr().err
+        os.set_blocking(leader, False)
+        with pytest.raises(BlockingIOError):  # nothing reached the terminal
+            os.read(leader, 100)
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
 def test_cli_weights_from_the_numpy_models_npz(tmp_path, capsys):
     net = archc.load(ROOT / "specs" / "lenet5.arch")
     numpy_model = load_module(generate(net, "numpy").code).build_model(seed=7)
