@@ -138,6 +138,28 @@ def test_every_spec_runs_in_onnxruntime_as_in_torch(spec):
         close(g, w, f"{spec.name}: {node.name}")
 
 
+REAL = ROOT / "tests" / "data" / "realspecs"
+REAL_FILES = {  # real Darknet and Caffe files (tests/data/realspecs), at 64x64 where that is valid and cheaper
+    "darknet/pjreddie/yolov3-tiny.cfg": 64,  # route (concat), upsample
+    "darknet/alexeyab/yolov4-tiny.cfg": 64,  # route groups (chunk)
+    "darknet/pjreddie/yolov2.cfg": 64,  # reorg (space_to_depth)
+    "caffe/bvlc_googlenet_deploy.prototxt": None,  # LRN, ceil-mode pools; its last pool needs 224
+}
+
+
+@pytest.mark.parametrize("file", REAL_FILES, ids=[Path(f).stem for f in REAL_FILES])
+def test_real_darknet_and_caffe_files_run_in_onnxruntime_as_in_torch(file):
+    net = archc.load(REAL / file)
+    side = REAL_FILES[file]
+    if side:
+        net = archc.load(REAL / file, inputs={k: (s[0], side, side) for k, s in net.inputs.items()})
+    tmodel = build(net, "torch", flat=True)[0]
+    randomise_batch_norm(tmodel, 2)
+    model = to_onnx(net, weights=tmodel.state_dict(), flat=True)
+    checked(model, net)
+    compare(net, model, 2, file)
+
+
 def test_every_layer_type_has_onnx_code_of_its_own():
     """An op without one would raise NotImplementedError; the random networks run each (see their test)."""
     missing = [name for name, op in OPS.items() if name != "input" and type(op).onnx_call is Op.onnx_call]
