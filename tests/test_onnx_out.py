@@ -241,6 +241,12 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+def test_generate_points_to_to_onnx():
+    net = archc.load(ROOT / "specs" / "lenet5.arch")
+    with pytest.raises(ValueError, match=r"network\.to_onnx\(\) builds it"):
+        generate(net, "onnx")
+
+
 def test_weights_of_the_wrong_keys_or_shapes_are_refused():
     net = archc.load(ROOT / "specs" / "lenet5.arch")
     state = build(net, "torch")[0].state_dict()
