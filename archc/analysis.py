@@ -88,6 +88,13 @@ class Network:
 
         return diagram(self, **options)
 
+    def to_onnx(self, *, weights=None, seed: int = 0, flat: bool = False):
+        """The network as an `onnx.ModelProto` (`archc.codegen.onnx_target.to_onnx`): the eval-mode graph
+        of the generated PyTorch module, with `weights` by state_dict key, or the NumPy target's for `seed`."""
+        from .codegen.onnx_target import to_onnx
+
+        return to_onnx(self, weights=weights, seed=seed, flat=flat)
+
     def to_json(self) -> dict:
         from .report.table import network_json
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 
@@ -157,10 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--dtype", choices=DTYPES, default="float32", help="element type (int8 does not train)")
     training_options(fit)
     fit.add_argument("--format", choices=("text", "json"), default="text")
-    codegen = command("codegen", help="write the network as a PyTorch or NumPy Python module")
+    codegen = command("codegen", help="write the network as a PyTorch or NumPy Python module, or an ONNX model")
     common(codegen)
     codegen.add_argument(
-        "--target", choices=("torch", "numpy"), default="torch", help="torch: an nn.Module; numpy: numpy alone"
+        "--target",
+        choices=("torch", "numpy", "onnx"),
+        default="torch",
+        help="torch: an nn.Module; numpy: numpy alone; onnx: an ONNX model file (needs -o)",
+    )
+    codegen.add_argument(
+        "--weights",
+        metavar="FILE.npz",
+        help="onnx: the weights, by state_dict key (as the NumPy model's save() writes them); default: --seed's",
+    )
+    codegen.add_argument(
+        "--seed",
+        type=_whole,
+        default=0,
+        help="onnx: the weights the NumPy model's build_model(seed) starts with (default 0)",
     )
     codegen.add_argument(
         "--flat",
@@ -219,6 +234,16 @@ def _memory(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err).removeprefix("--memory must be ")) from None
 
 
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def _depth(text: str) -> int:
     try:
         value = int(text)
@@ -268,6 +293,25 @@ def _refuse_overwriting(output: str | None, source: str) -> None:
         same = False
     if same:
         raise UsageError(f"`{output}` is the file being read: -o would replace it; write the output to another file")
+
+
+def _refuse_terminal(output: str | None) -> None:
+    """A binary file is never written to a terminal: not to standard output (-o is required), nor
+    to a terminal named by -o (/dev/tty, or /dev/stdout on one), which would print its bytes."""
+    if not output:
+        raise UsageError("--target onnx writes a binary file: give it with -o FILE.onnx")
+    try:
+        if not stat.S_ISCHR(os.stat(output).st_mode):
+            return
+        fd = os.open(output, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+    except OSError:  # not there yet, or not to be opened: writing it will say so
+        return
+    try:
+        terminal = os.isatty(fd)
+    finally:
+        os.close(fd)
+    if terminal:
+        raise UsageError(f"`{output}` is a terminal: --target onnx writes a binary file; give -o FILE.onnx")
 
 
 def _print_diagnostics(diags, sources) -> None:
@@ -376,11 +420,17 @@ def cmd_fit(args) -> int:
 
 def cmd_codegen(args) -> int:
     _refuse_overwriting(args.output, args.spec)
+    if args.target != "onnx" and (args.weights or args.seed):
+        raise UsageError("--weights and --seed are for --target onnx: the Python targets take weights when they run")
+    if args.target == "onnx":
+        _refuse_terminal(args.output)
     try:
         net = _load(args)
     except ArchError as err:
         _print_diagnostics(err.diagnostics, err.sources)
         return 1
+    if args.target == "onnx":
+        return _onnx(net, args)
     from .codegen import generate
 
     code = generate(net, args.target, flat=args.flat).code
@@ -388,7 +438,22 @@ def cmd_codegen(args) -> int:
     return _emit(args.output, code, f"{visible(net.name)} for {args.target}, {len(net.layers)} layers")
 
 
-def _emit(output: str | None, text: str, summary: str) -> int:
+def _onnx(net, args) -> int:
+    """The ONNX model, written whole or not at all; a missing onnx package or weights that do not fit exit 1."""
+    from .codegen.onnx_target import OPSET, WeightsError, read_weights, to_onnx
+
+    try:
+        weights = read_weights(args.weights) if args.weights else None
+        data = to_onnx(net, weights=weights, seed=args.seed, flat=args.flat).SerializeToString()
+    except (ModuleNotFoundError, WeightsError, ValueError) as err:
+        print(f"archc: error: {visible(str(err))}", file=sys.stderr)
+        return 1
+    _print_diagnostics(net.warnings, net.sources)
+    summary = f"{visible(net.name)} as ONNX (opset {OPSET}), {len(net.layers)} layers, {len(data):,} bytes"
+    return _emit(args.output, data, summary)
+
+
+def _emit(output: str | None, text: str | bytes, summary: str) -> int:
     """Text to standard output, or written to `output` (archc.files) with a one-line summary on stderr."""
     if not output:
         sys.stdout.write(text)

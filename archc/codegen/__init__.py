@@ -24,6 +24,8 @@ def generate(network, target: str, flat: bool = False):
         from .torch_target import generate as emit
     elif target == "numpy":
         from .numpy_target import generate as emit
+    elif target == "onnx":
+        raise ValueError("the ONNX target is a model, not source code: network.to_onnx() builds it")
     else:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     with _collector_paused():

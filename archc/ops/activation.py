@@ -19,6 +19,8 @@ class _Activation(Op):
     # the input's storage), or for relu6 (hardtanh_) a copy of the input; identity nothing.
     saves: str = "input"
     saves_in_place: str = "output"
+    # (g, x, attrs) -> the ONNX value of the activation of x (archc.codegen.onnx_target); None: x itself
+    onnx_function = None
 
     def infer(self, node, ins, warn):
         return ins[0]
@@ -51,15 +53,28 @@ class _Activation(Op):
     def apply_numpy(self, attrs, x):
         return call(self.numpy_function, x, *self._values(attrs)) if self.numpy_function else x
 
+    def apply_onnx(self, attrs, g, x: str) -> str:
+        return self.onnx_function(g, x, attrs) if self.onnx_function else x
+
     def torch_layer(self, node, ins):
         return call(self.torch_module, *self._values(node.attrs))
 
     def numpy_call(self, node, state, args):
         return self.apply_numpy(node.attrs, args[0])
 
+    def onnx_call(self, node, g, args):
+        return self.apply_onnx(node.attrs, g, args[0])
+
 
 def _activation(
-    name: str, doc: str, torch: tuple[str, str], numpy: str, *params: P, per_value: int = 1, saves: dict | None = None
+    name: str,
+    doc: str,
+    torch: tuple[str, str],
+    numpy: str,
+    *params: P,
+    onnx=None,
+    per_value: int = 1,
+    saves: dict | None = None,
 ) -> type[Op]:
     cls = type(
         name.title().replace("_", ""),
@@ -72,32 +87,72 @@ def _activation(
             "torch_function": torch[1],
             "numpy_function": numpy,
             "per_value": per_value,
+            "onnx_function": staticmethod(onnx) if onnx else None,
             **(saves or {}),
         },
     )
     return register(cls)
 
 
-_activation("relu", "max(x, 0)", ("nn.ReLU", "F.relu"), "relu", saves={"saves": "output"})
+def _onnx(op_type: str, **fixed):
+    """An activation that is one ONNX operator; `fixed` are its attributes, or (a callable) read from the layer's."""
+    return lambda g, x, attrs: g.op(op_type, x, **{k: v(attrs) if callable(v) else v for k, v in fixed.items()})
+
+
+_activation("relu", "max(x, 0)", ("nn.ReLU", "F.relu"), "relu", onnx=_onnx("Relu"), saves={"saves": "output"})
 _activation(
     "leaky_relu",
     "x if x > 0 else alpha*x",
     ("nn.LeakyReLU", "F.leaky_relu"),
     "leaky_relu",
     P("alpha", "float", 0.01, positional=True),
+    onnx=_onnx("LeakyRelu", alpha=lambda a: float(a["alpha"])),
 )
 _activation(
-    "relu6", "min(max(x, 0), 6) (MobileNet)", ("nn.ReLU6", "F.relu6"), "relu6", saves={"saves_in_place": "copy"}
+    "relu6",
+    "min(max(x, 0), 6) (MobileNet)",
+    ("nn.ReLU6", "F.relu6"),
+    "relu6",
+    onnx=lambda g, x, attrs: g.op("Clip", x, g.const(0.0, "float32"), g.const(6.0, "float32")),
+    saves={"saves_in_place": "copy"},
 )
 _activation(
-    "elu", "x if x > 0 else alpha*(exp(x)-1)", ("nn.ELU", "F.elu"), "elu", P("alpha", "float", 1.0, positional=True)
+    "elu",
+    "x if x > 0 else alpha*(exp(x)-1)",
+    ("nn.ELU", "F.elu"),
+    "elu",
+    P("alpha", "float", 1.0, positional=True),
+    onnx=_onnx("Elu", alpha=lambda a: float(a["alpha"])),
 )
-_activation("silu", "x * sigmoid(x) (swish)", ("nn.SiLU", "F.silu"), "silu")
-_activation("mish", "x * tanh(softplus(x)) (YOLOv4)", ("nn.Mish", "F.mish"), "mish")
-_activation("hardswish", "x * relu6(x+3)/6 (MobileNetV3)", ("nn.Hardswish", "F.hardswish"), "hardswish")
-_activation("hardsigmoid", "relu6(x+3)/6 (MobileNetV3's gates)", ("nn.Hardsigmoid", "F.hardsigmoid"), "hardsigmoid")
-_activation("tanh", "hyperbolic tangent", ("nn.Tanh", "torch.tanh"), "np.tanh", saves={"saves": "output"})
-_activation("sigmoid", "1 / (1 + exp(-x))", ("nn.Sigmoid", "torch.sigmoid"), "sigmoid", saves={"saves": "output"})
+_activation(
+    "silu",
+    "x * sigmoid(x) (swish)",
+    ("nn.SiLU", "F.silu"),
+    "silu",
+    onnx=lambda g, x, attrs: g.op("Mul", x, g.op("Sigmoid", x)),
+)
+_activation("mish", "x * tanh(softplus(x)) (YOLOv4)", ("nn.Mish", "F.mish"), "mish", onnx=_onnx("Mish"))
+_activation(
+    "hardswish", "x * relu6(x+3)/6 (MobileNetV3)", ("nn.Hardswish", "F.hardswish"), "hardswish", onnx=_onnx("HardSwish")
+)
+_activation(
+    "hardsigmoid",
+    "relu6(x+3)/6 (MobileNetV3's gates)",
+    ("nn.Hardsigmoid", "F.hardsigmoid"),
+    "hardsigmoid",
+    onnx=_onnx("HardSigmoid", alpha=1 / 6, beta=0.5),  # clip(x/6 + 1/2, 0, 1)
+)
+_activation(
+    "tanh", "hyperbolic tangent", ("nn.Tanh", "torch.tanh"), "np.tanh", onnx=_onnx("Tanh"), saves={"saves": "output"}
+)
+_activation(
+    "sigmoid",
+    "1 / (1 + exp(-x))",
+    ("nn.Sigmoid", "torch.sigmoid"),
+    "sigmoid",
+    onnx=_onnx("Sigmoid"),
+    saves={"saves": "output"},
+)
 _activation("identity", "x, unchanged", ("nn.Identity", ""), "", per_value=0, saves={"saves": "nothing"})
 
 
@@ -125,6 +180,9 @@ class Softmax(_Activation):
         dim = attrs.get("dim", 1)
         return call("softmax", x, axis=None if dim == 1 else str(dim))
 
+    def apply_onnx(self, attrs, g, x):
+        return g.op("Softmax", x, axis=1)
+
     def torch_layer(self, node, ins):
         return call("nn.Softmax", dim=str(ins[0].channels + 1))
 
@@ -151,6 +209,9 @@ class Gelu(_Activation):
 
     def apply_numpy(self, attrs, x):
         return call("gelu", x, **self._approximate(attrs))
+
+    def apply_onnx(self, attrs, g, x):
+        return g.op("Gelu", x, approximate=attrs["approximate"])
 
     def torch_layer(self, node, ins):
         return call("nn.GELU", **self._approximate(node.attrs))

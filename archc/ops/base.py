@@ -249,8 +249,8 @@ class Op:
         """The key settings in one phrase, e.g. `64@3x3 /2 same`."""
         return ""
 
-    # -- code: the same layer in PyTorch and in NumPy (archc.codegen) ----------------
-    # Emitters return expression trees from archc.codegen.pyexpr; `args` are the
+    # -- code: the same layer in PyTorch, NumPy and ONNX (archc.codegen) ---------------
+    # The Python emitters return expression trees from archc.codegen.pyexpr; `args` are the
     # variables holding the inputs, `module` is `self.<attribute>` of this layer.
 
     def torch_layer(self, node, ins: list[Shape]):
@@ -270,6 +270,11 @@ class Op:
     def numpy_call(self, node, state, args: list[str]):
         """The NumPy expression; `state(suffix)` is the expression of one of this layer's arrays."""
         raise NotImplementedError(f"{self.name} has no NumPy code")
+
+    def onnx_call(self, node, g, args: list[str]):
+        """The ONNX nodes of the layer in eval mode, added through `g` (archc.codegen.onnx_target.OnnxGraph):
+        `args` are the names of the input values; returns the name of the value it computes."""
+        raise NotImplementedError(f"{self.name} has no ONNX code")
 
 
 OPS: dict[str, Op] = {}

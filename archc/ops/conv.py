@@ -26,7 +26,7 @@ from .base import (
     spatial_dims,
     window_rf,
 )
-from .emit import dims, padding, symmetric, torch_pad, torch_padding, unless
+from .emit import dims, onnx_window, padding, symmetric, torch_pad, torch_padding, unless
 
 PAD_SYMBOLS = {"same": ("pad", "same"), "valid": ("pad", "valid"), "full": ("pad", "full")}
 
@@ -171,6 +171,9 @@ class _ConvBase(Op):
     def numpy_call(self, node, state, args):
         return _numpy_call("conv", node, state, args)
 
+    def onnx_call(self, node, g, args):
+        return _onnx_call("Conv", node, g, args)
+
 
 def _numpy_state(node, weight_shape, init) -> list:
     """Weight (in torch's layout for the layer) and bias, as torch's state_dict has them."""
@@ -190,6 +193,23 @@ def _numpy_call(function: str, node, state, args, **extra):
         **extra,
         groups=g["groups"] if g["groups"] > 1 else None,
         dilation=unless(g["dilation"], 1),
+    )
+
+
+def _onnx_call(op_type: str, node, g, args, **extra) -> str:
+    """Conv or ConvTranspose: ONNX holds per-side padding itself, and the weights in torch's layout."""
+    geom = node.geom
+    bias = g.state("bias") if node.attrs["bias"] else None
+    window = onnx_window(geom)
+    return g.op(
+        op_type,
+        args[0],
+        g.state("weight"),
+        bias,
+        **window,
+        dilations=list(geom["dilation"]),
+        group=geom["groups"],
+        **extra,
     )
 
 
@@ -336,6 +356,9 @@ class Deconv(Op):
 
     def numpy_call(self, node, state, args):
         return _numpy_call("conv_transpose", node, state, args, output_padding=unless(node.geom["outpad"], 0))
+
+    def onnx_call(self, node, g, args):
+        return _onnx_call("ConvTranspose", node, g, args, output_padding=list(node.geom["outpad"]))
 
     def settings(self, node):
         g = node.geom

@@ -83,3 +83,11 @@ class Dense(Op):
 
     def numpy_call(self, node, state, args):
         return call("linear", args[0], state("weight"), *([state("bias")] if node.attrs["bias"] else []))
+
+    def onnx_call(self, node, g, args):
+        """Gemm on a vector, as torch exports nn.Linear; at every position, MatMul by the transposed weight."""
+        bias = g.state("bias") if node.attrs["bias"] else None
+        if len(node.shape) == 1:
+            return g.op("Gemm", args[0], g.state("weight"), bias, transB=1)
+        out = g.op("MatMul", args[0], g.op("Transpose", g.state("weight"), perm=[1, 0]))
+        return g.op("Add", out, bias) if bias else out

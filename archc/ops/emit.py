@@ -1,7 +1,7 @@
 """What the layer types share when they write code: literals for geometry.
 
-Each layer type writes its own PyTorch and NumPy code (methods `torch_layer`,
-`torch_call`, `numpy_state`, `numpy_call` on its `Op`); these helpers turn
+Each layer type writes its own PyTorch, NumPy and ONNX code (methods `torch_layer`,
+`torch_call`, `numpy_state`, `numpy_call`, `onnx_call` on its `Op`); these helpers turn
 its resolved geometry (per-dimension tuples, per-side padding pairs) into
 the short literals a person would type: `3` rather than `(3, 3)`.
 """
@@ -80,3 +80,22 @@ def zeros(shape, dtype: str = "np.float32"):
 
 def ones(shape):
     return call("np.ones", lit(shape if len(shape) != 1 else shape[0]), "np.float32")
+
+
+def onnx_pads(pads) -> list[int]:
+    """ONNX's `pads`: every dimension's padding before, then every dimension's after."""
+    return [b for b, _ in pads] + [a for _, a in pads]
+
+
+def onnx_window(g) -> dict:
+    """A window's attributes as ONNX's Conv and pools take them, from a layer's resolved geometry."""
+    return {
+        "kernel_shape": list(g["kernel"]),
+        "strides": list(g["stride"]),
+        "pads": onnx_pads(g["pads"]),
+    }
+
+
+def onnx_padding(pads) -> list[int]:
+    """The `pads` of an ONNX Pad node for per-side spatial padding of an (N, C, *spatial) tensor."""
+    return [0, 0, *(b for b, _ in pads), 0, 0, *(a for _, a in pads)]

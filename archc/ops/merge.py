@@ -62,6 +62,9 @@ class Concat(Op):
         args = self._args(node, args, lambda a, b: call("np.broadcast_to", a, f"({b}.shape[0], *{a}.shape[1:])"))
         return call("np.concatenate", list_of(args), axis=str(node.geom["axis"] + 1))
 
+    def onnx_call(self, node, g, args):
+        return g.op("Concat", *args, axis=1)
+
 
 @register
 class Add(Op):
@@ -88,6 +91,9 @@ class Add(Op):
         return flat_sum(args)
 
     numpy_call = torch_call
+
+    def onnx_call(self, node, g, args):
+        return onnx_sum(g, args)
 
 
 def _dimension(axis: int, rank: int) -> str:
@@ -136,6 +142,7 @@ class _Elementwise(Op):
 
     min_inputs, max_inputs = 2, 2
     operator: str = ""
+    onnx_op: str = ""
 
     def infer(self, node, ins, warn):
         return broadcast(node, ins)
@@ -151,12 +158,16 @@ class _Elementwise(Op):
 
     numpy_call = torch_call
 
+    def onnx_call(self, node, g, args):
+        return g.op(self.onnx_op, *args)  # ONNX broadcasts as NumPy does; the batch is first in both
+
 
 @register
 class Mul(_Elementwise):
     name = "mul"
     doc = "Element-wise product of two inputs, broadcasting sizes of 1 (a squeeze-excitation gate)."
     operator = "*"
+    onnx_op = "Mul"
 
     def training(self, node, ins, out, ctx):
         """Each input's gradient is the other input times the output's: each is kept for the other."""
@@ -168,6 +179,7 @@ class Sub(_Elementwise):
     name = "sub"
     doc = "The second input subtracted from the first, element-wise, broadcasting sizes of 1."
     operator = "-"
+    onnx_op = "Sub"
 
 
 @register
@@ -175,6 +187,7 @@ class Div(_Elementwise):
     name = "div"
     doc = "The first input divided by the second, element-wise, broadcasting sizes of 1."
     operator = "/"
+    onnx_op = "Div"
 
     def training(self, node, ins, out, ctx):
         """a / b: a's gradient needs b; b's needs a and b."""
@@ -195,6 +208,14 @@ def sums(node, out) -> int:
 def flat_sum(terms):
     """`a + b + c`, or `sum([a, b, c, ...])` for many terms: the same value in torch and NumPy."""
     return Sum(tuple(terms)) if len(terms) <= MAX_TERMS else call("sum", list_of(terms))
+
+
+def onnx_sum(g, terms) -> str:
+    """`((a + b) + c) + ...`, in the order torch and NumPy add them."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = g.op("Add", total, term)
+    return total
 
 
 def _smallest_first(ins) -> list[Proposal]:
@@ -273,6 +294,24 @@ class Shortcut(Op):
             return call("np.pad", term, lit(((0, 0), (0, extra), *((0, 0),) * nd)))
 
         return self._terms(node, args, pad)
+
+    def onnx_call(self, node, g, args):
+        """Each other input sliced to the first's channels and every s-th position, padded with
+        zero channels where it has fewer, then added: the terms of `_term`."""
+        out, terms = node.shape, [args[0]]
+        for arg, shape, (channels, strides) in zip(args[1:], node.geom["shapes"], node.geom["fits"]):
+            ends = [channels, *(m * s for m, s in zip(out[1:], strides))]
+            term = arg
+            if tuple(ends) != tuple(shape) or max(strides, default=1) > 1:
+                axes = list(range(1, len(out) + 1))
+                steps = [1, *strides]
+                term = g.op("Slice", arg, g.const([0] * len(axes)), g.const(ends), g.const(axes), g.const(steps))
+            if channels < out[0]:
+                pads = [0] * (len(out) + 1) * 2
+                pads[len(out) + 2] = out[0] - channels  # after the channels (axis 1)
+                term = g.op("Pad", term, g.const(pads))
+            terms.append(term)
+        return onnx_sum(g, terms)
 
 
 def _last_cut(parts) -> int:

@@ -83,6 +83,31 @@ def sample_norm_ops(out, attrs) -> int:
     return (STATISTICS + len(affine_names(attrs))) * prod(out)
 
 
+def onnx_affine(g, node, shape) -> tuple[str, str]:
+    """The scale and bias ONNX's norms take (neither is optional in all of them): the layer's
+    weight and bias, or ones and zeros where it learns none."""
+    names = affine_names(node.attrs)
+    scale = g.state("weight") if names else g.filled(shape, 1.0)
+    bias = g.state("bias") if "bias" in names else g.filled(shape, 0.0)
+    return scale, bias
+
+
+def onnx_running(g, node, x, scale, bias) -> str:
+    """Normalisation by the running statistics, at inference: ONNX's BatchNormalization, whose
+    momentum weights the old average (torch's weights the new batch)."""
+    a = node.attrs
+    return g.op(
+        "BatchNormalization",
+        x,
+        scale,
+        bias,
+        g.state("running_mean"),
+        g.state("running_var"),
+        epsilon=float(a["eps"]),
+        momentum=1.0 - float(a["momentum"]),
+    )
+
+
 def bias_option(attrs):
     """torch's `bias=False`, where the norm has a weight and no bias."""
     return "False" if attrs["affine"] and not attrs["bias"] else None
@@ -159,6 +184,9 @@ class BatchNorm(Op):
     def numpy_call(self, node, state, args):
         return call("batch_norm", args[0], "s", lit(state.key), "self.training", **self._options(node))
 
+    def onnx_call(self, node, g, args):
+        return onnx_running(g, node, args[0], g.state("weight"), g.state("bias"))
+
 
 @register
 class LocalResponseNorm(Op):
@@ -202,6 +230,22 @@ class LocalResponseNorm(Op):
 
     def numpy_call(self, node, state, args):
         return call("local_response_norm", args[0], node.attrs["size"], **self._options(node))
+
+    def onnx_call(self, node, g, args):
+        """ONNX's LRN sums the squares of channels c - (size-1)//2 to c + size//2, torch's of c - size//2
+        to c + (size-1)//2: the same window for an odd size, and onnxruntime runs it on images only.
+        Otherwise torch's way: the squares padded over the channels and averaged by a size x 1
+        window, then scaled."""
+        a, x = node.attrs, args[0]
+        size, alpha, beta, k = a["size"], float(a["alpha"]), float(a["beta"]), float(a["k"])
+        if size % 2 and len(node.shape) == 3:
+            return g.op("LRN", x, size=size, alpha=alpha, beta=beta, bias=k)
+        rows = g.op("Reshape", g.op("Mul", x, x), g.const([0, 1, node.shape[0], -1]))
+        padded = g.op("Pad", rows, g.const([0, 0, size // 2, 0, 0, 0, (size - 1) // 2, 0]))
+        mean = g.op("AveragePool", padded, kernel_shape=[size, 1])
+        mean = g.op("Reshape", mean, g.const(g.shape_of(node)))
+        scaled = g.op("Add", g.op("Mul", mean, g.const(alpha, "float32")), g.const(k, "float32"))
+        return g.op("Div", x, g.op("Pow", scaled, g.const(beta, "float32")))
 
 
 AFFINE = (
@@ -303,6 +347,19 @@ class LayerNorm(Op):
         axes = lit(node.geom["axes"])
         return call("layer_norm", args[0], axes, *affine_args(state, node.attrs), eps=eps_option(node.attrs))
 
+    def onnx_call(self, node, g, args):
+        """LayerNormalization over the last axes; the channels at every position are moved last and back."""
+        normalized = node.geom["normalized"]
+        scale, bias = onnx_affine(g, node, normalized)
+        bias = bias if "bias" in affine_names(node.attrs) else None
+        eps = float(node.attrs["eps"])
+        if self._last(node):
+            return g.op("LayerNormalization", args[0], scale, bias, axis=node.geom["axes"][0], epsilon=eps)
+        rank = len(node.shape) + 1
+        last = g.op("Transpose", args[0], perm=[0, *range(2, rank), 1])
+        out = g.op("LayerNormalization", last, scale, bias, axis=-1, epsilon=eps)
+        return g.op("Transpose", out, perm=[0, rank - 1, *range(1, rank - 1)])
+
 
 def _groups_for(channels: int, values: int, wanted: int) -> list[Proposal]:
     """`groups=` the divisor of `channels` nearest `wanted` that leaves more than one of the
@@ -377,6 +434,20 @@ class GroupNorm(Op):
     def numpy_call(self, node, state, args):
         a = node.attrs
         return call("group_norm", args[0], a["groups"], *affine_args(state, a), eps=eps_option(a))
+
+    def onnx_call(self, node, g, args):
+        """Instance normalisation of the groups, each one's values in a row, then the weights per channel:
+        ONNX's GroupNormalization has no shape inference, and onnxruntime computes its variance as
+        E[x^2] - E[x]^2, which loses the digits of a group whose values barely differ."""
+        a, shape = node.attrs, node.shape
+        groups = g.op("Reshape", args[0], g.const([0, a["groups"], -1]))
+        unit = g.filled((a["groups"],), 1.0), g.filled((a["groups"],), 0.0)
+        normal = g.op("InstanceNormalization", groups, *unit, epsilon=float(a["eps"]))
+        out = g.op("Reshape", normal, g.const(g.shape_of(node)))
+        per_channel = g.const([shape[0], *(1,) * (len(shape) - 1)])
+        for name in affine_names(a):
+            out = g.op("Mul" if name == "weight" else "Add", out, g.op("Reshape", g.state(name), per_channel))
+        return out
 
 
 @register
@@ -463,3 +534,10 @@ class InstanceNorm(Op):
             running = {"running_mean": state("running_mean"), "running_var": state("running_var")}
             running.update(training="self.training", momentum=None if a["momentum"] == 0.1 else lit(a["momentum"]))
         return call("instance_norm", args[0], *affine_args(state, a), **running, eps=eps_option(a))
+
+    def onnx_call(self, node, g, args):
+        """Each sample's statistics; with `track`, the running ones, used at inference as batch norm uses them."""
+        scale, bias = onnx_affine(g, node, (node.shape[0],))
+        if node.attrs["track"]:
+            return onnx_running(g, node, args[0], scale, bias)
+        return g.op("InstanceNormalization", args[0], scale, bias, epsilon=float(node.attrs["eps"]))

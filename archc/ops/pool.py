@@ -28,7 +28,18 @@ from .base import (
     window_out,
     window_rf,
 )
-from .emit import NEG_INF, dims, numpy_pad, padding, symmetric, torch_pad, torch_padding, unless
+from .emit import (
+    NEG_INF,
+    dims,
+    numpy_pad,
+    onnx_padding,
+    onnx_window,
+    padding,
+    symmetric,
+    torch_pad,
+    torch_padding,
+    unless,
+)
 
 _SYMBOLS = {"same": ("pad", "same"), "valid": ("pad", "valid"), "ceil": ("ceil", True)}
 
@@ -156,6 +167,23 @@ class _WindowPool(Op):
     def numpy_call(self, node, state, args):
         return call(self.numpy_function, args[0], dims(node.geom["kernel"]), **self._window(node, False))
 
+    def onnx_call(self, node, g, args):
+        return self._onnx_max(node, g, args[0])
+
+    def _onnx_max(self, node, g, x: str) -> str:
+        """ONNX's MaxPool holds per-side padding, which no window's maximum counts, as torch's -inf does."""
+        geom = node.geom
+        window = onnx_window(geom) | {"dilations": list(geom["dilation"]), "ceil_mode": int(node.attrs["ceil"])}
+        return onnx_crop(node, g, g.op("MaxPool", x, **window))
+
+
+def onnx_crop(node, g, value: str, padded_first: bool = False) -> str:
+    """`_crop` in ONNX: a Slice to the layer's spatial size where ceil mode made a window more."""
+    if not _cropped(node, padded_first):
+        return value
+    axes = list(range(2, len(node.shape) + 1))
+    return g.op("Slice", value, g.const([0] * len(axes)), g.const(list(node.shape[1:])), g.const(axes))
+
 
 def _torch_out(node, shape, padded_first: bool = False) -> int:
     """Values per sample of torch's pooled output, larger than the layer's where `_crop` cuts it."""
@@ -225,6 +253,18 @@ class AvgPool(_WindowPool):
         ones = call("torch.ones_like", args[0])
         return _crop(node, Sum((call(module, torch_pad(args[0], pads)), call(module, torch_pad(ones, pads))), "/"))
 
+    def onnx_call(self, node, g, args):
+        """ONNX's AveragePool holds per-side padding; padding that counts is added first, as torch adds it,
+        so that a window ceil mode cuts short divides by what torch divides by."""
+        geom, x = node.geom, args[0]
+        window = onnx_window(geom) | {"ceil_mode": int(node.attrs["ceil"])}
+        padded_first = not symmetric(geom["pads"]) and node.attrs["count_pad"]
+        if padded_first:
+            x = g.op("Pad", x, g.const(onnx_padding(geom["pads"])))
+            window["pads"] = [0] * len(window["pads"])
+        pooled = g.op("AveragePool", x, **window, count_include_pad=int(node.attrs["count_pad"]))
+        return onnx_crop(node, g, pooled)
+
 
 @register
 class MinPool(_WindowPool):
@@ -241,6 +281,9 @@ class MinPool(_WindowPool):
 
     def torch_call(self, node, module, args):  # min(x) = -max(-x)
         return Neg(_crop(node, call(module, torch_pad(Neg(args[0]), node.geom["pads"], NEG_INF))))
+
+    def onnx_call(self, node, g, args):
+        return g.op("Neg", self._onnx_max(node, g, g.op("Neg", args[0])))
 
 
 @register
@@ -280,6 +323,22 @@ class L2Pool(_WindowPool):
         x = numpy_pad(args[0], g["pads"])
         pooled = call("l2_pool", x, dims(g["kernel"]), stride=window["stride"], ceil_mode=window["ceil_mode"])
         return _crop(node, pooled, padded_first=True)
+
+    def onnx_call(self, node, g, args):
+        """ONNX's LpPool, p=2. In ceil mode, torch's lp_pool instead: the mean of the squares of each window
+        (of the input padded first, a window cut short divided by its own size) times the kernel's size,
+        and the square root, which a window cut short makes more than its sum."""
+        geom = node.geom
+        window = onnx_window(geom)
+        if not node.attrs["ceil"]:
+            return g.op("LpPool", args[0], **window, p=2)
+        x = args[0]
+        if any(b or a for b, a in geom["pads"]):
+            x = g.op("Pad", x, g.const(onnx_padding(geom["pads"])))
+        window["pads"] = [0] * len(window["pads"])
+        mean = g.op("AveragePool", g.op("Mul", x, x), **window, ceil_mode=1)
+        total = g.op("Mul", mean, g.const(float(prod(geom["kernel"])), "float32"))
+        return onnx_crop(node, g, g.op("Sqrt", total), padded_first=True)
 
 
 class _Adaptive(Op):
@@ -332,6 +391,27 @@ class _Adaptive(Op):
     def numpy_call(self, node, state, args):
         return call(self.numpy_function, args[0], dims(node.geom["size"]))
 
+    def onnx_call(self, node, g, args):
+        """A pool whose window is the stride where every size divides evenly (global pooling included);
+        otherwise torch's windows, axis by axis (a mean or maximum over a box is one over its rows of one
+        over its columns): per output position, a Slice of the input and its mean or maximum."""
+        x, ins = args[0], g.input_shapes[0][1:]
+        size = node.shape[1:]
+        if all(n % o == 0 for n, o in zip(ins, size)):
+            kernel = [n // o for n, o in zip(ins, size)]
+            return g.op("AveragePool" if self.averages else "MaxPool", x, kernel_shape=kernel, strides=kernel)
+        reduce = "ReduceMean" if self.averages else "ReduceMax"
+        for axis, (n, o) in enumerate(zip(ins, size), start=2):
+            if n == o:
+                continue
+            parts = []
+            for i in range(o):
+                start, stop = i * n // o, -(-(i + 1) * n // o)
+                part = g.op("Slice", x, g.const([start]), g.const([stop]), g.const([axis]))
+                parts.append(g.op(reduce, part, g.const([axis]), keepdims=1))
+            x = g.op("Concat", *parts, axis=axis) if o > 1 else parts[0]
+        return x
+
 
 @register
 class AdaptiveAvgPool(_Adaptive):
@@ -368,6 +448,9 @@ class GlobalAvgPool(_Adaptive):
 
     def numpy_call(self, node, state, args):
         return call(self.numpy_function, args[0])
+
+    def onnx_call(self, node, g, args):
+        return g.op("GlobalAveragePool" if self.averages else "GlobalMaxPool", args[0])
 
 
 @register

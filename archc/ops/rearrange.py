@@ -48,6 +48,10 @@ class Chunk(Op):
 
     numpy_call = torch_call  # the same slice on both kinds of array
 
+    def onnx_call(self, node, g, args):
+        geom = node.geom
+        return g.op("Slice", args[0], g.const([geom["start"]]), g.const([geom["stop"]]), g.const([1]))
+
 
 @register
 class Crop(Op):
@@ -98,6 +102,12 @@ class Crop(Op):
 
     numpy_call = torch_call
 
+    def onnx_call(self, node, g, args):
+        geom = node.geom
+        ends = [o + s for o, s in zip(geom["offset"], geom["size"])]
+        axes = list(range(2, geom["nd"] + 2))
+        return g.op("Slice", args[0], g.const(list(geom["offset"])), g.const(ends), g.const(axes))
+
 
 @register
 class SpaceToDepth(Op):
@@ -138,6 +148,15 @@ class SpaceToDepth(Op):
     def numpy_call(self, node, state, args):
         return call("space_to_depth", args[0], node.attrs["block"])
 
+    def onnx_call(self, node, g, args):
+        """torch's pixel_unshuffle: channel c's patch pixel (i, j) goes to channel c*b*b + i*b + j (ONNX's
+        SpaceToDepth orders them the other way round, patch pixel first)."""
+        b = node.attrs["block"]
+        c, h, w = g.input_shapes[0]
+        split = g.op("Reshape", args[0], g.const([0, c, h // b, b, w // b, b]))
+        moved = g.op("Transpose", split, perm=[0, 1, 3, 5, 2, 4])
+        return g.op("Reshape", moved, g.const(g.shape_of(node)))
+
 
 @register
 class Shuffle(Op):
@@ -167,3 +186,10 @@ class Shuffle(Op):
 
     def numpy_call(self, node, state, args):
         return call("channel_shuffle", args[0], node.attrs["groups"])
+
+    def onnx_call(self, node, g, args):
+        """The channels as groups x (C / groups), transposed: channel i of group g moves to i * groups + g."""
+        groups, (channels, *spatial) = node.attrs["groups"], node.shape
+        split = g.op("Reshape", args[0], g.const([0, groups, channels // groups, *spatial]))
+        moved = g.op("Transpose", split, perm=[0, 2, 1, *range(3, len(spatial) + 3)])
+        return g.op("Reshape", moved, g.const(g.shape_of(node)))

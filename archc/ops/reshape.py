@@ -19,7 +19,7 @@ from .base import (
     resolve_padding,
     spatial_dims,
 )
-from .emit import dims, numpy_pad
+from .emit import dims, numpy_pad, onnx_padding
 
 
 @register
@@ -39,6 +39,9 @@ class Flatten(Op):
 
     def numpy_call(self, node, state, args):
         return call(f"{args[0]}.reshape", f"len({args[0]})", "-1")
+
+    def onnx_call(self, node, g, args):
+        return g.op("Flatten", args[0], axis=1)
 
 
 @register
@@ -74,6 +77,9 @@ class Reshape(Op):
         return call(f"{args[0]}.reshape", "-1", *map(str, node.shape))
 
     numpy_call = torch_call  # the same method on both kinds of array
+
+    def onnx_call(self, node, g, args):
+        return g.op("Reshape", args[0], g.const(g.shape_of(node)))
 
 
 @register
@@ -126,6 +132,9 @@ class Permute(Op):
     def numpy_call(self, node, state, args):
         return call(f"{args[0]}.transpose", *self._axes(node))
 
+    def onnx_call(self, node, g, args):
+        return g.op("Transpose", args[0], perm=[int(a) for a in self._axes(node)])
+
 
 @register
 class Upsample(Op):
@@ -163,6 +172,16 @@ class Upsample(Op):
 
     def numpy_call(self, node, state, args):
         return call("upsample_nearest", args[0], dims(node.geom["scale"]))
+
+    def onnx_call(self, node, g, args):
+        """Each pixel repeated `scale` times along each axis (torch's nearest by whole factors): a size-1
+        axis after each spatial one, expanded and merged. ONNX's Resize would do it too, but its shape
+        inference loses the batch dimension."""
+        c, *spatial = g.input_shapes[0]
+        scale = node.geom["scale"]
+        split = g.op("Reshape", args[0], g.const([0, c, *(v for n in spatial for v in (n, 1))]))
+        wide = g.op("Expand", split, g.const([1, 1, *(v for s in scale for v in (1, s))]))
+        return g.op("Reshape", wide, g.const(g.shape_of(node)))
 
 
 @register
@@ -203,6 +222,9 @@ class ZeroPad(Op):
     def numpy_call(self, node, state, args):
         return numpy_pad(args[0], node.geom["pads"])  # `zeropad: 0` pads nothing: the input itself
 
+    def onnx_call(self, node, g, args):
+        return g.op("Pad", args[0], g.const(onnx_padding(node.geom["pads"])))
+
 
 def _dropping(node, shape):
     """The output of a layer that drops values with probability p while training (dropout,
@@ -238,6 +260,10 @@ class Dropout(Op):
 
     def numpy_call(self, node, state, args):
         return call("dropout", args[0], lit(float(node.attrs["p"])), "self.training", "self.rng")
+
+    def onnx_call(self, node, g, args):
+        """ONNX's Dropout, the identity at inference: the export is in eval mode."""
+        return g.op("Dropout", args[0], g.const(float(node.attrs["p"]), "float32"))
 
 
 @register
@@ -276,3 +302,6 @@ class DropPath(Op):
     def numpy_call(self, node, state, args):
         mode = [lit(node.attrs["mode"])] if node.attrs["mode"] != "row" else []
         return call("drop_path", args[0], lit(float(node.attrs["p"])), "self.training", "self.rng", *mode)
+
+    def onnx_call(self, node, g, args):
+        return args[0]  # the identity at inference: the export is in eval mode

@@ -55,3 +55,6 @@ class LayerScale(Op):
 
     def numpy_call(self, node, state, args):
         return Sum((state(""), args[0]), "*")
+
+    def onnx_call(self, node, g, args):
+        return g.op("Mul", g.state(""), args[0])
