@@ -152,7 +152,6 @@ UNSUPPORTED_LAYERS = {
     "rnn": "a recurrent layer",
     "transformer": "a transformer layer",
     "transformerencoderlayer": "a transformer layer",
-    "embedding": "an embedding (a lookup table)",
     "rmsnorm": "RMS normalisation",
     "matmul": "a matrix product",
     "prelu": "a parametric ReLU",
