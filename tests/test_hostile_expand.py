@@ -303,7 +303,7 @@ def test_unknown_layer_types_get_archcs_name_for_them(statement, meant):
     assert d.fixes[0].text == meant
 
 
-@pytest.mark.parametrize("word", ["rnn", "transformer", "rmsnorm", "matmul"])
+@pytest.mark.parametrize("word", ["rnn", "transformer", "prelu", "rmsnorm", "matmul"])
 def test_layers_archc_does_not_have_are_not_mistaken_for_others(word):
     """`lstm` got "did you mean `softmax`?"."""
     (d,) = errors(net(word))
