@@ -93,12 +93,12 @@ class Class:
 
 
 def _access(attr: str) -> str:
-    """How code reads a submodule: `self.conv1`, or `getattr(self, "0")` for a number."""
-    return f'getattr(self, "{attr}")' if attr.isdigit() else f"self.{attr}"
+    """How code reads a submodule: `self.conv1`, or `getattr(self, "0")` for a number or a quoted name."""
+    return f"self.{attr}" if attr.isidentifier() else f"getattr(self, {lit(attr)})"
 
 
 def _assign(attr: str, tree, depth: int) -> list[str]:
-    if attr.isdigit():
+    if not attr.isidentifier():
         return assignment("", Call("self.add_module", (lit(attr), tree)), depth)
     return assignment(f"self.{attr} = ", tree, depth)
 
@@ -608,7 +608,7 @@ def _branches(taken: Class, other: Class, condition: str):
             break
         common += 1
     own = [attr for attr, _tree in taken.members[common:] if attr not in {a for a, _t in other.members}]
-    if not own or any(attr.isdigit() for attr, _tree in [*taken.members, *other.members]):
+    if not own or not all(attr.isidentifier() for attr, _tree in [*taken.members, *other.members]):
         return None
     t, e = taken.drafts[0], other.drafts[0]
     if signature(t.plan) != signature(e.plan):
