@@ -890,6 +890,7 @@ class Expander:
             return BROKEN
         name = scope.prefix + local
         node = Node(name, op.name, inputs, attrs, stmt.span, spans, act, scope.path, scope.calls)
+        node.written = stmt.name is not None
         self._add(self._place(node, local, scope), stmt.span)
         return self._define(stmt, scope, local, name)
 
