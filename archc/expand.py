@@ -11,8 +11,9 @@ import difflib
 import errno
 import math
 import os
+import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import ast
@@ -450,6 +451,7 @@ class Scope:
     sequence: bool = False
     instance: Instance | None = None  # the block instance whose body this is; None for the network's
     repeats: tuple[int, ...] = ()  # the iteration of each repeat around the statements, outermost first
+    stem: str = ""  # what a numbered body's numbers follow: "" for nn.Sequential's `0`, "block1-" for `"block1-0"`
 
     def lookup(self, name: str):
         scope = self
@@ -527,9 +529,17 @@ _NUMBERING = (
 )
 
 
+# A numbered name: a whole number, after a stem that ends in `-` if any (`0`, `"block1-0"`)
+_NUMBER = re.compile(r"((?:.*-)?)([0-9]+)")
+# What a quoted name may hold: letters, digits, `_`, `-`, and a block parameter in braces
+_SPELLING = re.compile(r"(?:[A-Za-z0-9_-]|\{[A-Za-z_][A-Za-z0-9_]*\})+")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def _numbered(names) -> bool:
-    """Whether a body with these written names is numbered (as nn.Sequential): one of them is a number."""
-    return any(name.isdigit() for name in names)
+    """Whether a body with these written names is numbered (as nn.Sequential): one of them is a
+    number, or a number after a stem (`"block1-0"`, as torchvision's RegNet numbers its blocks)."""
+    return any(_NUMBER.fullmatch(name) for name in names)
 
 
 def _explicit_names(body) -> set[str]:
@@ -775,13 +785,72 @@ class Expander:
         """Expand one statement; one that failed before (in an earlier iteration or call) is not
         expanded again: it would fail the same way, and a million iterations would report a
         million copies of its error."""
-        if id(stmt) in self.failed:
-            return self._broken(stmt, scope)
         reported = len(self.r.diagnostics)
-        out = self._statement(stmt, scope, prev)
+        spelled = self._spelled(stmt, scope, quiet=id(stmt) in self.failed)
+        if id(stmt) in self.failed or spelled is None:
+            out = self._broken(spelled or replace(stmt, name=None), scope)
+        else:
+            out = self._statement(spelled, scope, prev)
         if len(self.r.diagnostics) > reported:
             self.failed.add(id(stmt))
         return out
+
+    def _spelled(self, stmt: ast.Layer, scope: Scope, quiet: bool = False) -> ast.Layer | None:
+        """The statement with its name as the body means it: a quoted name's `{param}` replaced by
+        the parameter's value (`"block{k}-0"` -> `block1-0`); None (reported unless `quiet`) when the
+        name cannot be spelled."""
+        if stmt.name is None or (stmt.name.isidentifier() and stmt.name.isascii()) or stmt.name.isdigit():
+            return stmt
+        try:
+            return replace(stmt, name=self._spell(stmt.name, stmt.name_span, scope))
+        except EvalError as err:
+            if not quiet:
+                self._report(err)
+            return None
+
+    def _spell(self, text: str, span: Span, scope: Scope) -> str:
+        """A quoted name (in a statement or a reference) with each `{param}` replaced by the value of
+        the block parameter; EvalError for a character a name cannot hold, or a parameter that is
+        not there or is not a whole number or a word."""
+        if not _SPELLING.fullmatch(text):
+            fixed = re.sub(r"[^A-Za-z0-9_-]+", "_", _PLACEHOLDER.sub(lambda m: m[1], text)).strip("_") or "layer"
+            raise EvalError(
+                f'`"{text}"` cannot name a layer',
+                span,
+                [
+                    "a quoted name holds letters, digits, `_` and `-`, and block parameters in braces"
+                    ' (`"block{k}-0"`); a `.` separates the names of a path',
+                    f'write `"{fixed}"`',
+                ],
+                code="E0101",
+                fixes=[Fix(span, f'"{fixed}"')] if self._text(span) == f'"{text}"' else [],
+            )
+
+        def value(m: re.Match) -> str:
+            word = m[1]
+            where = span
+            if self._text(span) == f'"{text}"':  # the parameter's own place in the quoted name
+                col = span.col + 1 + m.start(1)
+                where = Span(span.file, span.line, col, span.line, col + len(word))
+            if word not in scope.env:
+                help_, fixes = _did_you_mean(word, scope.env, where)
+                raise EvalError(
+                    f'unknown name `{word}` in the quoted name `"{text}"`',
+                    where,
+                    help_ or ["only a block's parameters can be written in braces in a name"],
+                    fixes=fixes,
+                )
+            v = scope.env[word]
+            if isinstance(v, bool) or not isinstance(v, int | str):
+                raise EvalError(
+                    f"a name can hold a whole number or a word, not {_describe(v)} (`{word}`)",
+                    where,
+                    [f"pass `{word}` a whole number or a word"],
+                    code="E0205",
+                )
+            return str(v)
+
+        return _PLACEHOLDER.sub(value, text)
 
     def _statement(self, stmt: ast.Layer, scope: Scope, prev):
         self._reading = stmt.name  # for the message of a layer that reads itself
@@ -818,6 +887,7 @@ class Expander:
             return BROKEN
         name = scope.prefix + local
         node = Node(name, op.name, inputs, attrs, stmt.span, spans, act, scope.path, scope.calls)
+        node.written = stmt.name is not None
         self._add(self._place(node, local, scope), stmt.span)
         return self._define(stmt, scope, local, name)
 
@@ -886,7 +956,7 @@ class Expander:
             for how in (claim, first):
                 if how.written is None:
                     help_.append(f"`{local}` is the name archc gave the unnamed layer at line {how.span.line}")
-                    if local.isdigit():
+                    if _NUMBER.fullmatch(local):
                         help_.append(_NUMBERING)
                 elif how.suffix:
                     help_.append(
@@ -913,18 +983,24 @@ class Expander:
                 )
                 return None
             local = stmt.name + scope.suffix
-            numbered = scope.root().sequence and stmt.name.isdigit()
-            fixes = [Fix(stmt.name_span, str(self._free_number(scope)))] if numbered and not scope.suffix else []
+            numbered = _NUMBER.fullmatch(stmt.name) if scope.root().sequence else None
+            fixes = []
             if numbered:
-                self._advance(stmt, scope, int(stmt.name))
+                scope.root().stem = numbered[1]
+                free = self._free_number(scope)
+                if not scope.suffix and self._text(stmt.name_span) in (stmt.name, f'"{stmt.name}"'):
+                    quoted = self._text(stmt.name_span) != stmt.name
+                    fixes = [Fix(stmt.name_span, f'"{free}"' if quoted else free)]
+                self._advance(stmt, scope, int(numbered[2]))
             if not self._take(scope, local, _Claim(stmt.name_span, stmt.name, scope.suffix), fixes):
                 scope.names.setdefault(stmt.name, BROKEN)  # its readers are already wrong: keep them quiet
                 return None
             return local
         root = scope.root()
         if root.sequence:  # nn.Sequential's numbering: the number after the layer above (and its activation)
-            local = str(scope.counters.get("", 0))
-            self._advance(stmt, scope, int(local))
+            number = scope.counters.get("", 0)
+            local = f"{root.stem}{number}"
+            self._advance(stmt, scope, number)
             return local if self._take(scope, local, _Claim(stmt.span, None)) else None
         base = stmt.op
         while True:
@@ -941,12 +1017,13 @@ class Expander:
         fused = stmt.activation is not None and stmt.op not in self.blocks
         scope.counters[""] = number + 1 + fused
 
-    def _free_number(self, scope: Scope) -> int:
-        """The first number from the numbering's place on that no layer of the body has, written or given."""
+    def _free_number(self, scope: Scope) -> str:
+        """The first number from the numbering's place on that no layer of the body has, written or
+        given, after the numbering's stem."""
         root, n = scope.root(), scope.counters.get("", 0)
-        while str(n) in root.claims or str(n) in root.reserved:
+        while f"{root.stem}{n}" in root.claims or f"{root.stem}{n}" in root.reserved:
             n += 1
-        return n
+        return f"{root.stem}{n}"
 
     def _define(self, stmt: ast.Layer, scope: Scope, local: str | None, value):
         """Make the statement's names refer to its output (or to BROKEN): `local` in its body,
@@ -1015,6 +1092,12 @@ class Expander:
         return found
 
     def _resolve(self, ref: ast.Ref, scope: Scope):
+        if not all(p.isdigit() or p.isidentifier() for p in ref.parts):  # a quoted name: `(s."block{k}-0")`
+            try:
+                ref = replace(ref, parts=tuple(self._spell(p, ref.span, scope) for p in ref.parts))
+            except EvalError as err:
+                self._report(err)
+                return None
         head, rest = ref.parts[0], ref.parts[1:]
         if not rest:
             target = scope.lookup(head)

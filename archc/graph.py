@@ -74,6 +74,7 @@ class Node:
     local: str = ""  # its name in the body that defines it: "conv1", "c_2", "3"
     instance: Instance | None = None  # the block instance whose body defines it; None in the network's body
     iteration: tuple[int, ...] = ()  # the iteration of each repeat around it in that body, outermost first
+    written: bool = False  # whether the spec names it (`globalavgpool avgpool`), not archc
     # written by the analysis passes
     geom: dict = field(default_factory=dict)
     shape: tuple[int, ...] | None = None  # an ops.base.Layout: also the axis of the channels

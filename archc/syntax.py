@@ -94,6 +94,12 @@ def _span(file: str, meta) -> Span:
     return Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
 
 
+def _label(text) -> str:
+    """A layer's name as written, without the quotes of a quoted one (`"block1-0"`)."""
+    text = str(text)
+    return text[1:-1] if text.startswith('"') else text
+
+
 def _token_span(file: str, tok: Token) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
@@ -159,7 +165,7 @@ def _transformer():
 
         def shape_of(self, meta, children):
             *parts, prop = children
-            ref = ast.Ref(tuple(str(p) for p in parts), _span(self.file, _Ends(parts[0], parts[-1])))
+            ref = ast.Ref(tuple(_label(p) for p in parts), _span(self.file, _Ends(parts[0], parts[-1])))
             return ast.ShapeOf(ref, str(prop), _token_span(self.file, prop), self._s(meta))
 
         def _binop(op):  # noqa: N805 - a factory used while the class body runs
@@ -208,7 +214,7 @@ def _transformer():
 
         # statements
         def ref(self, meta, children):
-            return ast.Ref(tuple(str(c) for c in children), self._s(meta))
+            return ast.Ref(tuple(_label(c) for c in children), self._s(meta))
 
         def inputs(self, meta, children):
             return tuple(children)
@@ -223,7 +229,7 @@ def _transformer():
             return ast.Layer(
                 op=str(op),
                 op_span=_token_span(self.file, op),
-                name=str(name) if name is not None else None,
+                name=_label(name) if name is not None else None,
                 name_span=_token_span(self.file, name) if name is not None else None,
                 inputs=inputs,
                 args=args or (),
@@ -275,7 +281,7 @@ _TOKEN_WORDS = {
     "INT": "a whole number",
     "FLOAT": "a number",
     "DIMS": "a shape such as 3x3",
-    "STRING": 'a quoted path ("file.arch")',
+    "STRING": 'a quoted path or name ("file.arch", "block1-0")',
     "_SEP": "a new line",
     "_AND": "`and`",
     "_OR": "`or`",
@@ -411,7 +417,7 @@ _TOKEN = re.compile(
     r"|(?P<OP>->|//|==|!=|<=|>=|[(),={}:@/+*%.<>-])"
 )
 _ATOM_START = frozenset({"INT", "FLOAT", "DIMS", "NAME", "("})
-_LABEL = frozenset({"NAME", "INT"})  # what names a layer, as the grammar's `label`
+_LABEL = frozenset({"NAME", "INT", "STRING"})  # what names a layer, as the grammar's `label`
 _COMPARE = frozenset({"==", "!=", "<=", ">=", "<", ">"})
 # The binary operators by precedence, as the grammar's rules nest them; `not` binds between `and`
 # and the comparisons, and an atom tighter than everything
@@ -624,7 +630,7 @@ class _Reader:
         return ast.Layer(
             op=op[1],
             op_span=self.token_span(op),
-            name=name[1] if name is not None else None,
+            name=_label(name[1]) if name is not None else None,
             name_span=self.token_span(name) if name is not None else None,
             inputs=inputs,
             args=args,
@@ -648,10 +654,10 @@ class _Reader:
             self.i += 1
             last = self.label()
             parts.append(last[1])
-        return ast.Ref(tuple(parts), self.span(self.start(first), self.end(last)))
+        return ast.Ref(tuple(_label(p) for p in parts), self.span(self.start(first), self.end(last)))
 
     def label(self):
-        """A name or a whole number: what names a layer (`0` in `layer1.0.conv1`)."""
+        """A name, a whole number or a quoted name: what names a layer (`0` in `layer1.0.conv1`)."""
         if self.tokens[self.i][0] not in _LABEL:
             raise _NotFastError
         return self.take(self.tokens[self.i][0])

@@ -50,6 +50,11 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
     for i, (_, _, line) in enumerate(gen.statements):
         starts.setdefault(line, []).append(i)
     bare = bare_statements(gen.code, set(starts))
+    # every line of a statement over several lines -> its first: Python reports a line inside it
+    # (`self.act(x)` of `y = (\n self.act(x)\n)`) before the first, and an in-place module there
+    # must not run before the value of the statement above is taken
+    first_line = statement_lines(gen.code)
+    current = [None]
     values: dict = {}
     # The variables of the statements the current line starts, as they were then: a layer that is
     # only a name for its input (NumPy's `identity`, written as a comment) shares the next line,
@@ -62,18 +67,20 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
             values[layer] = _copy(frame.f_locals[var] if var in frame.f_locals else aliases[i])
 
     def watch(frame, event, arg):
-        if event == "line" and frame.f_lineno in starts:
-            for i in starts[frame.f_lineno]:  # what ran before this line is done
+        lineno = first_line.get(frame.f_lineno, frame.f_lineno)
+        if event == "line" and lineno in starts and lineno != current[0]:
+            current[0] = lineno
+            for i in starts[lineno]:  # what ran before this line is done
                 if i > 0:
                     take(frame, i - 1)
             aliases.clear()
-            for i in starts[frame.f_lineno]:
+            for i in starts[lineno]:
                 var = gen.statements[i][1]
                 if var in frame.f_locals:
                     aliases[i] = frame.f_locals[var]
-            layer = gen.statements[starts[frame.f_lineno][-1]][0]  # the statement this line starts
-            if frame.f_lineno in bare and layer not in values:
-                values[layer] = _copy(eval(bare[frame.f_lineno], frame.f_globals, frame.f_locals))
+            layer = gen.statements[starts[lineno][-1]][0]  # the statement this line starts
+            if lineno in bare and layer not in values:
+                values[layer] = _copy(eval(bare[lineno], frame.f_globals, frame.f_locals))
         elif event == "return" and gen.statements:  # (a network of inputs alone has no statement)
             layer, var, line = gen.statements[-1]
             if var is not None:
@@ -82,6 +89,12 @@ def traced(model, gen, filename: str, *inputs) -> tuple[object, dict]:
                 values[layer] = arg
 
     return run_watched(model, filename, inputs, watch), values
+
+
+def statement_lines(code: str) -> dict[int, int]:
+    """{line: the first line of its statement} for the statements of forward over several lines."""
+    forward = next(n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.FunctionDef) and n.name == "forward")
+    return {line: stmt.lineno for stmt in forward.body for line in range(stmt.lineno + 1, stmt.end_lineno + 1)}
 
 
 def bare_statements(code: str, lines: set[int]) -> dict[int, object]:

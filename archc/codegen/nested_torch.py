@@ -73,6 +73,9 @@ class Draft:
     values: list = field(default_factory=list)  # the constructor's arguments, for a part of a class
     where: list = field(default_factory=list)  # (layer, variable, line) of each statement of forward
     indented: object = None  # forward's statements one level deeper, for the branch of an `if`
+    # item name -> (module, module with every default written) for a layer forward computes inline
+    # that an nn.Sequential holds as a module (`torch.flatten` -> nn.Flatten())
+    stand_ins: dict = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -93,12 +96,12 @@ class Class:
 
 
 def _access(attr: str) -> str:
-    """How code reads a submodule: `self.conv1`, or `getattr(self, "0")` for a number."""
-    return f'getattr(self, "{attr}")' if attr.isdigit() else f"self.{attr}"
+    """How code reads a submodule: `self.conv1`, or `getattr(self, "0")` for a number or a quoted name."""
+    return f"self.{attr}" if attr.isidentifier() else f"getattr(self, {lit(attr)})"
 
 
 def _assign(attr: str, tree, depth: int) -> list[str]:
-    if attr.isdigit():
+    if not attr.isidentifier():
         return assignment("", Call("self.add_module", (lit(attr), tree)), depth)
     return assignment(f"self.{attr} = ", tree, depth)
 
@@ -211,6 +214,7 @@ def _draft(part: Part, reserved: set[str]) -> Draft:
     plan = make_plan(_View(part.name or graph.name, graph), tuple(reserved))
     module_of = {name: _access(part.attrs[name]) for name in part.attrs}
     members = []
+    stand_ins = {}
     for item in part.items:
         local = item.local if isinstance(item, Node) else item.name
         if isinstance(item, Part):
@@ -218,17 +222,24 @@ def _draft(part: Part, reserved: set[str]) -> Draft:
             continue
         if item.op == "input":
             continue
-        module = layer_module(plan, graph, graph.nodes[local], module_of)
+        node = graph.nodes[local]
+        module = layer_module(plan, graph, node, module_of)
         with explicit_defaults():
-            explicit = layer_module(plan, graph, graph.nodes[local], module_of)
+            explicit = layer_module(plan, graph, node, module_of)
         if module is not None:
             members.append((local, part.attrs[local], module, explicit))
+            continue
+        ins = [graph.nodes[i].shape for i in node.inputs]
+        stand_in = OPS[node.op].torch_sequential(node, ins)
+        if stand_in is not None:
+            with explicit_defaults():
+                stand_ins[local] = (stand_in, OPS[node.op].torch_sequential(node, ins))
 
     def call_part(node, args):
         return Call(module_of[node.name], (args[0],))
 
     body, where = forward_statements(plan, graph, module_of, call_part)
-    draft = Draft(part, members, body, plan)
+    draft = Draft(part, members, body, plan, stand_ins=stand_ins)
     draft.where = where
     draft.indented = lambda: forward_statements(plan, graph, module_of, call_part, 3)
     draft.sequential = part.instance is not None and _sequential(part, draft)
@@ -246,11 +257,11 @@ def _sequential(part: Part, draft: Draft) -> bool:
     position = 0
     for item in part.items:
         local = item.local if isinstance(item, Node) else item.name
-        if local not in modules or int(local) != position:
+        if (local not in modules and local not in draft.stand_ins) or int(local) != position:
             return False
         if isinstance(item, Node):
             node = part.graph.nodes[local]
-            if flat(OPS[node.op].torch_call(node, "m", ["x"])) != "m(x)":
+            if local in modules and flat(OPS[node.op].torch_call(node, "m", ["x"])) != "m(x)":
                 return False  # forward does more than call it (a pad first, a crop after)
             position += 1 + (node.activation is not None)
         else:
@@ -262,9 +273,11 @@ def _sequence(part: Part, draft: Draft, which: int) -> list:
     """The modules of a sequential part in order, an activation after its layer as a module of its own;
     `which` is 2 for the constructors as written, 3 for those with every default."""
     out = []
-    for member in draft.members:
-        local = member[0]
-        out.append(member[which])
+    trees = {member[0]: member[which] for member in draft.members}
+    trees.update((local, pair[which - 2]) for local, pair in draft.stand_ins.items())
+    for item in part.items:
+        local = item.local if isinstance(item, Node) else item.name
+        out.append(trees[local])
         node = part.graph.nodes[local]
         if node.op != CALL and node.activation is not None:
             act, attrs = node.activation
@@ -608,7 +621,7 @@ def _branches(taken: Class, other: Class, condition: str):
             break
         common += 1
     own = [attr for attr, _tree in taken.members[common:] if attr not in {a for a, _t in other.members}]
-    if not own or any(attr.isdigit() for attr, _tree in [*taken.members, *other.members]):
+    if not own or not all(attr.isidentifier() for attr, _tree in [*taken.members, *other.members]):
         return None
     t, e = taken.drafts[0], other.drafts[0]
     if signature(t.plan) != signature(e.plan):

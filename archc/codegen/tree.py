@@ -14,12 +14,14 @@ its dotted name whenever every name is a legal attribute (`layer1.0.conv1`):
 from __future__ import annotations
 
 import keyword
+import re
 from dataclasses import dataclass, field, replace
 
 from ..graph import Graph, Instance, Node
 from .names import NN_MODULE_MEMBERS, Namespace
 
 CALL = "<block>"  # the op of a node that stands for a part in its parent's graph
+_KEY = re.compile(r"[A-Za-z0-9_-]+")  # what a name that is no identifier holds (archc/expand.py checks)
 
 
 class ReachError(Exception):
@@ -62,9 +64,13 @@ def _local(item) -> str:
 
 def attribute(name: str, taken: Namespace) -> str:
     """The attribute an item is stored under: its own name, unless Python or nn.Module cannot have it
-    (a keyword, a member such as `forward`, a name Python would mangle); a number stays a number."""
+    (a keyword, a member such as `forward`, a name Python would mangle). A name that is no identifier
+    (a number, a quoted `block1-0`: only letters, digits, `_` and `-`) stays itself, registered with
+    add_module and read with getattr, as torchvision registers `block1-0`."""
     ok = name.isidentifier() and name.isascii() and not keyword.iskeyword(name)
-    if name.isdigit() or (ok and name not in NN_MODULE_MEMBERS and not name.startswith("__")):
+    if _KEY.fullmatch(name) and not name.isidentifier():
+        return name
+    if ok and name not in NN_MODULE_MEMBERS and not name.startswith("__"):
         return name
     return taken.name(name)
 

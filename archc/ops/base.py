@@ -260,6 +260,12 @@ class Op:
     def torch_call(self, node, module: str, args: list[str]):
         return call(module, args[0])
 
+    def torch_sequential(self, node, ins: list[Shape]):
+        """The module that stands for this layer in an nn.Sequential, which can only hold modules:
+        its submodule, or for a layer forward computes inline, the module that computes the same
+        (`nn.Flatten()` for `torch.flatten(x, 1)`); None if there is none."""
+        return self.torch_layer(node, ins)
+
     def numpy_state(self, node, ins: list[Shape], init) -> list:
         """(suffix, initial value) for each array, in the order and shapes of torch's state_dict.
 

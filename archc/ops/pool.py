@@ -446,6 +446,20 @@ class GlobalAvgPool(_Adaptive):
     def settings(self, node):
         return "global"
 
+    def torch_layer(self, node, ins):
+        # a module if the spec names it (torchvision's `self.avgpool`); else forward pools, as
+        # torchvision's MobileNetV2 does
+        return super().torch_layer(node, ins) if node.written else None
+
+    def torch_call(self, node, module, args):
+        if node.written:
+            return call(module, args[0])
+        kind = "max" if "max" in self.name else "avg"
+        return call(f"F.adaptive_{kind}_pool{node.geom['nd']}d", args[0], "1")
+
+    def torch_sequential(self, node, ins):
+        return super().torch_layer(node, ins)
+
     def numpy_call(self, node, state, args):
         return call(self.numpy_function, args[0])
 

@@ -35,6 +35,13 @@ class Flatten(Op):
         return None
 
     def torch_layer(self, node, ins):
+        # a module if the spec names it; else forward flattens, as torchvision's forward does
+        return call("nn.Flatten") if node.written else None
+
+    def torch_call(self, node, module, args):
+        return call(module, args[0]) if node.written else call("torch.flatten", args[0], "1")
+
+    def torch_sequential(self, node, ins):
         return call("nn.Flatten")
 
     def numpy_call(self, node, state, args):
