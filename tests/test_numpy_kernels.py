@@ -713,6 +713,9 @@ SAMPLES = {
     "normal": lambda: (np.random.default_rng(6), (8, 4, 3), 0.5),
     "trunc_normal": lambda: (np.random.default_rng(6), (8, 4, 3), 1.0, -0.5, 0.5),
     "xavier_uniform": lambda: (np.random.default_rng(6), (12, 4)),
+    "embedding": lambda: (np.random.default_rng(7).integers(0, 9, (2, 5)), rand(9, 4, seed=52)),
+    "embedding_weight": lambda: (np.random.default_rng(6), 9, 4, 2),
+    "to_sequence": lambda: (X,),
     "scaled_dot_product_attention": lambda: (X[..., 0], X[..., 1], X[..., 2], 2, True),
     "multi_head_attention": lambda: (
         X[..., 0],
