@@ -731,6 +731,9 @@ SAMPLES = {
     "lstm": lambda: (rand(2, 5, 3, seed=49), rnn_state(4, proj=2), "r", 2, True, 0.3, True, np.random.default_rng(5)),
     "gru": lambda: (rand(2, 5, 3, seed=49), rnn_state(3), "r", 2, True, 0.0, False, None, True),
     "xavier_uniform": lambda: (np.random.default_rng(6), (12, 4)),
+    "embedding": lambda: (np.random.default_rng(7).integers(0, 9, (2, 5)), rand(9, 4, seed=52)),
+    "embedding_weight": lambda: (np.random.default_rng(6), 9, 4, 2),
+    "to_sequence": lambda: (X,),
     "scaled_dot_product_attention": lambda: (X[..., 0], X[..., 1], X[..., 2], 2, True),
     "multi_head_attention": lambda: (
         X[..., 0],
