@@ -38,6 +38,7 @@ import numpy as np
 from .numpy_kernels import (
     _adaptive_mask,
     _avg_divisor,
+    _centred,
     _fold_windows,
     _pairs,
     _per_dim,
@@ -495,35 +496,35 @@ def _affine_backward(grad, xhat, weight, bias, axes, shape):
 def batch_norm_backward(grad, x, state, name, training, eps=1e-5):
     """batch_norm's backward: (dx, dweight, dbias) for the entries under `name`.
 
-    Training normalised by the batch statistics, which are taken again from x; the
-    running statistics the forward updated are not used. Evaluation is a fixed
-    per-channel scale.
+    Training normalised by the batch statistics, which are taken again from x
+    (_centred); the running statistics the forward updated are not used. Evaluation
+    is a fixed per-channel scale. Training's dx, with xhat the centred x times
+    inv_std, is scale * (grad - mean(grad) - xhat * mean(grad * xhat)), computed in
+    place in the centred array (four passes, no other array of x's size); the
+    per-channel sums are per-row sums combined in float64.
     """
     weight = state[name + ".weight"]
-    axes = (0, *range(2, x.ndim))
+    n, c = x.shape[:2]
     channels = (1, -1) + (1,) * (x.ndim - 2)
     if training:
-        mean = x.mean(axis=axes, dtype=np.float64)
-    else:
-        mean = state[name + ".running_mean"].astype(np.float64)
-    xhat = x - mean.astype(x.dtype).reshape(channels)
-    if training:  # from the centred values: no float64 copy of x
-        var = np.square(xhat).mean(axis=axes, dtype=np.float64)
+        _, var, centred = _centred(x)
     else:
         var = state[name + ".running_var"].astype(np.float64)
+        centred = x - state[name + ".running_mean"].astype(x.dtype).reshape(channels)
     inv_std = 1 / np.sqrt(var + eps)
-    xhat *= inv_std.astype(x.dtype).reshape(channels)
-    db = grad.sum(axis=axes, dtype=np.float64)
-    dw = (grad * xhat).sum(axis=axes, dtype=np.float64)
+    rows = grad.reshape(n, c, -1)
+    db = rows.sum(axis=2).sum(axis=0, dtype=np.float64)
+    dw = np.einsum("ncl,ncl->nc", rows, centred.reshape(n, c, -1))
+    dw = dw.sum(axis=0, dtype=np.float64) * inv_std
     scale = (weight * inv_std).astype(x.dtype).reshape(channels)
-    if training:  # (grad - mean(grad) - xhat * mean(grad * xhat)) * scale, in place
-        count = x.size // x.shape[1]
-        xhat *= (dw / count).astype(x.dtype).reshape(channels)
-        dx = grad - (db / count).astype(x.dtype).reshape(channels)
-        dx -= xhat
-        dx *= scale
-    else:
-        dx = grad * scale
+    if not training:
+        return grad * scale, dw.astype(weight.dtype), db.astype(weight.dtype)
+    count = x.size // c
+    dx = centred  # the terms in torch's order: subtracting before scaling cancels least
+    dx *= (-inv_std * dw / count).astype(x.dtype).reshape(channels)
+    dx += grad
+    dx -= (db / count).astype(x.dtype).reshape(channels)
+    dx *= scale
     return dx, dw.astype(weight.dtype), db.astype(weight.dtype)
 
 
