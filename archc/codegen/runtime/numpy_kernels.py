@@ -126,6 +126,22 @@ def _read_region(x, weight, padding, stride, dilation):
     return x, weight[(slice(None), slice(None), *taps)]
 
 
+def _chunks(n, out, width):
+    """(samples, rows): how much of a batch's output one product takes at once.
+
+    width is the bytes of columns per output position. A chunk is at least 1024
+    positions, below which BLAS runs thin products slowly (7 x 7 maps of 512
+    channels: a product per sample takes 1.7x as long as one for all 8), else as
+    many as 1 MiB of columns hold, which stay in the cache between the product and
+    the pass that reads them; whole samples when they fit, else bands of rows.
+    """
+    chunk = max(1024, 2**20 // max(width, 1))
+    positions = int(np.prod(out))
+    if chunk >= positions:  # an empty output (out[0] == 0) takes one empty chunk
+        return max(1, min(n, chunk // max(positions, 1))), max(out[0], 1)
+    return 1, max(1, chunk // (positions // out[0]))
+
+
 def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Cross-correlation like torch's conv1d/2d/3d; weight is (F, C // groups, *kernel).
 
@@ -138,10 +154,10 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     - The columns are laid out (C * kernel volume, batch * positions): the copy that
       unrolls them moves whole rows of x, and the product writes the output in
       channel order, so only one cheap transpose of the output remains.
-    - They are built a few MiB at a time (whole samples when they fit, else bands of
-      output rows of one sample): each chunk is still in cache when the product
-      reads it, and memory stays bounded (VGG-16's first layers at batch 8 would
-      otherwise unroll to 0.9 GiB).
+    - They are built about 1 MiB at a time (_chunks: whole samples when they fit,
+      else bands of output rows of one sample): each chunk is still in cache when
+      the product reads it, and memory stays bounded (VGG-16's first layers at
+      batch 8 would otherwise unroll to 0.9 GiB).
     - A 1x1 kernel needs no unrolling: x itself (subsampled by the stride) is the
       columns.
     - With one input channel per group (depthwise) each product would be a tiny one
@@ -178,10 +194,7 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         windows = _windows(x, kernel, stride, dilation)  # (N, C, *out, *kernel)
         order = (1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd))
         weights = weight.reshape(groups, f // groups, per_group * volume)
-        budget = 4 * 2**20  # bytes of columns per chunk: they stay in the cache
-        sample = c * volume * int(np.prod(out)) * x.itemsize  # one sample's columns
-        samples = max(1, min(n, budget // max(sample, 1)))
-        rows = out[0] if sample <= budget else max(1, out[0] * budget // sample)
+        samples, rows = _chunks(n, out, c * volume * x.itemsize)
         line = int(np.prod(out[1:]))  # output positions per output row
         for first in range(0, n, samples):
             for top in range(0, out[0], rows):
