@@ -135,13 +135,17 @@ def _resnet18_step(s, x, target):
 
     g, grads["fc.weight"], grads["fc.bias"] = B.linear_backward(g, flat, s["fc.weight"], s["fc.bias"])
     g = B.global_avg_pool_backward(B.reshape_backward(g, pooled.shape), h.shape)
-    for tape, z in reversed(blocks):
+    del h, pooled, flat
+    while blocks:  # each block's arrays are freed once its backward has read them
+        tape, z = blocks.pop()
         g = B.relu_backward(g, z)
         main = conv_bn_backward(g, *tape[1][1])
         main = conv_bn_backward(B.relu_backward(main, tape[0][0]), *tape[0][1])
         g = main + (conv_bn_backward(g, *tape[2][1]) if len(tape) == 3 else g)
+        del tape, z, main
     g = B.relu_backward(B.max_pool_backward(g, r1, 3, 2, 1), stem[0][0])
-    conv_bn_backward(g, *stem[0][1], first=True)
+    del r1
+    conv_bn_backward(g, *stem.pop()[1], first=True)
     return loss, grads
 
 
@@ -161,15 +165,19 @@ def _load_module(path: str):
 
 
 def _torch_peak(step) -> int:
-    """Bytes: the peak of the running sum of the CPU allocations (+) and frees (-) in step."""
+    """Bytes: the peak of the running sum of the CPU allocations (+) and frees (-) in step.
+
+    Each operator's own allocations and frees (self_cpu_memory_usage; its children's
+    are theirs), in the order the operators started.
+    """
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
-    events = sorted((e for e in prof.events() if e.cpu_memory_usage), key=lambda e: (e.time_range.start, e.id))
+    own = (e for e in prof.events() if e.self_cpu_memory_usage)
     total = peak = 0
-    for event in events:
-        total += event.cpu_memory_usage
+    for event in sorted(own, key=lambda e: (e.time_range.start, e.id)):
+        total += event.self_cpu_memory_usage
         peak = max(peak, total)
     return peak
 

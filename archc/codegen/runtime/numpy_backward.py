@@ -758,9 +758,12 @@ def sigmoid_backward(grad, x):
 
 
 def tanh_backward(grad, x):
-    """grad * (1 - tanh(x)**2)."""
+    """grad * (1 - tanh(x)**2), worked out in place in the one new array."""
     t = np.tanh(x)
-    return grad * (1 - t * t)
+    np.multiply(t, t, out=t)
+    np.subtract(1, t, out=t)
+    t *= grad
+    return t
 
 
 def silu_backward(grad, x):
@@ -871,7 +874,7 @@ def sgd_step(
                 buffer = state[name] = grad.copy()
             else:
                 buffer *= momentum
-                buffer += (1 - dampening) * grad
+                buffer += (1 - dampening) * grad if dampening else grad
             grad = grad + momentum * buffer if nesterov else buffer
         p -= lr * grad
 
