@@ -40,7 +40,6 @@ from .numpy_kernels import (
     _avg_divisor,
     _centred,
     _chunks,
-    _fold_windows,
     _pairs,
     _per_dim,
     _pool_input,
@@ -346,6 +345,60 @@ def _unpad(padded, shape, padding):
     return padded[(slice(None), slice(None), *crop)]
 
 
+def _phases(x, stride):
+    """x (N, C, *sizes) split by position modulo stride: (N, C, *stride, *sizes/stride).
+
+    Phase (a, b) of a 2-D map holds x[:, :, a::s, b::s], contiguously. At each kernel
+    tap, the windows of a strided pooling read one phase at consecutive positions
+    (_phase_taps), so the passes over the taps run along contiguous rows instead of
+    strided ones. Each size must be a multiple of its stride.
+    """
+    n, c = x.shape[:2]
+    nd = len(stride)
+    split = [n, c]
+    for size, s in zip(x.shape[2:], stride):
+        split += [size // s, s]
+    order = (0, 1, *range(3, 2 + 2 * nd, 2), *range(2, 2 + 2 * nd, 2))
+    return np.ascontiguousarray(x.reshape(split).transpose(order))
+
+
+def _unphased(phases, stride, shape, padding):
+    """The input-sized array (shape) inside the padded one _phases split.
+
+    Each phase is copied into its strided place, cut to the input: copying in the
+    result's order instead, which takes its values from every phase in turn, takes
+    3x as long.
+    """
+    nd = len(stride)
+    out = np.empty(shape, phases.dtype)
+    for phase in np.ndindex(*stride):
+        source, target = [], []
+        for a, s, m, n, (before, _) in zip(
+            phase, stride, phases.shape[2 + nd :], shape[2:], _pairs(padding, nd)
+        ):
+            first = max(0, -(-(before - a) // s))  # r * s + a - before >= 0
+            last = min(m, (n - 1 + before - a) // s + 1)  # ... < n
+            source.append(slice(first, max(first, last)))
+            target.append(slice(first * s + a - before, n, s))
+        out[(slice(None), slice(None), *target)] = phases[
+            (slice(None), slice(None), *phase, *source)
+        ]
+    return out
+
+
+def _phase_taps(phases, kernel, stride, dilation, out):
+    """_taps on _phases(x, stride): for each kernel position, the view (N, C, *out).
+
+    Tap i along an axis reads x at i*d + j*s for window j: phase (i*d) % s, from
+    position (i*d) // s on.
+    """
+    for index in np.ndindex(*kernel):
+        offsets = [i * d for i, d in zip(index, dilation)]
+        phase = tuple(o % s for o, s in zip(offsets, stride))
+        start = (slice(o // s, o // s + m) for o, s, m in zip(offsets, stride, out))
+        yield phases[(slice(None), slice(None), *phase, *start)]
+
+
 def max_pool_backward(
     grad, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
 ):
@@ -353,28 +406,36 @@ def max_pool_backward(
 
     On ties torch picks the first maximum in the window's row-major order, so the
     taps are visited in that order and each window's grad goes to the first tap
-    equal to its maximum. Overlapping windows add up. The passes are whole-array
-    comparisons and products into reused buffers (no np.where, which branches).
+    equal to its maximum. Overlapping windows add up. The padded input is split
+    into its stride's phases (_phases), where every tap is a contiguous view, and
+    the passes are whole-array comparisons and products into reused buffers (no
+    np.where, which branches); the gradient is gathered in phases too and put
+    back in place once.
     """
     nd = x.ndim - 2
     kernel, stride = _pool_settings(nd, kernel_size, stride)
     dilation = _per_dim(dilation, nd)
     padded, out = _pool_input(x, kernel, stride, padding, dilation, ceil_mode, -np.inf)
-    best = _fold_windows(padded, kernel, stride, dilation, out, np.maximum)
-    dx = np.zeros(padded.shape, grad.dtype)
+    whole = [(0, -n % s) for n, s in zip(padded.shape[2:], stride)]  # to whole phases
+    phases = _phases(pad(padded, whole, -np.inf), stride)
+    del padded
+    best = None
+    for tap in _phase_taps(phases, kernel, stride, dilation, out):
+        best = tap.copy() if best is None else np.maximum(best, tap, out=best)
+    dx = np.zeros(phases.shape, grad.dtype)
     free = np.ones(best.shape, bool)  # windows whose maximum is still to be found
     hit = np.empty(best.shape, bool)
     share = np.empty(grad.shape, grad.dtype)
     taps = zip(
-        _taps(padded, kernel, stride, dilation, out),
-        _taps(dx, kernel, stride, dilation, out),
+        _phase_taps(phases, kernel, stride, dilation, out),
+        _phase_taps(dx, kernel, stride, dilation, out),
     )
-    for (_, tap), (_, target) in taps:
+    for tap, target in taps:
         np.equal(tap, best, out=hit)
         hit &= free
         free ^= hit
         target += np.multiply(grad, hit, out=share)
-    return _unpad(dx, x.shape, padding)
+    return _unphased(dx, stride, x.shape, padding)
 
 
 def min_pool_backward(
