@@ -10,7 +10,9 @@ native_batch_norm and its backward, max_pool2d_with_indices and its backward,
 ...). Both run in this one process with the same number of threads (1 by
 default: what each library does per core; OpenBLAS's and OpenMP's workers would
 otherwise spin against each other), interleaved, and the table gives medians
-and the median of the per-round ratios. `count` is how many layers of the
+and the median of the per-round ratios: of CPU times (time.process_time) with
+one thread, which other load on the machine disturbs far less than wall times,
+else of wall times. `count` is how many layers of the
 step (ResNet-18's, LeNet-5's) run the case at that shape.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `archc` importable
@@ -263,13 +266,13 @@ def cases(quick: bool):
     return out
 
 
-def measure(quick: bool, repeats: int) -> list[list]:
+def measure(quick: bool, repeats: int, clock) -> list[list]:
     """The table's rows: case, count, NumPy and torch medians and their paired ratio."""
     from .common import interleaved, median, ms, paired, ratio
 
     rows = []
     for name, count, functions in cases(quick):
-        times = interleaved(functions, repeats)
+        times = interleaved(functions, repeats, clock=clock)
         rows.append(
             [
                 name,
@@ -296,10 +299,13 @@ def main(argv=None) -> str:
 
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (1 if args.quick else 7)
-    rows = measure(args.quick, repeats)
+    clock = time.process_time if args.threads == 1 else time.perf_counter  # see the docstring
+    rows = measure(args.quick, repeats, clock)
     text = (
-        f"Training kernels, NumPy against torch, {args.threads} thread(s) each, medians of {repeats} "
-        "interleaved rounds" + (" (QUICK: tiny sizes, the figures mean nothing)" if args.quick else "") + ".\n\n"
+        f"Training kernels, NumPy against torch, {args.threads} thread(s) each, "
+        f"{'CPU' if args.threads == 1 else 'wall'} times, medians of {repeats} interleaved rounds"
+        + (" (QUICK: tiny sizes, the figures mean nothing)" if args.quick else "")
+        + ".\n\n"
     )
     text += table(["kernel", "count", "NumPy", "torch", "NumPy / torch"], rows)
     print(text)
