@@ -7,6 +7,7 @@ from fractions import Fraction
 
 from ..codegen.pyexpr import Index, call
 from .base import (
+    Backward,
     Op,
     P,
     Saved,
@@ -26,7 +27,7 @@ from .base import (
     spatial_dims,
     window_rf,
 )
-from .emit import dims, padding, symmetric, torch_pad, torch_padding, unless
+from .emit import dims, mirror, padding, symmetric, torch_pad, torch_padding, unless
 
 PAD_SYMBOLS = {"same": ("pad", "same"), "valid": ("pad", "valid"), "full": ("pad", "full")}
 
@@ -171,6 +172,9 @@ class _ConvBase(Op):
     def numpy_call(self, node, state, args):
         return _numpy_call("conv", node, state, args)
 
+    def numpy_backward(self, node, state, grad, saved):
+        return weighted_backward(self, node, state, grad, saved)
+
 
 def _numpy_state(node, weight_shape, init) -> list:
     """Weight (in torch's layout for the layer) and bias, as torch's state_dict has them."""
@@ -191,6 +195,12 @@ def _numpy_call(function: str, node, state, args, **extra):
         groups=g["groups"] if g["groups"] > 1 else None,
         dilation=unless(g["dilation"], 1),
     )
+
+
+def weighted_backward(op, node, state, grad, saved) -> Backward:
+    """conv_backward, conv_transpose_backward, linear_backward: (dx, dweight, dbias), no dbias without a bias."""
+    forward = op.numpy_call(node, state, [saved])
+    return Backward(mirror(forward, grad, saved), (0, "weight", "bias" if node.attrs["bias"] else None))
 
 
 def _pad_text(node) -> str:
@@ -336,6 +346,9 @@ class Deconv(Op):
 
     def numpy_call(self, node, state, args):
         return _numpy_call("conv_transpose", node, state, args, output_padding=unless(node.geom["outpad"], 0))
+
+    def numpy_backward(self, node, state, grad, saved):
+        return weighted_backward(self, node, state, grad, saved)
 
     def settings(self, node):
         g = node.geom

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..codegen.pyexpr import call
 from .base import Op, P, Proposal, Saved, ShapeError, Training, bias_adds, fmt_shape, prod, register
+from .conv import weighted_backward
 
 
 @register
@@ -83,3 +84,6 @@ class Dense(Op):
 
     def numpy_call(self, node, state, args):
         return call("linear", args[0], state("weight"), *([state("bias")] if node.attrs["bias"] else []))
+
+    def numpy_backward(self, node, state, grad, saved):
+        return weighted_backward(self, node, state, grad, saved)

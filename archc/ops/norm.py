@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
 from .base import (
+    Backward,
     Op,
     P,
     Proposal,
@@ -30,7 +31,7 @@ from .base import (
     register,
     spatial_dims,
 )
-from .emit import ones, zeros
+from .emit import mirror, ones, zeros
 
 TORCH_EPS = 1e-5  # the eps of every torch norm by default
 
@@ -68,6 +69,17 @@ def affine_state(shape, attrs) -> list:
 def affine_args(state, attrs) -> list:
     """The NumPy kernel's `weight, bias` arguments: those the norm has."""
     return [state(name) for name in affine_names(attrs)]
+
+
+def affine_backward(op, node, state, grad, saved) -> Backward:
+    """The norm kernel's backward: (dx, dweight, dbias), None for what the norm does not learn; the
+    momentum of the running statistics is the forward's alone."""
+    names = affine_names(node.attrs)
+    forward = op.numpy_call(node, state, [saved])
+    return Backward(mirror(forward, grad, saved, drop=("momentum",)), (0, *names, *[None] * (2 - len(names))))
+
+
+RUNNING = ("running_mean", "running_var", "num_batches_tracked")  # buffers: no gradient, no update
 
 
 def affine_count(size: int, attrs) -> int:
@@ -156,8 +168,14 @@ class BatchNorm(Op):
             ("num_batches_tracked", call("np.zeros", "()", "np.int64")),
         ]
 
+    numpy_buffers = RUNNING
+
     def numpy_call(self, node, state, args):
         return call("batch_norm", args[0], "s", lit(state.key), "self.training", **self._options(node))
+
+    def numpy_backward(self, node, state, grad, saved):
+        forward = self.numpy_call(node, state, [saved])
+        return Backward(mirror(forward, grad, saved, drop=("momentum",)), (0, "weight", "bias"))
 
 
 @register
@@ -302,6 +320,9 @@ class LayerNorm(Op):
         axes = lit(node.geom["axes"])
         return call("layer_norm", args[0], axes, *affine_args(state, node.attrs), eps=eps_option(node.attrs))
 
+    def numpy_backward(self, node, state, grad, saved):
+        return affine_backward(self, node, state, grad, saved)
+
 
 def _groups_for(channels: int, values: int, wanted: int) -> list[Proposal]:
     """`groups=` the divisor of `channels` nearest `wanted` that leaves more than one of the
@@ -376,6 +397,9 @@ class GroupNorm(Op):
     def numpy_call(self, node, state, args):
         a = node.attrs
         return call("group_norm", args[0], a["groups"], *affine_args(state, a), eps=eps_option(a))
+
+    def numpy_backward(self, node, state, grad, saved):
+        return affine_backward(self, node, state, grad, saved)
 
 
 @register
@@ -462,3 +486,8 @@ class InstanceNorm(Op):
             running = {"running_mean": state("running_mean"), "running_var": state("running_var")}
             running.update(training="self.training", momentum=None if a["momentum"] == 0.1 else lit(a["momentum"]))
         return call("instance_norm", args[0], *affine_args(state, a), **running, eps=eps_option(a))
+
+    numpy_buffers = RUNNING
+
+    def numpy_backward(self, node, state, grad, saved):
+        return affine_backward(self, node, state, grad, saved)

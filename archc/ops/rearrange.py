@@ -9,7 +9,7 @@ channels (PyTorch's PixelUnshuffle) and `shuffle` interleaves channel groups
 from __future__ import annotations
 
 from ..codegen.pyexpr import Index, call
-from .base import Op, P, ShapeError, check_divides, fmt_shape, per_dim, register, spatial_dims, window_rf
+from .base import Backward, Op, P, ShapeError, check_divides, fmt_shape, per_dim, register, spatial_dims, window_rf
 
 
 @register
@@ -47,6 +47,10 @@ class Chunk(Op):
         return Index(args[0], f":, {node.geom['start']}:{node.geom['stop']}")
 
     numpy_call = torch_call  # the same slice on both kinds of array
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return slice_backward(self, node, state, grad, saved)
 
 
 @register
@@ -97,6 +101,16 @@ class Crop(Op):
         return Index(args[0], f":, :, {window}")
 
     numpy_call = torch_call
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return slice_backward(self, node, state, grad, saved)
+
+
+def slice_backward(op, node, state, grad, saved) -> Backward:
+    """The gradient of a slice `x[index]` put back in zeros of the input's shape, which forward kept."""
+    index = op.numpy_call(node, state, ["_"]).index
+    return Backward(call("slice_backward", grad, saved, f"np.s_[{index}]"))
 
 
 @register
@@ -138,6 +152,8 @@ class SpaceToDepth(Op):
     def numpy_call(self, node, state, args):
         return call("space_to_depth", args[0], node.attrs["block"])
 
+    numpy_keeps = "nothing"
+
 
 @register
 class Shuffle(Op):
@@ -167,3 +183,5 @@ class Shuffle(Op):
 
     def numpy_call(self, node, state, args):
         return call("channel_shuffle", args[0], node.attrs["groups"])
+
+    numpy_keeps = "nothing"

@@ -6,6 +6,7 @@ from fractions import Fraction
 
 from ..codegen.pyexpr import Sum, call, lit
 from .base import (
+    Backward,
     Op,
     P,
     Saved,
@@ -19,7 +20,7 @@ from .base import (
     resolve_padding,
     spatial_dims,
 )
-from .emit import dims, numpy_pad
+from .emit import dims, numpy_pad, padding
 
 
 @register
@@ -39,6 +40,11 @@ class Flatten(Op):
 
     def numpy_call(self, node, state, args):
         return call(f"{args[0]}.reshape", f"len({args[0]})", "-1")
+
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("reshape_backward", grad, saved))
 
 
 @register
@@ -74,6 +80,10 @@ class Reshape(Op):
         return call(f"{args[0]}.reshape", "-1", *map(str, node.shape))
 
     numpy_call = torch_call  # the same method on both kinds of array
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("reshape_backward", grad, saved))
 
 
 @register
@@ -126,6 +136,11 @@ class Permute(Op):
     def numpy_call(self, node, state, args):
         return call(f"{args[0]}.transpose", *self._axes(node))
 
+    numpy_keeps = "nothing"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("permute_backward", grad, f"({', '.join(self._axes(node))})"))
+
 
 @register
 class Upsample(Op):
@@ -163,6 +178,8 @@ class Upsample(Op):
 
     def numpy_call(self, node, state, args):
         return call("upsample_nearest", args[0], dims(node.geom["scale"]))
+
+    numpy_keeps = "nothing"
 
 
 @register
@@ -203,6 +220,12 @@ class ZeroPad(Op):
     def numpy_call(self, node, state, args):
         return numpy_pad(args[0], node.geom["pads"])  # `zeropad: 0` pads nothing: the input itself
 
+    numpy_keeps = "nothing"
+
+    def numpy_backward(self, node, state, grad, saved):
+        pads = node.geom["pads"]
+        return Backward(call("pad_backward", grad, padding(pads)) if any(b or a for b, a in pads) else grad)
+
 
 def _dropping(node, shape):
     """The output of a layer that drops values with probability p while training (dropout,
@@ -238,6 +261,12 @@ class Dropout(Op):
 
     def numpy_call(self, node, state, args):
         return call("dropout", args[0], lit(float(node.attrs["p"])), "self.training", "self.rng")
+
+    def numpy_train_call(self, node, state, args):
+        return call("dropout_forward", *self.numpy_call(node, state, args).args)
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("dropout_backward", grad, saved))  # the mask
 
 
 @register
@@ -276,3 +305,9 @@ class DropPath(Op):
     def numpy_call(self, node, state, args):
         mode = [lit(node.attrs["mode"])] if node.attrs["mode"] != "row" else []
         return call("drop_path", args[0], lit(float(node.attrs["p"])), "self.training", "self.rng", *mode)
+
+    def numpy_train_call(self, node, state, args):
+        return call("drop_path_forward", *self.numpy_call(node, state, args).args)
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("dropout_backward", grad, saved))  # the mask, per sample or for the batch

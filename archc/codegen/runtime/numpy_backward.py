@@ -48,6 +48,7 @@ from .numpy_kernels import (
     channel_shuffle,
     conv,
     erf,
+    l2_pool,
     pad,
     sigmoid,
     softmax,
@@ -504,14 +505,16 @@ def avg_pool_backward(
 
 
 def l2_pool_backward(grad, x, y, kernel_size, stride=None, ceil_mode=False):
-    """l2_pool's backward, y being its output.
+    """l2_pool's backward, y being its output (None: computed again from x).
 
     y = sqrt(volume * avg_pool(x**2)), so dx = x * avg_pool_backward(grad * volume / y).
+    A window of zeros (y = 0, after a relu) passes no gradient, as in torch, not 0/0.
     """
     volume = int(np.prod(_per_dim(kernel_size, x.ndim - 2)))
-    return x * avg_pool_backward(
-        grad * volume / y, x.shape, kernel_size, stride, 0, ceil_mode
-    )
+    if y is None:
+        y = l2_pool(x, kernel_size, stride, ceil_mode)
+    share = np.divide(grad * volume, y, out=np.zeros_like(grad), where=y != 0)
+    return x * avg_pool_backward(share, x.shape, kernel_size, stride, 0, ceil_mode)
 
 
 def _adaptive_windows(n, out):
@@ -1027,3 +1030,101 @@ def cosine_lr(base_lr, epoch, t_max, eta_min=0.0):
     eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / t_max)) / 2.
     """
     return eta_min + (base_lr - eta_min) * (1 + np.cos(np.pi * epoch / t_max)) / 2
+
+
+# -- the training API of a generated model, read as torch.optim is -----------------
+
+
+class SGD:
+    """torch.optim.SGD over a model's parameters(), from its grads (sgd_step)."""
+
+    def __init__(
+        self,
+        model,
+        lr,
+        momentum=0.0,
+        dampening=0.0,
+        nesterov=False,
+        weight_decay=0.0,
+    ):
+        self.model = model
+        self.lr = lr
+        self.settings = {
+            "momentum": momentum,
+            "dampening": dampening,
+            "nesterov": nesterov,
+            "weight_decay": weight_decay,
+        }
+        self.state = {}  # the momentum buffers, by parameter key
+
+    def step(self):
+        """Updates the parameters in place; one with no gradient is left alone."""
+        grads = self.model.grads
+        sgd_step(self.model.parameters(), grads, self.state, self.lr, **self.settings)
+
+    def zero_grad(self):
+        self.model.zero_grad()
+
+
+class Adam:
+    """torch.optim.Adam over a model's parameters(), from its grads (adam_step)."""
+
+    decoupled = False
+
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        self.model = model
+        self.lr = lr
+        self.settings = {"betas": betas, "eps": eps, "weight_decay": weight_decay}
+        self.state = {}  # step, exp_avg and exp_avg_sq, by parameter key
+
+    def step(self):
+        """Updates the parameters in place; one with no gradient is left alone."""
+        params, grads = self.model.parameters(), self.model.grads
+        settings = {**self.settings, "decoupled": self.decoupled}
+        adam_step(params, grads, self.state, self.lr, **settings)
+
+    def zero_grad(self):
+        self.model.zero_grad()
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay, 0.01 by default."""
+
+    decoupled = True
+
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(model, lr, betas, eps, weight_decay)
+
+
+class StepLR:
+    """torch's StepLR: each step() (one an epoch) sets the optimiser's lr to
+    base_lr * gamma ** (epoch // step_size)."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.step_size = step_size
+        self.gamma = gamma
+        self.epoch = 0
+
+    def step(self):
+        self.epoch += 1
+        lr = step_lr(self.base_lr, self.epoch, self.step_size, self.gamma)
+        self.optimizer.lr = lr
+
+
+class CosineAnnealingLR:
+    """torch's CosineAnnealingLR (no restarts): each step() (one an epoch) sets the
+    optimiser's lr to cosine_lr(base_lr, epoch, t_max, eta_min)."""
+
+    def __init__(self, optimizer, t_max, eta_min=0.0):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.t_max = t_max
+        self.eta_min = eta_min
+        self.epoch = 0
+
+    def step(self):
+        self.epoch += 1
+        lr = cosine_lr(self.base_lr, self.epoch, self.t_max, self.eta_min)
+        self.optimizer.lr = float(lr)
