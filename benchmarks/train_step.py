@@ -5,15 +5,11 @@
 A step is forward in training mode, cross-entropy, backward, and SGD with
 momentum 0.9. The torch side is the model `archc codegen --target torch`
 writes for specs/<name>.arch, trained by autograd and torch.optim.SGD; the
-NumPy side starts from the same weights (its state_dict, by key) and the same
-batch, and must give the same first loss. Issue 18's targets: at most 2x
+NumPy side is the model `--target numpy` writes, trained through its own API
+(model.backward, its SGD), from the same weights (by state_dict key) and the
+same batch, and must give the same first loss. Issue 18's targets: at most 2x
 torch's time for ResNet-18 at batch 8 (224 x 224), at most 1.5x for LeNet-5 at
 batch 64.
-
-The NumPy step is HAND-COMPOSED from the runtime's kernels (numpy_kernels.py
-and numpy_backward.py), one line per layer forward and backward, as the
-generated code is to call them (_resnet18_step, _lenet5_step), until the
-generated models have a backward.
 
 How it is measured. The two libraries run in two server processes that take
 turns (every other round torch first), so both figures of a round are taken
@@ -52,104 +48,6 @@ REPEATS = {"resnet18": 5, "lenet5": 30}
 PAUSE = 0.2  # s before each timed call: longer than OpenBLAS's spin timeout
 LR, MOMENTUM = 0.01, 0.9
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-# -- the NumPy steps, composed from the runtime's kernels -----------------------------
-
-
-def _lenet5_step(s, x, target):
-    """LeNet-5 (specs/lenet5.arch) forward, cross-entropy and backward: (loss, grads)."""
-    import numpy as np
-
-    from archc.codegen.runtime import numpy_backward as B  # noqa: N812
-    from archc.codegen.runtime import numpy_kernels as K  # noqa: N812
-
-    a1 = K.conv(x, s["C1.weight"], s["C1.bias"])
-    h1 = np.tanh(a1)
-    p1 = K.avg_pool(h1, 2)
-    h2 = np.tanh(p1)
-    a3 = K.conv(h2, s["C3.weight"], s["C3.bias"])
-    h3 = np.tanh(a3)
-    p2 = K.avg_pool(h3, 2)
-    h4 = np.tanh(p2)
-    flat = h4.reshape(len(h4), -1)
-    a5 = K.linear(flat, s["F5.weight"], s["F5.bias"])
-    h5 = np.tanh(a5)
-    a6 = K.linear(h5, s["F6.weight"], s["F6.bias"])
-    h6 = np.tanh(a6)
-    a7 = K.linear(h6, s["out.weight"], s["out.bias"])
-    loss, g = B.cross_entropy(K.softmax(a7), target)
-
-    grads = {}
-    g = B.softmax_backward(g, a7)
-    g, grads["out.weight"], grads["out.bias"] = B.linear_backward(g, h6, s["out.weight"], s["out.bias"])
-    g = B.tanh_backward(g, a6)
-    g, grads["F6.weight"], grads["F6.bias"] = B.linear_backward(g, h5, s["F6.weight"], s["F6.bias"])
-    g = B.tanh_backward(g, a5)
-    g, grads["F5.weight"], grads["F5.bias"] = B.linear_backward(g, flat, s["F5.weight"], s["F5.bias"])
-    g = B.tanh_backward(B.reshape_backward(g, h4.shape), p2)
-    g = B.tanh_backward(B.avg_pool_backward(g, h3.shape, 2), a3)
-    g, grads["C3.weight"], grads["C3.bias"] = B.conv_backward(g, h2, s["C3.weight"], s["C3.bias"])
-    g = B.tanh_backward(B.avg_pool_backward(B.tanh_backward(g, p1), h1.shape, 2), a1)
-    _, grads["C1.weight"], grads["C1.bias"] = B.conv_backward(g, x, s["C1.weight"], s["C1.bias"], input_grad=False)
-    return loss, grads
-
-
-def _resnet18_step(s, x, target):
-    """ResNet-18 (specs/resnet18.arch, torchvision's names) forward, cross-entropy, backward."""
-    from archc.codegen.runtime import numpy_backward as B  # noqa: N812
-    from archc.codegen.runtime import numpy_kernels as K  # noqa: N812
-
-    grads, blocks = {}, []
-
-    def conv_bn(x, conv, bn, stride, padding, tape):
-        a = K.conv(x, s[conv + ".weight"], None, stride, padding)
-        b = K.batch_norm(a, s, bn, True)
-        tape.append((b, (conv, bn, x, a, stride, padding)))
-        return b
-
-    def conv_bn_backward(g, conv, bn, x, a, stride, padding, first=False):
-        g, grads[bn + ".weight"], grads[bn + ".bias"] = B.batch_norm_backward(g, a, s, bn, True)
-        g, grads[conv + ".weight"], _ = B.conv_backward(
-            g, x, s[conv + ".weight"], None, stride, padding, input_grad=not first
-        )
-        return g
-
-    stem = []
-    r1 = K.relu(conv_bn(x, "conv1", "bn1", 2, 3, stem))
-    h = K.max_pool(r1, 3, 2, 1)
-    for layer, first_stride in zip(range(1, 5), (1, 2, 2, 2)):
-        for index in range(2):
-            name, tape = f"layer{layer}.{index}", []
-            stride = first_stride if index == 0 else 1
-            o = K.relu(conv_bn(h, name + ".conv1", name + ".bn1", stride, 1, tape))
-            o = conv_bn(o, name + ".conv2", name + ".bn2", 1, 1, tape)
-            if name + ".downsample.0.weight" in s:
-                h = conv_bn(h, name + ".downsample.0", name + ".downsample.1", stride, 0, tape)
-            z = o + h
-            h = K.relu(z)
-            blocks.append((tape, z))
-    pooled = K.global_avg_pool(h)
-    flat = pooled.reshape(len(pooled), -1)
-    loss, g = B.cross_entropy(K.linear(flat, s["fc.weight"], s["fc.bias"]), target)
-
-    g, grads["fc.weight"], grads["fc.bias"] = B.linear_backward(g, flat, s["fc.weight"], s["fc.bias"])
-    g = B.global_avg_pool_backward(B.reshape_backward(g, pooled.shape), h.shape)
-    del h, pooled, flat
-    while blocks:  # each block's arrays are freed once its backward has read them
-        tape, z = blocks.pop()
-        g = B.relu_backward(g, z)
-        main = conv_bn_backward(g, *tape[1][1])
-        main = conv_bn_backward(B.relu_backward(main, tape[0][0]), *tape[0][1])
-        g = main + (conv_bn_backward(g, *tape[2][1]) if len(tape) == 3 else g)
-        del tape, z, main
-    g = B.relu_backward(B.max_pool_backward(g, r1, 3, 2, 1), stem[0][0])
-    del r1
-    conv_bn_backward(g, *stem.pop()[1], first=True)
-    return loss, grads
-
-
-HAND_STEPS = {"lenet5": _lenet5_step, "resnet18": _resnet18_step}
 
 
 # -- the servers ------------------------------------------------------------------------
@@ -202,7 +100,7 @@ def _torch_setup(command: dict):
     import torch.nn.functional as F  # noqa: N812
 
     torch.manual_seed(0)
-    model = _load_module(command["file"]).build_model().train()
+    model = _load_module(command["torch_file"]).build_model().train()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((command["batch"], *command["shape"]), dtype=np.float32)
     target = rng.integers(0, command["classes"], command["batch"])
@@ -224,20 +122,27 @@ def _torch_setup(command: dict):
 
 
 def _numpy_setup(command: dict):
-    """The hand-composed NumPy step from the torch server's weights and batch."""
+    """The generated NumPy model, with the torch server's weights and batch: the step.
+
+    It reads as the torch step does, through the training API the generated module
+    carries (docs/language.md, section 16).
+    """
     import numpy as np
 
-    from archc.codegen.runtime import numpy_backward as B  # noqa: N812
-
+    module = _load_module(command["numpy_file"])
+    model = module.build_model()
     folder = Path(command["dir"])
     with np.load(folder / "state.npz") as data:
-        state = {key: data[key].copy() for key in data.files}
+        model.load_state_dict({key: data[key] for key in data.files})
+    model.train()
     x, target = np.load(folder / "x.npy"), np.load(folder / "target.npy")
-    compose, momentum = HAND_STEPS[command["spec"]], {}
+    optimizer = module.SGD(model, lr=LR, momentum=MOMENTUM)
 
     def step():
-        loss, grads = compose(state, x, target)
-        B.sgd_step(state, grads, momentum, LR, momentum=MOMENTUM)
+        optimizer.zero_grad()
+        loss, grad = module.cross_entropy(model(x), target)
+        model.backward(grad)
+        optimizer.step()
         return loss
 
     return step
@@ -317,18 +222,20 @@ class Server:
 # -- measuring -------------------------------------------------------------------------
 
 
-def _generate(spec: str, size: str | None, out: Path) -> dict:
-    """The torch model archc writes for the spec, and its input's shape and classes."""
+def _generate(spec: str, size: str | None, folder: Path) -> dict:
+    """Both models archc writes for the spec, and their input's shape and classes."""
     import archc
 
-    cmd = [*archc_command(sys.executable), "codegen", str(SPECS / f"{spec}.arch"), "--target", "torch", "-o", str(out)]
-    if size:
-        cmd += ["--input", size]
-    subprocess.run(cmd, cwd=ROOT, env=worker_env(), check=True, capture_output=True)
+    files = {}
+    for target in ("torch", "numpy"):
+        files[f"{target}_file"] = str(folder / f"model_{target}.py")
+        cmd = [*archc_command(sys.executable), "codegen", str(SPECS / f"{spec}.arch"), "--target", target]
+        cmd += ["-o", files[f"{target}_file"], *(["--input", size] if size else [])]
+        subprocess.run(cmd, cwd=ROOT, env=worker_env(), check=True, capture_output=True)
     net = archc.load(SPECS / f"{spec}.arch")
     (shape,) = net.inputs.values()
     shape = tuple(map(int, size.split("x"))) if size else tuple(shape)
-    return {"file": str(out), "shape": list(shape), "classes": net.layers[-1].shape[0]}
+    return {**files, "shape": list(shape), "classes": net.layers[-1].shape[0]}
 
 
 def measure(spec: str, batch: int, size: str | None, threads: int, repeats: int, folder: Path, inline=False) -> dict:
@@ -343,7 +250,7 @@ def measure(spec: str, batch: int, size: str | None, threads: int, repeats: int,
     try:
         work = folder / f"{spec}_{threads}"
         work.mkdir()
-        setup = {**_generate(spec, size, work / "model.py"), "spec": spec, "batch": batch, "dir": str(work)}
+        setup = {**_generate(spec, size, work), "spec": spec, "batch": batch, "dir": str(work)}
         losses = {"torch": servers["torch"].ask(op="setup", **setup)["loss"]}
         losses["numpy"] = servers["numpy"].ask(op="setup", **setup)["loss"]
         times = {name: {"wall": [], "cpu": []} for name in servers}
@@ -396,8 +303,8 @@ def run(quick: bool, repeats: int | None, thread_counts: list[int], log=print, i
     headers = ["network", "batch", "threads", "NumPy step", "torch step", "NumPy / torch", "CPU time ratio"]
     headers += ["target", "NumPy peak", "torch peak", "1st loss rel. diff."]
     text = (
-        "One training step (forward, cross-entropy, backward, SGD with momentum), NumPy "
-        "(hand-composed from the runtime's kernels) against the torch model archc generates; "
+        "One training step (forward, cross-entropy, backward, SGD with momentum) of the NumPy "
+        "and the torch model archc generates; "
         f"medians of {'1' if quick else ', '.join(f'{k} {repeats or v}' for k, v in REPEATS.items())} "
         "interleaved rounds" + (" (QUICK: tiny sizes, the figures mean nothing)" if quick else "") + ".\n\n"
     )
