@@ -216,18 +216,20 @@ def _shifted_weight_grad(x, grad, kernel, dilation):
     return dw
 
 
-def _inner_taps(x, kernel, stride, dilation, out, origin):
-    """_taps on an unpadded x: (windows, view of x) for each kernel tap.
+def _inner_taps(shape, kernel, stride, dilation, out, origin):
+    """_taps for an unpadded x of `shape`: (index, windows, places) for each kernel tap.
 
     Window j's tap i along an axis reads position origin + i*d + j*s, origin being
     where the first window starts (negative inside the padding). Only the windows
     whose tap lands inside x are kept: `windows` slices them out of the windows'
-    axes and the view is where they land. A tap no window lands inside is skipped.
+    axes and `places` out of x. A tap no window lands inside is left out. Slices,
+    not views, so that every chunk of samples of a band of rows shares them.
     """
+    taps = []
     for index in np.ndindex(*kernel):
         windows, places = [], []
         for i, d, s, m, n, start in zip(
-            index, dilation, stride, out, x.shape[2:], origin
+            index, dilation, stride, out, shape[2:], origin
         ):
             p = start + i * d  # where window 0's tap lands
             first, last = max(0, -(p // s)), min(m, (n - 1 - p) // s + 1)
@@ -236,7 +238,8 @@ def _inner_taps(x, kernel, stride, dilation, out, origin):
             windows.append(slice(first, last))
             places.append(slice(p + first * s, p + (last - 1) * s + 1, s))
         else:
-            yield index, tuple(windows), x[(slice(None), slice(None), *places)]
+            taps.append((index, tuple(windows), (slice(None), slice(None), *places)))
+    return taps
 
 
 def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
@@ -266,28 +269,30 @@ def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
         )  # output channel j read input j // (f // c)
         positions = "xyz"[:nd]
         terms = f"ncm{positions},cm->nc{positions}"
-        for index, windows, tap in _inner_taps(
-            dx, kernel, stride, dilation, out, origin
-        ):
+        taps = _inner_taps(shape, kernel, stride, dilation, out, origin)
+        for index, windows, places in taps:
             scale = weight[(slice(None), 0, *index)].reshape(c, -1)
-            tap += np.einsum(terms, grad[(slice(None),) * 3 + windows], scale)
+            dx[places] += np.einsum(terms, grad[(slice(None),) * 3 + windows], scale)
         return dx
     volume = int(np.prod(kernel))
     weights = weight.reshape(groups, f // groups, per_group * volume).swapaxes(1, 2)
     samples, rows = _chunks(n, out, c * volume * grad.itemsize)
+    bands = {}  # the taps of each band of rows, alike for every chunk of samples
     for first in range(0, n, samples):
         for top in range(0, out[0], rows):
             band = grad[first : first + samples, :, top : top + rows].swapaxes(0, 1)
             columns = np.matmul(weights, band.reshape(groups, f // groups, -1))
             size = band.shape[1:]  # (samples, rows, *out[1:]) of this chunk
             columns = columns.reshape(c, *kernel, *size)
-            part = dx[first : first + samples]
-            start = [origin[0] + top * stride[0], *origin[1:]]
-            taps = _inner_taps(part, kernel, stride, dilation, size[1:], start)
-            for index, windows, tap in taps:
-                tap += columns[(slice(None), *index, slice(None), *windows)].swapaxes(
-                    0, 1
+            if top not in bands:
+                start = [origin[0] + top * stride[0], *origin[1:]]
+                bands[top] = _inner_taps(
+                    shape, kernel, stride, dilation, size[1:], start
                 )
+            part = dx[first : first + samples]
+            for index, windows, places in bands[top]:
+                block = columns[(slice(None), *index, slice(None), *windows)]
+                part[places] += block.swapaxes(0, 1)
     return dx
 
 
