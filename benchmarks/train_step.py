@@ -300,6 +300,7 @@ def run(quick: bool, repeats: int | None, thread_counts: list[int], log=print, i
                         f"{abs(losses['numpy'] - losses['torch']) / abs(losses['torch']):.0e}",
                     ]
                 )
+                log("| " + " | ".join(map(str, rows[-1])) + " |")  # each row as soon as it is measured
     headers = ["network", "batch", "threads", "NumPy step", "torch step", "NumPy / torch", "CPU time ratio"]
     headers += ["target", "NumPy peak", "torch peak", "1st loss rel. diff."]
     text = (
