@@ -1,6 +1,6 @@
 """One training step of the NumPy runtime against torch's: ResNet-18 and LeNet-5 (issue 18).
 
-    python -m benchmarks.train_step [--quick] [--repeats R] [--threads 1,2]
+    python -m benchmarks.train_step [--quick] [--repeats R] [--threads 1,2] [--networks resnet18,lenet5]
 
 A step is forward in training mode, cross-entropy, backward, and SGD with
 momentum 0.9. The torch side is the model `archc codegen --target torch`
@@ -270,9 +270,11 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.0f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
 
 
-def run(quick: bool, repeats: int | None, thread_counts: list[int], log=print, inline=False) -> tuple[str, dict]:
+def run(
+    quick: bool, repeats: int | None, thread_counts: list[int], log=print, inline=False, networks=None
+) -> tuple[str, dict]:
     """The report (Markdown) and, per (spec, threads), the wall-time ratio and first losses."""
-    cases = QUICK_CASES if quick else CASES
+    cases = {spec: case for spec, case in (QUICK_CASES if quick else CASES).items() if spec in (networks or CASES)}
     rows, ratios = [], {}
     with tempfile.TemporaryDirectory(prefix="archc-train-") as tmp:
         for spec, (batch, size) in cases.items():
@@ -317,8 +319,10 @@ def main(argv=None) -> str:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: proves it runs")
     parser.add_argument("--repeats", type=int, default=None, help="rounds per case")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    parser.add_argument("--networks", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     args = parser.parse_args(argv)
-    text, _ = run(args.quick, args.repeats, [int(n) for n in args.threads.split(",")])
+    threads = [int(n) for n in args.threads.split(",")]
+    text, _ = run(args.quick, args.repeats, threads, networks=args.networks.split(","))
     print(text)
     return text
 
