@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import archc  # noqa: E402
-from benchmarks import analysis, coldstart, common, floor, numpy_backend, run, scaling, torch_models  # noqa: E402
+from benchmarks import analysis, coldstart, common, floor, numpy_backend, run, scaling, torch_models, train_step  # noqa: E402
 
 MISSING = str(ROOT / "no-such-python")
 
@@ -86,3 +86,16 @@ def test_floor_does_the_work_archc_does(spec):
         node = net.layer(name)
         assert (shape, params, buffers, macs, rf) == (node.shape, node.params, node.buffers, node.macs, node.rf), name
     assert (activations, peak) == (net.totals.activations, net.totals.peak_activation_bytes // 4)
+
+
+def test_train_step_runs_and_prints_a_table(capsys):
+    """benchmarks/train_step.py at tiny sizes, both steps in this process: it prints its
+    table, and the NumPy step computes what the torch model archc generates does (the
+    same first loss, from the same weights and batch). No timing is asserted."""
+    text, results = train_step.run(quick=True, repeats=1, thread_counts=[1], log=lambda message: None, inline=True)
+    assert set(results) == {(spec, 1) for spec in train_step.QUICK_CASES}
+    for (spec, _), result in results.items():
+        losses = result["losses"]
+        assert losses["numpy"] == pytest.approx(losses["torch"], rel=1e-3), spec
+        assert f"| {spec}" in text
+    assert text.count("\n|") == 2 + len(results)  # header, rule, a row per case

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..ops import OPS
 from .common import (
+    UNUSED,
     Generated,
     StateRef,
     forward_body,
@@ -25,7 +26,7 @@ from .common import (
     signature,
 )
 from .init import Initial, describe
-from .pyexpr import Entry, Seq, lines, lit
+from .pyexpr import INDENT, WIDTH, Call, Entry, Index, Seq, Sum, assignment, deletion, flat, is_identifier, lines, lit
 
 # the forward kernels, then the training ones (numpy_backward.py: backward kernels, losses, optimisers)
 KERNELS = tuple(Path(__file__).parent / "runtime" / name for name in ("numpy_kernels.py", "numpy_backward.py"))
@@ -43,6 +44,21 @@ METHODS = '''
     def eval(self):
         """Inference: batch norm uses its running statistics, dropout does nothing."""
         return self.train(False)
+
+    def parameters(self):
+        """The trainable arrays of `state`, the same objects (optimisers update them in place):
+        every entry but the buffers (running statistics)."""
+        buffers = self.buffers
+        return {key: value for key, value in self.state.items() if key not in buffers}
+
+    def zero_grad(self):
+        """Forgets every gradient, as torch's zero_grad(): the next backward starts afresh."""
+        self.grads = {}
+
+    def accumulate(self, grads):
+        """Adds a backward's parameter gradients into `grads`, as torch adds into each .grad."""
+        for key, value in grads.items():
+            self.grads[key] = self.grads[key] + value if key in self.grads else value
 
     def state_dict(self):
         """A copy of every array, with the keys and shapes of torch's state_dict()."""
@@ -77,9 +93,11 @@ METHODS = '''
 
 @functools.cache
 def _kernels() -> dict[str, tuple[str, frozenset[str]]]:
-    """name -> (source, names of the other kernels it calls), over both runtime modules."""
+    """name -> (source, names of the other kernels it calls), over both runtime modules: their
+    functions, and the classes of the training API."""
     texts = [path.read_text(encoding="utf-8") for path in KERNELS]
-    functions = [(t, n) for t in texts for n in ast.parse(t).body if isinstance(n, ast.FunctionDef)]
+    kinds = ast.FunctionDef, ast.ClassDef
+    functions = [(t, n) for t in texts for n in ast.parse(t).body if isinstance(n, kinds)]
     names = {f.name for _, f in functions}
     out = {}
     for text, f in functions:
@@ -92,10 +110,11 @@ def kernel_names() -> tuple[str, ...]:
     return tuple(_kernels())
 
 
-def _needed(code: str) -> list[str]:
-    """The kernels the code calls and, transitively, the kernels they call, in the kernels file's order."""
+def _needed(code: str, also: tuple[str, ...] = ()) -> list[str]:
+    """The kernels the code calls (and those named in `also`) and, transitively, the kernels they
+    call, in the kernels file's order."""
     kernels = _kernels()
-    wanted = set(kernels).intersection(_CALLED.findall(code))  # one pass over the code, however many kernels
+    wanted = set(kernels).intersection([*_CALLED.findall(code), *also])  # one pass over the code
     stack = list(wanted)
     while stack:
         for dep in kernels[stack.pop()][1]:
@@ -110,13 +129,15 @@ def generate(network, flat: bool = False) -> Generated:
     plan = make_plan(network, reserved_names())
     graph = network.graph
     key = plan.attrs if flat else _nested_keys(network, plan.attrs)
-    entries = []
+    entries, buffers = [], []
     for node in graph:
         if node.op == "input":
             continue
         ins = [graph.nodes[i].shape for i in node.inputs]
         for suffix, value in OPS[node.op].numpy_state(node, ins, Initial(network, node)):
             entries.append(Entry(lit(StateRef(key[node.name]).name(suffix)), value))
+            if suffix in OPS[node.op].numpy_buffers:
+                buffers.append(lit(StateRef(key[node.name]).name(suffix)))
 
     def layer(node, args):
         return OPS[node.op].numpy_call(node, StateRef(key[node.name]), args)
@@ -130,6 +151,9 @@ def generate(network, flat: bool = False) -> Generated:
         "        self.rng = rng  # also draws the dropout masks",
         "        self.training = False",
         *lines(Seq("{", "}", tuple(entries), explode=True), 2, "self.state = "),
+        "        self.grads = {}  # parameter key -> gradient, added to by backward()",
+        "        self.saved = {}  # what forward keeps for backward, by layer",
+        "        self.requires_grad = False  # True: forward keeps it in eval mode too",
     ]
     head = [
         *header(network, "NumPy"),
@@ -147,17 +171,25 @@ def generate(network, flat: bool = False) -> Generated:
         "    state_dict(), so weights move between the two by key.",
         "",
         *(f"    {line}" for line in describe(network, 84)),
+        "",
+        *(f"    {line}".rstrip() for line in TRAINING_DOC),
         '    """',
+        "",
+        *lines(Seq("(", ")", tuple(buffers), explode=len(buffers) > 1), 1, "buffers = ", "  # no gradient"),
         "",
         *init_lines,
         "",
         *signature(plan),
+        "        if self.training or self.requires_grad:",
+        *assignment("return ", Call("self._forward_keeping", tuple(plan.params)), 3),
     ]
     if entries:
         head.append("        s = self.state")
     body, where = forward_body(plan, layer, activation, 2, 0)
     first = len(head) + 1
     tail = [
+        "",
+        *training_methods(plan, key),
         "",
         *METHODS,
         "",
@@ -167,7 +199,7 @@ def generate(network, flat: bool = False) -> Generated:
         f"    return {plan.cls}(seed)",
     ]
     kernels = _kernels()
-    used = _needed("\n".join(init_lines + body))
+    used = _needed("\n".join(init_lines + body + tail), TRAINING_API)
     for name in used:
         tail += ["", "", *kernels[name][0].splitlines()]
     code = "\n".join(head + body + tail) + "\n"
@@ -182,3 +214,249 @@ def _nested_keys(network, flat: dict[str, str]) -> dict[str, str]:
         return keys(build(network))
     except ReachError:
         return flat
+
+
+# The training API every generated model carries (numpy_backward.py), called by the user, not the model.
+TRAINING_API = (
+    "cross_entropy",
+    "mse_loss",
+    "binary_cross_entropy_with_logits",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "StepLR",
+    "CosineAnnealingLR",
+)
+
+TRAINING_DOC = """Training, as in PyTorch (docs/language.md, section 16):
+
+    model.train()
+    opt = SGD(model, lr=0.1, momentum=0.9)
+    opt.zero_grad()
+    out = model(x)  # while training, forward keeps what backward needs
+    loss, grad = cross_entropy(out, y)
+    model.backward(grad)  # the input's gradient; adds into model.grads
+    opt.step()
+""".strip("\n").splitlines()
+
+
+def _reached(plan) -> set[str]:
+    """The layers (and inputs) a returned output depends on: those a gradient flows back to."""
+    graph = plan.network.graph
+    reached = set(plan.outputs)
+    for node in reversed(list(graph)):
+        if node.name in reached:
+            reached.update(node.inputs)
+    return reached
+
+
+class _Trainer:
+    """The two training methods of a model: `_forward_keeping`, one statement per layer (and per
+    `-> act`), each after what its backward will need is kept under the layer's name; and
+    `backward`, the layers' backward lines in reverse, each popping what was kept for it."""
+
+    def __init__(self, plan, key):
+        self.plan = plan
+        self.key = key
+        self.reached = _reached(plan)
+
+    def _keeps(self, node):
+        """(training forward's call or None, expression kept before the layer or None)."""
+        if node.name not in self.reached:
+            return None, None  # no gradient reaches it: it keeps nothing
+        op, args = OPS[node.op], [self.plan.vars[i] for i in node.inputs]
+        state = StateRef(self.key[node.name])
+        train = op.numpy_train_call(node, state, args)
+        return train, None if train is not None else op.numpy_keep(node, args)
+
+    def _act_keeps(self, node) -> bool:
+        return (
+            node.activation is not None and node.name in self.reached and bool(OPS[node.activation[0]].numpy_function)
+        )
+
+    def forward(self) -> list[str]:
+        plan = self.plan
+        head = [
+            *lines(Call("def _forward_keeping", ("self", *plan.params)), 1, "", ":"),
+            '        """forward, keeping what backward needs, by layer (while training or requires_grad)."""',
+        ]
+        body = []
+        nodes = plan.computed
+        last_read = {plan.vars[i]: k for k, node in enumerate(nodes) for i in node.inputs}
+        kept = {"x", *plan.params, *(plan.vars[n] for n in plan.outputs)}
+        for k, node in enumerate(nodes):
+            op, args, var = OPS[node.op], [plan.vars[i] for i in node.inputs], plan.vars[node.name]
+            state = StateRef(self.key[node.name])
+            name = lit(self.key[node.name])
+            train, keep = self._keeps(node)
+            out = body
+            if keep is not None:
+                out += _stored(f"keep[{name}]", keep, 2)
+            expr = op.numpy_call(node, state, args) if train is None else train
+            if var is None:  # nothing reads it: computed as the spec says, then dropped
+                if node.activation is not None:
+                    expr = OPS[node.activation[0]].apply_numpy(node.activation[1], expr)
+                if not is_identifier(flat(expr)):
+                    out += lines(expr, 2, "", f"  # {UNUSED}")
+            else:
+                if train is not None:
+                    out += assignment(f"{var}, keep[{name}] = ", expr, 2)
+                elif flat(expr) != var:
+                    out += assignment(f"{var} = ", expr, 2)
+                if node.activation is not None:
+                    act, attrs = node.activation
+                    if self._act_keeps(node):
+                        out += _stored(f"keep[{lit(f'{self.key[node.name]}.{act}')}]", var, 2)
+                    value = OPS[act].apply_numpy(attrs, var)
+                    if flat(value) != var:
+                        out += assignment(f"{var} = ", value, 2)
+            reads = dict.fromkeys(args)
+            out += deletion([v for v in reads if last_read[v] == k and v not in kept], 2)
+        body.append("        return " + ", ".join(plan.vars[n] for n in plan.outputs))
+        text = "\n".join(body)
+        start = ["        s = self.state"] if _uses("s", text) else []
+        start.append("        keep = self.saved = {}" if _uses("keep", text) else "        self.saved = {}")
+        return head + start + body
+
+    def _grad(self, name: str) -> str:
+        """The variable of a value's gradient: `grad` along the chain of `x` (and for the one output
+        computed last), `d_<variable>` for a named value."""
+        var = self.plan.vars[name]
+        if var == "x" or (self.plan.returns_last and name == self.plan.outputs[0]):
+            return "grad"
+        return f"d_{var}"
+
+    def backward(self) -> list[str]:
+        plan = self.plan
+        outs = [self._grad(n) for n in plan.outputs]
+        ins = [n.name for n in plan.network.graph.inputs]
+        out = [
+            *lines(Call("def backward", ("self", *outs)), 1, "", ":"),
+            '        """The gradients of the inputs from those of the outputs, after a forward that kept',
+            "        what backward needs (model.train(), or requires_grad); the parameters' gradients",
+            "        are added into `grads`, under their state_dict keys.",
+            '        """',
+        ]
+        pending = set(outs)  # gradients computed and not yet passed on
+        body = []
+        for node in reversed(plan.computed):
+            if node.name in self.reached:
+                body += self._layer_backward(node, pending)
+        text = "\n".join(body)
+        names = [(n, v) for n, v in (("s", "self.state"), ("keep", "self.saved"), ("grads", "{}")) if _uses(n, text)]
+        if names:
+            out.append(f"        {', '.join(n for n, _ in names)} = {', '.join(v for _, v in names)}")
+        results, unread = [], []
+        for name in ins:  # an input no output depends on gets zeros, of the batch's size and type
+            shape = plan.network.layer(name).shape
+            zeros = Call("np.zeros", (f"(len(first), {', '.join(map(str, shape))})", "first.dtype"))
+            if self._grad(name) not in pending:
+                unread.append((self._grad(name), zeros))
+            results.append(self._grad(name))
+        if unread:
+            out += assignment("first = ", outs[0], 2)
+        out += body
+        out.append("        self.accumulate(grads)" if _uses("grads", text) else "        self.accumulate({})")
+        for target, zeros in unread:
+            out += assignment(f"{target} = ", zeros, 2)
+        out += _returned(results, 2)
+        return out
+
+    def _layer_backward(self, node, pending: set[str]) -> list[str]:
+        grad = self._grad(node.name)
+        pending.discard(grad)
+        name = self.key[node.name]
+        out = []
+        if self._act_keeps(node):
+            act, attrs = node.activation
+            saved = Call("keep.pop", (lit(f"{name}.{act}"),))
+            out += assignment(f"{grad} = ", OPS[act].backward_numpy(attrs, grad, saved), 2)
+        train, keep = self._keeps(node)
+        saved = Call("keep.pop", (lit(name),)) if train is not None or keep is not None else None
+        state = StateRef(name)
+        step = OPS[node.op].numpy_backward(node, state, grad, saved)
+        targets, sums, inputs = [], [], []
+        for r in step.returns:
+            if r is None:
+                targets.append("_")
+            elif isinstance(r, str):
+                targets.append(f"grads[{lit(state.name(r))}]")
+            else:
+                target = self._grad(node.inputs[r])
+                if target in pending or target in targets:  # read by several layers: the gradients add up
+                    sums.append((target, f"more{len(sums) + 1}" if sums else "more"))
+                    target = sums[-1][1]
+                else:
+                    inputs.append(target)
+                targets.append(target)
+        if isinstance(step.expr, Seq):  # one gradient each (add, shortcut): a line each, `grad` last
+            pairs = sorted(zip(targets, step.expr.items), key=lambda pair: pair[0] == grad)
+            for target, value in pairs:
+                if target != flat(value):
+                    out += _assigned(target, value, 2)
+        elif len(targets) > 1:
+            out += _unpacking(targets, step.expr, 2)
+        elif flat(step.expr) != targets[0]:
+            out += assignment(f"{targets[0]} = ", step.expr, 2)
+        for target, more in sums:
+            out += assignment(f"{target} = ", Sum((target, more)), 2)
+        pending.update(inputs)
+        dead = [grad] if grad != "grad" and grad not in targets else []
+        return out + deletion(dead + [more for _, more in sums], 2)
+
+
+def _uses(name: str, code: str) -> bool:
+    """Whether the code reads the local `name` (not a key or an attribute spelled the same)."""
+    return re.search(rf'(?<![\w."]){name}(?![\w"])', code) is not None
+
+
+def _unpacking(targets: list[str], expr, depth: int) -> list[str]:
+    """`a, b, c = expr` formatted as ruff formats it: split inside the call while its first line
+    fits, else the call in parentheses on lines of its own, else the targets one a line."""
+    pad, head = INDENT * depth, ", ".join(targets) + " = "
+    out = lines(expr, depth, head)
+    if len(out[0]) <= WIDTH:
+        return out
+    if len(pad + head + "(") <= WIDTH:
+        return [pad + head + "(", *lines(expr, depth + 1), pad + ")"]
+    return [pad + "(", *(line for t in targets for line in _stored(t, None, depth + 1)), *lines(expr, depth, ") = ")]
+
+
+def _assigned(target: str, value, depth: int) -> list[str]:
+    """`target = value`; a subscript of a name that makes the line too long has its brackets
+    split, as ruff splits them (`d_x = grad[` / `:, :3` / `]`), however long the target."""
+    out = assignment(f"{target} = ", value, depth)
+    if len(out[0]) <= WIDTH or not isinstance(value, Index) or not isinstance(value.value, str):
+        return out
+    pad = INDENT * depth
+    return [f"{pad}{target} = {value.value}[", pad + INDENT + value.index, pad + "]"]
+
+
+def _stored(target: str, value, depth: int) -> list[str]:
+    """`name[key] = value` as ruff formats it: the value split while the first line fits, else
+    the key on a line of its own; value None: the target alone, as an item of a tuple of targets."""
+    pad = INDENT * depth
+    name, _, key = target.partition("[")
+    if value is None:
+        if len(pad + target + ",") <= WIDTH or not key:
+            return [pad + target + ","]
+        return [pad + name + "[", pad + INDENT + key[:-1], pad + "],"]
+    out = assignment(f"{target} = ", value, depth)
+    if len(out[0]) <= WIDTH:
+        return out
+    if len(pad + target + " = (") <= WIDTH:
+        return [pad + target + " = (", *lines(value, depth + 1), pad + ")"]
+    return [pad + name + "[", pad + INDENT + key[:-1], *assignment("] = ", value, depth)]
+
+
+def _returned(names: list[str], depth: int) -> list[str]:
+    """`return a, b`, or as ruff splits it, one name a line in parentheses."""
+    pad = INDENT * depth
+    if len(pad + "return " + ", ".join(names)) <= WIDTH or len(names) == 1:
+        return [pad + "return " + ", ".join(names)]
+    return [pad + "return (", *(f"{pad}{INDENT}{n}," for n in names), pad + ")"]
+
+
+def training_methods(plan, key) -> list[str]:
+    trainer = _Trainer(plan, key)
+    return [*trainer.forward(), "", *trainer.backward()]

@@ -64,6 +64,7 @@ class Sum:
 @dataclass(frozen=True)
 class Neg:
     value: object
+    sign: str = "-"  # `*` unpacks an argument: mul_backward(grad, *keep.pop("mul"))
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def flat(expr) -> str:
     if isinstance(expr, Sum):
         return f" {expr.op} ".join(_operand(t) for t in expr.terms)
     if isinstance(expr, Neg):
-        return "-" + _operand(expr.value)
+        return expr.sign + _operand(expr.value)
     if isinstance(expr, Index):
         return f"{_operand(expr.value)}[{expr.index}]"
     if isinstance(expr, Temp):
@@ -184,7 +185,7 @@ def lines(expr, depth: int, prefix: str = "", suffix: str = "") -> list[str]:
     if isinstance(expr, Entry):
         return lines(expr.value, depth, f"{prefix}{flat(expr.key)}: ", suffix)
     if isinstance(expr, Neg):
-        return _operand_lines(expr.value, depth, prefix + "-", suffix)
+        return _operand_lines(expr.value, depth, prefix + expr.sign, suffix)
     if isinstance(expr, Index):
         head = pad + prefix + _operand(expr.value) + "["
         if len(head) <= WIDTH and not _forced(expr.value):

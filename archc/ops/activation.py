@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
-from .base import Op, P, Saved, ShapeError, Training, prod, register
+from .base import Backward, Op, P, Saved, ShapeError, Training, prod, register
+from .emit import mirror
 
 
 class _Activation(Op):
@@ -64,6 +65,16 @@ class _Activation(Op):
 
     def onnx_call(self, node, g, args):
         return self.apply_onnx(node.attrs, g, args[0])
+
+    def numpy_keep(self, node, args):
+        return args[0] if self.numpy_function else None  # identity: nothing
+
+    def backward_numpy(self, attrs, grad, saved):
+        """The gradient through the activation of the kept input `saved`, also for the `-> name` shorthand."""
+        return mirror(self.apply_numpy(attrs, saved), grad, saved) if self.numpy_function else grad
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(self.backward_numpy(node.attrs, grad, saved))
 
 
 def _activation(

@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import ClassVar
 
 from ..codegen.pyexpr import call
+from .emit import mirror
 
 Shape = tuple[int, ...]
 # Receptive field per spatial dimension: (size, jump, start), in input pixels. Each is an
@@ -146,6 +147,16 @@ class Saved:
 
 
 INT64 = 8  # bytes of the indices max pooling keeps
+
+
+@dataclass(frozen=True)
+class Backward:
+    """A layer's line in the generated NumPy model's backward: `expr` gives the gradients that
+    `returns` names, in its order: an input's index, a parameter's state_dict suffix, or None for
+    a value the line does not use (the missing bias of a conv). One gradient is returned bare."""
+
+    expr: object
+    returns: tuple = (0,)
 
 
 @dataclass(frozen=True)
@@ -281,6 +292,28 @@ class Op:
         """The ONNX nodes of the layer in eval mode, added through `g` (archc.codegen.onnx_target.OnnxGraph):
         `args` are the names of the input values; returns the name of the value it computes."""
         raise NotImplementedError(f"{self.name} has no ONNX code")
+
+    # -- training in NumPy: what the forward keeps, and the backward line ----------------
+    # State entries under these suffixes are buffers (running statistics): no gradient, no update.
+    numpy_buffers: ClassVar[tuple[str, ...]] = ()
+    # What the training forward keeps for `numpy_backward`: the input, its shape, or nothing.
+    numpy_keeps: ClassVar[str] = "input"
+
+    def numpy_keep(self, node, args: list[str]):
+        """The expression (of the input variables `args`) the training forward keeps before computing
+        the layer; None when the backward needs nothing but the output's gradient."""
+        return {"input": args[0], "shape": f"{args[0]}.shape", "nothing": None}[self.numpy_keeps]
+
+    def numpy_train_call(self, node, state, args: list[str]):
+        """The training forward's expression when the layer draws what its backward needs (a dropout
+        mask): it gives (output, kept). None: `numpy_call`, with `numpy_keep` kept before it."""
+        return None
+
+    def numpy_backward(self, node, state, grad: str, saved) -> Backward:
+        """The backward line: `grad` is the output's gradient, `saved` what `numpy_keep` kept (None
+        if nothing). By default the forward kernel's `<kernel>_backward`, which numpy_backward.py
+        gives the forward's own arguments after the gradient and what was kept."""
+        return Backward(mirror(self.numpy_call(node, state, [saved or "_"]), grad, saved))
 
 
 OPS: dict[str, Op] = {}

@@ -7,6 +7,7 @@ from fractions import Fraction
 
 from ..codegen.pyexpr import Index, call
 from .base import (
+    Backward,
     Op,
     P,
     Saved,
@@ -26,7 +27,7 @@ from .base import (
     spatial_dims,
     window_rf,
 )
-from .emit import dims, onnx_window, padding, symmetric, torch_pad, torch_padding, unless
+from .emit import dims, mirror, onnx_window, padding, symmetric, torch_pad, torch_padding, unless
 
 PAD_SYMBOLS = {"same": ("pad", "same"), "valid": ("pad", "valid"), "full": ("pad", "full")}
 
@@ -174,6 +175,9 @@ class _ConvBase(Op):
     def onnx_call(self, node, g, args):
         return _onnx_call("Conv", node, g, args)
 
+    def numpy_backward(self, node, state, grad, saved):
+        return weighted_backward(self, node, state, grad, saved)
+
 
 def _numpy_state(node, weight_shape, init) -> list:
     """Weight (in torch's layout for the layer) and bias, as torch's state_dict has them."""
@@ -211,6 +215,12 @@ def _onnx_call(op_type: str, node, g, args, **extra) -> str:
         group=geom["groups"],
         **extra,
     )
+
+
+def weighted_backward(op, node, state, grad, saved) -> Backward:
+    """conv_backward, conv_transpose_backward, linear_backward: (dx, dweight, dbias), no dbias without a bias."""
+    forward = op.numpy_call(node, state, [saved])
+    return Backward(mirror(forward, grad, saved), (0, "weight", "bias" if node.attrs["bias"] else None))
 
 
 def _pad_text(node) -> str:
@@ -359,6 +369,9 @@ class Deconv(Op):
 
     def onnx_call(self, node, g, args):
         return _onnx_call("ConvTranspose", node, g, args, output_padding=list(node.geom["outpad"]))
+
+    def numpy_backward(self, node, state, grad, saved):
+        return weighted_backward(self, node, state, grad, saved)
 
     def settings(self, node):
         g = node.geom

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..codegen.pyexpr import call
 from .base import Op, P, Proposal, Saved, ShapeError, Training, bias_adds, fmt_shape, prod, register
+from .conv import weighted_backward
 
 
 @register
@@ -91,3 +92,6 @@ class Dense(Op):
             return g.op("Gemm", args[0], g.state("weight"), bias, transB=1)
         out = g.op("MatMul", args[0], g.op("Transpose", g.state("weight"), perm=[1, 0]))
         return g.op("Add", out, bias) if bias else out
+
+    def numpy_backward(self, node, state, grad, saved):
+        return weighted_backward(self, node, state, grad, saved)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from ..codegen.pyexpr import call, lit
+from ..codegen.pyexpr import Call, call, lit
 
 # Within `explicit_defaults()`, settings equal to torch's default are written too.
 _EXPLICIT = ContextVar("explicit", default=False)
@@ -99,3 +99,13 @@ def onnx_window(g) -> dict:
 def onnx_padding(pads) -> list[int]:
     """The `pads` of an ONNX Pad node for per-side spatial padding of an (N, C, *spatial) tensor."""
     return [0, 0, *(b for b, _ in pads), 0, 0, *(a for _, a in pads)]
+
+
+def mirror(forward: Call, grad, saved=None, drop: tuple[str, ...] = ()) -> Call:
+    """The backward call of a forward kernel's call `f(x, *settings)`: `f_backward(grad, saved,
+    *settings)`, as numpy_backward.py spells every backward (without `saved` when it is None);
+    `drop` leaves out settings only the forward takes (batch norm's momentum)."""
+    function = forward.func.removeprefix("np.") + "_backward"  # np.tanh: tanh_backward
+    kept = () if saved is None else (saved,)
+    settings = tuple((k, v) for k, v in forward.kwargs if k not in drop)
+    return Call(function, (grad, *kept, *forward.args[1:]), settings)

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from ..codegen.pyexpr import Index, Sum, call, list_of, lit
-from .base import AXIS_WORDS, Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register, resolve_axis
+from ..codegen.pyexpr import Index, Neg, Sum, call, list_of, lit, tuple_of
+from .base import (
+    AXIS_WORDS,
+    Backward,
+    Op,
+    P,
+    Proposal,
+    Saved,
+    ShapeError,
+    Training,
+    fmt_shape,
+    prod,
+    register,
+    resolve_axis,
+)
 
 
 def _listing(node, ins) -> str:
@@ -43,6 +56,9 @@ class Concat(Op):
         node.geom["batch"] = batched.index(True) if any(batched) else None
         return (*ins[0][:axis], sum(s[axis] for s in ins), *ins[0][axis + 1 :])
 
+        node.geom["sizes"] = [s[0] for s in ins]
+        return (sum(s[0] for s in ins), *ins[0][1:])
+
     def receptive(self, node, rfs):
         return _merge_rf(rfs)
 
@@ -64,6 +80,12 @@ class Concat(Op):
 
     def onnx_call(self, node, g, args):
         return g.op("Concat", *args, axis=1)
+
+    numpy_keeps = "nothing"
+
+    def numpy_backward(self, node, state, grad, saved):
+        sizes = node.geom["sizes"]
+        return Backward(call("concat_backward", grad, list_of(map(str, sizes))), tuple(range(len(sizes))))
 
 
 @register
@@ -89,6 +111,12 @@ class Add(Op):
 
     def torch_call(self, node, module, args):
         return flat_sum(args)
+
+    numpy_keeps = "nothing"
+
+    def numpy_backward(self, node, state, grad, saved):
+        """Every input gets the output's gradient (the shapes are equal)."""
+        return Backward(tuple_of([grad] * len(node.inputs)), tuple(range(len(node.inputs))))
 
     numpy_call = torch_call
 
@@ -161,6 +189,15 @@ class _Elementwise(Op):
     def onnx_call(self, node, g, args):
         return g.op(self.onnx_op, *args)  # ONNX broadcasts as NumPy does; the batch is first in both
 
+    def numpy_keep(self, node, args):
+        """Both inputs, whose values each other's gradient needs (sub: only their shapes)."""
+        return tuple_of(args)
+
+    def numpy_backward(self, node, state, grad, saved):
+        """mul_backward, sub_backward, div_backward: a gradient for each input, summed over the axes
+        it was broadcast on."""
+        return Backward(call(f"{self.name}_backward", grad, Neg(saved, "*")), (0, 1))
+
 
 @register
 class Mul(_Elementwise):
@@ -180,6 +217,9 @@ class Sub(_Elementwise):
     doc = "The second input subtracted from the first, element-wise, broadcasting sizes of 1."
     operator = "-"
     onnx_op = "Sub"
+
+    def numpy_keep(self, node, args):
+        return tuple_of(f"{a}.shape" for a in args)
 
 
 @register
@@ -312,6 +352,23 @@ class Shortcut(Op):
                 term = g.op("Pad", term, g.const(pads))
             terms.append(term)
         return onnx_sum(g, terms)
+
+    numpy_keeps = "nothing"
+
+    def numpy_backward(self, node, state, grad, saved):
+        """The first input gets the gradient; every other one the part its term covers (its first
+        channels where it was padded), put back in zeros at the positions it was sampled at."""
+        out = node.shape
+        grads = [grad]
+        for shape, (channels, strides) in zip(node.geom["shapes"], node.geom["fits"]):
+            term = grad if channels == out[0] else Index(grad, f":, :{channels}")
+            parts = [":", ":" if channels == shape[0] else f":{channels}"]
+            parts += [_sample(n, m, s) for n, m, s in zip(shape[1:], out[1:], strides)]
+            if any(p != ":" for p in parts):
+                index = f"np.s_[{', '.join(parts[: _last_cut(parts) + 1])}]"
+                term = call("slice_backward", term, f"(len({grad}), {', '.join(map(str, shape))})", index)
+            grads.append(term)
+        return Backward(tuple_of(grads), tuple(range(len(grads))))
 
 
 def _last_cut(parts) -> int:

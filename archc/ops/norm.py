@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ..codegen.pyexpr import call, lit
 from .base import (
+    Backward,
     Op,
     P,
     Proposal,
@@ -30,7 +31,7 @@ from .base import (
     register,
     spatial_dims,
 )
-from .emit import ones, zeros
+from .emit import mirror, ones, zeros
 
 TORCH_EPS = 1e-5  # the eps of every torch norm by default
 
@@ -68,6 +69,17 @@ def affine_state(shape, attrs) -> list:
 def affine_args(state, attrs) -> list:
     """The NumPy kernel's `weight, bias` arguments: those the norm has."""
     return [state(name) for name in affine_names(attrs)]
+
+
+def affine_backward(op, node, state, grad, saved) -> Backward:
+    """The norm kernel's backward: (dx, dweight, dbias), None for what the norm does not learn; the
+    momentum of the running statistics is the forward's alone."""
+    names = affine_names(node.attrs)
+    forward = op.numpy_call(node, state, [saved])
+    return Backward(mirror(forward, grad, saved, drop=("momentum",)), (0, *names, *[None] * (2 - len(names))))
+
+
+RUNNING = ("running_mean", "running_var", "num_batches_tracked")  # buffers: no gradient, no update
 
 
 def affine_count(size: int, attrs) -> int:
@@ -181,11 +193,17 @@ class BatchNorm(Op):
             ("num_batches_tracked", call("np.zeros", "()", "np.int64")),
         ]
 
+    numpy_buffers = RUNNING
+
     def numpy_call(self, node, state, args):
         return call("batch_norm", args[0], "s", lit(state.key), "self.training", **self._options(node))
 
     def onnx_call(self, node, g, args):
         return onnx_running(g, node, args[0], g.state("weight"), g.state("bias"))
+
+    def numpy_backward(self, node, state, grad, saved):
+        forward = self.numpy_call(node, state, [saved])
+        return Backward(mirror(forward, grad, saved, drop=("momentum",)), (0, "weight", "bias"))
 
 
 @register
@@ -360,6 +378,9 @@ class LayerNorm(Op):
         out = g.op("LayerNormalization", last, scale, bias, axis=-1, epsilon=eps)
         return g.op("Transpose", out, perm=[0, rank - 1, *range(1, rank - 1)])
 
+    def numpy_backward(self, node, state, grad, saved):
+        return affine_backward(self, node, state, grad, saved)
+
 
 def _groups_for(channels: int, values: int, wanted: int) -> list[Proposal]:
     """`groups=` the divisor of `channels` nearest `wanted` that leaves more than one of the
@@ -448,6 +469,9 @@ class GroupNorm(Op):
         for name in affine_names(a):
             out = g.op("Mul" if name == "weight" else "Add", out, g.op("Reshape", g.state(name), per_channel))
         return out
+
+    def numpy_backward(self, node, state, grad, saved):
+        return affine_backward(self, node, state, grad, saved)
 
 
 @register
@@ -541,3 +565,8 @@ class InstanceNorm(Op):
         if node.attrs["track"]:
             return onnx_running(g, node, args[0], scale, bias)
         return g.op("InstanceNormalization", args[0], scale, bias, epsilon=float(node.attrs["eps"]))
+
+    numpy_buffers = RUNNING
+
+    def numpy_backward(self, node, state, grad, saved):
+        return affine_backward(self, node, state, grad, saved)

@@ -7,6 +7,7 @@ import math
 from ..codegen.pyexpr import Index, Neg, Sum, call
 from .base import (
     INT64,
+    Backward,
     Op,
     P,
     Proposal,
@@ -76,7 +77,7 @@ class _WindowPool(Op):
                     param="pad",
                     code="E0205",
                 )
-        node.geom.update(nd=nd, kernel=kernel, stride=stride, dilation=dilation, pads=pads)
+        node.geom.update(nd=nd, spatial=tuple(spatial), kernel=kernel, stride=stride, dilation=dilation, pads=pads)
         if nd == 3:
             self._check_3d(what, tuple(spatial), kernel, pads)
         out = check_window(node, what, tuple(spatial), kernel, stride, dilation, pads, a["ceil"], warn)
@@ -224,6 +225,7 @@ class AvgPool(_WindowPool):
     params = (*_WindowPool.params[:3], _WindowPool.params[4], P("count_pad", "bool", True))
     torch_class = "AvgPool"
     numpy_function = "avg_pool"
+    numpy_keeps = "shape"  # its backward spreads the gradient over the windows; the values do not matter
 
     def per_output(self, window):
         return window  # window - 1 additions and the division by the count
@@ -340,6 +342,26 @@ class L2Pool(_WindowPool):
         total = g.op("Mul", mean, g.const(float(prod(geom["kernel"])), "float32"))
         return onnx_crop(node, g, g.op("Sqrt", total), padded_first=True)
 
+    def numpy_keep(self, node, args):
+        return numpy_pad(args[0], node.geom["pads"])  # what l2_pool reads: its backward needs the values
+
+    def numpy_backward(self, node, state, grad, saved):
+        """The crop undone (zeros for the window it dropped), l2_pool's backward (its output, None,
+        recomputed from the padded input kept), the padding cut off."""
+        g = node.geom
+        window = self._window(node, False)
+        if _cropped(node, True):
+            windows = zip(g["spatial"], g["kernel"], g["stride"], g["dilation"], g["pads"])
+            full = [window_out(n + b + a, k, s, d, 0, 0, True) for n, k, s, d, (b, a) in windows]
+            index = "np.s_[:, :, " + ", ".join(f":{n}" for n in node.shape[1:]) + "]"
+            grad = call("slice_backward", grad, f"(len({grad}), {node.shape[0]}, {', '.join(map(str, full))})", index)
+        kernel = dims(g["kernel"])
+        pooled = call(
+            "l2_pool_backward", grad, saved, "None", kernel, stride=window["stride"], ceil_mode=window["ceil_mode"]
+        )
+        pads = g["pads"]
+        return Backward(pooled if not any(b or a for b, a in pads) else call("pad_backward", pooled, padding(pads)))
+
 
 class _Adaptive(Op):
     averages = False
@@ -419,6 +441,7 @@ class AdaptiveAvgPool(_Adaptive):
     doc = "Average pooling to a fixed output size, whatever the input size."
     numpy_function = "adaptive_avg_pool"
     averages = True
+    numpy_keeps = "shape"
     params = (P("size", "shape", positional=True, doc="output size, e.g. 6x6"),)
 
 
@@ -436,6 +459,7 @@ class GlobalAvgPool(_Adaptive):
     doc = "Mean over all spatial positions; keeps the spatial dimensions as 1 (C x 1 x 1), as PyTorch."
     numpy_function = "global_avg_pool"
     averages = True
+    numpy_keeps = "shape"
 
     def _target(self, node, nd):
         return (1,) * nd
@@ -473,3 +497,4 @@ class GlobalMaxPool(GlobalAvgPool):
     doc = "Maximum over all spatial positions (C x 1 x 1)."
     numpy_function = "global_max_pool"
     averages = False
+    numpy_keeps = "input"

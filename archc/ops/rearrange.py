@@ -9,7 +9,7 @@ channels (PyTorch's PixelUnshuffle) and `shuffle` interleaves channel groups
 from __future__ import annotations
 
 from ..codegen.pyexpr import Index, call
-from .base import Op, P, ShapeError, check_divides, fmt_shape, per_dim, register, spatial_dims, window_rf
+from .base import Backward, Op, P, ShapeError, check_divides, fmt_shape, per_dim, register, spatial_dims, window_rf
 
 
 @register
@@ -47,6 +47,10 @@ class Chunk(Op):
         return Index(args[0], f":, {node.geom['start']}:{node.geom['stop']}")
 
     numpy_call = torch_call  # the same slice on both kinds of array
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return slice_backward(self, node, state, grad, saved)
 
     def onnx_call(self, node, g, args):
         geom = node.geom
@@ -101,6 +105,16 @@ class Crop(Op):
         return Index(args[0], f":, :, {window}")
 
     numpy_call = torch_call
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return slice_backward(self, node, state, grad, saved)
+
+
+def slice_backward(op, node, state, grad, saved) -> Backward:
+    """The gradient of a slice `x[index]` put back in zeros of the input's shape, which forward kept."""
+    index = op.numpy_call(node, state, ["_"]).index
+    return Backward(call("slice_backward", grad, saved, f"np.s_[{index}]"))
 
     def onnx_call(self, node, g, args):
         geom = node.geom
@@ -157,6 +171,8 @@ class SpaceToDepth(Op):
         moved = g.op("Transpose", split, perm=[0, 1, 3, 5, 2, 4])
         return g.op("Reshape", moved, g.const(g.shape_of(node)))
 
+    numpy_keeps = "nothing"
+
 
 @register
 class Shuffle(Op):
@@ -193,3 +209,5 @@ class Shuffle(Op):
         split = g.op("Reshape", args[0], g.const([0, groups, channels // groups, *spatial]))
         moved = g.op("Transpose", split, perm=[0, 2, 1, *range(3, len(spatial) + 3)])
         return g.op("Reshape", moved, g.const(g.shape_of(node)))
+
+    numpy_keeps = "nothing"

@@ -6,6 +6,7 @@ from fractions import Fraction
 
 from ..codegen.pyexpr import Sum, call, lit
 from .base import (
+    Backward,
     Op,
     P,
     Saved,
@@ -19,7 +20,7 @@ from .base import (
     resolve_padding,
     spatial_dims,
 )
-from .emit import dims, numpy_pad, onnx_padding
+from .emit import dims, numpy_pad, onnx_padding, padding
 
 
 @register
@@ -49,6 +50,11 @@ class Flatten(Op):
 
     def onnx_call(self, node, g, args):
         return g.op("Flatten", args[0], axis=1)
+
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("reshape_backward", grad, saved))
 
 
 @register
@@ -84,6 +90,10 @@ class Reshape(Op):
         return call(f"{args[0]}.reshape", "-1", *map(str, node.shape))
 
     numpy_call = torch_call  # the same method on both kinds of array
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("reshape_backward", grad, saved))
 
     def onnx_call(self, node, g, args):
         return g.op("Reshape", args[0], g.const(g.shape_of(node)))
@@ -142,6 +152,11 @@ class Permute(Op):
     def onnx_call(self, node, g, args):
         return g.op("Transpose", args[0], perm=[int(a) for a in self._axes(node)])
 
+    numpy_keeps = "nothing"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("permute_backward", grad, f"({', '.join(self._axes(node))})"))
+
 
 @register
 class Upsample(Op):
@@ -190,6 +205,8 @@ class Upsample(Op):
         wide = g.op("Expand", split, g.const([1, 1, *(v for s in scale for v in (1, s))]))
         return g.op("Reshape", wide, g.const(g.shape_of(node)))
 
+    numpy_keeps = "nothing"
+
 
 @register
 class ZeroPad(Op):
@@ -232,6 +249,12 @@ class ZeroPad(Op):
     def onnx_call(self, node, g, args):
         return g.op("Pad", args[0], g.const(onnx_padding(node.geom["pads"])))
 
+    numpy_keeps = "nothing"
+
+    def numpy_backward(self, node, state, grad, saved):
+        pads = node.geom["pads"]
+        return Backward(call("pad_backward", grad, padding(pads)) if any(b or a for b, a in pads) else grad)
+
 
 def _dropping(node, shape):
     """The output of a layer that drops values with probability p while training (dropout,
@@ -271,6 +294,12 @@ class Dropout(Op):
     def onnx_call(self, node, g, args):
         """ONNX's Dropout, the identity at inference: the export is in eval mode."""
         return g.op("Dropout", args[0], g.const(float(node.attrs["p"]), "float32"))
+
+    def numpy_train_call(self, node, state, args):
+        return call("dropout_forward", *self.numpy_call(node, state, args).args)
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("dropout_backward", grad, saved))  # the mask
 
 
 @register
@@ -312,3 +341,9 @@ class DropPath(Op):
 
     def onnx_call(self, node, g, args):
         return args[0]  # the identity at inference: the export is in eval mode
+
+    def numpy_train_call(self, node, state, args):
+        return call("drop_path_forward", *self.numpy_call(node, state, args).args)
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("dropout_backward", grad, saved))  # the mask, per sample or for the batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..codegen.pyexpr import Sum, call, lit
-from .base import Op, P, Saved, ShapeError, Training, prod, register
+from .base import Backward, Op, P, Saved, ShapeError, Training, prod, register
 
 
 @register
@@ -58,3 +58,7 @@ class LayerScale(Op):
 
     def onnx_call(self, node, g, args):
         return g.op("Mul", g.state(""), args[0])
+
+    def numpy_backward(self, node, state, grad, saved):
+        """mul_backward of gamma * x: the factors' gradient (summed over the batch and positions), then x's."""
+        return Backward(call("mul_backward", grad, state(""), saved), ("", 0))

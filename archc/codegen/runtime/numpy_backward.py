@@ -39,7 +39,8 @@ from .numpy_kernels import (
     _adaptive_mask,
     _attention_weights,
     _avg_divisor,
-    _fold_windows,
+    _centred,
+    _chunks,
     _gru_step,
     _heads,
     _lstm_step,
@@ -53,6 +54,7 @@ from .numpy_kernels import (
     channel_shuffle,
     conv,
     erf,
+    l2_pool,
     linear,
     pad,
     sigmoid,
@@ -171,7 +173,8 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
     matrix product of grad, (F / groups, batch * positions), with the windows of x
     unrolled into columns, (batch * positions, C / groups * kernel volume), built in
     chunks of a few MiB as the forward conv builds them. Depthwise layers (one input
-    channel per group) instead sum each kernel tap's shifted view of x times grad.
+    channel per group) instead sum each kernel tap's shifted view of x times grad,
+    and a one-channel x at stride 1 takes a product per tap (_shifted_weight_grad).
     Only as many windows as grad has positions are read, so a transposed conv's
     output padding, which no window of its adjoint reaches, is skipped.
     """
@@ -191,15 +194,14 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
         for index, tap in _taps(x, kernel, stride, dilation, out):
             dw[(slice(None), 0, *index)] = np.einsum(terms, tap, grad)
         return dw
+    if c == 1 and all(s == 1 for s in stride):
+        return _shifted_weight_grad(x, grad, kernel, dilation)
     volume = int(np.prod(kernel))
     windows = _windows(x, kernel, stride, dilation)
     windows = windows[(slice(None), slice(None), *(slice(0, o) for o in out))]
     order = (1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd))
     dw = np.zeros((groups, f // groups, per_group * volume), dtype)
-    budget = 4 * 2**20  # bytes of columns per chunk, as in conv
-    sample = c * volume * int(np.prod(out)) * x.itemsize
-    samples = max(1, min(n, budget // max(sample, 1)))
-    rows = out[0] if sample <= budget else max(1, out[0] * budget // sample)
+    samples, rows = _chunks(n, out, c * volume * x.itemsize)
     for first in range(0, n, samples):
         for top in range(0, out[0], rows):
             part = windows[first : first + samples, :, top : top + rows]
@@ -211,49 +213,123 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
     return dw.reshape(f, per_group, *kernel)
 
 
+def _flat_offsets(spatial, kernel, dilation):
+    """(tap, offset) for each kernel tap: how far it reads from its window's start in
+    a map of size `spatial` flattened row-major."""
+    steps = np.cumprod((1, *spatial[:0:-1]))[::-1]
+    for index in np.ndindex(*kernel):
+        offset = sum(i * d * step for i, d, step in zip(index, dilation, steps))
+        yield index, int(offset)
+
+
+def _shifted_weight_grad(x, grad, kernel, dilation):
+    """The weight gradient of a stride-1 conv of a one-channel padded x, with no im2col.
+
+    With x's maps flattened, (1, batch * positions), a stride-1 window starting at
+    position q reads tap (i, j) at q + i*d*W + j*d, for every window of the batch
+    alike. So with grad laid out on the same grid (at each window's start, zeros
+    where no window starts), the tap's gradient is one matrix-vector product of
+    grad, (F, K), and x shifted by that offset, a view. For one channel this beats
+    unrolling the windows 9 to 1 (LeNet-5's first layer): the unrolled product,
+    (F, K) @ (K, taps), is too thin for BLAS to be fast, and the unrolling costs
+    more than the product. With more channels the unrolled product is as fast as
+    these, which moreover pay for the zeros, (W + k - 1) / W more work per axis.
+    """
+    n = x.shape[0]
+    f = grad.shape[1]
+    spatial = x.shape[2:]
+    flat = x.reshape(-1)
+    grid = np.zeros((f, n, *spatial), grad.dtype)
+    grid[(slice(None), slice(None), *(slice(0, o) for o in grad.shape[2:]))] = (
+        grad.swapaxes(0, 1)
+    )
+    offsets = list(_flat_offsets(spatial, kernel, dilation))
+    length = flat.size - offsets[-1][1]  # the last window starts here at the latest
+    grid = grid.reshape(f, -1)[:, :length]
+    dw = np.empty((f, 1, *kernel), np.result_type(x.dtype, grad.dtype))
+    for index, offset in offsets:
+        dw[(slice(None), 0, *index)] = grid @ flat[offset : offset + length]
+    return dw
+
+
+def _inner_taps(shape, kernel, stride, dilation, out, origin):
+    """_taps for an unpadded x of `shape`: (index, windows, places) for each kernel tap.
+
+    Window j's tap i along an axis reads position origin + i*d + j*s, origin being
+    where the first window starts (negative inside the padding). Only the windows
+    whose tap lands inside x are kept: `windows` slices them out of the windows'
+    axes and `places` out of x. A tap no window lands inside is left out. Slices,
+    not views, so that every chunk of samples of a band of rows shares them.
+    """
+    taps = []
+    for index in np.ndindex(*kernel):
+        windows, places = [], []
+        for i, d, s, m, n, start in zip(
+            index, dilation, stride, out, shape[2:], origin
+        ):
+            p = start + i * d  # where window 0's tap lands
+            first, last = max(0, -(p // s)), min(m, (n - 1 - p) // s + 1)
+            if last <= first:
+                break
+            windows.append(slice(first, last))
+            places.append(slice(p + first * s, p + (last - 1) * s + 1, s))
+        else:
+            taps.append((index, tuple(windows), (slice(None), slice(None), *places)))
+    return taps
+
+
 def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
     """The input gradient (shape) of conv given its output's grad: im2col run backwards.
 
     Per group, the weight's transpose times grad gives each window's column of
     input gradients, (C / groups * kernel volume, batch * positions), and each
-    kernel tap adds its rows into a strided view of the padded input (col2im).
-    The products cost what the forward's do, whatever the stride, and are made a
-    few samples at a time so the columns stay small. Depthwise layers add each
-    tap's weight times grad into the shifted view instead.
+    kernel tap adds its rows into a strided view of the input (col2im), all but
+    the rows that fall in the padding (_inner_taps): the result is the input's
+    own contiguous array, not a view into a padded one that the next layer's
+    backward would have to copy. The products cost what the forward's do,
+    whatever the stride, and are made a band of rows at a time (_chunks), so the
+    columns are still in the cache when they are added: a fifth less time than
+    whole samples at 56 x 56 (64 channels). Depthwise layers add each tap's
+    weight times grad into the shifted view instead.
     """
     nd = len(shape) - 2
     n, c = shape[:2]
     f, per_group = weight.shape[:2]
     kernel = weight.shape[2:]
     out = grad.shape[2:]
-    sides = _pairs(padding, nd)
-    dx = np.zeros(
-        (n, c, *(m + b + a for m, (b, a) in zip(shape[2:], sides))), grad.dtype
-    )
+    origin = [-before for before, _ in _pairs(padding, nd)]
+    dx = np.zeros(shape, grad.dtype)
     if per_group == 1 and groups > 1:
         grad = grad.reshape(
             n, c, f // c, *out
         )  # output channel j read input j // (f // c)
         positions = "xyz"[:nd]
         terms = f"ncm{positions},cm->nc{positions}"
-        for index, tap in _taps(dx, kernel, stride, dilation, out):
-            tap += np.einsum(
-                terms, grad, weight[(slice(None), 0, *index)].reshape(c, -1)
-            )
-        return _unpad(dx, shape, padding)
+        taps = _inner_taps(shape, kernel, stride, dilation, out, origin)
+        for index, windows, places in taps:
+            scale = weight[(slice(None), 0, *index)].reshape(c, -1)
+            dx[places] += np.einsum(terms, grad[(slice(None),) * 3 + windows], scale)
+        return dx
     volume = int(np.prod(kernel))
     weights = weight.reshape(groups, f // groups, per_group * volume).swapaxes(1, 2)
-    budget = 4 * 2**20  # bytes of columns per chunk, as in conv
-    sample = c * volume * int(np.prod(out)) * grad.itemsize
-    samples = max(1, min(n, budget // max(sample, 1)))
+    samples, rows = _chunks(n, out, c * volume * grad.itemsize)
+    bands = {}  # the taps of each band of rows, alike for every chunk of samples
     for first in range(0, n, samples):
-        band = grad[first : first + samples].swapaxes(0, 1)
-        columns = np.matmul(weights, band.reshape(groups, f // groups, -1))
-        columns = columns.reshape(c, *kernel, -1, *out)  # (C, *kernel, samples, *out)
-        part = dx[first : first + samples]
-        for index, tap in _taps(part, kernel, stride, dilation, out):
-            tap += columns[(slice(None), *index)].swapaxes(0, 1)
-    return _unpad(dx, shape, padding)
+        for top in range(0, out[0], rows):
+            band = grad[first : first + samples, :, top : top + rows].swapaxes(0, 1)
+            columns = np.matmul(weights, band.reshape(groups, f // groups, -1))
+            size = band.shape[1:]  # (samples, rows, *out[1:]) of this chunk
+            columns = columns.reshape(c, *kernel, *size)
+            if top not in bands:
+                start = [origin[0] + top * stride[0], *origin[1:]]
+                bands[top] = _inner_taps(
+                    shape, kernel, stride, dilation, size[1:], start
+                )
+            part = dx[first : first + samples]
+            for index, windows, places in bands[top]:
+                block = columns[(slice(None), *index, slice(None), *windows)]
+                part[places] += block.swapaxes(0, 1)
+    return dx
 
 
 def conv_backward(
@@ -340,6 +416,60 @@ def _unpad(padded, shape, padding):
     return padded[(slice(None), slice(None), *crop)]
 
 
+def _phases(x, stride):
+    """x (N, C, *sizes) split by position modulo stride: (N, C, *stride, *sizes/stride).
+
+    Phase (a, b) of a 2-D map holds x[:, :, a::s, b::s], contiguously. At each kernel
+    tap, the windows of a strided pooling read one phase at consecutive positions
+    (_phase_taps), so the passes over the taps run along contiguous rows instead of
+    strided ones. Each size must be a multiple of its stride.
+    """
+    n, c = x.shape[:2]
+    nd = len(stride)
+    split = [n, c]
+    for size, s in zip(x.shape[2:], stride):
+        split += [size // s, s]
+    order = (0, 1, *range(3, 2 + 2 * nd, 2), *range(2, 2 + 2 * nd, 2))
+    return np.ascontiguousarray(x.reshape(split).transpose(order))
+
+
+def _unphased(phases, stride, shape, padding):
+    """The input-sized array (shape) inside the padded one _phases split.
+
+    Each phase is copied into its strided place, cut to the input: copying in the
+    result's order instead, which takes its values from every phase in turn, takes
+    3x as long.
+    """
+    nd = len(stride)
+    out = np.empty(shape, phases.dtype)
+    for phase in np.ndindex(*stride):
+        source, target = [], []
+        for a, s, m, n, (before, _) in zip(
+            phase, stride, phases.shape[2 + nd :], shape[2:], _pairs(padding, nd)
+        ):
+            first = max(0, -(-(before - a) // s))  # r * s + a - before >= 0
+            last = min(m, (n - 1 + before - a) // s + 1)  # ... < n
+            source.append(slice(first, max(first, last)))
+            target.append(slice(first * s + a - before, n, s))
+        out[(slice(None), slice(None), *target)] = phases[
+            (slice(None), slice(None), *phase, *source)
+        ]
+    return out
+
+
+def _phase_taps(phases, kernel, stride, dilation, out):
+    """_taps on _phases(x, stride): for each kernel position, the view (N, C, *out).
+
+    Tap i along an axis reads x at i*d + j*s for window j: phase (i*d) % s, from
+    position (i*d) // s on.
+    """
+    for index in np.ndindex(*kernel):
+        offsets = [i * d for i, d in zip(index, dilation)]
+        phase = tuple(o % s for o, s in zip(offsets, stride))
+        start = (slice(o // s, o // s + m) for o, s, m in zip(offsets, stride, out))
+        yield phases[(slice(None), slice(None), *phase, *start)]
+
+
 def max_pool_backward(
     grad, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
 ):
@@ -347,28 +477,36 @@ def max_pool_backward(
 
     On ties torch picks the first maximum in the window's row-major order, so the
     taps are visited in that order and each window's grad goes to the first tap
-    equal to its maximum. Overlapping windows add up. The passes are whole-array
-    comparisons and products into reused buffers (no np.where, which branches).
+    equal to its maximum. Overlapping windows add up. The padded input is split
+    into its stride's phases (_phases), where every tap is a contiguous view, and
+    the passes are whole-array comparisons and products into reused buffers (no
+    np.where, which branches); the gradient is gathered in phases too and put
+    back in place once.
     """
     nd = x.ndim - 2
     kernel, stride = _pool_settings(nd, kernel_size, stride)
     dilation = _per_dim(dilation, nd)
     padded, out = _pool_input(x, kernel, stride, padding, dilation, ceil_mode, -np.inf)
-    best = _fold_windows(padded, kernel, stride, dilation, out, np.maximum)
-    dx = np.zeros(padded.shape, grad.dtype)
+    whole = [(0, -n % s) for n, s in zip(padded.shape[2:], stride)]  # to whole phases
+    phases = _phases(pad(padded, whole, -np.inf), stride)
+    del padded
+    best = None
+    for tap in _phase_taps(phases, kernel, stride, dilation, out):
+        best = tap.copy() if best is None else np.maximum(best, tap, out=best)
+    dx = np.zeros(phases.shape, grad.dtype)
     free = np.ones(best.shape, bool)  # windows whose maximum is still to be found
     hit = np.empty(best.shape, bool)
     share = np.empty(grad.shape, grad.dtype)
     taps = zip(
-        _taps(padded, kernel, stride, dilation, out),
-        _taps(dx, kernel, stride, dilation, out),
+        _phase_taps(phases, kernel, stride, dilation, out),
+        _phase_taps(dx, kernel, stride, dilation, out),
     )
-    for (_, tap), (_, target) in taps:
+    for tap, target in taps:
         np.equal(tap, best, out=hit)
         hit &= free
         free ^= hit
         target += np.multiply(grad, hit, out=share)
-    return _unpad(dx, x.shape, padding)
+    return _unphased(dx, stride, x.shape, padding)
 
 
 def min_pool_backward(
@@ -408,14 +546,16 @@ def avg_pool_backward(
 
 
 def l2_pool_backward(grad, x, y, kernel_size, stride=None, ceil_mode=False):
-    """l2_pool's backward, y being its output.
+    """l2_pool's backward, y being its output (None: computed again from x).
 
     y = sqrt(volume * avg_pool(x**2)), so dx = x * avg_pool_backward(grad * volume / y).
+    A window of zeros (y = 0, after a relu) passes no gradient, as in torch, not 0/0.
     """
     volume = int(np.prod(_per_dim(kernel_size, x.ndim - 2)))
-    return x * avg_pool_backward(
-        grad * volume / y, x.shape, kernel_size, stride, 0, ceil_mode
-    )
+    if y is None:
+        y = l2_pool(x, kernel_size, stride, ceil_mode)
+    share = np.divide(grad * volume, y, out=np.zeros_like(grad), where=y != 0)
+    return x * avg_pool_backward(share, x.shape, kernel_size, stride, 0, ceil_mode)
 
 
 def _adaptive_windows(n, out):
@@ -531,35 +671,35 @@ def _affine_backward(grad, xhat, weight, bias, axes, shape):
 def batch_norm_backward(grad, x, state, name, training, eps=1e-5):
     """batch_norm's backward: (dx, dweight, dbias) for the entries under `name`.
 
-    Training normalised by the batch statistics, which are taken again from x; the
-    running statistics the forward updated are not used. Evaluation is a fixed
-    per-channel scale.
+    Training normalised by the batch statistics, which are taken again from x
+    (_centred); the running statistics the forward updated are not used. Evaluation
+    is a fixed per-channel scale. Training's dx, with xhat the centred x times
+    inv_std, is scale * (grad - mean(grad) - xhat * mean(grad * xhat)), computed in
+    place in the centred array (four passes, no other array of x's size); the
+    per-channel sums are per-row sums combined in float64.
     """
     weight = state[name + ".weight"]
-    axes = (0, *range(2, x.ndim))
+    n, c = x.shape[:2]
     channels = (1, -1) + (1,) * (x.ndim - 2)
     if training:
-        mean = x.mean(axis=axes, dtype=np.float64)
-    else:
-        mean = state[name + ".running_mean"].astype(np.float64)
-    xhat = x - mean.astype(x.dtype).reshape(channels)
-    if training:  # from the centred values: no float64 copy of x
-        var = np.square(xhat).mean(axis=axes, dtype=np.float64)
+        _, var, centred = _centred(x)
     else:
         var = state[name + ".running_var"].astype(np.float64)
+        centred = x - state[name + ".running_mean"].astype(x.dtype).reshape(channels)
     inv_std = 1 / np.sqrt(var + eps)
-    xhat *= inv_std.astype(x.dtype).reshape(channels)
-    db = grad.sum(axis=axes, dtype=np.float64)
-    dw = (grad * xhat).sum(axis=axes, dtype=np.float64)
+    rows = grad.reshape(n, c, -1)
+    db = rows.sum(axis=2).sum(axis=0, dtype=np.float64)
+    dw = np.einsum("ncl,ncl->nc", rows, centred.reshape(n, c, -1))
+    dw = dw.sum(axis=0, dtype=np.float64) * inv_std
     scale = (weight * inv_std).astype(x.dtype).reshape(channels)
-    if training:  # (grad - mean(grad) - xhat * mean(grad * xhat)) * scale, in place
-        count = x.size // x.shape[1]
-        xhat *= (dw / count).astype(x.dtype).reshape(channels)
-        dx = grad - (db / count).astype(x.dtype).reshape(channels)
-        dx -= xhat
-        dx *= scale
-    else:
-        dx = grad * scale
+    if not training:
+        return grad * scale, dw.astype(weight.dtype), db.astype(weight.dtype)
+    count = x.size // c
+    dx = centred  # the terms in torch's order: subtracting before scaling cancels least
+    dx *= (-inv_std * dw / count).astype(x.dtype).reshape(channels)
+    dx += grad
+    dx -= (db / count).astype(x.dtype).reshape(channels)
+    dx *= scale
     return dx, dw.astype(weight.dtype), db.astype(weight.dtype)
 
 
@@ -934,9 +1074,12 @@ def sigmoid_backward(grad, x):
 
 
 def tanh_backward(grad, x):
-    """grad * (1 - tanh(x)**2)."""
+    """grad * (1 - tanh(x)**2), worked out in place in the one new array."""
     t = np.tanh(x)
-    return grad * (1 - t * t)
+    np.multiply(t, t, out=t)
+    np.subtract(1, t, out=t)
+    t *= grad
+    return t
 
 
 def silu_backward(grad, x):
@@ -1047,7 +1190,7 @@ def sgd_step(
                 buffer = state[name] = grad.copy()
             else:
                 buffer *= momentum
-                buffer += (1 - dampening) * grad
+                buffer += (1 - dampening) * grad if dampening else grad
             grad = grad + momentum * buffer if nesterov else buffer
         p -= lr * grad
 
@@ -1183,3 +1326,101 @@ def multi_head_attention_backward(
         dout_weight,
         dout_bias,
     )
+
+
+# -- the training API of a generated model, read as torch.optim is -----------------
+
+
+class SGD:
+    """torch.optim.SGD over a model's parameters(), from its grads (sgd_step)."""
+
+    def __init__(
+        self,
+        model,
+        lr,
+        momentum=0.0,
+        dampening=0.0,
+        nesterov=False,
+        weight_decay=0.0,
+    ):
+        self.model = model
+        self.lr = lr
+        self.settings = {
+            "momentum": momentum,
+            "dampening": dampening,
+            "nesterov": nesterov,
+            "weight_decay": weight_decay,
+        }
+        self.state = {}  # the momentum buffers, by parameter key
+
+    def step(self):
+        """Updates the parameters in place; one with no gradient is left alone."""
+        grads = self.model.grads
+        sgd_step(self.model.parameters(), grads, self.state, self.lr, **self.settings)
+
+    def zero_grad(self):
+        self.model.zero_grad()
+
+
+class Adam:
+    """torch.optim.Adam over a model's parameters(), from its grads (adam_step)."""
+
+    decoupled = False
+
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        self.model = model
+        self.lr = lr
+        self.settings = {"betas": betas, "eps": eps, "weight_decay": weight_decay}
+        self.state = {}  # step, exp_avg and exp_avg_sq, by parameter key
+
+    def step(self):
+        """Updates the parameters in place; one with no gradient is left alone."""
+        params, grads = self.model.parameters(), self.model.grads
+        settings = {**self.settings, "decoupled": self.decoupled}
+        adam_step(params, grads, self.state, self.lr, **settings)
+
+    def zero_grad(self):
+        self.model.zero_grad()
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay, 0.01 by default."""
+
+    decoupled = True
+
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(model, lr, betas, eps, weight_decay)
+
+
+class StepLR:
+    """torch's StepLR: each step() (one an epoch) sets the optimiser's lr to
+    base_lr * gamma ** (epoch // step_size)."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.step_size = step_size
+        self.gamma = gamma
+        self.epoch = 0
+
+    def step(self):
+        self.epoch += 1
+        lr = step_lr(self.base_lr, self.epoch, self.step_size, self.gamma)
+        self.optimizer.lr = lr
+
+
+class CosineAnnealingLR:
+    """torch's CosineAnnealingLR (no restarts): each step() (one an epoch) sets the
+    optimiser's lr to cosine_lr(base_lr, epoch, t_max, eta_min)."""
+
+    def __init__(self, optimizer, t_max, eta_min=0.0):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.t_max = t_max
+        self.eta_min = eta_min
+        self.epoch = 0
+
+    def step(self):
+        self.epoch += 1
+        lr = cosine_lr(self.base_lr, self.epoch, self.t_max, self.eta_min)
+        self.optimizer.lr = float(lr)

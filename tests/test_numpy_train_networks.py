@@ -1,0 +1,307 @@
+"""Generated NumPy models that train, against the same networks in torch autograd and torch.optim.
+
+The PyTorch target of the same spec is the oracle: it loads the NumPy model's
+weights by key, and torch's autograd and optimisers give the figures. Each
+network runs on a small input (the spec's input override) and a batch of 2-4.
+
+- lenet5 and mnist_cnn in float32: one forward and backward in training mode
+  gives torch's gradient of every parameter and of the input (1e-4 relative).
+- All five networks in float64 (both models cast): the same in training mode
+  (batch norm on batch statistics) and, for two, in eval mode (running ones);
+  float64 because in float32 a value near a ReLU's or max pooling's kink can
+  fall on the other side of it in one of the two, and batch norm spreads that
+  one value's gradient over its channel (1-4% in resnet18 for some seeds).
+- Ten steps of SGD (momentum, Nesterov, weight decay) and of AdamW leave every
+  weight and running statistic equal to torch's (1e-4 relative).
+- Random networks (tests/test_codegen_random.py's, drawn by hypothesis) give
+  torch's gradients of every input and parameter, and float64 finite differences
+  agree with backward on a small network.
+
+Dropout draws its masks from the NumPy model's generator, not torch's, so the
+networks with dropout (mobilenet_v2, googlenet) are compared with p=0 (the spec's
+`dropout: 0.2` rewritten); dropout's mask is tested on its own at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from codegen_util import build, load_module, randomise_batch_norm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_codegen_random import random_spec
+
+import archc
+from archc.codegen import generate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SPECS = Path(__file__).parent.parent / "specs"
+NETWORKS = {"lenet5": None, "mnist_cnn": None, "resnet18": 64, "mobilenet_v2": 64, "googlenet": 64}
+
+
+@functools.cache
+def network(spec: str, size: int | None = None):
+    """The spec analysed, at size x size when given, with any dropout at p=0."""
+    text = (SPECS / f"{spec}.arch").read_text()
+    text, count = re.subn(r"(dropout[^:\n]*:\s*)0\.2\b", r"\g<1>0", text)
+    assert count == (spec in ("mobilenet_v2", "googlenet")), spec
+    net = archc.loads(text, f"{spec}.arch", base=SPECS)
+    if size is None:
+        return net
+    (name, shape), *_ = net.inputs.items()
+    return archc.loads(text, f"{spec}.arch", base=SPECS, inputs={name: (shape[0], size, size)})
+
+
+def pair(spec: str, size: int | None, dtype, seed: int = 0):
+    """(torch model, NumPy module, NumPy model) with the same weights, in `dtype`."""
+    net = network(spec, size)
+    torch.manual_seed(seed)
+    tmodel, _, _ = build(net, "torch")
+    randomise_batch_norm(tmodel, seed)
+    module = load_module(generate(net, "numpy").code)
+    nmodel = module.build_model()
+    if dtype == np.float64:
+        tmodel.double()
+        nmodel.state = {k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()}
+    else:
+        nmodel.load_state_dict({k: v.detach() for k, v in tmodel.state_dict().items()})
+    return tmodel, module, nmodel
+
+
+def assert_close(got, want, what: str, scale: float = 0.0, rtol: float = 1e-4) -> None:
+    """Every value within rtol of the largest of `want` (or of `scale`, where a gradient that is 0
+    in exact arithmetic, a bias before batch norm, is rounding noise in both)."""
+    want = np.asarray(want)
+    assert got.shape == want.shape, what
+    tolerance = rtol * max(float(np.abs(want).max(initial=0)), scale)
+    assert float(np.abs(got - want).max(initial=0)) <= tolerance, what
+
+
+def compare_gradients(tmodel, nmodel, inputs, dtype, train: bool) -> None:
+    """One forward and backward of both models from the same batch and output gradient."""
+    tmodel.train(train)
+    nmodel.train(train)
+    nmodel.requires_grad = True  # eval mode too
+    xs = [torch.tensor(x, requires_grad=True) for x in inputs]
+    outs = tmodel(*xs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(o.shape).astype(dtype) for o in outs]
+    torch.autograd.backward(outs, [torch.tensor(g) for g in grads])
+    got = nmodel(*inputs)
+    got = got if isinstance(got, tuple) else (got,)
+    for g, o in zip(got, outs):
+        assert_close(g, o.detach().numpy(), "output")
+    dx = nmodel.backward(*grads)
+    dx = dx if isinstance(dx, tuple) else (dx,)
+    assert nmodel.saved == {}  # backward used everything the forward kept
+    params = dict(tmodel.named_parameters())
+    assert set(nmodel.grads) == {k for k, p in params.items() if p.grad is not None}
+    assert set(nmodel.parameters()) == set(params)
+    scale = 1e-2 * max((float(p.grad.abs().max()) for p in params.values() if p.grad is not None), default=0)
+    for key, p in params.items():
+        if p.grad is not None:
+            assert_close(nmodel.grads[key], p.grad.numpy(), key, scale)
+            assert nmodel.grads[key].dtype == dtype, key
+    for got_dx, x in zip(dx, xs):
+        assert_close(got_dx, x.grad.numpy() if x.grad is not None else np.zeros(x.shape), "input")
+
+
+def batch(net, size: int, dtype, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((size, *shape)).astype(dtype) for shape in net.inputs.values()]
+
+
+@pytest.mark.parametrize("spec", ["lenet5", "mnist_cnn"])
+def test_one_backward_gives_torch_gradients_in_float32(spec):
+    tmodel, _, nmodel = pair(spec, None, np.float32)
+    compare_gradients(tmodel, nmodel, batch(network(spec), 4, np.float32), np.float32, train=True)
+
+
+@pytest.mark.parametrize("spec", NETWORKS)
+def test_one_backward_gives_torch_gradients_in_training(spec):
+    tmodel, _, nmodel = pair(spec, NETWORKS[spec], np.float64)
+    compare_gradients(tmodel, nmodel, batch(network(spec, NETWORKS[spec]), 2, np.float64), np.float64, train=True)
+
+
+@pytest.mark.parametrize("spec", ["resnet18", "mnist_cnn"])
+def test_one_backward_gives_torch_gradients_in_eval_mode(spec):
+    """Batch norm on its running statistics: a fixed scale per channel."""
+    tmodel, _, nmodel = pair(spec, NETWORKS[spec], np.float64)
+    compare_gradients(tmodel, nmodel, batch(network(spec, NETWORKS[spec]), 2, np.float64), np.float64, train=False)
+
+
+OPTIMISERS = {
+    "sgd": (
+        lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda module, model: module.SGD(model, lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    ),
+    "adamw": (
+        lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05),
+        lambda module, model: module.AdamW(model, lr=1e-3, weight_decay=0.05),
+    ),
+}
+
+
+@pytest.mark.parametrize("optimiser", OPTIMISERS)
+@pytest.mark.parametrize("spec", NETWORKS)
+def test_ten_steps_leave_torchs_weights(spec, optimiser):
+    size = NETWORKS[spec] and 32 if spec != "googlenet" else 64
+    tmodel, module, nmodel = pair(spec, size, np.float64)
+    tmodel.train()
+    nmodel.train()
+    make_torch, make_numpy = OPTIMISERS[optimiser]
+    topt, nopt = make_torch(tmodel.parameters()), make_numpy(module, nmodel)
+    net = network(spec, size)
+    classes = net.layer(net.graph.outputs[0].name).shape[0]
+    rng = np.random.default_rng(2)
+    for step in range(10):
+        (x,) = batch(net, 2, np.float64, seed=step)
+        y = rng.integers(0, classes, 2)
+        topt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(tmodel(torch.tensor(x)), torch.tensor(y))
+        loss.backward()
+        topt.step()
+        nopt.zero_grad()
+        got, grad = module.cross_entropy(nmodel(x), y)
+        nmodel.backward(grad)
+        nopt.step()
+        assert got == pytest.approx(loss.item(), rel=1e-6)
+    for key, value in tmodel.state_dict().items():
+        assert_close(nmodel.state[key], value.numpy(), key)
+
+
+def test_gradients_accumulate_until_zero_grad():
+    """Two backwards add up, as torch's .grad does; zero_grad forgets them."""
+    _, _, nmodel = pair("lenet5", None, np.float64)
+    nmodel.train()
+    (x,) = batch(network("lenet5"), 2, np.float64)
+    grad = np.ones((2, 10))
+    nmodel(x)
+    nmodel.backward(grad)
+    once = {k: v.copy() for k, v in nmodel.grads.items()}
+    nmodel(x)
+    nmodel.backward(grad)
+    for key, value in once.items():
+        np.testing.assert_allclose(nmodel.grads[key], 2 * value, rtol=1e-12)
+    nmodel.zero_grad()
+    assert nmodel.grads == {}
+    assert "C1.weight" in nmodel.parameters()
+    assert nmodel.parameters()["C1.weight"] is nmodel.state["C1.weight"]
+
+
+# -- random networks ---------------------------------------------------------------------
+
+
+def _random_pair(seed: int):
+    text = random_spec(seed)
+    net = archc.loads(text, f"random{seed}.arch")
+    torch.manual_seed(seed)
+    tmodel, _, _ = build(net, "torch")
+    randomise_batch_norm(tmodel, seed)
+    tmodel.double()
+    nmodel = load_module(generate(net, "numpy").code).build_model()
+    nmodel.state = {k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()}
+    return net, text, tmodel, nmodel
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), train=st.booleans())
+def test_random_networks_give_torch_gradients(seed, train):
+    """Every layer type, fused activations, branches, side layers nothing reads, several inputs and
+    outputs; in eval mode, and in training mode unless a dropout's random mask is drawn."""
+    net, text, tmodel, nmodel = _random_pair(seed)
+    if not net.graph.outputs or all(n.op == "input" for n in net.graph.outputs):
+        return
+    if train and any(n.op in ("dropout", "drop_path") and n.attrs["p"] > 0 for n in net.graph):
+        train = False
+    try:
+        compare_gradients(tmodel, nmodel, batch(net, 3, np.float64, seed), np.float64, train)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{text}") from error
+
+
+def test_finite_differences_agree_with_backward_in_float64():
+    """d(sum(out * g))/d(input) and /d(a weight) by central differences, against backward."""
+    text = """network Small {
+      input x: 2x6x6
+      conv c1: 3 @ 3 pad=1 -> tanh
+      bn b1
+      maxpool p1: 2
+      conv c2: 4 @ 2 -> gelu
+      flatten f
+      dense d: 3
+    }"""
+    net = archc.loads(text, "small.arch")
+    module = load_module(generate(net, "numpy").code)
+    model = module.build_model(seed=1)
+    model.state = {k: v.astype(np.float64) for k, v in model.state.items()}
+    model.train()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 6, 6))
+    g = rng.standard_normal((3, 3))
+
+    def loss(x):
+        state = {k: v.copy() for k, v in model.state.items()}  # batch norm's running statistics move
+        value = float((model(x) * g).sum())
+        for key, array in state.items():
+            model.state[key][...] = array
+        model.saved = {}
+        return value
+
+    model(x)
+    dx = model.backward(g)
+    weight = model.state["c1.weight"]
+    eps = 1e-6
+    for index in [(0, 0, 1, 1), (2, 1, 3, 4), (1, 0, 5, 0)]:
+        shifted = x.copy()
+        shifted[index] += eps
+        up = loss(shifted)
+        shifted[index] -= 2 * eps
+        numeric = (up - loss(shifted)) / (2 * eps)
+        assert dx[index] == pytest.approx(numeric, rel=1e-5, abs=1e-8)
+    for index in [(0, 0, 0, 0), (2, 1, 2, 1)]:
+        original = weight[index]
+        weight[index] = original + eps
+        up = loss(x)
+        weight[index] = original - eps
+        down = loss(x)
+        weight[index] = original
+        assert model.grads["c1.weight"][index] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("layer", ["dropout: 0.4", "drop_path: 0.4", "drop_path: 0.4 batch"])
+def test_dropout_gradient_is_the_mask_of_its_forward(layer):
+    """The mask the forward drew (output / input) times the output's gradient, as torch computes
+    through the same mask."""
+    net = archc.loads(f"network D {{\n input x: 4x5x5\n {layer}\n conv c: 2 @ 1\n}}", "d.arch")
+    model = load_module(generate(net, "numpy").code).build_model()
+    model.train()
+    x = np.random.default_rng(0).standard_normal((16, 4, 5, 5)).astype(np.float32) + 10
+    out = model(x)
+    mask = model.saved[next(k for k in model.saved if k != "c")]
+    g = np.ones_like(out)
+    dx = model.backward(g)
+    xt = torch.tensor(x, requires_grad=True)
+    weight = torch.tensor(model.state["c.weight"])
+    dropped = xt * torch.tensor(np.broadcast_to(mask, x.shape).copy())
+    torch.nn.functional.conv2d(dropped, weight, torch.tensor(model.state["c.bias"])).backward(torch.tensor(g))
+    assert_close(dx, xt.grad.numpy(), "input")
+    assert 0 < (mask == 0).mean() < 1 or layer.endswith("batch")
+
+
+def test_l2_pool_of_a_window_of_zeros_passes_no_gradient():
+    """After a relu a window can be all zeros: y = 0, where torch's gradient is 0, not 0/0."""
+    net = archc.loads("network Z {\n input x: 2x4x4\n relu r\n l2pool p: 2\n}", "z.arch")
+    torch.manual_seed(0)
+    tmodel, _, _ = build(net, "torch")
+    nmodel = load_module(generate(net, "numpy").code).build_model()
+    x = np.random.default_rng(0).standard_normal((2, 2, 4, 4)).astype(np.float32)
+    x[:, :, :2, :2] = -1  # one window of zeros after the relu
+    compare_gradients(tmodel, nmodel, [x], np.float32, train=True)
