@@ -45,7 +45,7 @@ TORCHVISION_FIGURES = {
 
 # Small examples without published totals; checked against PyTorch below.
 SEQUENTIAL_EXAMPLES = {"conv1d_example.arch", "conv3d_example.arch", "deconv_example.arch"}
-EXAMPLES = SEQUENTIAL_EXAMPLES | {"inception_module.arch"}
+EXAMPLES = SEQUENTIAL_EXAMPLES | {"inception_module.arch", "lenet_digits.arch"}
 
 # Specs that are meant to trigger warnings (none of the bundled ones is).
 EXPECTED_WARNINGS: dict[str, int] = {}
