@@ -151,7 +151,7 @@ OPTIMISERS = {
 
 # mobilenet_v2 under SGD (lr 0.01, momentum 0.9) climbs from the start (loss 6.9 -> 7.3) and
 # parts from torch by 1e-2 in ten steps even in float64: a growth of rounding, as the same
-# network under AdamW, and its one backward, agree to 1e-12. It is left out.
+# network under AdamW, and its one backward, agree with torch. It is left out.
 STEPPED = [(spec, name) for spec in NETWORKS for name in OPTIMISERS if (spec, name) != ("mobilenet_v2", "sgd")]
 
 
