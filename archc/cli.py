@@ -183,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="one attribute per layer and one forward, instead of a class per block (keys such as layer1_0_conv1)",
     )
     codegen.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    trainer = command("train", help="train the NumPy model on scikit-learn's 8x8 digits, in NumPy alone")
+    common(trainer)
+    trainer.add_argument("--epochs", type=_positive, default=10, help="passes over the training set (default 10)")
+    trainer.add_argument("--batch", type=_positive, default=32, help="samples per step (default 32)")
+    trainer.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="AdamW, or SGD with momentum")
+    trainer.add_argument("--lr", type=float, default=None, help="learning rate (default 0.003 AdamW, 0.05 SGD)")
+    trainer.add_argument("--seed", type=int, default=0, help="weights, split and order of the samples")
     diagram = command("diagram", help="draw the network with graphviz (.svg, .png, .pdf or .dot)")
     common(diagram)
     diagram.add_argument(
@@ -418,6 +425,28 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    try:
+        net = _load(args)
+    except ArchError as err:
+        _print_diagnostics(err.diagnostics, err.sources)
+        return 1
+    _print_diagnostics(net.warnings, net.sources)
+    from .train import TrainError, train
+
+    lr = args.lr if args.lr is not None else {"adamw": 0.003, "sgd": 0.05}[args.optimizer]
+    try:
+        result = train(net, args.epochs, args.batch, lr, args.optimizer, args.seed)
+    except TrainError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"test accuracy {result.test_accuracy:.2%} on the digits, after {result.epochs} epochs of "
+        f"{result.samples} images in {result.seconds:.1f} s ({visible(net.name)}, NumPy)"
+    )
+    return 0
+
+
 def cmd_codegen(args) -> int:
     _refuse_overwriting(args.output, args.spec)
     if args.target != "onnx" and (args.weights or args.seed):
@@ -541,6 +570,7 @@ COMMANDS = {
     "table": cmd_table,
     "fit": cmd_fit,
     "codegen": cmd_codegen,
+    "train": cmd_train,
     "diagram": cmd_diagram,
     "explain": cmd_explain,
 }

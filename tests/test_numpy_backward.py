@@ -625,7 +625,8 @@ def test_module_holds_only_numpy_the_kernels_and_functions():
     assert ast.unparse(imports[0]) == "import numpy as np"
     assert [(node.module, node.level) for node in imports[1:]] == [("numpy_kernels", 1)]
     for node in TREE.body[1:]:
-        assert isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef), ast.unparse(node)[:60]
+        # functions, and the classes of the training API (SGD, Adam, ...), which the generator copies alike
+        assert isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.ClassDef), ast.unparse(node)[:60]
     assert not FUNCTIONS.keys() & KERNEL_FUNCTIONS.keys(), "a name in both modules would be copied ambiguously"
 
 

@@ -46,7 +46,11 @@ TORCHVISION_FIGURES = {
 
 # Small examples without published totals; checked against PyTorch below.
 SEQUENTIAL_EXAMPLES = {"conv1d_example.arch", "conv3d_example.arch", "deconv_example.arch"}
-EXAMPLES = SEQUENTIAL_EXAMPLES | {"inception_module.arch", "lstm_classifier.arch"}  # the last: test_lstm_classifier.py
+EXAMPLES = SEQUENTIAL_EXAMPLES | {
+    "inception_module.arch",
+    "lstm_classifier.arch",
+    "lenet_digits.arch",
+}  # lstm: test_lstm_classifier.py
 
 # Specs that are meant to trigger warnings (none of the bundled ones is).
 EXPECTED_WARNINGS: dict[str, int] = {}
