@@ -99,3 +99,14 @@ def onnx_window(g) -> dict:
 def onnx_padding(pads) -> list[int]:
     """The `pads` of an ONNX Pad node for per-side spatial padding of an (N, C, *spatial) tensor."""
     return [0, 0, *(b for b, _ in pads), 0, 0, *(a for _, a in pads)]
+
+
+def onnx_features(g, x: str, lo: int, hi: int, axis: int) -> str:
+    """Features lo to hi of `x` along `axis`: one of q, k and v packed side by side, a gate, a projection's rows."""
+    return g.op("Slice", x, g.const([lo]), g.const([hi]), g.const([axis]))
+
+
+def onnx_linear(g, x: str, weight: str, bias: str | None) -> str:
+    """x wᵀ + b at every position, as nn.Linear."""
+    out = g.op("MatMul", x, g.op("Transpose", weight, perm=[1, 0]))
+    return g.op("Add", out, bias) if bias else out
