@@ -5,7 +5,8 @@ its PyTorch and NumPy code). The graph computes what the generated PyTorch modul
 in eval mode (batch norm with its running statistics, dropout and drop_path the identity):
 
 - opset `OPSET` of the default domain, and nothing else;
-- the inputs and outputs are named after the spec's, with a dynamic batch dimension `N`;
+- the inputs and outputs are named after the spec's, with a dynamic batch dimension `N` (1 for a
+  tensor the batch shares, a `param`); token ids are int64 inputs;
 - every layer's value is named after the layer (its output shape is in the graph's shape
   inference), the values inside a layer `<layer>/<k>`;
 - the initialisers are the generated modules' state_dict, by key and in torch's layout
@@ -206,7 +207,10 @@ def _build(onnx, numpy, network, state: dict, flat: bool):
         values[node.name] = name
 
     def info(n, name):
-        return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [BATCH, *n.shape])
+        """Token ids are int64, as torch's nn.Embedding takes them; a tensor the batch shares (a bare
+        `param`) has a batch of 1."""
+        kind = onnx.TensorProto.INT64 if n.shape.vocab is not None else onnx.TensorProto.FLOAT
+        return helper.make_tensor_value_info(name, kind, [BATCH if n.shape.batched else 1, *n.shape])
 
     inputs = [info(n, n.name) for n in graph.inputs]
     outputs = [info(n, values[n.name]) for n in graph.outputs]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ..codegen.pyexpr import Index, call, flat, list_of, lit
 from .base import Op, P, Proposal, Saved, ShapeError, Training, check_divides, divisor_list, fmt_shape, prod, register
-from .emit import zeros
+from .emit import onnx_features, onnx_linear, zeros
 
 # Element operations per attention weight at inference: the scaling, and the softmax's three (exp, its
 # addition into the sum, the division); one more where a causal mask sets the future to -inf.
@@ -121,6 +121,25 @@ def weights_saved(node, ctx, grads) -> tuple[Saved, ...]:
         if node.attrs["dropout"]:
             saves += [Saved.new(count), Saved.new(count, itemsize=1 if ctx.device == "cuda" else None)]
     return tuple(saves)
+
+
+def onnx_heads(g, x: str, heads: int, perm: list[int]) -> str:
+    """N x L x (heads*d) as N x heads x L x d (`perm` [0, 2, 1, 3]), or as N x heads x d x L ([0, 2, 3, 1])."""
+    return g.op("Transpose", g.op("Reshape", x, g.const([0, 0, heads, -1])), perm=perm)
+
+
+def onnx_attention(g, node, q: str, k: str, v: str) -> str:
+    """softmax(q kᵀ / sqrt(d) + mask) v over the heads, as torch's math attention in eval mode: q, k and v
+    projected already (N x L x E, N x S x E, N x S x Ev), the causal mask an additive constant (-inf above
+    the diagonal, which torch's mask leaves out); the heads side by side again, N x L x Ev."""
+    heads, geom = node.attrs["heads"], node.geom
+    scores = g.op("MatMul", onnx_heads(g, q, heads, [0, 2, 1, 3]), onnx_heads(g, k, heads, [0, 2, 3, 1]))
+    scores = g.op("Mul", scores, g.const((geom["E"] // heads) ** -0.5, "float32"))
+    if node.attrs["causal"]:
+        above = g.np.triu(g.np.ones((geom["L"], geom["S"]), dtype=bool), 1)
+        scores = g.op("Add", scores, g.const(g.np.where(above, -g.np.inf, 0.0), "float32"))
+    weighted = g.op("MatMul", g.op("Softmax", scores, axis=-1), onnx_heads(g, v, heads, [0, 2, 1, 3]))
+    return g.op("Reshape", g.op("Transpose", weighted, perm=[0, 2, 1, 3]), g.const([0, 0, geom["Ev"]]))
 
 
 def causal_mask(node, q: str):
@@ -283,6 +302,19 @@ class Attention(Op):
             rng="self.rng" if a["dropout"] else None,
         )
 
+    def onnx_call(self, node, g, args):
+        """The projections of nn.MultiheadAttention (in_proj_weight's rows q, k, v, or three weights), the
+        attention, the out projection; dropout is the identity in eval mode."""
+        e, bias = node.geom["E"], node.attrs["bias"]
+        if node.geom["packed"]:
+            weights = [onnx_features(g, g.state("in_proj_weight"), i * e, (i + 1) * e, 0) for i in range(3)]
+        else:
+            weights = [g.state(f"{n}_proj_weight") for n in "qkv"]
+        biases = [onnx_features(g, g.state("in_proj_bias"), i * e, (i + 1) * e, 0) if bias else None for i in range(3)]
+        q, k, v = (onnx_linear(g, x, w, b) for x, w, b in zip(self._qkv(args), weights, biases))
+        out = onnx_attention(g, node, q, k, v)
+        return onnx_linear(g, out, g.state("out_proj.weight"), g.state("out_proj.bias") if bias else None)
+
 
 def _heads_of(x: str, heads: int, parts: int = 1) -> str:
     """`x` split into heads for F.scaled_dot_product_attention: N x H x L x d, or with `parts` > 1 the
@@ -403,3 +435,9 @@ class ScaledDotProduct(Op):
             training="self.training" if a["dropout"] else None,
             rng="self.rng" if a["dropout"] else None,
         )
+
+    def onnx_call(self, node, g, args):
+        """q, k and v unpacked from the last input (Slice of its features, E each), then the attention."""
+        packed, e = node.geom["packed"], node.geom["E"]
+        last = [onnx_features(g, args[-1], i * e, (i + 1) * e, -1) for i in range(packed)] if packed > 1 else args[-1:]
+        return onnx_attention(g, node, *args[:-1], *last)

@@ -109,3 +109,14 @@ def mirror(forward: Call, grad, saved=None, drop: tuple[str, ...] = ()) -> Call:
     kept = () if saved is None else (saved,)
     settings = tuple((k, v) for k, v in forward.kwargs if k not in drop)
     return Call(function, (grad, *kept, *forward.args[1:]), settings)
+
+
+def onnx_features(g, x: str, lo: int, hi: int, axis: int) -> str:
+    """Features lo to hi of `x` along `axis`: one of q, k and v packed side by side, a gate, a projection's rows."""
+    return g.op("Slice", x, g.const([lo]), g.const([hi]), g.const([axis]))
+
+
+def onnx_linear(g, x: str, weight: str, bias: str | None) -> str:
+    """x wᵀ + b at every position, as nn.Linear."""
+    out = g.op("MatMul", x, g.op("Transpose", weight, perm=[1, 0]))
+    return g.op("Add", out, bias) if bias else out

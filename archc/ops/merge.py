@@ -79,7 +79,17 @@ class Concat(Op):
         return call("np.concatenate", list_of(args), axis=str(node.geom["axis"] + 1))
 
     def onnx_call(self, node, g, args):
-        return g.op("Concat", *args, axis=1)
+        """A tensor the batch shares is broadcast to the batch of the first that has one, as torch's expand:
+        Where(c, a, a) with c a bool of that input's batch, N x 1 ... 1 (IsNaN of its first values; either
+        way the result is a), whose shape ONNX infers, which it cannot for Expand to a computed shape."""
+        axes = list(range(1, len(node.shape) + 1))
+
+        def expand(a, b):
+            first = g.op("Slice", b, g.const([0] * len(axes)), g.const([1] * len(axes)), g.const(axes))
+            return g.op("Where", g.op("IsNaN", first), a, a)
+
+        args = self._args(node, args, expand)
+        return g.op("Concat", *args, axis=node.geom["axis"] + 1)
 
     numpy_keeps = "nothing"
 

@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from ..codegen.pyexpr import Index, call, lit
 from .base import Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register
-from .emit import unless
+from .emit import onnx_features, onnx_linear, unless
 
 RECURRENT = ("lstm", "gru")
 MAX_LAYERS = 200_000  # stacked layers: as many as a network may have (archc/expand.py, MAX_NODES)
@@ -268,6 +268,54 @@ class _Recurrent(Op):
             options.update(dropout=lit(float(a["dropout"])), training="self.training", rng="self.rng")
         return call(node.op, args[0], "s", lit(state.key), **options, last="True" if a["last"] else None)
 
+    # ONNX's op, and torch's gate blocks in ONNX's order (i, o, f, c for an lstm; z, r, h for a gru)
+    onnx_op: str = ""
+    onnx_gates: tuple[int, ...] = ()
+    onnx_reset: int | None = None  # a gru's linear_before_reset
+
+    def onnx_call(self, node, g, args):
+        """The stacked layers time-major (onnxruntime runs no batch-first layout), each reading the one
+        before (`_onnx_layer`); every step's output batch-first again, or with `last` the last layer's
+        final hidden states side by side. Dropout between layers is the identity in eval mode."""
+        x = g.op("Transpose", args[0], perm=[1, 0, 2])
+        for k in range(node.attrs["layers"]):
+            x, finals = self._onnx_layer(g, node, x, k)
+        if not node.attrs["last"]:
+            return g.op("Transpose", x, perm=[1, 0, 2])
+        return finals[0] if len(finals) == 1 else g.op("Concat", *finals, axis=1)
+
+    def _onnx_layer(self, g, node, x: str, k: int) -> tuple[str, list[str]]:
+        """Layer `k` on the time-major `x` (L x N x F): ONNX's LSTM or GRU on torch's arrays by their keys,
+        their gate blocks reordered inside the graph (`_onnx_weights`). Its output Y (L x D x N x H) as
+        L x N x D*H, and for `last` the final hidden state of each direction (Y's last step forward, its first
+        backward) of the last layer."""
+        hidden, directions = node.attrs["units"], self._directions(node)
+        w, r, b = self._onnx_weights(g, node, [f"_l{k}{suffix}" for suffix in ("", "_reverse")[:directions]])
+        both = "bidirectional" if directions == 2 else None
+        y = g.op(self.onnx_op, x, w, r, b, hidden_size=hidden, direction=both, linear_before_reset=self.onnx_reset)
+        steps, finals = g.input_shapes[0][0], []
+        if node.attrs["last"] and k == node.attrs["layers"] - 1:  # only what the layer gives
+            finals = [g.op("Gather", y, g.const([steps - 1, 0][d]), axis=0) for d in range(directions)]
+            finals = [g.op("Gather", final, g.const(d), axis=0) for d, final in enumerate(finals)]
+        return g.op("Reshape", g.op("Transpose", y, perm=[0, 2, 1, 3]), g.const([0, 0, directions * hidden])), finals
+
+    def _onnx_weights(self, g, node, tags: list[str]) -> tuple[str, str, str | None]:
+        """W, R and B of ONNX's op (D x gates*H x inputs, D x gates*H x H, D x 2*gates*H) from torch's
+        weight_ih, weight_hh, bias_ih and bias_hh of each direction: their rows gathered in ONNX's gate order."""
+        hidden = node.attrs["units"]
+        rows = g.const([i for gate in self.onnx_gates for i in range(gate * hidden, (gate + 1) * hidden)])
+
+        def stacked(*names):
+            per_direction = []
+            for tag in tags:
+                parts = [g.op("Gather", g.state(f"{name}{tag}"), rows, axis=0) for name in names]
+                joined = parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=0)
+                per_direction.append(g.op("Unsqueeze", joined, g.const([0])))
+            return per_direction[0] if len(tags) == 1 else g.op("Concat", *per_direction, axis=0)
+
+        bias = stacked("bias_ih", "bias_hh") if node.attrs["bias"] else None
+        return stacked("weight_ih"), stacked("weight_hh"), bias
+
 
 @register
 class LSTM(_Recurrent):
@@ -278,6 +326,7 @@ class LSTM(_Recurrent):
     )
     gates = 4
     torch_module = "nn.LSTM"
+    onnx_op, onnx_gates = "LSTM", (0, 3, 1, 2)  # torch's i, f, g, o as ONNX's i, o, f, c
     # the two products summed (4), sigmoid x3 and tanh (4), c = f*c + i*g (3), tanh(c) and o * tanh(c) (2)
     step_ops = 13
     params = (
@@ -322,6 +371,36 @@ class LSTM(_Recurrent):
     def _final_states(self, result):
         return Index(Index(result, "1"), "0")  # (output, (h_n, c_n))
 
+    def _onnx_layer(self, g, node, x, k):
+        """ONNX's LSTM has no projection: with `proj`, the layer's steps are unrolled as torch computes
+        them (gates = x W_ih + b_ih + h W_hh + b_hh, blocks i, f, g, o; c = f*c + i*g; h = (o * tanh(c)) W_hr),
+        from zero states, which the first step leaves out."""
+        if not self._projection(node):
+            return super()._onnx_layer(g, node, x, k)
+        hidden, steps = node.attrs["units"], g.input_shapes[0][0]
+        outputs, finals = [], []
+        for suffix in ("", "_reverse")[: self._directions(node)]:
+            tag = f"_l{k}{suffix}"
+            inputs = onnx_linear(g, x, g.state(f"weight_ih{tag}"), None)  # L x N x 4H, every step at once
+            if node.attrs["bias"]:
+                inputs = g.op("Add", inputs, g.op("Add", g.state(f"bias_ih{tag}"), g.state(f"bias_hh{tag}")))
+            recurrent = g.op("Transpose", g.state(f"weight_hh{tag}"), perm=[1, 0])
+            projection = g.op("Transpose", g.state(f"weight_hr{tag}"), perm=[1, 0])
+            h = c = None
+            hs = [""] * steps
+            for t in reversed(range(steps)) if suffix else range(steps):
+                gates = g.op("Gather", inputs, g.const(t), axis=0)
+                if h is not None:
+                    gates = g.op("Add", gates, g.op("MatMul", h, recurrent))
+                i, f, cell, o = (onnx_features(g, gates, n * hidden, (n + 1) * hidden, -1) for n in range(4))
+                update = g.op("Mul", g.op("Sigmoid", i), g.op("Tanh", cell))
+                c = update if c is None else g.op("Add", g.op("Mul", g.op("Sigmoid", f), c), update)
+                h = g.op("MatMul", g.op("Mul", g.op("Sigmoid", o), g.op("Tanh", c)), projection)
+                hs[t] = g.op("Unsqueeze", h, g.const([0]))
+            outputs.append(g.op("Concat", *hs, axis=0))
+            finals.append(h)
+        return g.op("Concat", *outputs, axis=-1), finals
+
 
 @register
 class GRU(_Recurrent):
@@ -332,6 +411,8 @@ class GRU(_Recurrent):
     )
     gates = 3
     torch_module = "nn.GRU"
+    onnx_op, onnx_gates = "GRU", (1, 0, 2)  # torch's r, z, n as ONNX's z, r, h
+    onnx_reset = 1  # torch applies the reset gate after the hidden state's product, with its bias
     # the two products summed for r and z (2), sigmoid x2 (2), n = tanh(x_n + r * h_n) (3), h = n + z * (h - n) (3)
     step_ops = 10
     params = _Recurrent.common

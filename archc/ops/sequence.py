@@ -101,6 +101,10 @@ class Embedding(Op):
     def numpy_call(self, node, state, args):
         return call("embedding", args[0], state("weight"))
 
+    def onnx_call(self, node, g, args):
+        """Each id's row of the table (torch's lookup; padding_idx only keeps its row's gradient zero)."""
+        return g.op("Gather", g.state("weight"), args[0], axis=0)
+
 
 @register
 class Param(Op):
@@ -162,6 +166,9 @@ class Param(Op):
 
     def numpy_call(self, node, state, args):
         return state("")
+
+    def onnx_call(self, node, g, args):
+        return g.state("")  # the initialiser itself, 1 x SHAPE
 
 
 @register
@@ -238,6 +245,11 @@ class PositionEmbedding(Op):
     def numpy_call(self, node, state, args):
         return Index(state("weight"), f"None, : {args[0]}.shape[1]")
 
+    def onnx_call(self, node, g, args):
+        """The first L rows of the weight, with a batch axis of 1."""
+        rows = g.op("Slice", g.state("weight"), g.const([0]), g.const([node.shape[0]]), g.const([0]))
+        return g.op("Unsqueeze", rows, g.const([0]))
+
 
 @register
 class ToSequence(Op):
@@ -264,6 +276,11 @@ class ToSequence(Op):
 
     def numpy_call(self, node, state, args):
         return call("to_sequence", args[0])
+
+    def onnx_call(self, node, g, args):
+        """Reshape to N x C x positions, then the positions first: as torch's flatten(2).transpose(1, 2)."""
+        flat = g.op("Reshape", args[0], g.const([0, node.shape[1], node.shape[0]]))
+        return g.op("Transpose", flat, perm=[0, 2, 1])
 
 
 class _AlongAxis(Op):
@@ -324,6 +341,10 @@ class Select(_AlongAxis):
 
     numpy_call = torch_call
 
+    def onnx_call(self, node, g, args):
+        """Gather of one (scalar) index removes the axis; a negative index counts from the end, as in torch."""
+        return g.op("Gather", args[0], g.const(node.attrs["index"]), axis=node.geom["axis"] + 1)
+
 
 @register
 class Mean(_AlongAxis):
@@ -346,3 +367,6 @@ class Mean(_AlongAxis):
 
     def numpy_call(self, node, state, args):
         return call(f"{args[0]}.mean", axis=str(node.geom["axis"] + 1))
+
+    def onnx_call(self, node, g, args):
+        return g.op("ReduceMean", args[0], g.const([node.geom["axis"] + 1]), keepdims=0)
