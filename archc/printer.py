@@ -11,6 +11,8 @@ bottom of the file. `archc import` prints imported networks with it.
 
 from __future__ import annotations
 
+import re
+
 from . import ast
 
 INDENT = "  "
@@ -110,12 +112,12 @@ def _last_name(stmts) -> str | None:
 def format_layer(stmt: ast.Layer, prev: str | None = None, width: int = 0) -> str:
     """One statement; `(inputs)` left out when it reads just `prev`, the statement above."""
     if stmt.op == "output":
-        return f"output ({', '.join(r.text for r in stmt.inputs or ())})"
+        return f"output ({', '.join(_ref(r) for r in stmt.inputs or ())})"
     parts = [stmt.op.ljust(width) if stmt.name else stmt.op]
     if stmt.name:
-        parts.append(stmt.name)
-    refs = [r.text for r in stmt.inputs or ()]
-    if refs and not (len(refs) == 1 and refs[0] == prev):
+        parts.append(_label(stmt.name))
+    refs = [_ref(r) for r in stmt.inputs or ()]
+    if refs and not (len(refs) == 1 and stmt.inputs[0].text == prev):
         parts.append(f"({', '.join(refs)})")
     text = " ".join(parts).rstrip()
     if stmt.args:
@@ -124,6 +126,15 @@ def format_layer(stmt: ast.Layer, prev: str | None = None, width: int = 0) -> st
         act = stmt.activation
         text += f" -> {act.name}" + (f"({', '.join(format_value(v) for v in act.args)})" if act.args else "")
     return text
+
+
+def _label(name: str) -> str:
+    """A name as the grammar reads it back: quoted unless it is a word or a whole number (`"block1-0"`)."""
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+", name) else f'"{name}"'
+
+
+def _ref(ref: ast.Ref) -> str:
+    return ".".join(_label(part) for part in ref.parts)
 
 
 def format_args(op: str, args) -> str:
