@@ -111,7 +111,7 @@ def test_a_folded_row_is_its_torchvision_block(name, depth, one_thread):
 def test_resnet18_at_depth_1_has_a_row_per_basic_block():
     names = [row["name"] for row in document("resnet18", depth=1)["layers"]]
     basic = [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
-    assert names == ["image", "conv1", "bn1", "maxpool", *basic, "avgpool", "flatten1", "fc"]
+    assert names == ["image", "conv1", "bn1", "relu", "maxpool", *basic, "avgpool", "flatten1", "fc"]
     rows = {row["name"]: row for row in document("resnet18", depth=1)["layers"]}
     assert rows["layer2.0"]["inputs"] == ["layer1.1"] and rows["layer1.0"]["inputs"] == ["maxpool"]
     assert rows["layer1.0"]["type"] == "basic" and rows["avgpool"]["inputs"] == ["layer4.1"]
@@ -173,7 +173,7 @@ def test_a_depth_below_every_block_is_the_whole_table_and_says_it_is_folded():
     assert [row["name"] for row in document("resnet18", depth=3)["layers"]] == [n.name for n in net.layers]
     folded = net.table("markdown", depth=3).splitlines()
     (note,) = [line for line in folded if line.startswith("Folded at depth 3:")]
-    assert "nested deeper (0, holding 0 of the 53 layers)" in note
+    assert "nested deeper (0, holding 0 of the 54 layers)" in note
     folded.remove(note)
     assert folded == net.table("markdown").splitlines()
 
@@ -236,7 +236,7 @@ def test_every_format_shows_the_folded_rows_from_the_command_line(fmt, one_threa
                 for figure in (f"{params:,}", f"{macs:,}", share):
                     assert figure in line, (name, figure, line)
     if fmt in ("rich", "markdown", "html"):
-        assert "Folded at depth 1: each block instance nested deeper (8, holding 46 of the 53 layers)" in out
+        assert "Folded at depth 1: each block instance nested deeper (8, holding 46 of the 54 layers)" in out
 
 
 @pytest.mark.parametrize("width", [80, 120])
