@@ -81,7 +81,8 @@ def test_torch_jit_script_gives_the_modules_output(case):
 def test_torch_compile_traces_the_whole_module_in_one_graph(case):
     model, inputs, want, _program = case
     torch._dynamo.reset()
-    with torch.no_grad():
+    # Dynamo refuses nn.LSTM and nn.GRU unless asked (its "experimental support", torch 2.14)
+    with torch.no_grad(), torch._dynamo.config.patch(allow_rnn=True):
         assert _close(torch.compile(model, backend="eager", fullgraph=True)(*inputs), want)
 
 

@@ -250,8 +250,9 @@ class _Recurrent(Op):
         h_n = self._final_states(result)
         if not node.attrs["bidirectional"]:
             return Index(h_n, "-1")
-        # the last layer's forward and backward final states, side by side: torch.cat((h_n[-2], h_n[-1]), 1)
-        return call("torch.cat", call("tuple", Index(h_n, "-2:")), "1")
+        # the last layer's forward and backward final states, side by side, as torch.cat((h_n[-2], h_n[-1]), 1)
+        # gives them; written with one reading of h_n, in a form torch.jit.script compiles
+        return call("torch.flatten", call("torch.transpose", Index(h_n, "-2:"), "0", "1"), "1")
 
     def numpy_state(self, node, ins, init):
         """torch's start, whatever the network's scheme (torchvision's loops leave recurrent layers
