@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..codegen.pyexpr import Index, call, lit
-from .base import Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register
-from .emit import unless
+from ..codegen.pyexpr import Call, Index, call, lit
+from .base import Backward, Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register
+from .emit import mirror, unless
 
 RECURRENT = ("lstm", "gru")
 MAX_LAYERS = 200_000  # stacked layers: as many as a network may have (archc/expand.py, MAX_NODES)
@@ -267,6 +267,16 @@ class _Recurrent(Op):
         if a["dropout"] and a["layers"] > 1:
             options.update(dropout=lit(float(a["dropout"])), training="self.training", rng="self.rng")
         return call(node.op, args[0], "s", lit(state.key), **options, last="True" if a["last"] else None)
+
+    def numpy_train_call(self, node, state, args):
+        """`<kernel>_forward`: the output, and the input and dropout masks the backward replays."""
+        forward = self.numpy_call(node, state, args)
+        return Call(f"{node.op}_forward", forward.args, forward.kwargs)
+
+    def numpy_backward(self, node, state, grad, saved):
+        """The input's gradient, and those of every array under their keys (`...`)."""
+        backward = mirror(self.numpy_call(node, state, ["_"]), grad, saved, drop=("dropout", "training", "rng"))
+        return Backward(backward, (0, ...))
 
 
 @register

@@ -15,6 +15,7 @@ import math
 from ..codegen.pyexpr import Index, call, lit
 from .base import (
     INT64,
+    Backward,
     Layout,
     Op,
     P,
@@ -101,6 +102,11 @@ class Embedding(Op):
     def numpy_call(self, node, state, args):
         return call("embedding", args[0], state("weight"))
 
+    def numpy_backward(self, node, state, grad, saved):
+        """The weight's gradient from the kept ids, which have none."""
+        g = node.geom
+        return Backward(call("embedding_backward", grad, saved, g["vocab"], lit(g["padding_idx"])), ("weight",))
+
 
 @register
 class Param(Op):
@@ -163,6 +169,12 @@ class Param(Op):
     def numpy_call(self, node, state, args):
         return state("")
 
+    numpy_keeps = "nothing"
+
+    def numpy_backward(self, node, state, grad, saved):
+        """The gradient summed over the batch it was broadcast or expanded to."""
+        return Backward(call("broadcast_backward", grad, lit(self._shape(node))), ("",))
+
 
 @register
 class PositionEmbedding(Op):
@@ -187,6 +199,7 @@ class PositionEmbedding(Op):
                 code="E0307",
             )
         dim, most, length = node.attrs["dim"], node.attrs["max"], shape[0]
+        node.geom["ids"] = shape.vocab is not None  # no gradient flows back to token ids
         for param, value in (("dim", dim), ("max", most)):
             if value < 1:
                 raise ShapeError(
@@ -238,6 +251,13 @@ class PositionEmbedding(Op):
     def numpy_call(self, node, state, args):
         return Index(state("weight"), f"None, : {args[0]}.shape[1]")
 
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        """The weight's gradient; the input, read only for its length, gets zeros (token ids none)."""
+        backward = call("position_embedding_backward", grad, saved, node.attrs["max"])
+        return Backward(backward, (None if node.geom["ids"] else 0, "weight"))
+
 
 @register
 class ToSequence(Op):
@@ -264,6 +284,8 @@ class ToSequence(Op):
 
     def numpy_call(self, node, state, args):
         return call("to_sequence", args[0])
+
+    numpy_keeps = "shape"
 
 
 class _AlongAxis(Op):
@@ -323,6 +345,11 @@ class Select(_AlongAxis):
         return Index(args[0], self._index(node, str(node.attrs["index"])))
 
     numpy_call = torch_call
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        picked = Index("np.s_", self._index(node, str(node.attrs["index"])))
+        return Backward(call("slice_backward", grad, saved, picked))
 
 
 @register
@@ -346,3 +373,8 @@ class Mean(_AlongAxis):
 
     def numpy_call(self, node, state, args):
         return call(f"{args[0]}.mean", axis=str(node.geom["axis"] + 1))
+
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("mean_backward", grad, saved, str(node.geom["axis"] + 1)))
