@@ -300,7 +300,7 @@ class _Trainer:
                     out += lines(expr, 2, "", f"  # {UNUSED}")
             else:
                 if train is not None:
-                    out += assignment(f"{var}, keep[{name}] = ", expr, 2)
+                    out += _unpacking([var, f"keep[{name}]"], expr, 2)
                 elif flat(expr) != var:
                     out += assignment(f"{var} = ", expr, 2)
                 if node.activation is not None:
