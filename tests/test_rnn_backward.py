@@ -63,7 +63,7 @@ def test_backward_equals_autograd(kind, features, steps, units, layers, bidirect
     forward = getattr(K, kind)(x.detach().numpy(), state, "r", layers, bidirectional, last=last)
     close(forward, out)
     dx, grads = getattr(B, f"{kind}_backward")(
-        grad.numpy(), x.detach().numpy(), state, "r", layers, bidirectional, last
+        grad.numpy(), (x.detach().numpy(), None), state, "r", layers, bidirectional, last
     )
     close(dx, x.grad)
     assert set(grads) == set(state)
@@ -84,13 +84,13 @@ def test_backward_through_the_dropout_between_layers(kind):
     state |= {f"r.{key.replace('l0', 'l1')}": v.detach().numpy() for key, v in stacked[1].state_dict().items()}
     x = torch.randn(2, 6, 4, requires_grad=True)
     forward = getattr(B, f"{kind}_forward")
-    out, masks = forward(x.detach().numpy(), state, "r", 2, True, dropout=0.4, training=True, rng=rng)
+    out, (kept_x, masks) = forward(x.detach().numpy(), state, "r", 2, True, dropout=0.4, training=True, rng=rng)
     assert len(masks) == 1 and set(np.unique(masks[0])) == {0, np.float32(1 / 0.6)}
     reference = stacked[1](stacked[0](x)[0] * torch.from_numpy(masks[0]))[0]
     close(out, reference)
     grad = torch.randn(reference.shape)
     reference.backward(grad)
-    dx, grads = getattr(B, f"{kind}_backward")(grad.numpy(), x.detach().numpy(), state, "r", 2, True, masks=masks)
+    dx, grads = getattr(B, f"{kind}_backward")(grad.numpy(), (kept_x, masks), state, "r", 2, True)
     close(dx, x.grad)
     for layer, module in enumerate(stacked):
         for key, parameter in module.named_parameters():

@@ -300,7 +300,7 @@ class _Trainer:
                     out += lines(expr, 2, "", f"  # {UNUSED}")
             else:
                 if train is not None:
-                    out += assignment(f"{var}, keep[{name}] = ", expr, 2)
+                    out += _unpacking([var, f"keep[{name}]"], expr, 2)
                 elif flat(expr) != var:
                     out += assignment(f"{var} = ", expr, 2)
                 if node.activation is not None:
@@ -349,6 +349,9 @@ class _Trainer:
         results, unread = [], []
         for name in ins:  # an input no output depends on gets zeros, of the batch's size and type
             shape = plan.network.layer(name).shape
+            if shape.vocab is not None:  # token ids: integers, which have no gradient
+                results.append("None")
+                continue
             zeros = Call("np.zeros", (f"(len(first), {', '.join(map(str, shape))})", "first.dtype"))
             if self._grad(name) not in pending:
                 unread.append((self._grad(name), zeros))
@@ -376,11 +379,17 @@ class _Trainer:
         state = StateRef(name)
         step = OPS[node.op].numpy_backward(node, state, grad, saved)
         targets, sums, inputs = [], [], []
+        by_key = []
         for r in step.returns:
             if r is None:
                 targets.append("_")
+            elif r is ...:  # a dict of the layer's gradients under their state_dict keys
+                by_key.append(f"grads_{len(by_key) + 1}" if by_key else "by_key")
+                targets.append(by_key[-1])
             elif isinstance(r, str):
                 targets.append(f"grads[{lit(state.name(r))}]")
+            elif isinstance(r, tuple):  # a list of arrays' gradients (attention's q, k, v projections)
+                targets.append("[" + ", ".join(f"grads[{lit(state.name(s))}]" for s in r) + "]")
             else:
                 target = self._grad(node.inputs[r])
                 if target in pending or target in targets:  # read by several layers: the gradients add up
@@ -400,9 +409,10 @@ class _Trainer:
             out += assignment(f"{targets[0]} = ", step.expr, 2)
         for target, more in sums:
             out += assignment(f"{target} = ", Sum((target, more)), 2)
+        out += [f"        grads.update({target})" for target in by_key]
         pending.update(inputs)
         dead = [grad] if grad != "grad" and grad not in targets else []
-        return out + deletion(dead + [more for _, more in sums], 2)
+        return out + deletion(dead + [more for _, more in sums] + by_key, 2)
 
 
 def _uses(name: str, code: str) -> bool:

@@ -15,8 +15,21 @@ peak count (archc/passes/memory.py).
 
 from __future__ import annotations
 
-from ..codegen.pyexpr import Index, call, flat, list_of, lit
-from .base import Op, P, Proposal, Saved, ShapeError, Training, check_divides, divisor_list, fmt_shape, prod, register
+from ..codegen.pyexpr import Call, Index, call, flat, list_of, lit
+from .base import (
+    Backward,
+    Op,
+    P,
+    Proposal,
+    Saved,
+    ShapeError,
+    Training,
+    check_divides,
+    divisor_list,
+    fmt_shape,
+    prod,
+    register,
+)
 from .emit import onnx_features, onnx_linear, zeros
 
 # Element operations per attention weight at inference: the scaling, and the softmax's three (exp, its
@@ -147,6 +160,18 @@ def causal_mask(node, q: str):
     g = node.geom
     ones = call("torch.ones", g["L"], g["S"], dtype="torch.bool", device=f"{q}.device")
     return call(f"{flat(ones)}.triu", "1")
+
+
+def train_call(self, node, state, args):
+    """The kernel's `_forward`, which gives its output and what its backward takes: the inputs and
+    the dropout mask of the weights."""
+    forward = self.numpy_call(node, state, args)
+    return Call(f"{forward.func}_forward", forward.args, forward.kwargs)
+
+
+def causal(forward: Call) -> tuple:
+    """The forward's `causal=` setting, the only one its backward shares."""
+    return tuple((k, v) for k, v in forward.kwargs if k == "causal")
 
 
 @register
@@ -315,6 +340,20 @@ class Attention(Op):
         out = onnx_attention(g, node, q, k, v)
         return onnx_linear(g, out, g.state("out_proj.weight"), g.state("out_proj.bias") if bias else None)
 
+    numpy_train_call = train_call
+
+    def numpy_backward(self, node, state, grad, saved):
+        """The inputs' gradients (one input's the sum of three), then the arrays', by torch's keys."""
+        forward = self.numpy_call(node, state, ["_"] * len(node.inputs))
+        backward = Call("multi_head_attention_backward", (grad, saved, *forward.args[3:]), causal(forward))
+        names = self._names(node)
+        weights = "in_proj_weight" if node.geom["packed"] else tuple(names[:3])
+        bias = node.attrs["bias"]
+        last = len(node.inputs) - 1
+        biases = ("in_proj_bias", "out_proj.bias") if bias else (None, None)
+        returns = (0, min(1, last), last, weights, biases[0], "out_proj.weight", biases[1])
+        return Backward(backward, returns)
+
 
 def _heads_of(x: str, heads: int, parts: int = 1) -> str:
     """`x` split into heads for F.scaled_dot_product_attention: N x H x L x d, or with `parts` > 1 the
@@ -441,3 +480,18 @@ class ScaledDotProduct(Op):
         packed, e = node.geom["packed"], node.geom["E"]
         last = [onnx_features(g, args[-1], i * e, (i + 1) * e, -1) for i in range(packed)] if packed > 1 else args[-1:]
         return onnx_attention(g, node, *args[:-1], *last)
+
+    numpy_train_call = train_call
+
+    def numpy_backward(self, node, state, grad, saved):
+        """q's, k's and v's gradients, those one input holds side by side side by side too."""
+        packed = node.geom["packed"]
+        backward = call(
+            "scaled_dot_product_attention_backward",
+            grad,
+            saved,
+            node.attrs["heads"],
+            causal="True" if node.attrs["causal"] else None,
+            packed=packed if packed > 1 else None,
+        )
+        return Backward(backward, tuple(range(len(node.inputs))))

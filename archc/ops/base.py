@@ -152,8 +152,10 @@ INT64 = 8  # bytes of the indices max pooling keeps
 @dataclass(frozen=True)
 class Backward:
     """A layer's line in the generated NumPy model's backward: `expr` gives the gradients that
-    `returns` names, in its order: an input's index, a parameter's state_dict suffix, or None for
-    a value the line does not use (the missing bias of a conv). One gradient is returned bare."""
+    `returns` names, in its order: an input's index, a parameter's state_dict suffix, a tuple of
+    suffixes for a list of gradients, `...` for a dict of gradients under their state_dict keys (a
+    recurrent layer's, whose arrays depend on its layers and directions), or None for a value the
+    line does not use (the missing bias of a conv). One gradient is returned bare."""
 
     expr: object
     returns: tuple = (0,)
@@ -302,7 +304,9 @@ class Op:
     def numpy_keep(self, node, args: list[str]):
         """The expression (of the input variables `args`) the training forward keeps before computing
         the layer; None when the backward needs nothing but the output's gradient."""
-        return {"input": args[0], "shape": f"{args[0]}.shape", "nothing": None}[self.numpy_keeps]
+        if self.numpy_keeps == "nothing":  # a layer without inputs (param) keeps nothing too
+            return None
+        return {"input": args[0], "shape": f"{args[0]}.shape"}[self.numpy_keeps]
 
     def numpy_train_call(self, node, state, args: list[str]):
         """The training forward's expression when the layer draws what its backward needs (a dropout

@@ -54,10 +54,8 @@ class Concat(Op):
         # a tensor shared by the batch is expanded over it, to the batch of the first input that has one
         node.geom.update(axis=axis, expand=[i for i, b in enumerate(batched) if not b] if any(batched) else [])
         node.geom["batch"] = batched.index(True) if any(batched) else None
+        node.geom["sizes"] = [s[axis] for s in ins]  # for the backward, which cuts the gradient back
         return (*ins[0][:axis], sum(s[axis] for s in ins), *ins[0][axis + 1 :])
-
-        node.geom["sizes"] = [s[0] for s in ins]
-        return (sum(s[0] for s in ins), *ins[0][1:])
 
     def receptive(self, node, rfs):
         return _merge_rf(rfs)
@@ -94,8 +92,13 @@ class Concat(Op):
     numpy_keeps = "nothing"
 
     def numpy_backward(self, node, state, grad, saved):
-        sizes = node.geom["sizes"]
-        return Backward(call("concat_backward", grad, list_of(map(str, sizes))), tuple(range(len(sizes))))
+        """The gradient cut back into the inputs' pieces; an input expanded over the batch gets its
+        piece summed over the batch."""
+        g = node.geom
+        axis = str(g["axis"] + 1) if g["axis"] else None
+        expanded = tuple_of(map(str, g["expand"])) if g["expand"] else None
+        backward = call("concat_backward", grad, list_of(map(str, g["sizes"])), axis=axis, expanded=expanded)
+        return Backward(backward, tuple(range(len(g["sizes"]))))
 
 
 @register

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..codegen.pyexpr import Index, call, lit
-from .base import Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register
-from .emit import onnx_features, onnx_linear, unless
+from ..codegen.pyexpr import Call, Index, call, lit
+from .base import Backward, Op, P, Proposal, Saved, ShapeError, Training, fmt_shape, prod, register
+from .emit import mirror, onnx_features, onnx_linear, unless
 
 RECURRENT = ("lstm", "gru")
 MAX_LAYERS = 200_000  # stacked layers: as many as a network may have (archc/expand.py, MAX_NODES)
@@ -316,6 +316,16 @@ class _Recurrent(Op):
 
         bias = stacked("bias_ih", "bias_hh") if node.attrs["bias"] else None
         return stacked("weight_ih"), stacked("weight_hh"), bias
+
+    def numpy_train_call(self, node, state, args):
+        """`<kernel>_forward`: the output, and the input and dropout masks the backward replays."""
+        forward = self.numpy_call(node, state, args)
+        return Call(f"{node.op}_forward", forward.args, forward.kwargs)
+
+    def numpy_backward(self, node, state, grad, saved):
+        """The input's gradient, and those of every array under their keys (`...`)."""
+        backward = mirror(self.numpy_call(node, state, ["_"]), grad, saved, drop=("dropout", "training", "rng"))
+        return Backward(backward, (0, ...))
 
 
 @register

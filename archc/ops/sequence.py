@@ -15,6 +15,7 @@ import math
 from ..codegen.pyexpr import Index, call, lit
 from .base import (
     INT64,
+    Backward,
     Layout,
     Op,
     P,
@@ -105,6 +106,11 @@ class Embedding(Op):
         """Each id's row of the table (torch's lookup; padding_idx only keeps its row's gradient zero)."""
         return g.op("Gather", g.state("weight"), args[0], axis=0)
 
+    def numpy_backward(self, node, state, grad, saved):
+        """The weight's gradient from the kept ids, which have none."""
+        g = node.geom
+        return Backward(call("embedding_backward", grad, saved, g["vocab"], lit(g["padding_idx"])), ("weight",))
+
 
 @register
 class Param(Op):
@@ -170,6 +176,12 @@ class Param(Op):
     def onnx_call(self, node, g, args):
         return g.state("")  # the initialiser itself, 1 x SHAPE
 
+    numpy_keeps = "nothing"
+
+    def numpy_backward(self, node, state, grad, saved):
+        """The gradient summed over the batch it was broadcast or expanded to."""
+        return Backward(call("broadcast_backward", grad, lit(self._shape(node))), ("",))
+
 
 @register
 class PositionEmbedding(Op):
@@ -194,6 +206,7 @@ class PositionEmbedding(Op):
                 code="E0307",
             )
         dim, most, length = node.attrs["dim"], node.attrs["max"], shape[0]
+        node.geom["ids"] = shape.vocab is not None  # no gradient flows back to token ids
         for param, value in (("dim", dim), ("max", most)):
             if value < 1:
                 raise ShapeError(
@@ -250,6 +263,13 @@ class PositionEmbedding(Op):
         rows = g.op("Slice", g.state("weight"), g.const([0]), g.const([node.shape[0]]), g.const([0]))
         return g.op("Unsqueeze", rows, g.const([0]))
 
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        """The weight's gradient; the input, read only for its length, gets zeros (token ids none)."""
+        backward = call("position_embedding_backward", grad, saved, node.attrs["max"])
+        return Backward(backward, (None if node.geom["ids"] else 0, "weight"))
+
 
 @register
 class ToSequence(Op):
@@ -281,6 +301,8 @@ class ToSequence(Op):
         """Reshape to N x C x positions, then the positions first: as torch's flatten(2).transpose(1, 2)."""
         flat = g.op("Reshape", args[0], g.const([0, node.shape[1], node.shape[0]]))
         return g.op("Transpose", flat, perm=[0, 2, 1])
+
+    numpy_keeps = "shape"
 
 
 class _AlongAxis(Op):
@@ -340,6 +362,11 @@ class Select(_AlongAxis):
         return Index(args[0], self._index(node, str(node.attrs["index"])))
 
     numpy_call = torch_call
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        picked = Index("np.s_", self._index(node, str(node.attrs["index"])))
+        return Backward(call("slice_backward", grad, saved, picked))
 
     def onnx_call(self, node, g, args):
         """Gather of one (scalar) index removes the axis; a negative index counts from the end, as in torch."""
@@ -370,3 +397,8 @@ class Mean(_AlongAxis):
 
     def onnx_call(self, node, g, args):
         return g.op("ReduceMean", args[0], g.const([node.geom["axis"] + 1]), keepdims=0)
+
+    numpy_keeps = "shape"
+
+    def numpy_backward(self, node, state, grad, saved):
+        return Backward(call("mean_backward", grad, saved, str(node.geom["axis"] + 1)))

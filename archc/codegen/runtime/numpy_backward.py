@@ -98,9 +98,14 @@ def div_backward(grad, a, b):
     return _sum_to(grad / b, np.shape(a)), _sum_to(-grad * (a / b) / b, np.shape(b))
 
 
-def concat_backward(grad, sizes, axis=1):
-    """np.concatenate along axis: grad cut back into pieces of the inputs' sizes."""
-    return tuple(np.split(grad, np.cumsum(sizes)[:-1], axis=axis))
+def concat_backward(grad, sizes, axis=1, expanded=()):
+    """np.concatenate along axis: grad cut back into pieces of the inputs' sizes; the
+    pieces of the inputs `expanded` over the batch (a param) summed over it."""
+    pieces = np.split(grad, np.cumsum(sizes)[:-1], axis=axis)
+    return tuple(
+        p.sum(axis=0, keepdims=True) if i in expanded else p
+        for i, p in enumerate(pieces)
+    )
 
 
 def slice_backward(grad, shape, index):
@@ -149,6 +154,14 @@ def to_sequence_backward(grad, shape):
 def mean_backward(grad, shape, axis):
     """x.mean(axis=axis): each value gets its mean's gradient over the axis's size."""
     return np.broadcast_to(np.expand_dims(grad, axis) / shape[axis], shape).copy()
+
+
+def position_embedding_backward(grad, shape, num):
+    """position_embedding: (the input's gradient, zeros as it reads only the length; the
+    weight's gradient (num, dim), rows 0 to L - 1 summed over the batch)."""
+    dweight = np.zeros((num, grad.shape[-1]), grad.dtype)
+    dweight[: grad.shape[1]] = grad.sum(axis=0)
+    return np.zeros(shape, grad.dtype), dweight
 
 
 def embedding_backward(grad, ids, num, padding_idx=None):
@@ -855,19 +868,23 @@ def lstm_forward(
     rng=None,
     last=False,
 ):
-    """lstm for training: (output, masks), the dropout masks between layers that
-    lstm_backward takes (None where there is none). It draws what lstm draws."""
-    return _recurrent(
+    """lstm for training: (output, kept), kept being what lstm_backward takes: the
+    input and the dropout masks between layers (None where there is none). It draws
+    what lstm draws."""
+    return _keeping(
         x,
-        state,
-        name,
-        _lstm_step,
-        num_layers,
-        bidirectional,
-        dropout,
-        training,
-        rng,
-        last,
+        _recurrent(
+            x,
+            state,
+            name,
+            _lstm_step,
+            num_layers,
+            bidirectional,
+            dropout,
+            training,
+            rng,
+            last,
+        ),
     )
 
 
@@ -882,29 +899,40 @@ def gru_forward(
     rng=None,
     last=False,
 ):
-    """gru for training: (output, masks), as lstm_forward."""
-    return _recurrent(
+    """gru for training: (output, kept), as lstm_forward."""
+    return _keeping(
         x,
-        state,
-        name,
-        _gru_step,
-        num_layers,
-        bidirectional,
-        dropout,
-        training,
-        rng,
-        last,
+        _recurrent(
+            x,
+            state,
+            name,
+            _gru_step,
+            num_layers,
+            bidirectional,
+            dropout,
+            training,
+            rng,
+            last,
+        ),
     )
 
 
+def _keeping(x, result):
+    """A recurrent layer's (output, masks) as (output, (x, masks)): what its backward
+    replays."""
+    return result[0], (x, result[1])
+
+
 def lstm_backward(
-    grad, x, state, name, num_layers=1, bidirectional=False, last=False, masks=None
+    grad, kept, state, name, num_layers=1, bidirectional=False, last=False
 ):
     """lstm's backward: (dx, {state key: gradient}) for every array of the layer.
 
-    The forward is replayed from x (with the dropout `masks` lstm_forward returned),
-    keeping each step's gates, then the gradients flow back through the steps.
+    The forward is replayed from the input that lstm_forward kept (with the dropout
+    masks it kept), keeping each step's gates, then the gradients flow back through
+    the steps.
     """
+    x, masks = kept
     return _recurrent_backward(
         grad,
         x,
@@ -920,9 +948,10 @@ def lstm_backward(
 
 
 def gru_backward(
-    grad, x, state, name, num_layers=1, bidirectional=False, last=False, masks=None
+    grad, kept, state, name, num_layers=1, bidirectional=False, last=False
 ):
     """gru's backward: (dx, {state key: gradient}), as lstm_backward."""
+    x, masks = kept
     return _recurrent_backward(
         grad,
         x,
@@ -1258,14 +1287,27 @@ def cosine_lr(base_lr, epoch, t_max, eta_min=0.0):
 # -- attention -------------------------------------------------------------------------
 
 
-def scaled_dot_product_attention_backward(
-    grad, q, k, v, heads, causal=False, mask=None
+def scaled_dot_product_attention_forward(
+    q, k, v, heads, causal=False, p=0.0, training=False, rng=None
 ):
-    """scaled_dot_product_attention's backward: (dq, dk, dv).
+    """scaled_dot_product_attention for training: (output, kept), kept being what its
+    backward takes: (q, k, v, the dropout mask of the weights or None). It draws what
+    scaled_dot_product_attention draws and gives its output."""
+    qh, kh, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
+    weights = _attention_weights(qh, kh, causal)
+    weights, mask = dropout_forward(weights, p, training, rng)
+    return _unheads(weights @ vh), (q, k, v, mask)
 
-    The weights are computed again from q and k; mask is the dropout mask of the
-    weights (as dropout_forward returns it), None without dropout.
+
+def scaled_dot_product_attention_backward(grad, kept, heads, causal=False, packed=1):
+    """scaled_dot_product_attention's backward: (dq, dk, dv) from what its forward kept.
+
+    The weights are computed again from q and k; the mask is the dropout mask of the
+    weights (as dropout_forward returns it), None without dropout. Where the last
+    input held `packed` of q, k and v side by side, their gradients are side by side
+    (all three: the one gradient, bare).
     """
+    q, k, v, mask = kept
     qh, kh, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
     scale = (1 / np.sqrt(qh.shape[-1])).astype(q.dtype)
     weights = _attention_weights(qh, kh, causal)
@@ -1277,11 +1319,12 @@ def scaled_dot_product_attention_backward(
     dscores = weights * (dweights - (dweights * weights).sum(axis=-1, keepdims=True))
     dq = (dscores @ kh) * scale
     dk = (dscores.transpose(0, 1, 3, 2) @ qh) * scale
-    return _unheads(dq), _unheads(dk), _unheads(dv)
+    grads = (_unheads(dq), _unheads(dk), _unheads(dv))
+    grads = (*grads[: 3 - packed], np.concatenate(grads[3 - packed :], axis=-1))
+    return grads if len(grads) > 1 else grads[0]
 
 
-def multi_head_attention_backward(
-    grad,
+def multi_head_attention_forward(
     query,
     key,
     value,
@@ -1291,15 +1334,34 @@ def multi_head_attention_backward(
     out_weight,
     out_bias,
     causal=False,
-    mask=None,
+    p=0.0,
+    training=False,
+    rng=None,
+):
+    """multi_head_attention for training: (output, kept), kept being what its backward
+    takes: (query, key, value, the dropout mask of the weights or None). It draws what
+    multi_head_attention draws and gives its output."""
+    weights = np.split(in_weight, 3) if isinstance(in_weight, np.ndarray) else in_weight
+    biases = np.split(in_bias, 3) if in_bias is not None else [None] * 3
+    q, k, v = (linear(t, w, b) for t, w, b in zip((query, key, value), weights, biases))
+    attended, kept = scaled_dot_product_attention_forward(
+        q, k, v, heads, causal, p, training, rng
+    )
+    return linear(attended, out_weight, out_bias), (query, key, value, kept[3])
+
+
+def multi_head_attention_backward(
+    grad, kept, heads, in_weight, in_bias, out_weight, out_bias, causal=False
 ):
     """multi_head_attention's backward: (dquery, dkey, dvalue, din_weight, din_bias,
-    dout_weight, dout_bias), din_weight packed or a list as in_weight is.
+    dout_weight, dout_bias) from what its forward kept, din_weight packed or a list as
+    in_weight is.
 
-    The projections are computed again; mask is the dropout mask of the weights, None
-    without dropout. Where query, key and value are one array, its gradient is the sum
-    of the three.
+    The projections are computed again; the mask is the dropout mask of the weights,
+    None without dropout. Where query, key and value are one array, its gradient is
+    the sum of the three.
     """
+    query, key, value, mask = kept
     packed = isinstance(in_weight, np.ndarray)
     weights = np.split(in_weight, 3) if packed else in_weight
     biases = np.split(in_bias, 3) if in_bias is not None else [None] * 3
@@ -1312,7 +1374,7 @@ def multi_head_attention_backward(
         grad, _unheads(attended @ _heads(v, heads)), out_weight, out_bias
     )
     dqkv = scaled_dot_product_attention_backward(
-        dattended, q, k, v, heads, causal, mask
+        dattended, (q, k, v, mask), heads, causal
     )
     grads = [
         linear_backward(d, t, w, b) for d, t, w, b in zip(dqkv, inputs, weights, biases)
