@@ -113,7 +113,9 @@ def run(code: str, xs, train: bool):
     result = {"outputs": [o.detach() for o in outs]}
     if train:
         gen = torch.Generator().manual_seed(2)
-        loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs)
+        loss = sum(
+            (o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs if o.is_floating_point()
+        )
         loss.backward()
         result["input grads"] = [x.grad for x in xs]
         result["grads"] = {n: p.grad for n, p in model.named_parameters()}
