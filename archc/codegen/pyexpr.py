@@ -195,7 +195,10 @@ def lines(expr, depth: int, prefix: str = "", suffix: str = "") -> list[str]:
     if isinstance(expr, Call):
         return _bracketed(f"{prefix}{expr.func}(", expr.items(), ")" + suffix, depth, explode=False)
     if isinstance(expr, Seq):
-        return _bracketed(prefix + expr.open, list(expr.items), expr.close + suffix, depth, expr.explode)
+        # a tuple of several items that does not fit takes one item a line, as ruff splits a collection
+        # literal (a magic trailing comma), not all of them on one indented line as a call's arguments
+        explode = expr.explode or (expr.open == "(" and len(expr.items) > 1)
+        return _bracketed(prefix + expr.open, list(expr.items), expr.close + suffix, depth, explode)
     if isinstance(expr, Sum):
         if len(expr.terms) == 2 and isinstance(expr.terms[1], Call) and expr.terms[1].items():
             # one operator and a call with arguments last: as ruff does, no parentheses of its
