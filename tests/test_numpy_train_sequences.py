@@ -226,3 +226,18 @@ def test_attention_dropout_mask():
     assert_close(nmodel.backward(grad), tx.grad.numpy(), "input")
     for key, p in params.items():
         assert_close(nmodel.grads[f"a.{key}"], p.grad.numpy(), key)
+
+
+def test_a_param_that_is_an_output_and_read_by_a_layer():
+    """The batch's gradient from the `add` it is broadcast into and the output's own (1 x shape)
+    gradient are each summed to its shape before they add up; adding them first broadcast the
+    output's gradient over the batch (0.886 against torch's 0.194 in a random network)."""
+    check(
+        """network P {
+      input x: 5
+      dense d: 1
+      param qp: 1
+      add q0 (d, qp)
+      output (q0, qp)
+    }"""
+    )

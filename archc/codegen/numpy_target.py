@@ -393,7 +393,7 @@ class _Trainer:
             else:
                 target = self._grad(node.inputs[r])
                 if target in pending or target in targets:  # read by several layers: the gradients add up
-                    sums.append((target, f"more{len(sums) + 1}" if sums else "more"))
+                    sums.append((target, f"more{len(sums) + 1}" if sums else "more", node.inputs[r]))
                     target = sums[-1][1]
                 else:
                     inputs.append(target)
@@ -407,12 +407,22 @@ class _Trainer:
             out += _unpacking(targets, step.expr, 2)
         elif flat(step.expr) != targets[0]:
             out += assignment(f"{targets[0]} = ", step.expr, 2)
-        for target, more in sums:
-            out += assignment(f"{target} = ", Sum((target, more)), 2)
+        for target, more, value in sums:
+            out += assignment(f"{target} = ", Sum(self._shared_sum(value, (target, more))), 2)
         out += [f"        grads.update({target})" for target in by_key]
         pending.update(inputs)
         dead = [grad] if grad != "grad" and grad not in targets else []
-        return out + deletion(dead + [more for _, more in sums] + by_key, 2)
+        return out + deletion(dead + [more for _, more, _ in sums] + by_key, 2)
+
+    def _shared_sum(self, name: str, terms: tuple[str, ...]) -> tuple:
+        """The terms of a gradient's sum. A value the batch shares (a `param`, 1 x shape) gets one
+        gradient of its own shape from an output, and one of the batch's from a layer it was
+        broadcast into: each is summed to its shape first, as autograd does, or the sum would
+        broadcast the first over the batch."""
+        shape = self.plan.network.graph.nodes[name].shape
+        if getattr(shape, "batched", True):
+            return terms
+        return tuple(Call("broadcast_backward", (t, lit((1, *shape)))) for t in terms)
 
 
 def _uses(name: str, code: str) -> bool:
