@@ -288,3 +288,36 @@ def interpreter_details() -> dict:
         except Exception:
             out[name] = None
     return out
+
+
+class Server:
+    """A benchmark's `--serve` process: a JSON command a line in, a JSON answer a line out, so the
+    libraries measured take turns in processes of their own."""
+
+    def __init__(self, argv: list[str], library: str, env: dict):
+        self.library = library
+        self.process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, **command) -> dict:
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.kill()
+            raise RuntimeError(f"the {self.library} server died: {self.process.stderr.read()[-3000:]}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()

@@ -30,6 +30,7 @@ from .common import (
     SPECS,
     Context,
     Section,
+    Server,
     Target,
     archc_command,
     can_import,
@@ -159,46 +160,19 @@ def serve(library: str, n: int) -> None:
         sys.stdout.flush()
 
 
-class Server:
+def start_server(python: str, library: str, n: int, threads: int | None = None) -> Server:
     """A `python -m benchmarks.numpy_backend --serve LIBRARY N` process."""
-
-    def __init__(self, python: str, library: str, n: int, threads: int | None = None):
-        self.library = library
-        env = worker_env()
-        if threads:
-            env.update({name: str(threads) for name in THREAD_VARIABLES})
-        self.process = subprocess.Popen(
-            [python, "-m", "benchmarks.numpy_backend", "--serve", library, str(n)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def ask(self, **command) -> dict:
-        self.process.stdin.write(json.dumps(command) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            self.process.kill()
-            raise RuntimeError(f"the {self.library} server died: {self.process.stderr.read()[-3000:]}")
-        return json.loads(line)
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+    env = worker_env()
+    if threads:
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
+    return Server([python, "-m", "benchmarks.numpy_backend", "--serve", library, str(n)], library, env)
 
 
 def measure(ctx: Context, python: str, torch_python: str | None, cases, n: int, folder: Path, threads=None) -> dict:
     """Per case: shape, MACs, the difference between the models and every round's times."""
-    servers = {"numpy": Server(python, "numpy", n, threads)}
+    servers = {"numpy": start_server(python, "numpy", n, threads)}
     if torch_python:
-        servers["torch"] = Server(torch_python, "torch", n, threads)
+        servers["torch"] = start_server(torch_python, "torch", n, threads)
     try:
         details = {name: server.ask(op="details") for name, server in servers.items()}
         results = []

@@ -39,7 +39,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `archc` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import ROOT, SPECS, archc_command, in_turn, median, ms, paired, ratio, table, worker_env
+from benchmarks.common import ROOT, SPECS, Server, archc_command, in_turn, median, ms, paired, ratio, table, worker_env
 
 CASES = {"resnet18": (8, None), "lenet5": (64, None)}  # batch, input size (None: the spec's)
 QUICK_CASES = {"resnet18": (2, "3x32x32"), "lenet5": (4, None)}
@@ -185,38 +185,11 @@ def serve(library: str) -> None:
         sys.stdout.flush()
 
 
-class Server:
+def start_server(library: str, threads: int) -> Server:
     """A `python -m benchmarks.train_step --serve LIBRARY` process with `threads` threads."""
-
-    def __init__(self, library: str, threads: int):
-        self.library = library
-        env = worker_env()
-        env.update({name: str(threads) for name in THREAD_VARIABLES})
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.train_step", "--serve", library],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def ask(self, **command) -> dict:
-        self.process.stdin.write(json.dumps(command) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            self.process.kill()
-            raise RuntimeError(f"the {self.library} server died: {self.process.stderr.read()[-3000:]}")
-        return json.loads(line)
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+    env = worker_env()
+    env.update({name: str(threads) for name in THREAD_VARIABLES})
+    return Server([sys.executable, "-m", "benchmarks.train_step", "--serve", library], library, env)
 
 
 # -- measuring -------------------------------------------------------------------------
@@ -246,7 +219,7 @@ def measure(spec: str, batch: int, size: str | None, threads: int, repeats: int,
     if inline:
         servers = {"numpy": Worker("numpy"), "torch": Worker("torch")}
     else:
-        servers = {"numpy": Server("numpy", threads), "torch": Server("torch", threads)}
+        servers = {"numpy": start_server("numpy", threads), "torch": start_server("torch", threads)}
     try:
         work = folder / f"{spec}_{threads}"
         work.mkdir()
