@@ -110,17 +110,17 @@ class Crop(Op):
     def numpy_backward(self, node, state, grad, saved):
         return slice_backward(self, node, state, grad, saved)
 
-
-def slice_backward(op, node, state, grad, saved) -> Backward:
-    """The gradient of a slice `x[index]` put back in zeros of the input's shape, which forward kept."""
-    index = op.numpy_call(node, state, ["_"]).index
-    return Backward(call("slice_backward", grad, saved, f"np.s_[{index}]"))
-
     def onnx_call(self, node, g, args):
         geom = node.geom
         ends = [o + s for o, s in zip(geom["offset"], geom["size"])]
         axes = list(range(2, geom["nd"] + 2))
         return g.op("Slice", args[0], g.const(list(geom["offset"])), g.const(ends), g.const(axes))
+
+
+def slice_backward(op, node, state, grad, saved) -> Backward:
+    """The gradient of a slice `x[index]` put back in zeros of the input's shape, which forward kept."""
+    index = op.numpy_call(node, state, ["_"]).index
+    return Backward(call("slice_backward", grad, saved, f"np.s_[{index}]"))
 
 
 @register
