@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import torch
 from codegen_util import build, load_module, randomise_batch_norm
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_codegen_random import random_spec
 
@@ -107,7 +107,13 @@ def compare_gradients(tmodel, nmodel, inputs, dtype, train: bool) -> None:
     params = dict(tmodel.named_parameters())
     assert set(nmodel.grads) == {k for k, p in params.items() if p.grad is not None}
     assert set(nmodel.parameters()) == set(params)
-    scale = 1e-2 * max((float(p.grad.abs().max()) for p in params.values() if p.grad is not None), default=0)
+    # a gradient that is 0 in exact arithmetic (an input's through group norm then a global mean) is
+    # rounding noise in both, judged against the gradients the backward started from
+    scale = 1e-2 * max(
+        [float(p.grad.abs().max()) for p in params.values() if p.grad is not None]
+        + [float(np.abs(g).max()) for g in grads if g is not None],
+        default=0.0,
+    )
     for key, p in params.items():
         if p.grad is not None:
             assert_close(nmodel.grads[key], p.grad.numpy(), key, scale)
@@ -116,7 +122,7 @@ def compare_gradients(tmodel, nmodel, inputs, dtype, train: bool) -> None:
         if not x.is_floating_point():  # token ids have no gradient
             assert got_dx is None
             continue
-        assert_close(got_dx, x.grad.numpy() if x.grad is not None else np.zeros(x.shape), "input")
+        assert_close(got_dx, x.grad.numpy() if x.grad is not None else np.zeros(x.shape), "input", scale)
 
 
 def batch(net, size: int, dtype, seed: int = 0):
@@ -235,6 +241,7 @@ def _random_pair(seed: int):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), train=st.booleans())
+@example(seed=855, train=False)  # an input gradient that is 0 in exact arithmetic
 def test_random_networks_give_torch_gradients(seed, train):
     """Every layer type, fused activations, branches, side layers nothing reads, several inputs and
     outputs; in eval mode, and in training mode unless a random mask is drawn (a dropout layer's, or
