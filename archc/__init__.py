@@ -14,11 +14,24 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .analysis import DTYPE_BYTES, Network, Totals, load, loads
     from .diagnostics import ArchError, Diagnostic, Span
+    from .importers.pytorch import from_torch, torch_to_arch
 
-__all__ = ["DTYPE_BYTES", "ArchError", "Diagnostic", "Network", "Span", "Totals", "load", "loads"]
+__all__ = [
+    "DTYPE_BYTES",
+    "ArchError",
+    "Diagnostic",
+    "Network",
+    "Span",
+    "Totals",
+    "from_torch",
+    "load",
+    "loads",
+    "torch_to_arch",
+]
 __version__ = "0.1.0"
 
 _HOME = {"ArchError": "diagnostics", "Diagnostic": "diagnostics", "Span": "diagnostics"}
+_HOME |= {"from_torch": "importers.pytorch", "torch_to_arch": "importers.pytorch"}
 
 
 def __getattr__(name: str):

@@ -215,8 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long graphviz's dot may take to draw .svg, .png or .pdf (default 120)",
     )
-    importer = command("import", help="convert a Darknet .cfg or Caffe .prototxt file into a .arch spec")
-    importer.add_argument("file", help="a .cfg or .prototxt file")
+    importer = command(
+        "import", help="convert a Darknet .cfg or Caffe .prototxt file, or a PyTorch module, into a .arch spec"
+    )
+    importer.add_argument("file", help="a .cfg or .prototxt file, or a PyTorch constructor: pkg.module:name")
     importer.add_argument("-o", "--output", metavar="OUT.arch", help="write to OUT.arch instead of standard output")
     importer.add_argument(
         "--flat", action="store_true", help="one statement per layer, no blocks or repeats (the names `table` shows)"
@@ -225,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         action="append",
         metavar="NAME=CxHxW",
-        help="the shape of an input the file does not give (a Caffe Data layer reads it from its database)",
+        help="the shape of an input the file does not give (a Caffe Data layer reads it from its database); "
+        "a PyTorch module's example input (default 3x224x224 for torchvision.models)",
     )
     explain = command("explain", help="explain a diagnostic code, with a wrong and a right example")
     explain.add_argument("code", nargs="?", metavar="CODE", help="a code such as E0203; without it, list every code")
@@ -547,7 +550,10 @@ def cmd_import(args) -> int:
     """The file as `.arch` text; its problems are reported, with their lines, as `check` reports them."""
     from .analysis import load
     from .importers import import_text, source_format
+    from .importers.pytorch import CONSTRUCTOR
 
+    if CONSTRUCTOR.match(args.file) and not os.path.exists(args.file):
+        return _import_torch(args)
     if source_format(args.file) == "arch":
         raise UsageError(f"`{args.file}` is not a .cfg or .prototxt file: archc import reads Darknet and Caffe files")
     overrides = _input_overrides(args.input)
@@ -562,6 +568,22 @@ def cmd_import(args) -> int:
         return 1
     _print_diagnostics(net.warnings, net.sources)
     return _emit(args.output, text, f"{visible(net.name)}, {len(net.layers)} layers, from {args.file}")
+
+
+def _import_torch(args) -> int:
+    """`archc import torchvision.models:resnet50`: the module its constructor builds, traced."""
+    from .importers.pytorch import TorchImportError, import_constructor
+
+    overrides = _input_overrides(args.input)
+    if args.flat or len(overrides) > 1 or (overrides and None not in overrides):
+        raise UsageError("a PyTorch module takes one --input CxHxW (its example input), and no --flat")
+    _refuse_overwriting(args.output, args.file)
+    try:
+        text = import_constructor(args.file, overrides.get(None))
+    except (TorchImportError, ModuleNotFoundError) as err:
+        print(f"archc: error: {visible(str(err))}", file=sys.stderr)
+        return 1
+    return _emit(args.output, text, f"imported from {args.file}")
 
 
 COMMANDS = {

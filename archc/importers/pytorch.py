@@ -29,6 +29,7 @@ How the spec is built:
 
 from __future__ import annotations
 
+import importlib
 import operator
 import re
 from collections import Counter
@@ -43,6 +44,9 @@ FILE = "<torch>"
 SPAN = Span(FILE, 1, 1, 1, 1)
 _NUMBER = re.compile(r"[0-9]+\Z")
 _KEY = re.compile(r"[A-Za-z0-9_-]+\Z")  # what a quoted name may hold (docs/language.md, section 7)
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+CONSTRUCTOR = re.compile(rf"{_DOTTED}:{_DOTTED}\Z")  # `archc import torchvision.models:resnet50`
+IMAGE = (3, 224, 224)  # the input of torchvision's image classifiers, `archc import`'s default for them
 
 
 class TorchImportError(ValueError):
@@ -77,6 +81,34 @@ def from_torch(model, example_input, *, name: str | None = None, **options):
     from ..analysis import loads
 
     return loads(torch_to_arch(model, example_input, name=name), file=FILE, **options)
+
+
+def import_constructor(target: str, shape: tuple[int, ...] | None = None) -> str:
+    """`pkg.mod:attr` called with no arguments, imported on an input of `shape` (without the batch).
+
+    Without a shape, a constructor from `torchvision.models` reads a 3x224x224 image; for any
+    other the input cannot be guessed, and it is an error that asks for `--input`.
+    """
+    module_name, _, attr = target.partition(":")
+    if shape is None:
+        if not module_name.startswith("torchvision.models"):
+            raise TorchImportError(f"archc cannot guess what `{target}` reads: give its input, e.g. --input 3x224x224")
+        shape = IMAGE
+    try:
+        constructor = importlib.import_module(module_name)
+        for part in attr.split("."):
+            constructor = getattr(constructor, part)
+    except (ImportError, AttributeError) as err:
+        raise TorchImportError(f"cannot import `{target}`: {_first_line(err)}") from None
+    if not callable(constructor):
+        raise TorchImportError(f"`{target}` is a {type(constructor).__name__}, not a constructor to call")
+    import torch
+
+    try:
+        model = constructor()
+    except Exception as err:  # whatever the constructor raises, it is the user's code, not archc
+        raise TorchImportError(f"`{target}()` failed: {type(err).__name__}: {_first_line(err)}") from None
+    return torch_to_arch(model, torch.randn(1, *shape))
 
 
 # -- tracing ---------------------------------------------------------------------------------------
