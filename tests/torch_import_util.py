@@ -1,0 +1,79 @@
+"""What torch itself says about a module, for the PyTorch importer's tests (issue 20, item 2).
+
+The outside truth is torch: params as `Module.parameters()` counts them, buffers
+as `named_buffers()` without BN's step counter, MACs as
+`torch.utils.flop_counter` counts them (flops / 2, per sample), each
+submodule's output shape from a forward hook, and the module's own output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from codegen_util import build
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass
+class Truth:
+    params: int
+    buffers: int
+    macs: int
+    shapes: dict  # qualified module name -> its output shape without the batch (its first call)
+    output: torch.Tensor
+
+
+def measure(model: torch.nn.Module, x: torch.Tensor) -> Truth:
+    """The module's figures on `x` (a batch), in eval mode."""
+    model.eval()
+    shapes: dict = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if name and not list(module.children()):
+
+            def record(_module, _inputs, out, name=name):
+                if isinstance(out, torch.Tensor):
+                    shapes.setdefault(name, tuple(out.shape[1:]))
+
+            hooks.append(module.register_forward_hook(record))
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.no_grad():
+            output = model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    flops = counter.get_total_flops()
+    assert flops % (2 * len(x)) == 0, flops
+    params = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
+    return Truth(params, buffers, flops // (2 * len(x)), shapes, output)
+
+
+def generated_output(net, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The output of archc's generated PyTorch module with `model`'s state_dict loaded strictly by key."""
+    generated, _, _ = build(net, "torch")
+    generated.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        return generated.eval()(x)
+
+
+def assert_agrees(net, model: torch.nn.Module, x: torch.Tensor, tolerance: float = 1e-5) -> Truth:
+    """The imported network has torch's figures, per-layer shapes and output."""
+    truth = measure(model, x)
+    assert (net.totals.params, net.totals.buffers, net.totals.macs) == (truth.params, truth.buffers, truth.macs)
+    layers = {layer.name: layer for layer in net.layers}
+    compared = 0
+    for name, shape in truth.shapes.items():
+        if name in layers:  # a folded activation (`bn1 -> relu`) is part of the layer before it
+            assert tuple(layers[name].shape) == shape, name
+            compared += 1
+    owners = {name for name, m in model.named_modules() if name and list(m.parameters(recurse=False))}
+    assert owners <= set(layers), owners - set(layers)  # every module with weights is a layer, by its name
+    got = generated_output(net, model, x)
+    want = truth.output
+    assert got.shape == want.shape
+    scale = max(float(want.abs().max()), 1e-6)
+    assert float((got - want).abs().max()) / scale <= tolerance
+    return truth
