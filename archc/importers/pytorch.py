@@ -65,6 +65,9 @@ def torch_to_arch(model, example_input, *, name: str | None = None) -> str:
         raise TorchImportError(
             "the example input must be a tensor with a batch dimension, e.g. torch.randn(1, 3, 224, 224)"
         )
+    if type(model) in _module_table():  # fx traces the root's forward: its weights would be loose tensors
+        kind = type(model).__name__
+        raise TorchImportError(f"{kind} is one layer: import nn.Sequential(model) (its keys gain the prefix `0.`)")
     graph = _trace(model, examples)
     builder = _Builder(model, graph)
     module = builder.module(name or sanitize(type(model).__name__))
@@ -134,7 +137,8 @@ def _trace(model, examples):
             with torch.no_grad():
                 ShapeProp(traced).propagate(*examples)
         except Exception as err:
-            raise TorchImportError(f"the module does not run on the example input: {_first_line(err)}") from None
+            cause = err.__cause__ or err  # ShapeProp wraps torch's error in one naming the fx node
+            raise TorchImportError(f"the module does not run on the example input: {_first_line(cause)}") from None
     finally:
         model.train(training)
     return traced
@@ -554,6 +558,8 @@ class _Builder:
             if out is None:
                 raise TorchImportError(f"forward's argument `{node.target}` is not a tensor")
             return Stmt("input", node.target, [], {"shape": out[1:]}, node)
+        if node.op == "call_module":
+            return self.module_statement(node, out)
         if out is None:
             return None  # a size read for a reshape (which takes the size torch computed), an assert
         if node.op == "get_attr":
@@ -562,21 +568,6 @@ class _Builder:
                 "archc's layers own their parameters"
             )
         ins = [_shape(a) for a in node.all_input_nodes if _shape(a) is not None]
-        if node.op == "call_module":
-            module = self.modules[node.target]
-            convert = self.module_table.get(type(module))
-            where = f"`{node.target}` ({_type_name(module)})"
-            if convert is None:
-                raise TorchImportError(f"{where}: archc has no layer for {_type_name(module)}")
-            try:
-                op, args = convert(module, ins)
-            except _UnsupportedError as err:
-                raise TorchImportError(f"{where}: archc cannot represent {err}") from None
-            reads = [a for a in node.all_input_nodes if _shape(a) is not None]
-            if len(reads) != 1:
-                raise TorchImportError(f"{where} reads {len(reads)} tensors; archc's {op} reads one")
-            self.checks_for(node)
-            return Stmt(op, node.target.rpartition(".")[2], [self.alias.get(r, r) for r in reads], args, node)
         kind, where = self.kind(node)
         try:
             if kind == "same":
@@ -586,6 +577,25 @@ class _Builder:
         except _UnsupportedError as err:
             raise TorchImportError(f"{where}: archc cannot represent {err}") from None
         return Stmt(op, op, [self.alias.get(r, r) for r in reads], args, node, function=True)
+
+    def module_statement(self, node, out) -> Stmt:
+        """A call of a submodule: its layer, named by its attribute name."""
+        module = self.modules[node.target]
+        where = f"`{node.target}` ({_type_name(module)})"
+        convert = self.module_table.get(type(module))
+        if convert is None:
+            raise TorchImportError(f"{where}: archc has no layer for {_type_name(module)}")
+        reads = [a for a in node.all_input_nodes if _shape(a) is not None]
+        try:
+            op, args = convert(module, [_shape(a) for a in reads])
+        except _UnsupportedError as err:
+            raise TorchImportError(f"{where}: archc cannot represent {err}") from None
+        if len(reads) != 1 or out is None:
+            raise TorchImportError(f"{where} reads {len(reads)} tensors or gives no one tensor; archc's {op} reads one")
+        if node.target in self.checks and any(True for _ in module.parameters()):
+            raise TorchImportError(f"{where} runs twice: archc's layers do not share weights")
+        self.checks.setdefault(node.target, out[1:])
+        return Stmt(op, node.target.rpartition(".")[2], [self.alias.get(r, r) for r in reads], args, node)
 
     def kind(self, node) -> tuple[str, str]:
         owner = self.owner(node)
@@ -602,9 +612,6 @@ class _Builder:
         for part in target.split("."):
             obj = getattr(obj, part)
         return obj
-
-    def checks_for(self, node) -> None:
-        self.checks[node.target] = _shape(node)[1:]
 
     # -- the module tree -----------------------------------------------------------------------------
 
@@ -786,6 +793,8 @@ class _Builder:
         node = self.alias.get(node, node)
         if node == inst.input and inst.path:
             return ("in",)
+        if node not in inst.owns:  # a value no statement gives: an element of a tuple result
+            raise TorchImportError(f"`{node.name}` is no tensor archc computes (archc's layers give one tensor each)")
         return inst.owns[node]
 
     def block_name(self, inst: Inst) -> str:
@@ -939,6 +948,9 @@ def _check(text: str, builder: _Builder, traced) -> None:
     except ArchError as err:
         first = err.diagnostics[0]
         raise TorchImportError(f"archc cannot analyse the imported spec: {first.message}") from None
+    params = sum(p.numel() for p in builder.model.parameters())
+    if net.totals.params != params:  # pragma: no cover - a mapping that lost or added weights
+        raise TorchImportError(f"archc counts {net.totals.params:,} parameters where the module has {params:,}")
     for name, want in builder.checks.items():
         node = net.graph.nodes.get(name)
         if node is not None and tuple(node.shape) != tuple(want):
