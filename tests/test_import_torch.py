@@ -18,6 +18,9 @@ from torch_import_util import assert_agrees
 import archc
 from archc.importers.pytorch import TorchImportError
 
+# torch.backends.mkldnn.flags() (torch_import_util.measure) sets oneDNN's TF32 switch too, and warns
+pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration:UserWarning")
+
 MODELS = {
     "resnet18": {},
     "resnet50": {},

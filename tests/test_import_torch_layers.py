@@ -23,6 +23,12 @@ import archc
 from archc.cli import main
 from archc.importers.pytorch import TorchImportError
 
+# torch.backends.mkldnn.flags() (torch_import_util.measure) sets oneDNN's TF32 switch too, and warns
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:TF32 acceleration:UserWarning"),
+    pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN:UserWarning"),
+]
+
 
 class Fn(nn.Module):
     """A module whose forward is a function of its input, with a conv before it to give it weights."""
@@ -67,6 +73,34 @@ class Twice(nn.Module):
     def forward(self, x):
         y = self.conv(x)
         return self.relu(y) + self.relu(y)
+
+
+class Classifier(nn.Module):
+    """Token ids, an embedding, a recurrent layer, its last step, a dense layer."""
+
+    def __init__(self, cell=nn.LSTM, **settings):
+        super().__init__()
+        self.embed = nn.Embedding(30, 8, padding_idx=0)
+        self.rnn = cell(8, 6, batch_first=True, **settings)
+        width = settings.get("proj_size") or 6
+        self.fc = nn.Linear(width * (2 if settings.get("bidirectional") else 1), 3)
+
+    def forward(self, ids):
+        out, _ = self.rnn(self.embed(ids))
+        return self.fc(out[:, -1])
+
+
+class Encoder(nn.Module):
+    """A float sequence (N x L x F) read by a layer norm, then every step of a GRU."""
+
+    def __init__(self, index=0):
+        super().__init__()
+        self.norm = nn.LayerNorm(5)
+        self.gru = nn.GRU(5, 4, num_layers=2, batch_first=True, bias=False)
+        self.index = index
+
+    def forward(self, x):
+        return self.gru(self.norm(x))[self.index]
 
 
 class Stack(nn.Module):
@@ -144,6 +178,14 @@ def _layer_cases():
     yield Twice(), (3, 6, 6)
 
 
+SEQUENCES = [
+    Classifier(),
+    Classifier(nn.GRU, bidirectional=True),
+    Classifier(nn.LSTM, num_layers=2, proj_size=3, dropout=0.2, bidirectional=True),
+    Encoder(),
+]
+
+
 CASES = list(_layer_cases())
 
 
@@ -154,6 +196,16 @@ def test_the_imported_module_has_torchs_figures_and_output(case, one_thread):
     randomise_batch_norm(module, seed=case)
     module.eval()
     x = torch.randn(2, *size, generator=torch.Generator().manual_seed(case))
+    net = archc.from_torch(module, x)
+    assert_agrees(net, module, x)
+
+
+@pytest.mark.parametrize("case", range(len(SEQUENCES)))
+def test_sequences_import_with_torchs_figures_and_output(case, one_thread):
+    module = SEQUENCES[case].eval()
+    torch.manual_seed(case)
+    gen = torch.Generator().manual_seed(case)
+    x = torch.randint(0, 30, (2, 7), generator=gen) if isinstance(module, Classifier) else torch.randn(2, 7, 5)
     net = archc.from_torch(module, x)
     assert_agrees(net, module, x)
 
@@ -262,6 +314,12 @@ ERRORS = [
     (nn.Sequential(nn.Conv2d(3, 3, 1), nn.AdaptiveAvgPool2d((None, 2))), r"`1` \(AdaptiveAvgPool2d\): .*None"),
     (nn.Sequential(nn.Conv2d(3, 3, 1), nn.Linear(5, 2)), r"archc cannot analyse the imported spec"),
 ]
+SEQUENCE_ERRORS = [
+    (Encoder(index=1), r"`getitem` in the model's forward indexes 1"),
+    (nn.Sequential(nn.LSTM(5, 4)), r"`0` \(LSTM\): archc cannot represent batch_first=False"),
+    (nn.Sequential(nn.Embedding(9, 4, max_norm=1.0)), r"`0` \(Embedding\): archc cannot represent max_norm"),
+    (nn.Sequential(nn.Identity()), r"argument `input` holds whole numbers"),
+]
 
 
 @pytest.mark.parametrize("case", range(len(ERRORS)))
@@ -269,6 +327,14 @@ def test_what_archc_cannot_represent_is_an_error_naming_the_module(case):
     module, message = ERRORS[case]
     with pytest.raises(TorchImportError, match=message):
         archc.torch_to_arch(module, torch.randn(1, 3, 5, 5))
+
+
+@pytest.mark.parametrize("case", range(len(SEQUENCE_ERRORS)))
+def test_what_archc_cannot_represent_of_a_sequence_is_an_error_naming_it(case):
+    module, message = SEQUENCE_ERRORS[case]
+    x = torch.randint(0, 9, (1, 7)) if case >= 2 else torch.randn(1, 7, 5)
+    with pytest.raises(TorchImportError, match=message):
+        archc.torch_to_arch(module, x)
 
 
 def test_the_example_input_must_be_a_batch_of_tensors():

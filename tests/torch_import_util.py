@@ -2,7 +2,8 @@
 
 The outside truth is torch: params as `Module.parameters()` counts them, buffers
 as `named_buffers()` without BN's step counter, MACs as
-`torch.utils.flop_counter` counts them (flops / 2, per sample), each
+`torch.utils.flop_counter` counts them with torch's native kernels (flops / 2,
+per sample), each
 submodule's output shape from a forward hook, and the module's own output.
 """
 
@@ -38,8 +39,8 @@ def measure(model: torch.nn.Module, x: torch.Tensor) -> Truth:
 
             hooks.append(module.register_forward_hook(record))
     counter = FlopCounterMode(display=False)
-    try:
-        with counter, torch.no_grad():
+    try:  # torch's native recurrent kernels: oneDNN's fused LSTM hides its work from the counter
+        with torch.backends.mkldnn.flags(enabled=False), counter, torch.no_grad():
             output = model(x)
     finally:
         for hook in hooks:

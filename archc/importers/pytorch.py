@@ -286,6 +286,23 @@ def _flatten_dims(start, end, ins):
     return "flatten", {}
 
 
+def _recurrent(m, ins):
+    """nn.LSTM / nn.GRU over a batch-first sequence; forward gives (output, state): `[0]` is archc's output."""
+    if not m.batch_first or len(ins[0]) != 3:
+        raise _UnsupportedError("batch_first=False or an input without a batch (archc's sequences are N x L x F)")
+    args = {"units": m.hidden_size, "layers": m.num_layers, "bidirectional": m.bidirectional, "bias": m.bias}
+    args["dropout"] = float(m.dropout)
+    if getattr(m, "proj_size", 0):
+        args["proj"] = m.proj_size
+    return m.mode.lower(), args
+
+
+def _embedding(m, ins):
+    if m.max_norm is not None:
+        raise _UnsupportedError("max_norm (it renormalises the table as it reads it)")
+    return "embedding", {"dim": m.embedding_dim, "vocab": m.num_embeddings, "padding_idx": m.padding_idx}
+
+
 def _dropout(m, ins):
     return "dropout", {"p": m.p}
 
@@ -341,6 +358,9 @@ def _module_table():
         nn.AdaptiveMaxPool2d: _adaptive("max"),
         nn.AdaptiveMaxPool3d: _adaptive("max"),
         nn.Dropout: _dropout,
+        nn.LSTM: _recurrent,
+        nn.GRU: _recurrent,
+        nn.Embedding: _embedding,
         nn.Flatten: _flatten,
         nn.GELU: _gelu,
         nn.LeakyReLU: lambda m, ins: ("leaky_relu", {"alpha": m.negative_slope}),
@@ -557,7 +577,7 @@ class _Builder:
         if node.op == "placeholder":
             if out is None:
                 raise TorchImportError(f"forward's argument `{node.target}` is not a tensor")
-            return Stmt("input", node.target, [], {"shape": out[1:]}, node)
+            return Stmt("input", node.target, [], self.input_settings(node, out), node)
         if node.op == "call_module":
             return self.module_statement(node, out)
         if out is None:
@@ -568,6 +588,8 @@ class _Builder:
                 "archc's layers own their parameters"
             )
         ins = [_shape(a) for a in node.all_input_nodes if _shape(a) is not None]
+        if node.target is operator.getitem:
+            return self.getitem(node, out)
         kind, where = self.kind(node)
         try:
             if kind == "same":
@@ -577,6 +599,24 @@ class _Builder:
         except _UnsupportedError as err:
             raise TorchImportError(f"{where}: archc cannot represent {err}") from None
         return Stmt(op, op, [self.alias.get(r, r) for r in reads], args, node, function=True)
+
+    def input_settings(self, node, out) -> dict:
+        """An input as its readers take it: token ids for an embedding, a sequence (L x F) for a recurrent
+        layer, a dense or a layer norm reading it directly, else a map or a vector."""
+        readers = [self.modules.get(user.target) for user in node.users if user.op == "call_module"]
+        if not node.meta["tensor_meta"].dtype.is_floating_point:
+            tables = [m.num_embeddings for m in readers if isinstance(m, torch_nn().Embedding)]
+            if len(out) != 2 or not tables:
+                raise TorchImportError(
+                    f"forward's argument `{node.target}` holds whole numbers: "
+                    "archc reads them as the token ids of an embedding"
+                )
+            return {"shape": out[1:], "kind": "tokens", "vocab": tables[0]}
+        nn = torch_nn()
+        sequence = (nn.LSTM, nn.GRU, nn.Linear, nn.LayerNorm)
+        if len(out) == 3 and readers and all(isinstance(m, sequence) for m in readers):
+            return {"shape": out[1:], "kind": "sequence"}
+        return {"shape": out[1:]}
 
     def module_statement(self, node, out) -> Stmt:
         """A call of a submodule: its layer, named by its attribute name."""
@@ -590,16 +630,40 @@ class _Builder:
             op, args = convert(module, [_shape(a) for a in reads])
         except _UnsupportedError as err:
             raise TorchImportError(f"{where}: archc cannot represent {err}") from None
-        if len(reads) != 1 or out is None:
+        if len(reads) != 1 or (out is None and op not in ("lstm", "gru")):
             raise TorchImportError(f"{where} reads {len(reads)} tensors or gives no one tensor; archc's {op} reads one")
         if node.target in self.checks and any(True for _ in module.parameters()):
             raise TorchImportError(f"{where} runs twice: archc's layers do not share weights")
-        self.checks.setdefault(node.target, out[1:])
+        if out is not None:
+            self.checks.setdefault(node.target, out[1:])
         return Stmt(op, node.target.rpartition(".")[2], [self.alias.get(r, r) for r in reads], args, node)
 
-    def kind(self, node) -> tuple[str, str]:
+    def getitem(self, node, out) -> Stmt | None:
+        """`output, _ = lstm(x)` (the recurrent layer's output) and `x[:, i]` (one step: `select`)."""
+        source, index = node.args
+        if source.op == "call_module" and _shape(source) is None and index == 0:
+            self.alias[node] = self.alias.get(source, source)
+            self.checks.setdefault(source.target, out[1:])
+            return None
+        steps = _shape(source)
+        if (
+            steps is not None
+            and len(steps) == 3
+            and isinstance(index, tuple)
+            and len(index) in (2, 3)
+            and index[0] == slice(None)
+            and isinstance(index[1], int)
+            and all(i == slice(None) for i in index[2:])
+        ):
+            return Stmt("select", "select", [self.alias.get(source, source)], {"index": index[1]}, node, function=True)
+        raise TorchImportError(f"`{node.name}` {self.context(node)} indexes {index!r}: archc selects one step, x[:, i]")
+
+    def context(self, node) -> str:
         owner = self.owner(node)
-        context = f"in `{owner}` ({_type_name(self.modules[owner])})" if owner else "in the model's forward"
+        return f"in `{owner}` ({_type_name(self.modules[owner])})" if owner else "in the model's forward"
+
+    def kind(self, node) -> tuple[str, str]:
+        context = self.context(node)
         name = node.target if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
         where = f"`{name}` {context}"
         kind = _METHODS.get(node.target) if node.op == "call_method" else self.function_table.get(node.target)
@@ -932,6 +996,12 @@ def _prefixes(path: str) -> list[str]:
     """`a.b.c` -> ["a", "a.b", "a.b.c"]; "" -> []."""
     parts = path.split(".") if path else []
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def torch_nn():
+    from torch import nn
+
+    return nn
 
 
 def _type_name(module) -> str:
