@@ -103,6 +103,36 @@ class Encoder(nn.Module):
         return self.gru(self.norm(x))[self.index]
 
 
+class Attending(nn.Module):
+    """A layer norm, multi-head attention (self, cross or key and value apart), a residual, the first token."""
+
+    def __init__(self, inputs="self", mask=False, **settings):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(8)
+        self.self_attention = nn.MultiheadAttention(8, 2, batch_first=True, **settings)
+        self.inputs, self.mask = inputs, mask
+        self.score = nn.Linear(8, 1) if mask else None  # a mask made of layers archc maps
+
+    def forward(self, x):
+        y = self.ln_1(x)
+        key, value = {"self": (y, y), "cross": (x, x), "apart": (x, y)}[self.inputs]
+        if self.mask:
+            a, _ = self.self_attention(y, key, value, key_padding_mask=torch.flatten(self.score(x), 1))
+        else:
+            a, _ = self.self_attention(y, key, value, need_weights=False)
+        return (a + x)[:, 0]
+
+
+class Unused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(8, 8)
+        self.spare = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.used(x)
+
+
 class Stack(nn.Module):
     """Residual units in an nn.Sequential: a block, its calls, a repeat."""
 
@@ -183,6 +213,9 @@ SEQUENCES = [
     Classifier(nn.GRU, bidirectional=True),
     Classifier(nn.LSTM, num_layers=2, proj_size=3, dropout=0.2, bidirectional=True),
     Encoder(),
+    Attending(),
+    Attending("cross", bias=False),
+    Attending("apart", dropout=0.1),
 ]
 
 
@@ -205,7 +238,10 @@ def test_sequences_import_with_torchs_figures_and_output(case, one_thread):
     module = SEQUENCES[case].eval()
     torch.manual_seed(case)
     gen = torch.Generator().manual_seed(case)
-    x = torch.randint(0, 30, (2, 7), generator=gen) if isinstance(module, Classifier) else torch.randn(2, 7, 5)
+    if isinstance(module, Classifier):
+        x = torch.randint(0, 30, (2, 7), generator=gen)
+    else:
+        x = torch.randn(2, 7, 8 if isinstance(module, Attending) else 5, generator=gen)
     net = archc.from_torch(module, x)
     assert_agrees(net, module, x)
 
@@ -319,6 +355,9 @@ SEQUENCE_ERRORS = [
     (nn.Sequential(nn.LSTM(5, 4)), r"`0` \(LSTM\): archc cannot represent batch_first=False"),
     (nn.Sequential(nn.Embedding(9, 4, max_norm=1.0)), r"`0` \(Embedding\): archc cannot represent max_norm"),
     (nn.Sequential(nn.Identity()), r"argument `input` holds whole numbers"),
+    (Attending(mask=True), r"`self_attention` \(MultiheadAttention\): .*key_padding_mask"),
+    (Attending(add_bias_kv=True), r"`self_attention` \(MultiheadAttention\): .*add_bias_kv"),
+    (Unused(), r"`spare` \(Linear\) holds weights that forward never uses"),
 ]
 
 
@@ -332,7 +371,7 @@ def test_what_archc_cannot_represent_is_an_error_naming_the_module(case):
 @pytest.mark.parametrize("case", range(len(SEQUENCE_ERRORS)))
 def test_what_archc_cannot_represent_of_a_sequence_is_an_error_naming_it(case):
     module, message = SEQUENCE_ERRORS[case]
-    x = torch.randint(0, 9, (1, 7)) if case >= 2 else torch.randn(1, 7, 5)
+    x = torch.randint(0, 9, (1, 7)) if case in (2, 3) else torch.randn(1, 7, 8 if case > 3 else 5)
     with pytest.raises(TorchImportError, match=message):
         archc.torch_to_arch(module, x)
 

@@ -297,6 +297,13 @@ def _recurrent(m, ins):
     return m.mode.lower(), args
 
 
+def _attention(m, ins):
+    """nn.MultiheadAttention, batch first; forward gives (output, weights): `[0]` is archc's output."""
+    if not m.batch_first or m.bias_k is not None or m.add_zero_attn:
+        raise _UnsupportedError("batch_first=False, add_bias_kv or add_zero_attn")
+    return "attention", {"heads": m.num_heads, "bias": m.in_proj_bias is not None, "dropout": float(m.dropout)}
+
+
 def _embedding(m, ins):
     if m.max_norm is not None:
         raise _UnsupportedError("max_norm (it renormalises the table as it reads it)")
@@ -361,6 +368,7 @@ def _module_table():
         nn.LSTM: _recurrent,
         nn.GRU: _recurrent,
         nn.Embedding: _embedding,
+        nn.MultiheadAttention: _attention,
         nn.Flatten: _flatten,
         nn.GELU: _gelu,
         nn.LeakyReLU: lambda m, ins: ("leaky_relu", {"alpha": m.negative_slope}),
@@ -552,10 +560,12 @@ class _Builder:
         self.resolve(root, outs)
         for block in self.blocks.values():
             self.parameters(block)
-        self.referenced.update(part for o in outs for part in root.owns[o])
-        body = self.ast_body(root, None)
         last = root.body[-1]
-        if [root.owns[o] for o in outs] != [(last.name,)]:
+        written = [root.owns[o] for o in outs] != [(last.name,)]  # an output statement, unless it is the last
+        if written:
+            self.referenced.update(part for o in outs for part in root.owns[o])
+        body = self.ast_body(root, None)
+        if written:
             body.append(
                 ast.Layer("output", SPAN, None, None, tuple(ast.Ref(root.owns[o], SPAN) for o in outs), (), None, SPAN)
             )
@@ -613,7 +623,7 @@ class _Builder:
                 )
             return {"shape": out[1:], "kind": "tokens", "vocab": tables[0]}
         nn = torch_nn()
-        sequence = (nn.LSTM, nn.GRU, nn.Linear, nn.LayerNorm)
+        sequence = (nn.LSTM, nn.GRU, nn.Linear, nn.LayerNorm, nn.MultiheadAttention)
         if len(out) == 3 and readers and all(isinstance(m, sequence) for m in readers):
             return {"shape": out[1:], "kind": "sequence"}
         return {"shape": out[1:]}
@@ -626,11 +636,13 @@ class _Builder:
         if convert is None:
             raise TorchImportError(f"{where}: archc has no layer for {_type_name(module)}")
         reads = [a for a in node.all_input_nodes if _shape(a) is not None]
+        if isinstance(module, torch_nn().MultiheadAttention):
+            reads = _attention_inputs(node, where)
         try:
             op, args = convert(module, [_shape(a) for a in reads])
         except _UnsupportedError as err:
             raise TorchImportError(f"{where}: archc cannot represent {err}") from None
-        if len(reads) != 1 or (out is None and op not in ("lstm", "gru")):
+        if (len(reads) != 1 and op != "attention") or (out is None and op not in ("lstm", "gru", "attention")):
             raise TorchImportError(f"{where} reads {len(reads)} tensors or gives no one tensor; archc's {op} reads one")
         if node.target in self.checks and any(True for _ in module.parameters()):
             raise TorchImportError(f"{where} runs twice: archc's layers do not share weights")
@@ -998,6 +1010,19 @@ def _prefixes(path: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
+def _attention_inputs(node, where: str) -> list:
+    """What an attention call reads as archc's attention takes it: (x) for self-attention, (query, memory)
+    when key and value are one tensor, else (query, key, value); no masks."""
+    names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights")
+    settings = dict(zip(names, node.args)) | node.kwargs
+    if settings.get("key_padding_mask") is not None or settings.get("attn_mask") is not None:
+        raise TorchImportError(f"{where}: archc cannot represent a key_padding_mask or attn_mask")
+    query, key, value = settings["query"], settings["key"], settings["value"]
+    if query is key is value:
+        return [query]
+    return [query, key] if key is value else [query, key, value]
+
+
 def torch_nn():
     from torch import nn
 
@@ -1018,9 +1043,13 @@ def _check(text: str, builder: _Builder, traced) -> None:
     except ArchError as err:
         first = err.diagnostics[0]
         raise TorchImportError(f"archc cannot analyse the imported spec: {first.message}") from None
-    params = sum(p.numel() for p in builder.model.parameters())
-    if net.totals.params != params:  # pragma: no cover - a mapping that lost or added weights
-        raise TorchImportError(f"archc counts {net.totals.params:,} parameters where the module has {params:,}")
+    for name, module in builder.modules.items():
+        owned = any(True for _ in module.parameters(recurse=False))
+        if owned and not any(path in builder.checks for path in [name, *_prefixes(name)]):
+            raise TorchImportError(
+                f"`{name}` ({_type_name(module)}) holds weights that forward never uses: "
+                "the spec's model could not load the state_dict strictly"
+            )
     for name, want in builder.checks.items():
         node = net.graph.nodes.get(name)
         if node is not None and tuple(node.shape) != tuple(want):
