@@ -133,6 +133,23 @@ class Unused(nn.Module):
         return self.used(x)
 
 
+class Tokens(nn.Module):
+    """ViT's way in: patches as tokens (reshape, permute), a class token (a parameter, expanded, concatenated
+    along the tokens), a position embedding added, the class token out."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_proj = nn.Conv2d(3, 6, 4, stride=4)
+        self.class_token = nn.Parameter(torch.randn(1, 1, 6))
+        self.pos_embedding = nn.Parameter(torch.randn(1, 5, 6))
+
+    def forward(self, x):
+        n = x.shape[0]
+        x = self.conv_proj(x).reshape(n, 6, 4).permute(0, 2, 1)
+        x = torch.cat([self.class_token.expand(n, -1, -1), x], dim=1)
+        return (x + self.pos_embedding)[:, 0]
+
+
 class Stack(nn.Module):
     """Residual units in an nn.Sequential: a block, its calls, a repeat."""
 
@@ -202,6 +219,9 @@ def _layer_cases():
     yield Fn(lambda x: x.reshape(x.shape[0], 8, 18).contiguous()), (3, 6, 6)
     yield Fn(lambda x: F.softmax(x.flatten(1), dim=1)), (3, 6, 6)
     yield Fn(lambda x: F.dropout(x, 0.3, training=False)), (3, 6, 6)
+    yield Fn(lambda x: torch.cat([x, x.permute(0, 1, 3, 2)], dim=2)), (3, 6, 6)
+    yield Fn(lambda x: torch.cat((x, x), -1).permute(0, 3, 1, 2)), (3, 6, 6)
+    yield Tokens(), (3, 8, 8)
     for merge in ("add", "iadd", "mul"):
         yield Stack(merge=merge), (3, 6, 6)
     yield nn.Sequential(Residual(3, "cat"), Residual(6, "add")), (3, 6, 6)
@@ -329,7 +349,7 @@ ERRORS = [
     (nn.Sequential(nn.Conv2d(3, 3, 1), nn.Softplus()), r"`1` \(Softplus\): archc has no layer for Softplus"),
     (Branchy(), r"torch\.fx cannot trace `\(the model\)` \(Branchy\)"),
     (Joiner(), r"`inner` \(TwoInputs\) reads 2 tensors"),
-    (Token(), r"`scale` \(Parameter\) is a tensor used directly in forward"),
+    (Token(), r"`scale` \(Parameter\) is a tensor used directly in forward: archc's `param` is"),
     (Shared(), r"`unit\.0` \(Conv2d\) runs twice: archc's layers do not share weights"),
     (Apart(), r"`unit` \(Sequential\) runs in two places"),
     (nn.Sequential(nn.Conv2d(4, 3, 1)), r"does not run on the example input: .*channels"),
@@ -338,9 +358,11 @@ ERRORS = [
         r"`1` \(PixelShuffle\): archc has no layer",
     ),
     (Fn(lambda x: x + 1), r"`add` in the model's forward: archc cannot represent add of a tensor and a number"),
-    (Fn(lambda x: torch.cat([x, x], dim=2)), r"`cat` in the model's forward: .*dim=2"),
+    (Fn(lambda x: torch.cat([x, x], dim=0)), r"`cat` in the model's forward: .*dim=0"),
     (Fn(lambda x: torch.flatten(x, 2)), r"`flatten` in the model's forward: .*start_dim=2"),
-    (Fn(lambda x: x.permute(0, 2, 3, 1)), r"`permute` in the model's forward: archc has no layer for the call method"),
+    (Fn(lambda x: x.permute(1, 0, 2, 3)), r"`permute` in the model's forward: .*moves the batch"),
+    (Fn(lambda x: x.expand(2, -1, -1, -1)), r"`expand` in the model's forward: .*more than a parameter"),
+    (Fn(lambda x: x.roll(1)), r"`roll` in the model's forward: archc has no layer for the call method"),
     (nn.Sequential(nn.Conv2d(3, 3, 3, padding_mode="reflect")), r"`0` \(Conv2d\): .*padding_mode='reflect'"),
     (nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3, affine=False)), r"`1` \(BatchNorm2d\): archc cannot"),
     (nn.Sequential(nn.Conv2d(3, 3, 1), nn.MaxPool2d(2, return_indices=True)), r"`1` \(MaxPool2d\): .*return_indices"),

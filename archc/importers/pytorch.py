@@ -440,24 +440,39 @@ _METHODS = {
     "view": "reshape",
     "reshape": "reshape",
     "contiguous": "same",
+    "expand": "expand",
+    "permute": "permute",
     "softmax": "softmax",
 }
 _ACTIVATIONS = frozenset({"relu", "relu6", "silu", "mish", "hardswish", "hardsigmoid", "sigmoid", "tanh", "gelu"})
 
 
-def _function(kind: str, node, ins, out):
+def _function(kind: str, node, ins, out, batch: int):
     """A call_function/call_method node as (op, settings, tensors it reads)."""
     tensors = [a for a in node.all_input_nodes if _shape(a) is not None]
     if kind in ("add", "mul", "sub", "div"):
         if len(tensors) != 2 or node.kwargs.get("alpha", 1) != 1 or len(node.args) != 2:
             raise _UnsupportedError(f"{kind} of a tensor and a number (archc's {kind} takes two layers)")
         return kind, {}, tensors
+    if kind == "same":
+        return "same", {}, tensors[:1]
     if kind == "cat":
         parts = node.args[0]
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        if not all(_shape(p) is not None for p in parts) or dim % len(out) != 1:
-            raise _UnsupportedError(f"cat on dim={dim} (archc's concat joins channels, dim=1)")
-        return "concat", {}, list(parts)
+        if not all(_shape(p) is not None for p in parts) or dim % len(out) == 0:
+            raise _UnsupportedError(f"cat on dim={dim} (archc's concat joins along an axis of each sample)")
+        axis = dim % len(out) - 1  # archc's per-sample axes are torch's after the batch
+        return "concat", {} if axis == 0 and len(out) != 3 else {"axis": axis}, list(parts)
+    if kind == "permute":
+        dims = node.args[1:] if len(node.args) > 2 or not isinstance(node.args[1], tuple | list) else node.args[1]
+        dims = [d % len(out) for d in dims]
+        if dims[0] != 0:
+            raise _UnsupportedError(f"permute{tuple(dims)}, which moves the batch")
+        return "permute", {"order": tuple(d - 1 for d in dims[1:])}, tensors[:1]
+    if kind == "expand":
+        if out[1:] != ins[0][1:] or out[0] != batch:  # a parameter's 1 to the batch (concat expands it)
+            raise _UnsupportedError("an expand of more than a parameter to the batch")
+        return "same", {}, tensors[:1]
     if kind == "flatten":
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
         end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
@@ -532,6 +547,7 @@ class _Builder:
         self.modules = dict(model.named_modules())
         self.graph = traced.graph
         self.module_table = _module_table()
+        self.batch = next(_shape(n)[0] for n in self.graph.nodes if n.op == "placeholder")
         self.function_table = _function_table()
         self.blocks: dict[tuple, BlockDef] = {}
         self.block_names: set[str] = {*OPS, *KEYWORDS}
@@ -593,19 +609,16 @@ class _Builder:
         if out is None:
             return None  # a size read for a reshape (which takes the size torch computed), an assert
         if node.op == "get_attr":
-            raise TorchImportError(
-                f"`{node.target}` ({_type_name(self.lookup(node.target))}) is a tensor used directly in forward: "
-                "archc's layers own their parameters"
-            )
+            return self.parameter(node, out)
         ins = [_shape(a) for a in node.all_input_nodes if _shape(a) is not None]
         if node.target is operator.getitem:
             return self.getitem(node, out)
         kind, where = self.kind(node)
         try:
-            if kind == "same":
-                self.alias[node] = self.alias.get(node.all_input_nodes[0], node.all_input_nodes[0])
+            op, args, reads = _function(kind, node, ins, out, self.batch)
+            if op == "same":  # a view that changes nothing archc sees: the value it reads
+                self.alias[node] = self.alias.get(reads[0], reads[0])
                 return None
-            op, args, reads = _function(kind, node, ins, out)
         except _UnsupportedError as err:
             raise TorchImportError(f"{where}: archc cannot represent {err}") from None
         return Stmt(op, op, [self.alias.get(r, r) for r in reads], args, node, function=True)
@@ -649,6 +662,17 @@ class _Builder:
         if out is not None:
             self.checks.setdefault(node.target, out[1:])
         return Stmt(op, node.target.rpartition(".")[2], [self.alias.get(r, r) for r in reads], args, node)
+
+    def parameter(self, node, out) -> Stmt:
+        """A parameter of shape 1 x ... used in forward (ViT's class token) is archc's `param`, by its name."""
+        tensor = self.lookup(node.target)
+        if not isinstance(tensor, torch_nn().Parameter) or out[0] != 1 or len(out) < 2:
+            raise TorchImportError(
+                f"`{node.target}` ({_type_name(tensor)}) is a tensor used directly in forward: archc's `param` "
+                "is a parameter of shape 1 x ..., shared by the batch"
+            )
+        self.checks.setdefault(node.target, out[1:])
+        return Stmt("param", node.target.rpartition(".")[2], [], {"shape": out[1:]}, node)
 
     def getitem(self, node, out) -> Stmt | None:
         """`output, _ = lstm(x)` (the recurrent layer's output) and `x[:, i]` (one step: `select`)."""
@@ -1043,11 +1067,12 @@ def _check(text: str, builder: _Builder, traced) -> None:
     except ArchError as err:
         first = err.diagnostics[0]
         raise TorchImportError(f"archc cannot analyse the imported spec: {first.message}") from None
-    for name, module in builder.modules.items():
-        owned = any(True for _ in module.parameters(recurse=False))
-        if owned and not any(path in builder.checks for path in [name, *_prefixes(name)]):
+    for key, _value in builder.model.named_parameters():
+        owner = key.rpartition(".")[0]
+        if not any(path in builder.checks for path in [key, *_prefixes(owner)]):
+            module = builder.modules[owner]
             raise TorchImportError(
-                f"`{name}` ({_type_name(module)}) holds weights that forward never uses: "
+                f"`{owner or key}` ({_type_name(module)}) holds weights that forward never uses: "
                 "the spec's model could not load the state_dict strictly"
             )
     for name, want in builder.checks.items():
