@@ -73,9 +73,10 @@ def assert_agrees(net, model: torch.nn.Module, x: torch.Tensor, tolerance: float
         if name in layers:  # a folded activation (`bn1 -> relu`) is part of the layer before it
             assert tuple(layers[name].shape) == shape, name
             compared += 1
-    owners = {name for name, m in model.named_modules() if name and list(m.parameters(recurse=False))}
-    # every module with weights is a layer, by its name, or inside one (attention's out_proj)
-    missing = {name for name in owners if not any(".".join(name.split(".")[:i]) in layers for i in range(1, 99))}
+    # every weight is a layer's, by its name (`layer1.0.conv1`, or inside one: attention's `out_proj`), or a
+    # `param` layer itself (ViT's `encoder.pos_embedding`)
+    parts = [key.split(".") for key, _p in model.named_parameters()]
+    missing = [".".join(p) for p in parts if not any(".".join(p[:i]) in layers for i in range(1, len(p) + 1))]
     assert not missing, missing
     got = generated_output(net, model, x)
     want = truth.output

@@ -517,6 +517,7 @@ class Stmt:
     activation: str | None = None
     child: Inst | None = None
     copies: list = field(default_factory=list)  # a repeat: the instances, in order
+    label: str | None = None  # a repeat: the name of its call (`encoder_layer`: encoder_layer_1, _2, ...)
     function: bool = False  # named by archc, not by a module (a call_function's `add`)
 
 
@@ -828,43 +829,51 @@ class _Builder:
         inst.body = out
 
     def repeats(self, inst: Inst) -> None:
-        """Consecutive numbered calls of one structure and the same settings, each reading the one before."""
+        """Consecutive calls of one structure and the same settings, each reading the one before, named as a
+        repeat names them: numbered (`1`, `2`: unnamed calls in a numbered body) or `encoder_layer_1`,
+        `encoder_layer_2` (a call named `encoder_layer` in the repeat; docs/language.md, sections 7 and 10)."""
         body, out, i = inst.body, [], 0
         while i < len(body):
             stmt = body[i]
+            series = _series(stmt.name) if stmt.child is not None else None
             j = i + 1
-            if stmt.child is not None and _NUMBER.match(stmt.name):
-                while (
-                    j < len(body)
-                    and body[j].child is not None
-                    and body[j].name == str(int(stmt.name) + j - i)
-                    and body[j].child.key == stmt.child.key
-                    and body[j].child.values == stmt.child.values
-                    and body[j].child.input == body[j - 1].node
-                    and body[j].activation is None
-                ):
-                    j += 1
-            # the run's first call joins the repeat when it reads the statement above, numbered one less:
-            # unnamed, it takes that number (docs/language.md, section 7)
-            prev = out[-1] if out else None
-            joins = (
-                stmt.child is not None
-                and prev is not None
-                and _NUMBER.match(stmt.name)
-                and prev.name == str(int(stmt.name) - 1)
-                and stmt.child.input == prev.node
-            )
-            start = i if joins else i + 1
-            if stmt.child is not None and j - start >= 2:
+            while (
+                series is not None
+                and j < len(body)
+                and body[j].child is not None
+                and _series(body[j].name) == (series[0], series[1] + j - i)
+                and body[j].child.key == stmt.child.key
+                and body[j].child.values == stmt.child.values
+                and body[j].child.input == body[j - 1].node
+                and body[j].activation is None
+            ):
+                j += 1
+            start = self.repeat_start(series, stmt, out[-1] if out else None, i)
+            if start is not None and j - start >= 2:
                 if start > i:
                     out.append(stmt)
                 copies = [s.child for s in body[start:j]]
-                out.append(Stmt("repeat", body[j - 1].name, [], {}, body[j - 1].node, child=copies[0], copies=copies))
+                last = body[j - 1]
+                out.append(Stmt("repeat", last.name, [], {}, last.node, child=copies[0], copies=copies))
+                out[-1].label = series[0]
                 i = j
                 continue
             out.append(stmt)
             i += 1
         inst.body = out
+
+    def repeat_start(self, series, stmt: Stmt, prev: Stmt | None, i: int) -> int | None:
+        """Where a run's repeat starts: at its first call if a repeat would name that one as it is named and
+        it reads the statement above, else at the second; None if no repeat names the run."""
+        if series is None:
+            return None
+        base, index = series
+        reads_prev = prev is not None and stmt.child.input == prev.node
+        if base is None:  # numbered: an unnamed call takes the number after the statement above
+            return i if reads_prev and prev.name == str(index - 1) else i + 1
+        if index == 1 and reads_prev:
+            return i
+        return i + 1 if index == 0 else None
 
     def describe(self, inst: Inst) -> tuple[tuple, list]:
         """The body's structure (what a block is) and its settings (what its parameters may be)."""
@@ -881,7 +890,13 @@ class _Builder:
             if not implicit:
                 self.referenced.update(part for ref in refs for part in ref)
             if stmt.child is not None:
-                key.append((stmt.name if not stmt.copies else "repeat", stmt.child.key, None if implicit else refs))
+                key.append(
+                    (
+                        stmt.name if not stmt.copies else ("repeat", stmt.label),
+                        stmt.child.key,
+                        None if implicit else refs,
+                    )
+                )
                 values.extend(stmt.child.values)
             else:
                 key.append((stmt.op, stmt.name, tuple(stmt.args), stmt.activation, None if implicit else refs))
@@ -964,7 +979,7 @@ class _Builder:
                 if block is not None and column in block.column_param:
                     count = ast.Name(block.column_param[column], SPAN)
                 column += 1
-                call, column = self.ast_call(stmt.child, None, block, column, None)
+                call, column = self.ast_call(stmt.child, stmt.label, block, column, None)
                 out.append(ast.Repeat(count, (call,), SPAN))  # its first call reads the statement above
                 prev = (stmt.name,)
                 continue
@@ -1026,6 +1041,14 @@ def _args_ast(args) -> tuple:
         v = ast.Value((ast.Name(value.name, SPAN),), SPAN) if isinstance(value, _Param) else to_value(value, SPAN)
         out.append(ast.Arg(key, v, SPAN))
     return tuple(out)
+
+
+def _series(name: str) -> tuple[str | None, int] | None:
+    """`3` -> (None, 3); `encoder_layer_2` -> ("encoder_layer", 2); else None."""
+    if _NUMBER.match(name):
+        return None, int(name)
+    match = re.fullmatch(r"(.+)_([0-9]+)", name)
+    return (match[1], int(match[2])) if match and _KEY.match(match[1]) else None
 
 
 def _prefixes(path: str) -> list[str]:
