@@ -272,6 +272,31 @@ def test_a_run_of_identical_units_is_a_repeat_of_one_block():
     assert text.count("residual") == 3  # the block, the first call, the call in the repeat
 
 
+class Named(nn.Module):
+    """Units held as attributes unit_0 ... unit_3, as torchvision's ViT holds encoder_layer_0 ... _11."""
+
+    def __init__(self, first=0):
+        super().__init__()
+        self.names = [f"unit_{k}" for k in range(first, first + 4)]
+        for name in self.names:
+            self.add_module(name, Residual(3, "add"))
+
+    def forward(self, x):
+        for name in self.names:
+            x = getattr(self, name)(x)
+        return x
+
+
+@pytest.mark.parametrize(("first", "repeat"), [(0, "repeat 3 {"), (1, "repeat 4 {"), (2, None)])
+def test_a_run_named_as_a_repeat_names_it_is_one(first, repeat, one_thread):
+    """unit_1, unit_2, ... are what `repeat N { residual unit }` names; a run from unit_2 is not."""
+    module = Named(first).eval()
+    x = torch.randn(2, 3, 6, 6)
+    text = archc.torch_to_arch(module, x)
+    assert (repeat in text) if repeat else ("repeat" not in text)
+    assert_agrees(archc.loads(text), module, x)
+
+
 def test_a_module_run_twice_is_named_apart_and_weightless_ones_fold():
     """A ReLU module is `-> relu` on the layer it follows, and a second call of it a layer of its own."""
     text = archc.torch_to_arch(Residual(4, "add"), torch.randn(1, 4, 6, 6))
