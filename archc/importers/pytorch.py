@@ -75,7 +75,7 @@ def torch_to_arch(model, example_input, *, name: str | None = None) -> str:
 
     header = [f"Imported by `archc import` from {type(model).__module__}.{type(model).__qualname__}."]
     text = format_module(module, header=header)
-    _check(text, builder, graph)
+    _check(text, builder)
     return text
 
 
@@ -170,7 +170,7 @@ def _shape(node) -> tuple[int, ...] | None:
 # -- one statement per call ------------------------------------------------------------------------
 
 
-def _pair(values, name: str):
+def _pair(values):
     """A torch size setting (int or tuple) as archc writes it: one number when every dimension agrees."""
     values = tuple(values) if isinstance(values, tuple | list) else (values,)
     return values[0] if len(set(values)) == 1 else values
@@ -184,7 +184,7 @@ def _kernel(values, ins):
 def _padding(m):
     if isinstance(m.padding, str):
         return m.padding  # torch's `same` puts the odd pixel after, as archc's does; `valid` is 0
-    return _pair(m.padding, "padding")
+    return _pair(m.padding)
 
 
 def _conv(m, ins):
@@ -195,15 +195,15 @@ def _conv(m, ins):
         return "deconv", {
             "filters": m.out_channels,
             "kernel": _kernel(m.kernel_size, ins),
-            "stride": _pair(m.stride, "stride"),
+            "stride": _pair(m.stride),
             "pad": _padding(m),
-            "outpad": _pair(m.output_padding, "output_padding"),
-            "dilation": _pair(m.dilation, "dilation"),
+            "outpad": _pair(m.output_padding),
+            "dilation": _pair(m.dilation),
             "groups": m.groups,
             "bias": bias,
         }
-    args = {"kernel": _kernel(m.kernel_size, ins), "stride": _pair(m.stride, "stride"), "pad": _padding(m)}
-    args |= {"dilation": _pair(m.dilation, "dilation")}
+    args = {"kernel": _kernel(m.kernel_size, ins), "stride": _pair(m.stride), "pad": _padding(m)}
+    args |= {"dilation": _pair(m.dilation)}
     if m.groups == m.in_channels and m.groups > 1 and m.out_channels % m.in_channels == 0:
         return "dwconv", args | {"multiplier": m.out_channels // m.in_channels, "bias": bias}
     return "conv", {"filters": m.out_channels} | args | {"groups": m.groups, "bias": bias}
@@ -238,9 +238,9 @@ def _maxpool(m, ins):
         raise _UnsupportedError("return_indices=True")
     return "maxpool", {
         "kernel": _kernel(m.kernel_size, ins),
-        "stride": _pair(m.stride, "stride"),
-        "pad": _pair(m.padding, "padding"),
-        "dilation": _pair(m.dilation, "dilation"),
+        "stride": _pair(m.stride),
+        "pad": _pair(m.padding),
+        "dilation": _pair(m.dilation),
         "ceil": m.ceil_mode,
     }
 
@@ -250,8 +250,8 @@ def _avgpool(m, ins):
         raise _UnsupportedError("divisor_override")
     return "avgpool", {
         "kernel": _kernel(m.kernel_size, ins),
-        "stride": _pair(m.stride, "stride"),
-        "pad": _pair(m.padding, "padding"),
+        "stride": _pair(m.stride),
+        "pad": _pair(m.padding),
         "ceil": m.ceil_mode,
         "count_pad": m.count_include_pad,
     }
@@ -538,7 +538,7 @@ class Inst:
 class BlockDef:
     name: str
     insts: list[Inst]
-    params: list = field(default_factory=list)  # (name, default or None, column indexes)
+    params: list = field(default_factory=list)  # (name, the setting it gives, its first column)
     column_param: dict = field(default_factory=dict)  # column -> parameter name
 
 
@@ -552,7 +552,7 @@ class _Builder:
         self.function_table = _function_table()
         self.blocks: dict[tuple, BlockDef] = {}
         self.block_names: set[str] = {*OPS, *KEYWORDS}
-        self.alias: dict = {}  # fx node -> the node whose value it is (`contiguous`, folded activations)
+        self.alias: dict = {}  # fx node -> the node whose value it is (`contiguous`, an LSTM's `[0]`)
         self.checks: dict[str, tuple] = {}  # archc layer name -> the shape torch computed
         self.referenced: set[str] = set()  # every name a written reference holds: those stay written
 
@@ -1080,7 +1080,7 @@ def _type_name(module) -> str:
     return type(module).__name__
 
 
-def _check(text: str, builder: _Builder, traced) -> None:
+def _check(text: str, builder: _Builder) -> None:
     """archc's analysis of the text must give every submodule the output shape torch gave it."""
     from ..analysis import loads
     from ..diagnostics import ArchError
