@@ -1,0 +1,308 @@
+"""ONNX in (issue 20, item 1): `.onnx` files read by every command, checked against outside truths.
+
+The truths: torchvision's models (their parameter counts, and MACs from torch's flop counter) exported
+by `torch.onnx.export`; onnx's own shape inference for every layer's output; the real third-party files
+of the onnx wheel (`onnx/backend/test/data`: the pytorch-converted and pytorch-operator node tests,
+with their expected outputs, and the light model zoo, whose weights are ConstantOfShape nodes).
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+
+import onnx
+import pytest
+import torch
+import torchvision
+from onnx import helper, numpy_helper, shape_inference
+from torch.utils.flop_counter import FlopCounterMode
+
+import archc
+from archc.cli import main
+from archc.diagnostics import ArchError, source_lines
+from archc.importers.onnx_model import read_onnx
+
+DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
+NODE_TESTS = sorted(glob.glob(f"{DATA}/pytorch-converted/*") + glob.glob(f"{DATA}/pytorch-operator/*"))
+LIGHT = sorted(glob.glob(f"{DATA}/light/*.onnx"))
+SPECS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "specs", "*.arch")))
+# the errors an unsupported model gets: an operator or a use of one archc cannot represent, a shape it
+# cannot know, and the analysis's own errors (an input of six dimensions), each at a line of the file
+REFUSALS = {"E0402", "E0403", "E0404", "E0405", "E0205", "E0301"}
+TORCHVISION = {
+    "resnet50": {},
+    "mobilenet_v2": {},
+    "googlenet": {"aux_logits": False, "init_weights": False},
+    "efficientnet_b0": {},
+}
+
+
+def inferred_shapes(path: str, batch: int = 1) -> dict[str, tuple]:
+    """Every tensor's shape by onnx's shape inference, with a symbolic batch set to `batch`."""
+    model = onnx.load(path, load_external_data=False)
+    weights = {t.name for t in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name not in weights:
+            first = value.type.tensor_type.shape.dim[0]
+            if not first.HasField("dim_value"):
+                first.dim_value = batch
+    model = shape_inference.infer_shapes(model, data_prop=True)
+    out = {}
+    for value in (*model.graph.input, *model.graph.value_info, *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if all(d.HasField("dim_value") for d in dims):
+            out[value.name] = tuple(d.dim_value for d in dims)
+    return out
+
+
+def assert_layers_match_inference(path: str) -> archc.Network:
+    """Import `path`; every layer holding an ONNX tensor has the shape onnx infers for it (batch apart)."""
+    net = archc.load(path)
+    with open(path, "rb") as file:
+        _, tensors = read_onnx(file.read(), path, {})
+    shapes = inferred_shapes(path)
+    checked = 0
+    for tensor, layer in tensors.items():
+        if tensor in shapes:
+            assert net.layer(layer).shape == shapes[tensor][1:], (tensor, layer)
+            checked += 1
+    assert checked >= len(net.layers) // 2
+    return net
+
+
+# -- torchvision, exported by torch -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """torchvision's models (weights=None) exported to ONNX with a dynamic batch, and their true figures."""
+    folder = tmp_path_factory.mktemp("torchvision")
+    out = {}
+    for name, options in TORCHVISION.items():
+        torch.manual_seed(0)
+        model = getattr(torchvision.models, name)(weights=None, **options).eval()
+        x = torch.randn(1, 3, 224, 224)
+        path = str(folder / f"{name}.onnx")
+        with torch.no_grad():
+            torch.onnx.export(
+                model, (x,), path, dynamo=False, do_constant_folding=False, input_names=["image"],
+                dynamic_axes={"image": {0: "N"}},
+            )  # fmt: skip
+            with FlopCounterMode(display=False) as counter:
+                model(x)
+        params = sum(p.numel() for p in model.parameters())
+        out[name] = (path, params, counter.get_total_flops() // 2)
+    return out
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION))
+def test_torchvision_export_imports_to_its_figures(exported, name):
+    path, params, macs = exported[name]
+    net = assert_layers_match_inference(path)
+    assert (net.totals.params, net.totals.macs) == (params, macs)
+    assert net.batch == 1  # the batch is symbolic (N): archc's default
+
+
+def test_resnet50_imports_as_a_readable_spec_with_blocks(exported, tmp_path):
+    path, params, macs = exported["resnet50"]
+    out = tmp_path / "resnet50.arch"
+    assert main(["import", path, "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "block " in text and "layer1_1:" in text and "conv1: 64 @ 7x7 /2 pad=3 bias=false" in text
+    assert len(source_lines(text)) < 80  # 16 bottlenecks as block calls, not 170 statements
+    net = archc.load(out)
+    assert (net.totals.params, net.totals.macs) == (params, macs)
+
+
+# -- the onnx wheel's own test data ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", NODE_TESTS, ids=os.path.basename)
+def test_node_tests_read_to_their_outputs_or_a_located_error(case):
+    """Every node test archc supports gives its expected outputs' shapes; the others a located error."""
+    path = f"{case}/model.onnx"
+    expected = [
+        numpy_helper.to_array(onnx.load_tensor(f)).shape
+        for f in sorted(glob.glob(f"{case}/test_data_set_0/output_*.pb"))
+    ]
+    try:
+        net = archc.load(path)
+    except ArchError as err:
+        lines = len(source_lines(err.sources[path]))
+        for d in err.diagnostics:
+            assert d.code in REFUSALS, d
+            assert d.span is not None and d.span.file == path and 1 <= d.span.line <= lines
+        return
+    assert [(e[0], *n.shape) for e, n in zip(expected, net.graph.outputs)] == [tuple(e) for e in expected]
+
+
+def test_node_tests_mostly_read():
+    """The importer is not refusing its way through the node tests: most of them read."""
+    read = 0
+    for case in NODE_TESTS:
+        try:
+            archc.load(f"{case}/model.onnx")
+            read += 1
+        except ArchError:
+            pass
+    assert read >= 60
+
+
+@pytest.mark.parametrize("path", LIGHT, ids=os.path.basename)
+def test_light_zoo_reads_to_the_figures_its_graph_implies(path):
+    """Shapes by onnx's inference; params: every float weight a node reads, initialiser or ConstantOfShape
+    output, BatchNormalization's running statistics apart (archc's buffers)."""
+    net = assert_layers_match_inference(path)
+    model = onnx.load(path)
+    shapes = inferred_shapes(path)
+    read = {name for node in model.graph.node for name in node.input}
+    sizes = {t.name: math.prod(t.dims) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    for node in model.graph.node:
+        if node.op_type == "ConstantOfShape":
+            sizes[node.output[0]] = math.prod(shapes[node.output[0]])
+    sizes = {name: size for name, size in sizes.items() if name in read}
+    stats = {n for node in model.graph.node if node.op_type == "BatchNormalization" for n in node.input[3:5]}
+    assert net.totals.buffers == sum(sizes[n] for n in stats)
+    assert net.totals.params == sum(sizes.values()) - net.totals.buffers
+
+
+# -- round trips --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=os.path.basename)
+def test_every_spec_round_trips_through_onnx(spec, tmp_path):
+    """spec -> `codegen --target onnx` -> import: the same figures, layer by layer; a spec whose ONNX
+    archc cannot read back (recurrent layers, attention written as products) is a located error."""
+    net = archc.load(spec)
+    path = str(tmp_path / (os.path.basename(spec)[:-5] + ".onnx"))
+    assert main(["codegen", spec, "--target", "onnx", "-o", path]) == 0
+    try:
+        back = archc.load(path)
+    except ArchError as err:
+        assert {d.code for d in err.diagnostics} <= REFUSALS
+        assert any(layer.op in ("lstm", "gru", "attention", "select") for layer in net.layers)
+        return
+    assert (back.totals.params, back.totals.buffers, back.totals.macs) == (
+        net.totals.params,
+        net.totals.buffers,
+        net.totals.macs,
+    )
+    figures = sorted((n.params, n.macs) for n in net.layers if n.params or n.macs)
+    assert sorted((n.params, n.macs) for n in back.layers if n.params or n.macs) == figures
+    with open(path, "rb") as file:
+        _, tensors = read_onnx(file.read(), path, {})
+    matched = [layer for layer in net.layers if layer.name in tensors]
+    for layer in matched:  # ONNX out names each layer's output tensor after the layer
+        assert back.layer(tensors[layer.name]).shape == layer.shape, layer.name
+    assert len(matched) >= len(net.layers) * 0.8
+
+
+# -- bad input ----------------------------------------------------------------------------------------
+
+
+def _model(nodes, inputs, outputs, weights=(), opset=17):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(weights))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _conv_model(batch="N", size=(3, 8, 8)):
+    w = numpy_helper.from_array(torch.zeros(4, 3, 3, 3).numpy(), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="/conv/Conv", pads=[1, 1, 1, 1])
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [batch, *size])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    return _model([conv], [x], [y], [w])
+
+
+def _run(argv, capsys):
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return status, err
+
+
+def test_truncated_and_foreign_files_are_clear_errors(tmp_path, capsys):
+    data = _conv_model().SerializeToString()
+    for name, content in (("cut.onnx", data[: len(data) // 2]), ("text.onnx", b"network A {}\n"), ("empty.onnx", b"")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        out = tmp_path / "out.arch"
+        status, err = _run(["import", str(path), "-o", str(out)], capsys)
+        assert status == 1 and "E0401" in err and f"cannot read `{path}` as an ONNX model" in err
+        assert not out.exists()
+        assert _run(["table", str(path)], capsys)[0] == 1
+
+
+def test_unknown_operator_is_located_at_its_node(tmp_path, capsys):
+    model = _conv_model()
+    model.graph.node.append(helper.make_node("Softplus", ["y"], ["z"], name="/act/Softplus"))
+    model.graph.output[0].name = "z"
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    status, err = _run(["check", str(path)], capsys)
+    assert status == 1
+    assert f"{path}:4:1: error: node `/act/Softplus` (Softplus): the operator Softplus is not supported" in err
+    assert '["/act/Softplus"] z = Softplus (y)' in err  # the excerpt names the node and its operator
+
+
+def test_symbolic_dimension_needs_a_value_from_input(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_conv_model(size=(3, "height", "width")).SerializeToString())
+    out = tmp_path / "out.arch"
+    status, err = _run(["import", str(path), "-o", str(out)], capsys)
+    assert status == 1 and "E0404" in err and "--input x=3x64x64" in err and not out.exists()
+    net = archc.load(path, inputs={"x": (3, 10, 12)})
+    assert net.layer("conv").shape == (4, 10, 12)
+    assert main(["table", str(path), "--input", "x=3x10x12"]) == 0
+
+
+def test_fixed_batch_is_the_networks_batch(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_conv_model(batch=8).SerializeToString())
+    net = archc.load(path)
+    assert net.batch == 8 and net.layer("conv").shape == (4, 8, 8) and net.totals.params == 4 * 27
+
+
+def test_a_weight_of_the_wrong_shape_is_an_error_at_the_node(tmp_path):
+    model = _conv_model()
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(torch.zeros(4, 2, 3, 3).numpy(), "w"))
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ArchError) as err:
+        archc.load(path)
+    (d,) = err.value.diagnostics
+    assert d.code == "E0403" and d.span.line == 3 and "weight has shape [4, 2, 3, 3]" in d.message
+
+
+def test_every_importer_error_code_is_explained():
+    from archc.codes import CODES
+
+    assert REFUSALS - {"E0205", "E0301"} <= set(CODES)
+
+
+def _reshaping_model():
+    """conv, then a Reshape whose shape is a tensor archc must read: [0, -1], a flatten."""
+    model = _conv_model()
+    model.graph.initializer.append(numpy_helper.from_array(torch.tensor([0, -1]).numpy(), "to"))
+    model.graph.node.append(helper.make_node("Reshape", ["y", "to"], ["z"], name="/flat/Reshape"))
+    model.graph.output[0].name = "z"
+    return model
+
+
+def test_external_data_reads_the_same(tmp_path):
+    inline = tmp_path / "inline.onnx"
+    onnx.save_model(_reshaping_model(), str(inline))
+    folder = tmp_path / "external"
+    folder.mkdir()
+    external = folder / "m.onnx"
+    onnx.save_model(_reshaping_model(), str(external), save_as_external_data=True, location="m.bin", size_threshold=0)
+    assert not onnx.load(str(external), load_external_data=False).graph.initializer[1].raw_data  # really outside
+    a, b = archc.load(inline), archc.load(external)
+    assert [(n.op, n.shape, n.params) for n in a.layers] == [(n.op, n.shape, n.params) for n in b.layers]
+    assert b.layer("flat").shape == (4 * 8 * 8,) and b.totals.params == 4 * 27
+    (folder / "m.bin").unlink()
+    with pytest.raises(ArchError) as err:
+        archc.load(external)
+    (d,) = err.value.diagnostics
+    assert d.code == "E0401" and d.span.line == 4 and "cannot read the tensor `to`" in d.message
