@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import random
 
 import onnx
 import pytest
@@ -306,3 +307,49 @@ def test_external_data_reads_the_same(tmp_path):
         archc.load(external)
     (d,) = err.value.diagnostics
     assert d.code == "E0401" and d.span.line == 4 and "cannot read the tensor `to`" in d.message
+
+
+def _mutated(model, rng):
+    """The model with one to three damages: an attribute's value, an input, a weight's shape, an operator."""
+    names = [o for node in model.graph.node for o in node.output]
+    for _ in range(rng.randint(1, 3)):
+        node = rng.choice(list(model.graph.node))
+        r = rng.random()
+        if node.attribute and r < 0.5:
+            attr = rng.choice(list(node.attribute))
+            if attr.ints:
+                attr.ints[rng.randrange(len(attr.ints))] = rng.randint(-3, 12)
+            elif attr.type == onnx.AttributeProto.INT:
+                attr.i = rng.randint(-3, 12)
+            elif attr.type == onnx.AttributeProto.FLOAT:
+                attr.f = rng.choice([-1.0, 0.0, float("nan"), float("inf"), 6.0])
+            elif attr.type == onnx.AttributeProto.STRING:
+                attr.s = rng.choice([b"SAME_UPPER", b"x", b"VALID", b"reflect"])
+        elif r < 0.65 and node.input:
+            node.input[rng.randrange(len(node.input))] = rng.choice(["", "nope", *names])
+        elif r < 0.8:
+            del node.attribute[:]
+        elif r < 0.9 and model.graph.initializer:
+            weight = rng.choice(list(model.graph.initializer))
+            if weight.dims:
+                weight.dims[rng.randrange(len(weight.dims))] = rng.randint(0, 9)
+        else:
+            node.op_type = rng.choice(["Conv", "Relu", "Gemm", "MaxPool", "Reshape", "Concat", "Slice", "Split", "Foo"])
+    return model
+
+
+def test_damaged_models_are_errors_never_crashes(tmp_path):
+    """Real exporter output, damaged: wrong attribute values, inputs, weight shapes, operators, bytes."""
+    rng = random.Random(3)
+    path = tmp_path / "m.onnx"
+    for k in range(300):
+        model = _mutated(onnx.load(rng.choice(NODE_TESTS) + "/model.onnx"), rng)
+        data = bytearray(model.SerializeToString())
+        if k % 3 == 0:  # bytes: names that are not UTF-8, fields cut
+            for _ in range(rng.randint(1, 6)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        path.write_bytes(bytes(data))
+        try:
+            archc.load(path)
+        except ArchError as err:
+            assert all(d.code.startswith(("E0", "W0")) for d in err.diagnostics)

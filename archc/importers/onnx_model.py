@@ -109,7 +109,8 @@ def _type(tp) -> str:
 
     if not tp.HasField("tensor_type"):
         return "?"
-    kind = onnx.TensorProto.DataType.Name(tp.tensor_type.elem_type).lower()
+    types = onnx.TensorProto.DataType
+    kind = types.Name(tp.tensor_type.elem_type).lower() if tp.tensor_type.elem_type in types.values() else "?"
     if not tp.tensor_type.HasField("shape"):
         return f"{kind}[?]"
     return f"{kind}[{','.join(_dim(d) for d in tp.tensor_type.shape.dim)}]"
@@ -146,7 +147,20 @@ def parse(data: bytes, file: str):
         refuse(f"the protobuf does not parse ({str(err) or type(err).__name__}); the file is truncated or not ONNX")
     if not model.HasField("graph") or not model.graph.node or model.ir_version <= 0:
         refuse("it holds no graph with nodes")
+    if not all(isinstance(name, str) for name in _names(model.graph)):  # protobuf keeps bad UTF-8 as bytes
+        refuse("a name in it is not UTF-8 text; the file is damaged")
     return model
+
+
+def _names(graph):
+    """Every name and operator the importer reads or shows."""
+    for value in (*graph.input, *graph.output, *graph.initializer, *graph.value_info):
+        yield value.name
+    for value in (*graph.input, *graph.output):
+        yield from (d.dim_param for d in value.type.tensor_type.shape.dim)
+    for node in graph.node:
+        yield from (node.name, node.op_type, node.domain, *node.input, *node.output)
+        yield from (attr.name for attr in node.attribute)
 
 
 def import_onnx(data: bytes, file: str, inputs: dict) -> Imported:
@@ -338,6 +352,20 @@ class _Importer:
             i, "E0405", f"its {what} `{name}` is computed at run time: archc needs it as a constant", []
         )
 
+    def whole(self, i: int, name: str, what: str) -> list[int]:
+        """A constant that lists whole numbers (a shape, pads, starts): one dimension of integers."""
+        value = self.value(i, name, what)
+        if value.ndim != 1 or value.dtype.kind not in "iu":
+            raise self.fail_node(i, "E0403", f"its {what} `{name}` must be a list of whole numbers")
+        return [int(v) for v in value]
+
+    def number(self, i: int, name: str, what: str) -> float:
+        """A constant that is one number (a bound, a fill value)."""
+        value = self.value(i, name, what)
+        if value.size != 1 or value.dtype.kind not in "iuf" or not math.isfinite(float(value.reshape(-1)[0])):
+            raise self.fail_node(i, "E0403", f"its {what} `{name}` must be one finite number")
+        return float(value.reshape(-1)[0])
+
     def shape(self, i: int, name: str) -> tuple:
         shape = self.shapes.get(name)
         if shape is None:
@@ -370,6 +398,7 @@ class _Importer:
             raise self.fail_node(
                 i, "E0402", f"the operator {node.domain}.{node.op_type} is not ONNX's own: archc does not read it"
             )
+        self.arity(i, node)
         inputs = [n for n in node.input if n]
         if all(not self.is_act(n) for n in inputs) and node.op_type in FOLDED:
             self.fold(i, node)
@@ -384,6 +413,28 @@ class _Importer:
                 i, "E0402", f"the operator {node.op_type} is not supported: {why}", ["docs/importers.md lists them"]
             )
         handler(i, node, _Attrs(node))
+
+    def arity(self, i: int, node) -> None:
+        """The node's inputs and outputs, counted against the operator's ONNX schema (E0403)."""
+        from onnx import defs
+
+        try:
+            schema = defs.get_schema(node.op_type, self.opset, "")
+        except defs.SchemaError:
+            return  # an operator ONNX does not define: E0402 names it
+        count = len(node.input)
+        single = defs.OpSchema.FormalParameterOption.Single
+        missing = [f.name for f, name in zip(schema.inputs, node.input) if f.option == single and not name]
+        if not schema.min_input <= count <= schema.max_input or missing or len(node.output) < schema.min_output:
+            most = "any number of" if schema.max_input > 2**20 else f"at most {schema.max_input}"
+            raise self.fail_node(
+                i,
+                "E0403",
+                f"it has {count} inputs and {len(node.output)} outputs: {node.op_type} takes at least "
+                f"{schema.min_input} and {most} inputs"
+                + (f", and needs its input {missing[0]}" if missing else "")
+                + f", and gives at least {schema.min_output} outputs",
+            )
 
     def emit(self, i: int, node, op: str, inputs: list[str], args: list, out: int = 0, name: str | None = None):
         """Add `op` for node i; its output `out` is held by the new statement."""
@@ -428,6 +479,12 @@ class _Importer:
             raise self.fail_node(i, "E0403", f"its weight `{name}` has shape {list(shape)}, not {rank} dimensions")
         return shape
 
+    def positive(self, i: int, a, name: str, values: list) -> list:
+        """A size, stride or count given as an attribute: at least 1 each (E0403 at the attribute)."""
+        if not values or any(v < 1 for v in values):
+            raise self.fail_node(i, "E0403", f"{name} must be whole numbers of at least 1, not {values}", [], name)
+        return values
+
     def need(self, i: int, shape: tuple, wanted: tuple, what: str) -> None:
         if tuple(shape) != tuple(wanted):
             raise self.fail_node(i, "E0403", f"its {what} has shape {list(shape)}, but the layer needs {list(wanted)}")
@@ -444,8 +501,8 @@ class _Importer:
         shape = self.shape(i, node.input[0])
         nd = self.spatial(i, node, len(shape))
         w = self.weight(i, node.input[1], nd + 2)
-        group = a.int("group", 1)
-        kernel = tuple(a.ints("kernel_shape", w[2:]))
+        group = self.positive(i, a, "group", [a.int("group", 1)])[0]
+        kernel = tuple(self.positive(i, a, "kernel_shape", a.ints("kernel_shape", w[2:])))
         self.need(i, w, (w[0], shape[1] // group, *kernel), "weight")
         if shape[1] % group:
             why = f"group={group} does not divide the {shape[1]} input channels"
@@ -464,8 +521,8 @@ class _Importer:
     def window(self, i, a, size: tuple, kernel: tuple, pool: bool) -> list:
         """stride, pad and dilation of a Conv or pool, as archc writes them; auto_pad as ONNX defines it."""
         nd = len(kernel)
-        strides = tuple(a.ints("strides", [1] * nd))
-        dilations = tuple(a.ints("dilations", [1] * nd))
+        strides = tuple(self.positive(i, a, "strides", a.ints("strides", [1] * nd)))
+        dilations = tuple(self.positive(i, a, "dilations", a.ints("dilations", [1] * nd)))
         pads = a.ints("pads", [0] * 2 * nd)
         if len(strides) != nd or len(dilations) != nd or len(pads) != 2 * nd:
             raise self.fail_node(i, "E0403", f"strides, dilations and pads must give {nd} spatial dimensions")
@@ -502,8 +559,8 @@ class _Importer:
         shape = self.shape(i, node.input[0])
         nd = self.spatial(i, node, len(shape))
         w = self.weight(i, node.input[1], nd + 2)
-        group = a.int("group", 1)
-        kernel = tuple(a.ints("kernel_shape", w[2:]))
+        group = self.positive(i, a, "group", [a.int("group", 1)])[0]
+        kernel = tuple(self.positive(i, a, "kernel_shape", a.ints("kernel_shape", w[2:])))
         self.need(i, w, (shape[1], w[1], *kernel), "weight")
         filters = w[1] * group
         if a.str("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or a.has("output_shape"):
@@ -663,8 +720,8 @@ class _Importer:
         if self.opset < 11:
             low, high = a.float("min", -math.inf), a.float("max", math.inf)
         else:
-            low = float(self.value(i, node.input[1], "min")) if len(node.input) > 1 and node.input[1] else -math.inf
-            high = float(self.value(i, node.input[2], "max")) if len(node.input) > 2 and node.input[2] else math.inf
+            low = self.number(i, node.input[1], "min") if len(node.input) > 1 and node.input[1] else -math.inf
+            high = self.number(i, node.input[2], "max") if len(node.input) > 2 and node.input[2] else math.inf
         if (low, high) == (0, 6):
             self.activation(i, node, "relu6", [])
         elif low == 0 and high == math.inf:
@@ -690,7 +747,7 @@ class _Importer:
         self.spatial(i, node, len(shape))
         if len(node.output) > 1 and node.output[1]:
             raise self.fail_node(i, "E0405", "its Indices output is not supported")
-        kernel = tuple(a.ints("kernel_shape", []))
+        kernel = tuple(self.positive(i, a, "kernel_shape", a.ints("kernel_shape", [])))
         args = [(None, kernel)] + self.window(i, a, shape[2:], kernel, pool=True)
         if a.int("ceil_mode", 0):
             args.append(("ceil", True))
@@ -744,7 +801,7 @@ class _Importer:
     def op_Reshape(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         x = self.act(i, node.input[0])
         shape = self.shape(i, node.input[0])
-        target = [int(v) for v in self.value(i, node.input[1], "shape")]  # a shape computed at run time: E0405
+        target = self.whole(i, node.input[1], "shape")  # a shape computed at run time: E0405
         if not a.int("allowzero", 0):
             target = [shape[k] if v == 0 and k < len(shape) else v for k, v in enumerate(target)]
         if target.count(-1) == 1 and math.prod(v for v in target if v != -1) > 0:
@@ -792,8 +849,9 @@ class _Importer:
         shape = self.shape(i, node.input[0])
         axis = a.int("axis", 0) % len(shape)
         parts = len(node.output)
-        sizes = [self.shapes.get(o, (None,) * len(shape))[axis] for o in node.output]
-        if axis != 1 or len(set(sizes)) != 1 or sizes[0] * parts != shape[1]:
+        outs = [self.shapes.get(o) for o in node.output]
+        sizes = [out[axis] if out and len(out) == len(shape) else None for out in outs]
+        if axis != 1 or len(set(sizes)) != 1 or sizes[0] is None or sizes[0] * parts != shape[1]:
             raise self.fail_node(
                 i, "E0405", f"a split into {sizes} along axis {axis}: archc splits the channels into equal parts"
             )
@@ -810,12 +868,13 @@ class _Importer:
             starts, axes = a.ints("starts", []), a.ints("axes", range(len(shape)))
             steps = [1] * len(starts)
         else:
-            get = [self.value(i, n, what) if n else None for n, what in zip(
-                [*node.input[1:], "", "", ""][:4], ("starts", "ends", "axes", "steps"))]  # fmt: skip
-            starts = [int(v) for v in get[0]]
-            axes = [int(v) for v in get[2]] if get[2] is not None else list(range(len(starts)))
-            steps = [int(v) for v in get[3]] if get[3] is not None else [1] * len(starts)
-        if out is None or any(s != 1 for s in steps):
+            names = [*node.input[1:], "", ""][:4]
+            starts, _, axes, steps = [
+                self.whole(i, n, what) if n else None for n, what in zip(names, ("starts", "ends", "axes", "steps"))
+            ]
+            axes = axes if axes is not None else list(range(len(starts)))
+            steps = steps if steps is not None else [1] * len(starts)
+        if out is None or len(out) != len(shape) or any(s != 1 for s in steps):
             raise self.fail_node(i, "E0405", "a slice with steps other than 1 is not supported")
         axes = [ax % len(shape) for ax in axes]
         first = {ax: max(0, min(s + shape[ax] if s < 0 else s, shape[ax])) for ax, s in zip(axes, starts)}
@@ -842,8 +901,8 @@ class _Importer:
         if self.opset < 11:
             pads, fill = a.ints("pads", []), a.float("value", 0.0)
         else:
-            pads = [int(v) for v in self.value(i, node.input[1], "pads")]
-            fill = float(self.value(i, node.input[2], "value")) if len(node.input) > 2 and node.input[2] else 0.0
+            pads = self.whole(i, node.input[1], "pads")
+            fill = self.number(i, node.input[2], "value") if len(node.input) > 2 and node.input[2] else 0.0
             if len(node.input) > 3 and node.input[3]:
                 raise self.fail_node(i, "E0405", "a Pad with axes is not supported")
         nd = len(shape)
@@ -930,7 +989,9 @@ class _Importer:
             self.constant(i, node, a)
             return
         if op == "ConstantOfShape":
-            shape = tuple(int(v) for v in self.value(i, node.input[0], "shape"))
+            shape = tuple(self.whole(i, node.input[0], "shape"))
+            if any(d < 0 for d in shape):
+                raise self.fail_node(i, "E0403", f"a shape of {list(shape)}: sizes are at least 0")
             self.static[node.output[0]] = shape
             if math.prod(shape) <= SMALL:
                 fill = a.tensor("value")
