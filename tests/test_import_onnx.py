@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import archc
 from archc.cli import main
 from archc.diagnostics import ArchError, source_lines
+from archc.importers import import_text
 from archc.importers.onnx_model import read_onnx
 
 DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
@@ -104,6 +105,9 @@ def test_torchvision_export_imports_to_its_figures(exported, name):
     net = assert_layers_match_inference(path)
     assert (net.totals.params, net.totals.macs) == (params, macs)
     assert net.batch == 1  # the batch is symbolic (N): archc's default
+    with open(path, "rb") as file:
+        spec = archc.loads(import_text(file.read(), path), f"{name}.arch")  # blocks: the same layers
+    assert [(n.shape, n.params, n.macs) for n in spec.layers] == [(n.shape, n.params, n.macs) for n in net.layers]
 
 
 def test_resnet50_imports_as_a_readable_spec_with_blocks(exported, tmp_path):
@@ -111,7 +115,7 @@ def test_resnet50_imports_as_a_readable_spec_with_blocks(exported, tmp_path):
     out = tmp_path / "resnet50.arch"
     assert main(["import", path, "-o", str(out)]) == 0
     text = out.read_text()
-    assert "block " in text and "layer1_1:" in text and "conv1: 64 @ 7x7 /2 pad=3 bias=false" in text
+    assert "block conv_bn_relu(" in text and "layer1_1: 64 64 256" in text and "conv1: 64 7x7 /2 pad=3" in text
     assert len(source_lines(text)) < 80  # 16 bottlenecks as block calls, not 170 statements
     net = archc.load(out)
     assert (net.totals.params, net.totals.macs) == (params, macs)
@@ -167,6 +171,12 @@ def test_light_zoo_reads_to_the_figures_its_graph_implies(path):
     stats = {n for node in model.graph.node if node.op_type == "BatchNormalization" for n in node.input[3:5]}
     assert net.totals.buffers == sum(sizes[n] for n in stats)
     assert net.totals.params == sum(sizes.values()) - net.totals.buffers
+    with open(path, "rb") as file:
+        text = import_text(file.read(), path)  # with blocks and repeats: the same figures, layer by layer
+    spec = archc.loads(text, "light.arch")
+    assert [(n.op, n.shape, n.params, n.macs) for n in spec.layers] == [
+        (n.op, n.shape, n.params, n.macs) for n in net.layers
+    ]
 
 
 # -- round trips --------------------------------------------------------------------------------------

@@ -184,7 +184,9 @@ class _Importer:
         self.graph = model.graph
         self.text, self.where = render(model)
         self.flat = Flat(file)
-        self.flat.repeats = False  # ONNX names every node: a repeat would hide layer4_1 behind a count
+        # an exporter's scoped names (`/layer4/layer4.1/...`) are worth keeping: a repeat would hide layer4_1
+        # behind a count; names without a scope (`n12`, `Conv_3`) say nothing a repeat hides
+        self.flat.repeats = not any("/" in node.name for node in model.graph.node)
         self.base = str(PurePath(file).parent)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.init = {t.name: t for t in self.graph.initializer}
@@ -441,7 +443,11 @@ class _Importer:
         span = self.span(("node", i))
         wanted, scope = _name(node, self.leaves)
         wanted = wanted if name is None else name
-        stmt = self.flat.add(op, self.flat.unique(wanted), inputs, [(k, v, span) for k, v in args], span)
+        last = self.flat.stmts[-1].name if self.flat.stmts else None
+        # a batch norm of the layer just before joins its unit, as Darknet's conv + bn: one block `conv_bn`
+        unit = not (op == "bn" and inputs == [last] and self.flat.op_of(last) in ("conv", "deconv", "dense"))
+        args = [(k, v, span) for k, v in args]
+        stmt = self.flat.add(op, self.flat.unique(wanted), inputs, args, span, unit=unit)
         self.acts[node.output[out]] = stmt
         if scope:
             self.scope[stmt] = scope
