@@ -363,3 +363,23 @@ def test_damaged_models_are_errors_never_crashes(tmp_path):
             archc.load(path)
         except ArchError as err:
             assert all(d.code.startswith(("E0", "W0")) for d in err.diagnostics)
+
+
+def test_hostile_names_are_escaped_and_sanitised(tmp_path, capsys):
+    """Names with line ends and terminal escapes add no line to the rendered text or the spec."""
+    model = _conv_model()
+    model.graph.node[0].name = "/co\nnv/\x1b[31mConv"
+    model.graph.node.append(helper.make_node("Softplus", ["y"], ["z"], name="x\u2028y\x1b]0;title\x07"))
+    model.graph.output[0].name = "z"
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    status, err = _run(["check", str(path)], capsys)
+    assert status == 1 and "\x1b" not in err and "\u2028" not in err
+    assert f"{path}:4:1: error: node `x\\u2028y\\x1b]0;title\\x07` (Softplus)" in err
+    model.graph.node.pop()
+    model.graph.output[0].name = "y"
+    path.write_bytes(model.SerializeToString())
+    out = tmp_path / "m.arch"
+    assert main(["import", str(path), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "\x1b" not in text and archc.loads(text, "m.arch").totals.params == 4 * 27

@@ -78,26 +78,30 @@ def render(model) -> tuple[str, dict]:
     import onnx.printer
 
     graph = model.graph
+    lines: list[str] = []
+    where: dict = {}
+
+    def add(key, text: str) -> None:
+        lines.append(comment(" ".join(text.split())))  # one line, even for a node holding a subgraph
+        where[key] = _Line(len(lines), lines[-1])
+
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
     producer = f"{model.producer_name} {model.producer_version}".strip()
-    lines = [f"# ONNX model `{graph.name}`: ir_version {model.ir_version}, opset {opsets}, producer {producer or '?'}"]
-    where: dict = {("model", None): _Line(1, lines[0])}
+    add(("model", None), f"# ONNX model `{graph.name}`: ir_version {model.ir_version}, opset {opsets}, "
+        f"producer {producer or '?'}")  # fmt: skip
     weights = {t.name for t in graph.initializer}
     for value in graph.input:
         if value.name not in weights:
-            lines.append(f"input {_quote(value.name)}: {_type(value.type)}")
-            where[("input", value.name)] = _Line(len(lines), lines[-1])
+            add(("input", value.name), f"input {_quote(value.name)}: {_type(value.type)}")
     for i, node in enumerate(graph.node):
         try:
             text = onnx.printer.to_text(node)
         except Exception:  # a node the printer cannot print is shown by its parts
             text = f"[{node.name}] {', '.join(node.output)} = {node.op_type} ({', '.join(node.input)})"
-        lines.append(" ".join(text.split()))  # one line, even for a node holding a subgraph
-        where[("node", i)] = _Line(len(lines), lines[-1])
+        add(("node", i), text)
     for value in graph.output:
-        lines.append(f"output {_quote(value.name)}: {_type(value.type)}")
-        where[("output", value.name)] = _Line(len(lines), lines[-1])
-    return "\n".join(comment(line) for line in lines) + "\n", where
+        add(("output", value.name), f"output {_quote(value.name)}: {_type(value.type)}")
+    return "\n".join(lines) + "\n", where
 
 
 def _quote(name: str) -> str:
