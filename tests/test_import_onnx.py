@@ -215,7 +215,7 @@ def test_every_spec_round_trips_through_onnx(spec, tmp_path):
 
 def _model(nodes, inputs, outputs, weights=(), opset=17):
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(weights))
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
 def _conv_model(batch="N", size=(3, 8, 8)):
@@ -383,3 +383,64 @@ def test_hostile_names_are_escaped_and_sanitised(tmp_path, capsys):
     assert main(["import", str(path), "-o", str(out)]) == 0
     text = out.read_text()
     assert "\x1b" not in text and archc.loads(text, "m.arch").totals.params == 4 * 27
+
+
+def _window_case(rng):
+    """A random Conv, MaxPool or AveragePool as ONNX writes them, with an input it fits."""
+    nd = rng.choice([1, 2, 3])
+    op = rng.choice(["Conv", "MaxPool", "AveragePool"])
+    kernel = [rng.randint(1, 4) for _ in range(nd)]
+    attrs = {"kernel_shape": kernel, "strides": [rng.randint(1, 3) for _ in range(nd)]}
+    if rng.random() < 0.4:
+        attrs["auto_pad"] = rng.choice(["SAME_UPPER", "SAME_LOWER", "VALID"])
+    else:
+        attrs["pads"] = [rng.randint(0, k // 2) for k in kernel] + [rng.randint(0, k // 2) for k in kernel]
+    # a dilated max pool with a SAME pad: onnxruntime and onnx's reference disagree with the spec's ceil(n / s)
+    if op == "Conv" or (op == "MaxPool" and "auto_pad" not in attrs):
+        attrs["dilations"] = [rng.randint(1, 2) for _ in range(nd)]
+    if op != "Conv":
+        attrs["ceil_mode"] = rng.randint(0, 1) if "auto_pad" not in attrs else 0
+    if op == "AveragePool":
+        attrs["count_include_pad"] = rng.randint(0, 1)
+    channels, group = rng.choice([(4, 1), (4, 2), (6, 3), (4, 4)])
+    size = [rng.randint(6, 9) for _ in range(nd)]
+    weights = []
+    inputs = ["x"]
+    if op == "Conv":
+        attrs["group"] = group
+        filters = group * rng.randint(1, 3)
+        weights.append(numpy_helper.from_array(torch.zeros(filters, channels // group, *kernel).numpy(), "w"))
+        inputs.append("w")
+    node = helper.make_node(op, inputs, ["y"], name=f"/{op.lower()}/{op}", **attrs)
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, channels, *size])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    return _model([node], [x], [y], weights), [2, channels, *size]
+
+
+def test_windows_give_onnxruntimes_shapes(tmp_path):
+    """Conv and pools over random auto_pad, per-side pads, strides, dilations, groups, ceil_mode:
+    archc's output shape is the one onnxruntime computes."""
+    import numpy as np
+    import onnxruntime
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    rng = random.Random(7)
+    path = tmp_path / "m.onnx"
+    compared = 0
+    for _ in range(80):
+        model, shape = _window_case(rng)
+        path.write_bytes(model.SerializeToString())
+        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        try:
+            (truth,) = session.run(None, {"x": np.zeros(shape, np.float32)})
+        except (state.RuntimeException, state.InvalidArgument):
+            continue  # onnxruntime refuses it (a SAME pad of a stride beyond the window): no truth
+        try:
+            net = archc.load(path)
+        except ArchError as err:  # a pool padded beyond half its window, which torch refuses: at the node
+            assert [(d.code, d.span.line) for d in err.diagnostics] == [("E0205", 3)]
+            assert model.graph.node[0].op_type != "Conv"
+            continue
+        assert (2, *net.layers[-1].shape) == truth.shape, onnx.printer.to_text(model.graph.node[0])
+        compared += 1
+    assert compared >= 50
