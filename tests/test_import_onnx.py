@@ -444,3 +444,25 @@ def test_windows_give_onnxruntimes_shapes(tmp_path):
         assert (2, *net.layers[-1].shape) == truth.shape, onnx.printer.to_text(model.graph.node[0])
         compared += 1
     assert compared >= 50
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_gemm_reads_trans_b_and_notes_alpha_beta(tmp_path, trans_b):
+    w = numpy_helper.from_array(torch.zeros((10, 6) if trans_b else (6, 10)).numpy(), "w")
+    b = numpy_helper.from_array(torch.zeros(10).numpy(), "b")
+    gemm = helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=trans_b, alpha=2.0, beta=0.5)
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 6])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_model([gemm], [x], [y], [w, b]).SerializeToString())
+    net = archc.load(path)
+    assert net.layer("fc").shape == (10,) and net.totals.params == 6 * 10 + 10 == net.layer("fc").params
+    assert "fc: alpha=2, beta=0.5: its weights times alpha, bias times beta" in import_text(path.read_bytes(), "m.onnx")
+    gemm.attribute.append(helper.make_attribute("transA", 1))
+    path.write_bytes(_model([gemm], [x], [y], [w, b]).SerializeToString())
+    with pytest.raises(ArchError) as err:
+        archc.load(path)
+    (d,) = err.value.diagnostics
+    line = source_lines(err.value.sources[str(path)])[d.span.line - 1]
+    assert d.code == "E0405" and line.startswith("[fc] y = Gemm")
+    assert line[d.span.col - 1 :].startswith("transA: int = 1")  # the caret is under the attribute

@@ -608,6 +608,11 @@ class _Importer:
                 raise self.fail_node(
                     i, "E0405", f"its C has shape {list(c)}: archc's dense has a bias of {units} values", []
                 )
+        alpha, beta = a.float("alpha", 1.0), a.float("beta", 1.0)
+        if alpha != 1 or (bias and beta != 1):  # the same layer with scaled weights: the same figures
+            self.flat.note(
+                f"{node.name or 'Gemm'}: alpha={alpha:g}, beta={beta:g}: its weights times alpha, bias times beta"
+            )
         args = [(None, units)] + ([] if bias else [("bias", False)])
         self.emit(i, node, "dense", [x], args)
 
