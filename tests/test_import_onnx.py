@@ -466,3 +466,15 @@ def test_gemm_reads_trans_b_and_notes_alpha_beta(tmp_path, trans_b):
     line = source_lines(err.value.sources[str(path)])[d.span.line - 1]
     assert d.code == "E0405" and line.startswith("[fc] y = Gemm")
     assert line[d.span.col - 1 :].startswith("transA: int = 1")  # the caret is under the attribute
+
+
+def test_gelu_written_with_erf_is_gelu(tmp_path):
+    """torch.onnx.export before opset 20 writes nn.GELU as x * (erf(x / sqrt 2) + 1) * 0.5."""
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4), torch.nn.GELU())
+    path = str(tmp_path / "mlp.onnx")
+    torch.onnx.export(model, (torch.randn(1, 8),), path, dynamo=False, opset_version=17, input_names=["x"])
+    assert "Erf" in {node.op_type for node in onnx.load(path).graph.node}
+    net = assert_layers_match_inference(path)
+    gelu = ("gelu", {"approximate": "none"})
+    assert [(n.op, n.activation) for n in net.layers] == [("input", None), ("dense", gelu), ("dense", gelu)]
+    assert net.totals.params == sum(p.numel() for p in model.parameters())

@@ -201,7 +201,7 @@ class _Importer:
         self.consumers: dict[str, list[int]] = {}
         self.batch: int | None = None
         self.scope: dict[str, str] = {}  # archc statement -> its module (the ONNX name's first scope)
-        self.skip: set[int] = set()  # nodes a statement of another holds: a dense's bias Add, silu's Mul
+        self.skip: set[int] = set()  # nodes a statement of another holds: a dense's bias Add, silu's Mul, ...
         self.leaves = _leaves(self.graph.node)
         self.constants = set(self.init)  # tensors computed from weights and constants alone
         for node in self.graph.node:
@@ -400,6 +400,8 @@ class _Importer:
     # -- nodes -------------------------------------------------------------------------------------------
 
     def node(self, i: int, node) -> None:
+        if i in self.skip:  # held by a statement of another node: a dense's bias Add, silu's Mul, GELU's Erf
+            return
         if node.domain not in ("", "ai.onnx"):
             raise self.fail_node(
                 i, "E0402", f"the operator {node.domain}.{node.op_type} is not ONNX's own: archc does not read it"
@@ -411,6 +413,10 @@ class _Importer:
             return
         if node.op_type in ACTIVATIONS:
             self.activation(i, node, ACTIVATIONS[node.op_type], [])
+            return
+        if node.op_type == "Div" and (chain := self.erf_gelu(i, node)):
+            self.skip.update(chain[1:])
+            self.activation(i, node, "gelu", [], sorted([i, chain[3]]), self.graph.node[chain[-1]].output[0])
             return
         handler = getattr(self, "op_" + node.op_type, None)
         if handler is None:
@@ -713,6 +719,51 @@ class _Importer:
                 return
         self.activation(i, node, "sigmoid", [])
 
+    def erf_gelu(self, i: int, node) -> list[int] | None:
+        """x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5, as exporters write GELU before opset 20: the nodes, the
+        Div (i) first, when nothing else reads what they compute in between and x goes to the Div and Mul."""
+        x = node.input[0]
+
+        def only(tensor: str, op: str) -> int | None:
+            readers = self.consumers.get(tensor, [])
+            if len(readers) == 1 and readers[0] >= 0 and self.graph.node[readers[0]].op_type == op:
+                return readers[0]
+            return None
+
+        def other(k: int, tensor: str) -> str:
+            inputs = list(self.graph.node[k].input)
+            return inputs[1] if inputs[0] == tensor else inputs[0]
+
+        def constant(tensor: str, wanted: float) -> bool:
+            """Whether `tensor` is one number, `wanted`: an initialiser or a Constant, wherever it stands."""
+            from onnx import numpy_helper
+
+            if tensor in self.init:
+                source = self.init[tensor]
+            else:
+                made = [n for n in self.graph.node if tensor in n.output and n.op_type == "Constant"]
+                attrs = made[0].attribute if made else []
+                source = attrs[0].t if len(attrs) == 1 and attrs[0].name == "value" else None
+            if source is None or math.prod(source.dims) != 1 or source.data_location == source.EXTERNAL:
+                return False
+            value = numpy_helper.to_array(source)
+            return value.dtype.kind == "f" and _close(float(value.reshape(-1)[0]), wanted)
+
+        if not self.is_act(x) or not constant(node.input[1], math.sqrt(2)):
+            return None
+        erf = only(node.output[0], "Erf")
+        add = only(self.graph.node[erf].output[0], "Add") if erf is not None else None
+        mul = only(self.graph.node[add].output[0], "Mul") if add is not None else None
+        half = only(self.graph.node[mul].output[0], "Mul") if mul is not None else None
+        if half is None or sorted(self.consumers.get(x, [])) != sorted([i, mul]):
+            return None
+        if (
+            not constant(other(add, self.graph.node[erf].output[0]), 1.0)
+            or other(mul, self.graph.node[add].output[0]) != x
+        ):
+            return None
+        return [i, erf, add, mul, half] if constant(other(half, self.graph.node[mul].output[0]), 0.5) else None
+
     def op_LeakyRelu(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         self.activation(i, node, "leaky_relu", [a.float("alpha", 0.01)])
 
@@ -946,8 +997,6 @@ class _Importer:
         self._merge(i, node, "div")
 
     def _merge(self, i, node, op: str):
-        if i in self.skip:  # the bias of a MatMul, which its dense holds
-            return
         if len(node.input) == 2 and sum(self.is_act(n) for n in node.input) == 1:
             self.with_weight(i, node, op)
             return
