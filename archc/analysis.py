@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import arguments
 from .diagnostics import ArchError, Diagnostic, Reporter, visible
-from .expand import MAX_FILE_BYTES, Expander, read_source, reason, resolve
+from .expand import MAX_FILE_BYTES, Expander, read_bytes, read_source, reason, resolve
 from .graph import Graph, Node
 from .passes import count_costs, find_unused, infer_shapes, measure_memory, receptive_fields
 from .syntax import parse
@@ -135,17 +135,23 @@ class Network:
 def load(path: str | Path, *, batch: int | None = None, dtype: str = "float32", inputs: dict | None = None) -> Network:
     """Analyse the spec at `path`; raises ArchError listing every error found.
 
-    A `.cfg` (Darknet) or `.prototxt` (Caffe) file is read by its importer (archc.importers);
+    A `.cfg` (Darknet), `.prototxt` (Caffe) or `.onnx` file is read by its importer (archc.importers);
     anything else is a `.arch` spec. `batch=None` takes the batch the file states (a Caffe
     input shape), else 1.
     """
+    from .importers import BINARY, source_format
+
     path = arguments.path("path", path)
-    _check_options(batch, dtype, inputs)
+    checked = _check_options(batch, dtype, inputs)
     file = str(path)
+    limit = BINARY.get(source_format(file))
     try:
-        text = read_source(path)
+        text = read_source(path) if limit is None else read_bytes(path, limit)
     except OSError as err:
         raise ArchError([Diagnostic("error", "E0102", f"cannot read `{file}`: {reason(err)}")]) from None
+    if limit is not None:  # a binary model: its importer renders the text its diagnostics point into
+        with _collector_paused():
+            return _analyse(text, file, batch, dtype, checked, path.parent, None)
     return loads(text, file=file, batch=batch, dtype=dtype, inputs=inputs, base=path.parent)
 
 
@@ -204,13 +210,14 @@ def _collector_paused():
 def _analyse(text, file, batch, dtype, inputs, base, format) -> Network:
     from .importers import import_source, source_format
 
-    if len(text) > MAX_FILE_BYTES:  # a character is at least a byte: as load() refuses the file
-        message = f"cannot read `{file}`: larger than {MAX_FILE_BYTES // 2**20} MiB"
-        raise ArchError([Diagnostic("error", "E0102", message, None, ["split the spec, or use `repeat`"])])
-    text = text.removeprefix("\ufeff")  # a byte-order mark is no part of the text (read_source drops it too)
-    sources = {file: text}
+    if isinstance(text, str):  # not a binary model's bytes
+        if len(text) > MAX_FILE_BYTES:  # a character is at least a byte: as load() refuses the file
+            message = f"cannot read `{file}`: larger than {MAX_FILE_BYTES // 2**20} MiB"
+            raise ArchError([Diagnostic("error", "E0102", message, None, ["split the spec, or use `repeat`"])])
+        text = text.removeprefix("\ufeff")  # a byte-order mark is no part of the text (read_source drops it too)
     kind = format or source_format(file)
     imported = None if kind == "arch" else import_source(text, file, inputs, kind)
+    sources = {file: text if imported is None or imported.source is None else imported.source}
     if batch is None:
         batch = imported.batch if imported is not None and imported.batch else 1
     if batch < 1:

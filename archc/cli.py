@@ -216,9 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long graphviz's dot may take to draw .svg, .png or .pdf (default 120)",
     )
     importer = command(
-        "import", help="convert a Darknet .cfg or Caffe .prototxt file, or a PyTorch module, into a .arch spec"
+        "import", help="convert a Darknet .cfg, Caffe .prototxt or ONNX file, or a PyTorch module, into a .arch spec"
     )
-    importer.add_argument("file", help="a .cfg or .prototxt file, or a PyTorch constructor: pkg.module:name")
+    importer.add_argument("file", help="a .cfg, .prototxt or .onnx file, or a PyTorch constructor: pkg.module:name")
     importer.add_argument("-o", "--output", metavar="OUT.arch", help="write to OUT.arch instead of standard output")
     importer.add_argument(
         "--flat", action="store_true", help="one statement per layer, no blocks or repeats (the names `table` shows)"
@@ -549,20 +549,24 @@ def cmd_diagram(args) -> int:
 def cmd_import(args) -> int:
     """The file as `.arch` text; its problems are reported, with their lines, as `check` reports them."""
     from .analysis import load
-    from .importers import import_text, source_format
+    from .expand import read_bytes
+    from .importers import BINARY, import_text, source_format
     from .importers.pytorch import CONSTRUCTOR
 
     if CONSTRUCTOR.match(args.file) and not os.path.exists(args.file):
         return _import_torch(args)
     if source_format(args.file) == "arch":
-        raise UsageError(f"`{args.file}` is not a .cfg or .prototxt file: archc import reads Darknet and Caffe files")
+        raise UsageError(
+            f"`{args.file}` is not a .cfg, .prototxt or .onnx file: archc import reads Darknet, Caffe and ONNX files"
+        )
     overrides = _input_overrides(args.input)
     if None in overrides:
         raise UsageError("name the input: --input NAME=CxHxW (the Caffe top the data layer writes, e.g. data)")
     _refuse_overwriting(args.output, args.file)
     try:
         net = load(args.file, inputs=overrides or None)  # every error, pointing into the source file
-        text = import_text(net.sources[net.file], net.file, blocks=not args.flat, inputs=overrides)
+        source = read_bytes(args.file, BINARY["onnx"]) if source_format(args.file) == "onnx" else None
+        text = import_text(source or net.sources[net.file], net.file, blocks=not args.flat, inputs=overrides)
     except ArchError as err:
         _print_diagnostics(err.diagnostics, err.sources)
         return 1

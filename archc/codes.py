@@ -790,7 +790,9 @@ _ENTRIES = (
         "E0401: cannot read the source file",
         """
         A Darknet `.cfg` or Caffe `.prototxt` file has a line its format does
-        not allow, so archc cannot tell what it means and imports nothing. A
+        not allow, or a `.onnx` file is not an ONNX model (truncated, or
+        another kind of file), so archc cannot tell what it means and imports
+        nothing. A
         `.cfg` is a list of `[section]` headers, each followed by `key=value`
         lines; comments start with `#` or `;`. A `.prototxt` is protobuf text:
         `name: value` fields and `name { ... }` messages. The message names
@@ -825,8 +827,9 @@ _ENTRIES = (
     _entry(
         "E0402: unsupported section or layer type",
         """
-        The file uses a Darknet section or a Caffe layer type that archc does
-        not read, either because archc has no layer that computes it (a
+        The file uses a Darknet section, a Caffe layer type or an ONNX operator
+        that archc does not read, either because archc has no layer that
+        computes it (a
         recurrent layer, a parametric ReLU) or because the name is misspelt.
         archc never skips a layer silently: the figures would be wrong. The
         help suggests the closest name archc knows, and docs/importers.md lists
@@ -909,7 +912,8 @@ _ENTRIES = (
         needs `width`, `height` and `channels`), or an input's shape is not in
         the file at all: a Caffe `Data` layer reads it from its database. Add
         the setting to the file, or give the input's shape on the command line
-        with `--input NAME=CxHxW` (the `inputs=` argument of `archc.load`).
+        with `--input NAME=CxHxW` (the `inputs=` argument of `archc.load`), as
+        for an ONNX input with a symbolic dimension other than the batch.
         """,
         wrong="""
         name: "Tiny"

@@ -1601,11 +1601,25 @@ MAX_FILE_BYTES = 2**20
 def read_source(path: Path) -> str:
     """Read a spec as UTF-8; OSError for anything that is not a readable text file.
 
+    A NUL byte, or bytes that are not UTF-8, mean the file is not a spec (such as
+    /proc/self/environ): it is refused before anything shows an excerpt of it.
+    """
+    data = read_bytes(path)
+    if b"\0" in data:
+        raise OSError(22, f"not a text file (a NUL byte at byte {data.index(0)})")
+    try:
+        return data.decode("utf-8-sig")  # without the byte-order mark some editors write
+    except UnicodeDecodeError as err:
+        raise OSError(22, f"not a text file (not UTF-8 at byte {err.start})") from None
+
+
+def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """Read a file of at most `limit` bytes whole (a spec, or a binary `.onnx` model); OSError for
+    anything but a regular file.
+
     Only a regular file is read: a named pipe would block until something writes to it
     (forever, if nothing does), a device may never end, and both are opened without
-    blocking so that asking does not block either. A NUL byte, or bytes that are not
-    UTF-8, mean the file is not a spec (such as /proc/self/environ): it is refused
-    before anything shows an excerpt of it.
+    blocking so that asking does not block either.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
@@ -1621,15 +1635,10 @@ def read_source(path: Path) -> str:
             raise IsADirectoryError(21, "it is a directory")
         if not stat.S_ISREG(mode):
             raise OSError(22, f"it is {_file_kind(mode)}, not a regular file")
-        data = handle.read(MAX_FILE_BYTES + 1)  # no more: a file can grow while it is read
-    if len(data) > MAX_FILE_BYTES:
-        raise OSError(27, f"larger than {MAX_FILE_BYTES // 2**20} MiB")
-    if b"\0" in data:
-        raise OSError(22, f"not a text file (a NUL byte at byte {data.index(0)})")
-    try:
-        return data.decode("utf-8-sig")  # without the byte-order mark some editors write
-    except UnicodeDecodeError as err:
-        raise OSError(22, f"not a text file (not UTF-8 at byte {err.start})") from None
+        data = handle.read(limit + 1)  # no more: a file can grow while it is read
+    if len(data) > limit:
+        raise OSError(27, f"larger than {limit // 2**20} MiB")
+    return data
 
 
 def _file_kind(mode: int) -> str:

@@ -44,6 +44,7 @@ class Imported:
     units: list[tuple[str, list[str]]] = field(default_factory=list)
     modules: list[tuple[str, list[str]]] = field(default_factory=list)  # larger groups (a Caffe name prefix)
     repeats: bool = True  # whether runs of the same unit read best as `repeat` (Darknet: no layer names to keep)
+    source: str | None = None  # the text diagnostics point into, when it is not the file's own (a binary ONNX file)
 
 
 # -- numbers ---------------------------------------------------------------------------------
