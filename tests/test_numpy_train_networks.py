@@ -10,7 +10,8 @@ network runs on a small input (the spec's input override) and a batch of 2-4.
   (batch norm on batch statistics) and, for two, in eval mode (running ones);
   float64 because in float32 a value near a ReLU's or max pooling's kink can
   fall on the other side of it in one of the two, and batch norm spreads that
-  one value's gradient over its channel (1-4% in resnet18 for some seeds).
+  one value's gradient over its channel (1-40% in resnet18 for some seeds, in torch's
+  float32 run as in NumPy's: tests/test_train_float32.py).
 - Ten steps of SGD (momentum, Nesterov, weight decay) and of AdamW leave every
   weight and running statistic equal to torch's (1e-4 relative); mobilenet_v2's
   SGD at a learning rate where its trajectory is well-conditioned
