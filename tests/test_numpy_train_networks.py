@@ -10,9 +10,12 @@ network runs on a small input (the spec's input override) and a batch of 2-4.
   (batch norm on batch statistics) and, for two, in eval mode (running ones);
   float64 because in float32 a value near a ReLU's or max pooling's kink can
   fall on the other side of it in one of the two, and batch norm spreads that
-  one value's gradient over its channel (1-4% in resnet18 for some seeds).
+  one value's gradient over its channel (1-40% in resnet18 for some seeds, in torch's
+  float32 run as in NumPy's: tests/test_train_float32.py).
 - Ten steps of SGD (momentum, Nesterov, weight decay) and of AdamW leave every
-  weight and running statistic equal to torch's (1e-4 relative).
+  weight and running statistic equal to torch's (1e-4 relative); mobilenet_v2's
+  SGD at a learning rate where its trajectory is well-conditioned
+  (tests/test_train_conditioning.py).
 - Random networks (tests/test_codegen_random.py's, drawn by hypothesis) give
   torch's gradients of every input and parameter, and float64 finite differences
   agree with backward on a small network.
@@ -157,20 +160,22 @@ def test_one_backward_gives_torch_gradients_in_eval_mode(spec):
 
 OPTIMISERS = {
     "sgd": (
-        lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-3),
-        lambda module, model: module.SGD(model, lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda module, model, lr: module.SGD(model, lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-3),
     ),
     "adamw": (
-        lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05),
-        lambda module, model: module.AdamW(model, lr=1e-3, weight_decay=0.05),
+        lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.05),
+        lambda module, model, lr: module.AdamW(model, lr=lr, weight_decay=0.05),
     ),
 }
-
-
-# mobilenet_v2 under SGD (lr 0.01, momentum 0.9) climbs from the start (loss 6.9 -> 7.3) and
-# parts from torch by 1e-2 in ten steps even in float64: a growth of rounding, as the same
-# network under AdamW, and its one backward, agree with torch. It is left out.
-STEPPED = [(spec, name) for spec in NETWORKS for name in OPTIMISERS if (spec, name) != ("mobilenet_v2", "sgd")]
+LR = {"sgd": 0.01, "adamw": 1e-3}
+# mobilenet_v2's depthwise weights start small (torchvision's fan_out counts every output channel,
+# std 0.015) and batch norm makes the loss blind to their scale, so SGD moves them at an effective
+# rate lr / |w|^2: at 0.01 (about 5) the trajectory is chaotic, torch against itself with weights
+# moved by 1e-13 parts by 1e-1 in ten steps; at 1e-4 it is well-conditioned
+# (tests/test_train_conditioning.py). AdamW's step does not scale with the gradient.
+SPEC_LR = {("mobilenet_v2", "sgd"): 1e-4}
+STEPPED = [(spec, name) for spec in NETWORKS for name in OPTIMISERS]
 
 
 @pytest.mark.parametrize(("spec", "optimiser"), STEPPED)
@@ -185,7 +190,8 @@ def test_ten_steps_leave_torchs_weights(spec, optimiser):
     tmodel.train()
     nmodel.train()
     make_torch, make_numpy = OPTIMISERS[optimiser]
-    topt, nopt = make_torch(tmodel.parameters()), make_numpy(module, nmodel)
+    lr = SPEC_LR.get((spec, optimiser), LR[optimiser])
+    topt, nopt = make_torch(tmodel.parameters(), lr), make_numpy(module, nmodel, lr)
     net = network(spec, size)
     classes = net.layer(net.graph.outputs[0].name).shape[0]
     rng = np.random.default_rng(2)

@@ -185,7 +185,7 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
     The correlation of the padded input with the output gradient: per group a
     matrix product of grad, (F / groups, batch * positions), with the windows of x
     unrolled into columns, (batch * positions, C / groups * kernel volume), built in
-    chunks of a few MiB as the forward conv builds them. Depthwise layers (one input
+    chunks as the forward conv builds them (_chunks). Depthwise layers (one input
     channel per group) instead sum each kernel tap's shifted view of x times grad,
     and a one-channel x at stride 1 takes a product per tap (_shifted_weight_grad).
     Only as many windows as grad has positions are read, so a transposed conv's
@@ -300,10 +300,9 @@ def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
     the rows that fall in the padding (_inner_taps): the result is the input's
     own contiguous array, not a view into a padded one that the next layer's
     backward would have to copy. The products cost what the forward's do,
-    whatever the stride, and are made a band of rows at a time (_chunks), so the
-    columns are still in the cache when they are added: a fifth less time than
-    whole samples at 56 x 56 (64 channels). Depthwise layers add each tap's
-    weight times grad into the shifted view instead.
+    whatever the stride, and are made as the forward's chunks are (_chunks): a
+    layer's whole batch at once unless its columns take over 64 MiB. Depthwise
+    layers add each tap's weight times grad into the shifted view instead.
     """
     nd = len(shape) - 2
     n, c = shape[:2]

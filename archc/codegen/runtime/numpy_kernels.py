@@ -129,19 +129,20 @@ def _read_region(x, weight, padding, stride, dilation):
 def _chunks(n, out, width):
     """(samples, rows): how much of a batch's output one product takes at once.
 
-    width is the bytes of columns per output position. A chunk is at least 1024
-    positions, below which BLAS runs thin products slowly (7 x 7 maps of 512
-    channels: a product per sample takes 1.7x as long as one for all 8), else as
-    many as 1 MiB of columns hold, which stay in the cache between the product and
-    the pass that reads them; whole samples when they fit, else bands of rows. A
-    batch whose columns take at most 4 MiB is one chunk: the Python work of each
-    chunk, a pass per kernel tap, outweighs the cache there (LeNet-5's 5 x 5
-    layers at batch 64 take a third less time in one chunk than in four).
+    width is the bytes of columns per output position. A chunk is as many positions
+    as 64 MiB of columns hold (at least 1024, below which BLAS runs thin products
+    slowly): whole samples when they fit, else bands of rows. So a layer is a few
+    large products, not many cache-sized ones: each BLAS call with two or more
+    threads wakes its thread pool and waits for every thread, and on a busy machine a
+    thread the scheduler leaves waiting holds up the call. ResNet-18's step at batch 8
+    made 717 products in 1 MiB chunks and makes 60 (one a layer and direction): with
+    two threads at a load average of 15, 33 s -> 20 s; with one thread, 7% more CPU
+    time, the columns no longer in the cache; the step's peak memory +5 MiB. The bound
+    keeps memory in check where a layer unrolls to more: VGG-16's first layers at
+    batch 8 would take 0.9 GiB of columns.
     """
-    chunk = max(1024, 2**20 // max(width, 1))
+    chunk = max(1024, 2**26 // max(width, 1))
     positions = int(np.prod(out))
-    if n * positions * width <= 2**22:
-        chunk = n * positions
     if chunk >= positions:  # an empty output (out[0] == 0) takes one empty chunk
         return max(1, min(n, chunk // max(positions, 1))), max(out[0], 1)
     return 1, max(1, chunk // (positions // out[0]))
@@ -159,10 +160,10 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     - The columns are laid out (C * kernel volume, batch * positions): the copy that
       unrolls them moves whole rows of x, and the product writes the output in
       channel order, so only one cheap transpose of the output remains.
-    - They are built about 1 MiB at a time (_chunks: whole samples when they fit,
-      else bands of output rows of one sample): each chunk is still in cache when
-      the product reads it, and memory stays bounded (VGG-16's first layers at
-      batch 8 would otherwise unroll to 0.9 GiB).
+    - They are built at most 64 MiB at a time (_chunks: whole samples when they fit,
+      else bands of output rows of one sample): few large products, each of which
+      BLAS spreads over its threads, and memory stays bounded (VGG-16's first
+      layers at batch 8 would otherwise unroll to 0.9 GiB).
     - A 1x1 kernel needs no unrolling: x itself (subsampled by the stride) is the
       columns.
     - With one input channel per group (depthwise) each product would be a tiny one
