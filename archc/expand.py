@@ -48,7 +48,9 @@ ALL_SIZE_NAMES = frozenset(name for names in SIZE_NAMES.values() for name in nam
 def size_axes(shape) -> dict[str, int]:
     """The sizes a shape has, by name, and their axes: by rank while the channels are first; with
     the channels elsewhere (after a `permute`), only they, at their axis: a permute may have put
-    the other axes in any order."""
+    the other axes in any order. A sequence (length x features) has both: `length`, its tokens."""
+    if getattr(shape, "is_sequence", False):
+        return {"length": 0, "channels": 1}
     if shape.channels == 0:
         return {name: axis for axis, name in enumerate(SIZE_NAMES.get(len(shape), ("channels",)))}
     return {"channels": shape.channels}
@@ -1211,7 +1213,7 @@ class Expander:
             return shape[axes[e.prop]]
         names = tuple(axes)
         sizes = " and ".join(", ".join(names).rsplit(", ", 1))
-        if shape.channels:
+        if shape.channels and not shape.is_sequence:
             sizes += f" (axis {shape.channels}, where a permute put them; the other axes have no names)"
         meant = e.prop if e.prop in ALL_SIZE_NAMES else closest(e.prop, ALL_SIZE_NAMES)[0]
         if meant is not None and meant not in names:  # `length` of an image: no edit can make it one
