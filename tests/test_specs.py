@@ -42,6 +42,7 @@ TORCHVISION_FIGURES = {
     "shufflenet_v2_x1_0.arch": (2_278_604, 16_180, 144_907_992),
     "convnext_tiny.arch": (28_589_128, 0, 4_455_531_264),
     "vit_b_16.arch": (86_567_656, 0, 17_563_828_224),  # issue 17; every matmul counted (math attention backend)
+    "bert_base.arch": (109_482_240, 0, 48_318_971_904),  # figures.md: transformers' BertModel, eager attention
 }
 
 # Small examples without published totals; checked against PyTorch below.
