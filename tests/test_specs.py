@@ -50,8 +50,9 @@ SEQUENTIAL_EXAMPLES = {"conv1d_example.arch", "conv3d_example.arch", "deconv_exa
 EXAMPLES = SEQUENTIAL_EXAMPLES | {
     "inception_module.arch",
     "lstm_classifier.arch",
+    "lstm_text_classifier.arch",
     "lenet_digits.arch",
-}  # lstm: test_lstm_classifier.py
+}  # lstm: test_lstm_classifier.py, test_lstm_text.py
 
 # Specs that are meant to trigger warnings (none of the bundled ones is).
 EXPECTED_WARNINGS: dict[str, int] = {}
