@@ -17,6 +17,7 @@ import torch
 from codegen_util import build
 from test_numpy_train_sequences import check
 from test_onnx_out import checked, session
+from test_train_memory import compare as compare_training_memory
 from torch import nn
 
 import archc
@@ -206,6 +207,7 @@ def test_embedding_id_reads_one_row_for_every_token():
         (got,) = session(onnx_model).run(None, {"ids": ids.numpy()})
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
     check(text)  # the weight's gradient: every token's into row 1
+    compare_training_memory(net, 2)  # what autograd keeps for it is what archc counts
 
 
 def test_embedding_id_outside_the_table_is_e0205_with_a_fix():

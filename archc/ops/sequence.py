@@ -95,7 +95,11 @@ class Embedding(Op):
         return node.geom["vocab"] * out[-1]
 
     def training(self, node, ins, out, ctx):
-        return Training((Saved.input(),))  # the ids, to add each token's gradient into its row
+        """The ids, to add each token's gradient into its row: the input's, or with `id` the ids
+        made of it (int64, one a token)."""
+        if node.attrs["id"] is not None:
+            return Training((Saved.new(prod(ins[0]), itemsize=INT64),))
+        return Training((Saved.input(),))
 
     def receptive(self, node, rfs):
         return None
