@@ -162,6 +162,8 @@ class Block:
     body: tuple[Stmt, ...]
     span: Span
     name_span: Span
+    # the names of its inputs, `reads (hidden, residual)` (no defaults); empty: its one input, `in`
+    inputs: tuple[Param, ...] = ()
 
 
 @dataclass(frozen=True)

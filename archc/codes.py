@@ -321,7 +321,8 @@ _ENTRIES = (
         two or more, most other layers read exactly one, and `input` reads
         none. A statement without parentheses reads only the statement above
         it, so a merge must list all of its inputs: `add (a, b)`. Check the
-        list in the parentheses.
+        list in the parentheses. A block reads one input, or as many as its
+        `reads (...)` names, listed at the call in that order.
         """,
         wrong="""
         network Skip {
@@ -720,7 +721,9 @@ _ENTRIES = (
         `concat` joins its inputs along the channels, so all other dimensions
         must agree. A convolution without padding shrinks its input: a 3x3
         kernel needs `pad=1` to keep the size for a skip connection. A change in
-        channels needs a 1x1 convolution on the shortcut.
+        channels needs a 1x1 convolution on the shortcut. A `param` keeps the
+        shape written in the spec: a position embedding added to a sequence is
+        written from its sizes (`in.length x in.channels`) to follow the input.
         """,
         wrong="""
         network Skip {

@@ -48,7 +48,9 @@ ALL_SIZE_NAMES = frozenset(name for names in SIZE_NAMES.values() for name in nam
 def size_axes(shape) -> dict[str, int]:
     """The sizes a shape has, by name, and their axes: by rank while the channels are first; with
     the channels elsewhere (after a `permute`), only they, at their axis: a permute may have put
-    the other axes in any order."""
+    the other axes in any order. A sequence (length x features) has both: `length`, its tokens."""
+    if getattr(shape, "is_sequence", False):
+        return {"length": 0, "channels": 1}
     if shape.channels == 0:
         return {name: axis for axis, name in enumerate(SIZE_NAMES.get(len(shape), ("channels",)))}
     return {"channels": shape.channels}
@@ -1048,7 +1050,8 @@ class Expander:
             scope.names.setdefault(stmt.name, BROKEN)
         return BROKEN
 
-    def _inputs(self, stmt: ast.Layer, scope: Scope, prev, lo: int, hi: int | None):
+    def _inputs(self, stmt: ast.Layer, scope: Scope, prev, lo: int, hi: int | None, names=()):
+        """The layers a statement reads; `names`, those a block of several inputs gives them, for the help."""
         if stmt.inputs is None:
             if lo == 0:
                 return []
@@ -1084,7 +1087,7 @@ class Expander:
                 "E0209",
                 f"`{stmt.op}` takes {want}, but gets {n}",
                 stmt.span,
-                [f"list its inputs in parentheses: {stmt.op} ({', '.join(['a', 'b'][: max(lo, 1)])})"]
+                [f"list its inputs in parentheses: {stmt.op} ({', '.join(names or ['a', 'b'][: max(lo, 1)])})"]
                 if lo > 1
                 else [],
             )
@@ -1210,7 +1213,7 @@ class Expander:
             return shape[axes[e.prop]]
         names = tuple(axes)
         sizes = " and ".join(", ".join(names).rsplit(", ", 1))
-        if shape.channels:
+        if shape.channels and not shape.is_sequence:
             sizes += f" (axis {shape.channels}, where a permute put them; the other axes have no names)"
         meant = e.prop if e.prop in ALL_SIZE_NAMES else closest(e.prop, ALL_SIZE_NAMES)[0]
         if meant is not None and meant not in names:  # `length` of an image: no edit can make it one
@@ -1434,7 +1437,8 @@ class Expander:
             self.r.error("E0210", f"blocks are nested more than {MAX_DEPTH} deep", stmt.op_span)
             return self._broken(stmt, scope)
         local = self._name(stmt, scope)
-        inputs = self._inputs(stmt, scope, prev, 1, 1)
+        count = len(block.inputs) or 1
+        inputs = self._inputs(stmt, scope, prev, count, count, [p.name for p in block.inputs])
         env, origins = self._bind_block(stmt, block, scope, inputs)
         act = self._activation(stmt, scope)
         if env is None:  # the body cannot be expanded without its parameters
@@ -1446,12 +1450,13 @@ class Expander:
         prefix = f"{scope.prefix}{local or stmt.name}."
         instance = Instance(block.name, local or stmt.name, prefix, env, scope.instance, scope.repeats, block)
         instance.input, instance.call = "" if failed else inputs[0], stmt.span
+        instance.inputs = () if failed else tuple(inputs)
         names = _explicit_names(block.body)
         inner = Scope(
             prefix=prefix,
             env=env,
             origins=origins,
-            reserved=names,
+            reserved=names | {p.name for p in block.inputs},
             sequence=_numbered(names),
             block=block.name,
             calls=(*scope.calls, stmt.span),
@@ -1459,6 +1464,7 @@ class Expander:
             instance=instance,
         )
         inner.names[BLOCK_INPUT] = BROKEN if failed else inputs[0]
+        self._name_inputs(block, inner, BROKEN if failed else inputs)
         self.stack.append(block.name)
         reported = len(self.r.diagnostics)
         try:
@@ -1481,6 +1487,20 @@ class Expander:
             out = self._define(act_stmt, scope, act_local, act_name)
         return self._define(stmt, scope, local, out)
 
+    def _name_inputs(self, block: ast.Block, scope: Scope, inputs) -> None:
+        """The names a block of several inputs gives them (`reads (hidden, residual)`), in its body's
+        scope: taken as its layers' names are, so a layer of the body named alike is E0204."""
+        for i, p in enumerate(block.inputs):
+            if p.name == BLOCK_INPUT:
+                self.r.error(
+                    "E0204",
+                    f"`{BLOCK_INPUT}` is reserved for a block's first input",
+                    p.span,
+                    [f"choose another name: `{BLOCK_INPUT}` names the first input anyway"],
+                )
+            elif self._take(scope, p.name, _Claim(p.span, p.name)):
+                scope.names[p.name] = BROKEN if inputs is BROKEN else inputs[i]
+
     def _bind_block(self, stmt: ast.Layer, block: ast.Block, scope: Scope, inputs):
         values = self._evaluate_args(stmt.args, scope)
         if values is None:
@@ -1490,6 +1510,8 @@ class Expander:
         spans: dict[str, Span] = {}  # where each parameter's value is written: the argument or the default
         defaults = Scope(scope.prefix, env, set(), block=block.name)  # where a default sees only `in`
         defaults.names[BLOCK_INPUT] = BROKEN if inputs is BROKEN else inputs[0]
+        for i, p in enumerate(block.inputs):  # `residual.channels` as well as `in.channels`
+            defaults.names[p.name] = BROKEN if inputs is BROKEN else inputs[i]
         ok = True
         names = [p.name for p in block.params]
         for key, value, arg in values:

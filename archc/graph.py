@@ -42,6 +42,7 @@ class Instance:
     iteration: tuple[int, ...] = ()  # the iteration of each repeat around the call in its body, outermost first
     definition: object = None  # the block's ast.Block: its parameters and body as written
     input: str = ""  # the layer its body reads as `in`
+    inputs: tuple[str, ...] = ()  # every layer it reads: `in` and the others of a block of several inputs
     output: str = ""  # the layer that is its value (the last of its body), once expanded
     call: Span | None = None  # the statement that calls it
 

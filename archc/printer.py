@@ -45,7 +45,8 @@ def format_module(
         params = ", ".join(
             p.name + (f"={format_value(p.default)}" if p.default is not None else "") for p in block.params
         )
-        out.append(f"block {block.name}({params}) {{")
+        reads = f" reads ({', '.join(p.name for p in block.inputs)})" if block.inputs else ""
+        out.append(f"block {block.name}({params}){reads} {{")
         out += printer.body(block.body, 1, first_reads="in", scope=block.name + ".")
         out += ["}", ""]
     for net in module.networks:

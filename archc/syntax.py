@@ -251,10 +251,18 @@ def _transformer():
         def param(self, meta, children):
             return ast.Param(str(children[0]), children[1], self._s(meta))
 
+        def reads(self, meta, children):
+            return tuple(ast.Param(str(n), None, _token_span(self.file, n)) for n in children)
+
         def block_def(self, meta, children):
-            name, *params, body = children
+            name, *params, reads, body = children
             return ast.Block(
-                str(name), tuple(p for p in params if p is not None), body, self._s(meta), _token_span(self.file, name)
+                str(name),
+                tuple(p for p in params if p is not None),
+                body,
+                self._s(meta),
+                _token_span(self.file, name),
+                reads or (),
             )
 
         def network_def(self, meta, children):
@@ -553,8 +561,19 @@ class _Reader:
                 self.i += 1
                 params.append(self.param())
         self.take(")")
+        inputs = []
+        if self.kind() == "NAME" and self.tokens[self.i][1] == "reads":
+            self.i += 1
+            self.take("(")
+            inputs.append(self.take("NAME"))
+            while self.kind() == ",":
+                self.i += 1
+                inputs.append(self.take("NAME"))
+            self.take(")")
         body, end = self.body()
-        return ast.Block(name[1], tuple(params), body, self.span(self.start(word), end), self.token_span(name))
+        reads = tuple(ast.Param(n[1], None, self.token_span(n)) for n in inputs)
+        span = self.span(self.start(word), end)
+        return ast.Block(name[1], tuple(params), body, span, self.token_span(name), reads)
 
     def param(self) -> ast.Param:
         name = self.take("NAME")

@@ -42,6 +42,7 @@ TORCHVISION_FIGURES = {
     "shufflenet_v2_x1_0.arch": (2_278_604, 16_180, 144_907_992),
     "convnext_tiny.arch": (28_589_128, 0, 4_455_531_264),
     "vit_b_16.arch": (86_567_656, 0, 17_563_828_224),  # issue 17; every matmul counted (math attention backend)
+    "bert_base.arch": (109_482_240, 0, 48_318_971_904),  # figures.md: transformers' BertModel, eager attention
 }
 
 # Small examples without published totals; checked against PyTorch below.
@@ -49,8 +50,9 @@ SEQUENTIAL_EXAMPLES = {"conv1d_example.arch", "conv3d_example.arch", "deconv_exa
 EXAMPLES = SEQUENTIAL_EXAMPLES | {
     "inception_module.arch",
     "lstm_classifier.arch",
+    "lstm_text_classifier.arch",
     "lenet_digits.arch",
-}  # lstm: test_lstm_classifier.py
+}  # lstm: test_lstm_classifier.py, test_lstm_text.py
 
 # Specs that are meant to trigger warnings (none of the bundled ones is).
 EXPECTED_WARNINGS: dict[str, int] = {}

@@ -236,7 +236,7 @@ def _draft(part: Part, reserved: set[str]) -> Draft:
                 stand_ins[local] = (stand_in, OPS[node.op].torch_sequential(node, ins))
 
     def call_part(node, args):
-        return Call(module_of[node.name], (args[0],))
+        return Call(module_of[node.name], tuple(args))
 
     body, where = forward_statements(plan, graph, module_of, call_part)
     draft = Draft(part, members, body, plan, stand_ins=stand_ins)

@@ -35,6 +35,8 @@ class Part:
     graph: Graph | None = None
     attrs: dict[str, str] = field(default_factory=dict)  # item name -> attribute (its part of the key)
     input: str = ""  # the name of the input node in `graph` (a block's `in`)
+    # the layer each input node of `graph` stands for, first `input` (a block of several inputs has more)
+    sources: dict[str, str] = field(default_factory=dict)
     draft: object = None  # what a target wrote of it
 
     @property
@@ -104,17 +106,21 @@ def _graphs(part: Part, graph: Graph) -> None:
     locals_ = [_local(item) for item in part.items]
     own = Graph(part.name or graph.name, graph.file)
     if part.instance is not None:
-        part.input = "x_in"
-        while part.input in locals_:
-            part.input += "_"
-        source = graph.nodes[part.instance.input]
-        own.add(replace(source, name=part.input, op="input", inputs=[], activation=None))
+        names = Namespace({*locals_})
+        declared = [p.name for p in part.instance.definition.inputs] or [""]
+        for i, (source, word) in enumerate(zip(part.instance.inputs, declared, strict=True)):
+            # `in` is x_in; the inputs of a block of several keep the names it gives them (`residual`)
+            local = names.name(word or "x_in", key=str(i))
+            part.sources[local] = source
+            own.add(replace(graph.nodes[source], name=local, op="input", inputs=[], activation=None))
+        part.input = next(iter(part.sources))
     for item in part.items:
         if isinstance(item, Node):
             own.add(replace(item, name=item.local, inputs=[_ref(part, graph, i) for i in item.inputs]))
         else:
             out = graph.nodes[item.instance.output]
-            stand_in = Node(item.name, CALL, [_ref(part, graph, item.instance.input)], {}, item.instance.call)
+            reads = [_ref(part, graph, i) for i in item.instance.inputs]
+            stand_in = Node(item.name, CALL, reads, {}, item.instance.call)
             stand_in.shape, stand_in.instance = out.shape, item.instance
             own.add(stand_in)
     if part.instance is not None:
@@ -129,8 +135,8 @@ def _graphs(part: Part, graph: Graph) -> None:
 def _ref(part: Part, graph: Graph, name: str) -> str:
     """The name in `part`'s graph of the layer `name`: its input, one of its layers, or the part
     whose value it is."""
-    if part.instance is not None and name == part.instance.input:
-        return part.input
+    if part.instance is not None and name in part.instance.inputs:
+        return next(local for local, source in part.sources.items() if source == name)
     node = graph.nodes[name]
     at = node.instance
     if at is part.instance:

@@ -23,6 +23,21 @@ def _listing(node, ins) -> str:
     return ", ".join(f"{src} {fmt_shape(shape)}" for src, shape in zip(node.inputs, ins))
 
 
+def _mismatch_help(node, ins) -> str:
+    """How to make an `add`'s shapes agree: a learned tensor the batch shares (a `param`, a ViT's
+    position embedding) keeps the shape its spec writes, which another input size changes nothing of;
+    a shortcut is projected."""
+    shared = [src for src, shape in zip(node.inputs, ins) if not shape.batched]
+    other = next((src for src, shape in zip(node.inputs, ins) if shape.batched and shape.is_sequence), None)
+    if shared and other is not None:
+        return (
+            f"`{shared[0]}` keeps the shape written in the spec: write it from the sizes of the sequence it is "
+            f"added to ({other}.length x {other}.channels; in a block, in.length x in.channels), and it follows "
+            "the input's size"
+        )
+    return "project the shortcut with a 1x1 conv (and the same stride) so both shapes agree"
+
+
 def _merge_rf(rfs):
     if any(rf is None for rf in rfs):
         return None
@@ -111,7 +126,7 @@ class Add(Op):
         if len(set(ins)) > 1:
             raise ShapeError(
                 f"add {node.name}: inputs must have the same shape: {_listing(node, ins)}",
-                ["project the shortcut with a 1x1 conv (and the same stride) so both shapes agree"],
+                [_mismatch_help(node, ins)],
                 code="E0305",
             )
         return ins[0]

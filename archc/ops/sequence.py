@@ -40,6 +40,13 @@ class Embedding(Op):
         P("dim", "int", positional=True, doc="the size of each token's vector"),
         P("vocab", "int", None, doc="rows of the table (nn.Embedding's num_embeddings); by default the input's vocab"),
         P("padding_idx", "int", None, doc="the id whose vector stays zero and gets no gradient, as in torch"),
+        P(
+            "id",
+            "int",
+            None,
+            doc="every token reads this id's row, whatever the input holds: BERT's token type 0, which "
+            "HF's model(input_ids) looks up for every token",
+        ),
     )
     reads_ids = True
 
@@ -51,11 +58,19 @@ class Embedding(Op):
                 ["declare the input as token ids, with `tokens vocab=N` after its length"],
                 code="E0307",
             )
-        dim, pad = node.attrs["dim"], node.attrs["padding_idx"]
+        dim, pad, fixed = node.attrs["dim"], node.attrs["padding_idx"], node.attrs["id"]
         vocab = ids.vocab if node.attrs["vocab"] is None else node.attrs["vocab"]
         if dim < 1:
             raise ShapeError(f"embedding {node.name}: dim must be at least 1, not {dim}", param="dim", code="E0205")
-        if vocab < ids.vocab:
+        if fixed is not None and not 0 <= fixed < vocab:
+            raise ShapeError(
+                f"embedding {node.name}: id {fixed} is not a row of the table (0 to {vocab - 1})",
+                [f"id must be 0 to {vocab - 1}"],
+                param="id",
+                code="E0205",
+                proposals=[Proposal("id", 0, "id=0", "reads the table's first row")],
+            )
+        if fixed is None and vocab < ids.vocab:
             raise ShapeError(
                 f"embedding {node.name}: a table of {vocab} rows cannot hold the ids of {node.inputs[0]}, "
                 f"0 to {ids.vocab - 1}",
@@ -80,7 +95,11 @@ class Embedding(Op):
         return node.geom["vocab"] * out[-1]
 
     def training(self, node, ins, out, ctx):
-        return Training((Saved.input(),))  # the ids, to add each token's gradient into its row
+        """The ids, to add each token's gradient into its row: the input's, or with `id` the ids
+        made of it (int64, one a token)."""
+        if node.attrs["id"] is not None:
+            return Training((Saved.new(prod(ins[0]), itemsize=INT64),))
+        return Training((Saved.input(),))
 
     def receptive(self, node, rfs):
         return None
@@ -89,27 +108,44 @@ class Embedding(Op):
         return {"filter": f"{node.geom['vocab']}x{node.attrs['dim']}"}
 
     def settings(self, node):
-        pad = node.geom["padding_idx"]
-        return f"{node.geom['vocab']} x {node.attrs['dim']}" + ("" if pad is None else f" padding {pad}")
+        pad, fixed = node.geom["padding_idx"], node.attrs["id"]
+        return (
+            f"{node.geom['vocab']} x {node.attrs['dim']}"
+            + ("" if pad is None else f" padding {pad}")
+            + ("" if fixed is None else f" id {fixed}")
+        )
 
     def torch_layer(self, node, ins):
         return call("nn.Embedding", node.geom["vocab"], node.attrs["dim"], padding_idx=node.geom["padding_idx"])
+
+    def _ids(self, node, ids: str, full: str):
+        """What the table is looked up with: the ids, or with `id` that id in their shape (`full`:
+        the target's full_like)."""
+        fixed = node.attrs["id"]
+        return ids if fixed is None else call(full, ids, fixed)
+
+    def torch_call(self, node, module, args):
+        return call(module, self._ids(node, args[0], "torch.full_like"))
 
     def numpy_state(self, node, ins, init):
         g = node.geom
         return [("weight", call("embedding_weight", "rng", g["vocab"], node.attrs["dim"], lit(g["padding_idx"])))]
 
     def numpy_call(self, node, state, args):
-        return call("embedding", args[0], state("weight"))
+        return call("embedding", self._ids(node, args[0], "np.full_like"), state("weight"))
 
     def onnx_call(self, node, g, args):
         """Each id's row of the table (torch's lookup; padding_idx only keeps its row's gradient zero)."""
-        return g.op("Gather", g.state("weight"), args[0], axis=0)
+        ids, fixed = args[0], node.attrs["id"]
+        if fixed is not None:  # ids x 0 + id: that id in the ids' shape
+            ids = g.op("Add", g.op("Mul", ids, g.const(0)), g.const(fixed))
+        return g.op("Gather", g.state("weight"), ids, axis=0)
 
     def numpy_backward(self, node, state, grad, saved):
         """The weight's gradient from the kept ids, which have none."""
         g = node.geom
-        return Backward(call("embedding_backward", grad, saved, g["vocab"], lit(g["padding_idx"])), ("weight",))
+        ids = self._ids(node, saved, "np.full_like")
+        return Backward(call("embedding_backward", grad, ids, g["vocab"], lit(g["padding_idx"])), ("weight",))
 
 
 @register
