@@ -229,6 +229,11 @@ class Op:
     def count_params(self, node, ins: list[Shape], out: Shape) -> int:
         return 0
 
+    def tied_shape(self, node) -> Shape | None:
+        """The shape of the `weight` a `dense ... tied=` layer may share with this one (an embedding's
+        vocab x dim table); None when it has no weight to share."""
+        return None
+
     def count_buffers(self, node, ins: list[Shape], out: Shape) -> int:
         return 0
 
