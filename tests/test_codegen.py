@@ -19,6 +19,7 @@ import pytest
 import torch
 from codegen_util import build, measured, randomise_batch_norm, traced
 from conftest import ROOT, SPECS
+from test_codegen_random import inputs
 
 import archc
 from archc.codegen import generate
@@ -47,8 +48,7 @@ def nets():
 
 
 def inputs_for(net, batch: int = 2, seed: int = 0) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, *shape, generator=gen) for shape in net.inputs.values()]
+    return inputs(net, batch, torch.Generator().manual_seed(seed))  # token ids for an input of tokens
 
 
 def relative_error(got, want) -> float:

@@ -15,6 +15,7 @@ import onnxruntime
 import pytest
 import torch
 from conftest import SPECS
+from test_codegen_random import inputs as random_inputs
 
 import archc
 from archc.codegen import generate
@@ -32,6 +33,7 @@ SMALL = {  # spec: per-sample input shape to run it at (absent: the spec's own)
     "resnet50": (3, 32, 32),
     "shufflenet_v2_x1_0": (3, 32, 32),
     "vgg16": (3, 32, 32),
+    "gpt2": (16,),
 }
 ALL = sorted(p.stem for p in SPECS.glob("*.arch"))
 
@@ -58,7 +60,7 @@ def case(request, tmp_path_factory):
     loader.loader.exec_module(module)
     torch.manual_seed(0)
     model = module.build_model().eval()
-    inputs = tuple(torch.randn(2, *shape) for shape in net.inputs.values())
+    inputs = tuple(random_inputs(net, 2, torch.Generator().manual_seed(0)))  # token ids for an input of tokens
     with torch.no_grad():
         want = model(*inputs)
         program = torch.export.export(model, inputs)

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torchvision
 from codegen_util import load_module, measured
+from test_codegen_random import inputs as random_inputs
 
 import archc
 from archc import syntax
@@ -265,7 +266,7 @@ def test_the_nested_module_computes_what_the_flat_one_does_with_the_header_figur
     nested, gen = load_module(generate(net, "torch").code).build_model().eval(), generate(net, "torch")
     flat_gen = generate(net, "torch", flat=True)
     flat = load_module(flat_gen.code).build_model().eval()
-    inputs = [torch.randn(1, *n.shape) for n in net.graph.inputs]
+    inputs = random_inputs(net, 1, torch.Generator().manual_seed(0))  # token ids for an input of tokens
     assert measured(nested, *inputs) == (net.totals.params, net.totals.buffers, net.totals.macs)
     state = flat.state_dict()
     by_key = {}
