@@ -167,3 +167,31 @@ network T {
         archc.loads(text, "t.arch")
     (diag,) = info.value.diagnostics
     assert diag.code == "E0308" and "6x20" in diag.message and "20x6" in diag.message
+
+
+def small_gpt2() -> archc.Network:
+    """specs/gpt2.arch with its sizes shrunk (2 layers of 4 heads, 48 wide, 9 tokens of 50): the same spec."""
+    text = SPEC.read_text(encoding="utf-8")
+    for big, small in {
+        "1024 tokens vocab=50257": "9 tokens vocab=50",
+        "768    1024       12  12     3072": "48     16         2   4      96",
+        "dense lm_head: 50257": "dense lm_head: 50",
+    }.items():
+        assert big in text
+        text = text.replace(big, small)
+    return archc.loads(text, "gpt2_small.arch")
+
+
+def test_the_numpy_model_gives_autograds_gradients_on_the_pytorch_module():
+    """One forward and backward of the shrunk spec in eval mode (no dropout draws, which differ between the
+    two): every parameter's gradient, the tied weight's the sum of its two uses', as autograd gives it on
+    the generated PyTorch module, in float64."""
+    net = small_gpt2()
+    torch.manual_seed(0)
+    tmodel, _, _ = build(net, "torch")
+    tmodel.double()
+    nmodel = load_module(generate(net, "numpy").code).build_model()
+    nmodel.load_state_dict({k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()})
+    nmodel.state = {k: v.astype(np.float64) for k, v in nmodel.state.items()}
+    ids = np.random.default_rng(3).integers(0, 50, (2, 9))
+    compare_gradients(tmodel, nmodel, [ids], np.float64, train=False)
