@@ -79,6 +79,31 @@ class Dense(Op):
         shape = (node.attrs["units"], node.geom["in"])
         return shape[::-1] if node.attrs["transposed"] else shape
 
+    def check_tie(self, node, target, have):
+        """E0308 for a weight of another shape than `have`, the weight of `target` it is tied to; where only
+        the units differ, the units that fit."""
+        want = self.tied_shape(node)
+        if want == have:
+            return
+        axis = int(node.attrs["transposed"])  # of the units in the weight: in x units when transposed
+        units, features = have[axis], have[1 - axis]
+        layout = "input features x units" if axis else "units x input features"
+        if features == node.geom["in"]:
+            says = f"gives it the {fmt_shape(have)} weight of {target.name}"
+            help_ = [f"give it {units} units, the {layout.split(' x ')[axis]} of {target.name}'s weight"]
+            proposals = [Proposal("units", units, f"units={units}", says)]
+        else:
+            help_ = [f"its input needs {features} features for {target.name}'s weight, not {node.geom['in']}"]
+            proposals = []
+        raise ShapeError(
+            f"dense {node.name} is tied to {target.op} {target.name}, whose weight is {fmt_shape(have)}, but "
+            f"needs a weight of {fmt_shape(want)} ({layout})",
+            help_,
+            param="tied",
+            code="E0308",
+            proposals=proposals,
+        )
+
     def training(self, node, ins, out, ctx):
         return Training((Saved.input(),))  # for the weight's gradient
 

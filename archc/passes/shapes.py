@@ -100,38 +100,21 @@ def check_no_ids(node, ins: list[Layout]) -> None:
             )
 
 
-def check_tie(node, shape, target) -> bool:
-    """E0308 unless `target`, the layer whose weight `node` is tied to (`tied=`), has a weight of the
-    shape `node` needs for its own (`Op.tied_shape`); False when `target` has no shape to check."""
+def check_tie(node, target) -> bool:
+    """E0308 unless `target`, the layer whose weight `node` is tied to (`tied=`), has a weight to share
+    (`Op.tied_shape`) of the shape `node` needs (its `Op.check_tie`); False when `target` has no shape."""
     if target.failed or target.shape is None:
         return False
-    node.shape = shape  # what tied_shape reads; the pass sets it again
-    want, have = OPS[node.op].tied_shape(node), OPS[target.op].tied_shape(target)
-    what = f"{node.op} {node.name}"
+    have = OPS[target.op].tied_shape(target)
     if have is None:
         raise ShapeError(
-            f"{what} is tied to {target.op} {target.name}, which has no weight to share",
+            f"{node.op} {node.name} is tied to {target.op} {target.name}, which has no weight to share",
             ["tie it to an `embedding` or a `dense` above it, whose weight it then uses as its own"],
             param="tied",
             code="E0308",
         )
-    if want == have:
-        return True
-    units, features = have
-    help_, proposals = [], []
-    if want[1] == features:  # only the units differ: the table's rows are the units
-        says = f"gives it the {fmt_shape(have)} weight of {target.name}"
-        proposals = [Proposal("units", units, f"units={units}", says)]
-    else:
-        help_ = [f"its input needs {features} features, the width of {target.name}'s weight, not {want[1]}"]
-    raise ShapeError(
-        f"{what} is tied to {target.op} {target.name}, whose weight is {fmt_shape(have)}, but needs a weight of "
-        f"{fmt_shape(want)} (units x input features)",
-        help_,
-        param="tied",
-        code="E0308",
-        proposals=proposals,
-    )
+    OPS[node.op].check_tie(node, target, have)
+    return True
 
 
 EMBEDDING_WIDTH = 256  # the width the help offers an embedding for token ids; the spec chooses its own
@@ -167,7 +150,7 @@ def infer_shapes(
             if node.op == "input" and node.name in overrides:
                 node.attrs = {**node.attrs, "shape": overrides[node.name]}
             shape = shape_of(node, ins, warn)
-            if node.attrs.get("tied") and not check_tie(node, shape, nodes[node.attrs["tied"]]):
+            if node.attrs.get("tied") and not check_tie(node, nodes[node.attrs["tied"]]):
                 node.failed = True  # the layer it is tied to failed, and says why
                 continue
         except ShapeError as err:
