@@ -790,6 +790,33 @@ _ENTRIES = (
         """,
     ),
     _entry(
+        "E0308: tied weight of another shape",
+        """
+        A `dense` with `tied=LAYER` uses that layer's weight as its own, one
+        parameter for both (GPT-2's output head reads the token embedding's
+        table: `dense lm_head: 50257 bias=false tied=wte`). Its weight is
+        units x input features, so the layer it names must have a weight of
+        exactly that shape: an `embedding` of `units` rows of the input's
+        width, or a `dense` of the same units and inputs. Give the layer as
+        many units as the table has rows (the help offers it), feed it
+        features of the table's width, or tie it to the layer you meant.
+        """,
+        wrong="""
+        network Tied {
+          input ids: 16 tokens vocab=100
+          embedding wte: 32
+          dense head: 90 bias=false tied=wte
+        }
+        """,
+        right="""
+        network Tied {
+          input ids: 16 tokens vocab=100
+          embedding wte: 32
+          dense head: 100 bias=false tied=wte
+        }
+        """,
+    ),
+    _entry(
         "E0401: cannot read the source file",
         """
         A Darknet `.cfg` or Caffe `.prototxt` file has a line its format does

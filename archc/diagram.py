@@ -312,6 +312,12 @@ def _write(network, boxes, rep, rankdir, detail) -> str:
             edges[a, b] = label, max(weight, 3 if _main_path(node, src, order, gates, side) else 1)
     for (a, b), (label, weight) in edges.items():
         out.append(f"  {_q(a)} -> {_q(b)} [label={_q(' ' + label)}, weight={weight}];")
+    for node in network.graph:  # a tied weight: a dashed line from the layer whose weight it is, no data
+        tied = node.attrs.get("tied")
+        if tied and rep[tied] != rep[node.name]:
+            out.append(
+                f'  {_q(rep[tied])} -> {_q(rep[node.name])} [label=" tied weight", style=dashed, constraint=false];'
+            )
     used = sorted({box.kind for box in boxes.values()}, key=[*KINDS, "block"].index)
     out.append("  subgraph cluster_legend {")
     out.append('    graph [label="legend", style="rounded", color="#cccccc", fontsize=10];')

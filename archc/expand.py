@@ -362,6 +362,10 @@ def _int(e, env, shape=None):
 # -- checking values against a layer's schema -----------------------------------------
 
 
+class LayerName(str):
+    """The full name of a layer an argument names (`tied=wte`), told apart from a word."""
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -394,6 +398,8 @@ def check_kind(p, v):
         return None
     if kind == "choice":
         return v if v in p.choices else None
+    if kind == "layer":  # the expander resolved the reference to the layer's full name (`_layer_args`)
+        return v if isinstance(v, LayerName) else None
     return v  # "any"
 
 
@@ -403,6 +409,7 @@ _KIND_WORDS = {
     "bool": "true or false",
     "shape": "a size such as 3 or 3x3",
     "padding": "a padding: a number, 1x2, (0,1)x(0,1), same, valid or full",
+    "layer": "the name of a layer defined above",
 }
 
 
@@ -1127,7 +1134,8 @@ class Expander:
                 [("the `if`", branch)],
             )
             return None
-        if head in scope.root().reserved or head == BLOCK_INPUT:
+        defined = rest and scope.lookup_prefix(head) is not None  # `t.wtf`: `t` is there, `wtf` is not in it
+        if (head in scope.root().reserved and not defined) or head == BLOCK_INPUT:
             if head == BLOCK_INPUT:
                 self.r.error(
                     "E0202", f"`{BLOCK_INPUT}` names a block's input and is only defined inside a block", ref.span
@@ -1256,10 +1264,38 @@ class Expander:
 
     def _bind(self, stmt: ast.Layer, op, scope: Scope):
         """Match a statement's arguments to a layer type's parameters."""
-        values = self._evaluate_args(stmt.args, scope)
-        if values is None:
+        layers = {p.name for p in op.params if p.kind == "layer"}
+        values = self._evaluate_args([a for a in stmt.args if a.name not in layers], scope)
+        named = self._layer_args([a for a in stmt.args if a.name in layers], scope)
+        if values is None or named is None:
             return None, None
-        return self.bind_values(values, op.params, op.symbols, stmt.op, stmt.op_span)
+        return self.bind_values(values + named, op.params, op.symbols, stmt.op, stmt.op_span)
+
+    def _layer_args(self, args: list[ast.Arg], scope: Scope):
+        """The arguments that name a layer (`tied=transformer.wte`), each resolved as an input is
+        (E0202 for an unknown one, with the closest name; E0203 for one defined below) to its
+        full name; None when one fails."""
+        out = []
+        for arg in args:
+            parts = arg.value.parts
+            expr = parts[0] if len(parts) == 1 else None
+            if isinstance(expr, ast.Name):
+                ref = ast.Ref((expr.id,), expr.span)
+            elif isinstance(expr, ast.ShapeOf):
+                ref = ast.Ref((*expr.ref.parts, expr.prop.strip('"')), expr.span)
+            else:
+                self.r.error(
+                    "E0205",
+                    f"`{arg.name}` names a layer, as an input does: `{arg.name}=wte`, `{arg.name}=transformer.wte`",
+                    arg.span,
+                    ["write the name of a layer defined above"],
+                )
+                return None
+            target = self._resolve(ref, scope)
+            if target is None or target is BROKEN:
+                return None
+            out.append((arg.name, LayerName(target), arg))
+        return out
 
     def bind_values(self, values, params, symbols, what: str, where: Span):
         attrs: dict = {}

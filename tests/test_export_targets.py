@@ -34,16 +34,20 @@ SMALL = {  # spec: per-sample input shape to run it at (absent: the spec's own)
     "shufflenet_v2_x1_0": (3, 32, 32),
     "vgg16": (3, 32, 32),
     "bert_base": (16,),
+    "gpt2": (16,),
     "lstm_text_classifier": (20,),
 }
 ALL = sorted(p.stem for p in SPECS.glob("*.arch"))
 
 
 def _close(got, want) -> bool:
+    """Within 1e-4 relative, or 1e-5 of the output's largest value: rounding grows with the values a network
+    sums (GPT-2's logits from random weights reach 500, where ONNX Runtime and torch differ by 2e-4)."""
     got = got if isinstance(got, tuple | list) else (got,)
     want = want if isinstance(want, tuple | list) else (want,)
     return len(got) == len(want) and all(
-        torch.allclose(torch.as_tensor(g), w, rtol=1e-4, atol=1e-5) for g, w in zip(got, want)
+        torch.allclose(torch.as_tensor(g), w, rtol=1e-4, atol=1e-5 * max(1.0, float(w.abs().max())))
+        for g, w in zip(got, want)
     )
 
 

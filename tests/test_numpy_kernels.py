@@ -705,6 +705,7 @@ SAMPLES = {
     "group_norm": lambda: (X, 2, rand(4, seed=46), rand(4, seed=47)),
     "instance_norm": lambda: (X, None, None, rand(4, seed=48), np.ones(4, np.float32), True),
     "linear": lambda: (X[:, :, 0, 0], rand(3, 4, seed=43), rand(3, seed=44)),
+    "linear_in_out": lambda: (X[:, :, 0, 0], rand(4, 3, seed=43), rand(3, seed=44)),
     "upsample_nearest": lambda: (X, (2, 3)),
     "dropout": lambda: (X, 0.3, True, np.random.default_rng(5)),
     "relu": lambda: (X,),

@@ -31,6 +31,7 @@ FIGURES = {
     "resnet50.arch": (25_557_032, 4_089_184_256),
     "googlenet.arch": (6_624_904, 1_498_376_192),
     "mobilenet_v2.arch": (3_504_872, 300_774_272),
+    "gpt2.arch": (124_439_808, 145_824_153_600),  # transformers' GPT2LMHeadModel, eager attention (issue 17)
 }
 
 # Measured on torchvision 0.29's models outside this project, as issue 15 gives them: params;

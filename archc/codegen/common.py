@@ -46,18 +46,55 @@ class Plan:
 
 
 class StateRef:
-    """`s["<layer>.<suffix>"]`: how NumPy code reads one of a layer's arrays."""
+    """`s["<layer>.<suffix>"]`: how NumPy code reads one of a layer's arrays; `ties` maps a suffix to the
+    key of the array it shares (a tied layer's weight: its layer's)."""
 
-    def __init__(self, key: str):
+    def __init__(self, key: str, ties: dict[str, str] | None = None):
         self.key = key
+        self.ties = ties or {}
 
     def name(self, suffix: str) -> str:
         """The state_dict key: `<layer>.<suffix>`, or `<layer>` alone for a parameter that is the
-        layer itself (a bare nn.Parameter in torch, as layer_scale)."""
+        layer itself (a bare nn.Parameter in torch, as layer_scale); a shared array's own key."""
+        if suffix in self.ties:
+            return self.ties[suffix]
         return f"{self.key}.{suffix}" if suffix else self.key
 
     def __call__(self, suffix: str):
         return Index("s", lit(self.name(suffix)))
+
+
+def tied_keys(network, key: dict[str, str]) -> dict[str, str]:
+    """The state_dict key of every tied weight (`dense ... tied=`) -> the key of the weight it is: both in
+    torch's state_dict, as in a tied Hugging Face model, one array everywhere else. `key` gives each
+    layer's state_dict prefix."""
+    return {f"{key[n.name]}.weight": _tied_key(network.graph, n, key) for n in network.graph if n.attrs.get("tied")}
+
+
+def _tied_key(graph, node, key: dict[str, str]) -> str:
+    """The key of the weight a tied layer uses: its layer's, or, where that one is tied too, that one's."""
+    while node.attrs.get("tied"):
+        node = graph.nodes[node.attrs["tied"]]
+    return f"{key[node.name]}.weight"
+
+
+def torch_ties(network, key: dict[str, str]) -> list[str]:
+    """The lines of __init__ that tie weights, as Hugging Face does (`self.lm_head.weight =
+    self.transformer.wte.weight`): one parameter, under both keys of the state_dict. After the
+    scheme's loop over the modules, so the weight starts as its own layer starts it."""
+
+    def weight(k: str) -> str:
+        module, _, name = k.rpartition(".")
+        if all(part.isidentifier() for part in module.split(".")):
+            return f"self.{module}.{name}"
+        return f"self.get_submodule({lit(module)}).{name}"
+
+    return [f"{weight(k)} = {weight(v)}" for k, v in tied_keys(network, key).items()]
+
+
+def state_ref(node, key: dict[str, str], graph) -> StateRef:
+    """The arrays of `node`, under the prefixes `key` gives; a tied weight is its layer's."""
+    return StateRef(key[node.name], {"weight": _tied_key(graph, node, key)} if node.attrs.get("tied") else None)
 
 
 def make_plan(network, module_names: tuple[str, ...]) -> Plan:

@@ -144,7 +144,8 @@ def torch_lines(network, depth: int) -> list[str]:
     branches = []
     for kind in _KINDS:
         weight, bias = scheme.rules(kind)
-        nodes = [n for n in graph if OPS[n.op].init_kind == kind]
+        # a transposed dense is no nn.Linear (a ParameterDict): it keeps its start, as the NumPy target's does
+        nodes = [n for n in graph if OPS[n.op].init_kind == kind and not n.attrs.get("transposed")]
         if not nodes or not (weight.torch or bias.torch):
             continue
         classes = list(

@@ -33,7 +33,7 @@ from ..expand import EvalError, evaluate
 from ..graph import Node
 from ..ops import OPS
 from ..ops.emit import explicit_defaults
-from .common import Generated, make_plan, reserved_names, shapes_text, signature
+from .common import Generated, make_plan, reserved_names, shapes_text, signature, torch_ties
 from .init import describe, torch_lines
 from .names import Namespace, class_name
 from .pyexpr import Call, Seq, assignment, flat, lit
@@ -181,6 +181,7 @@ def generate(network, root: Part) -> Generated:
         "        super().__init__()",
         *init,
         *torch_lines(network, 2),
+        *(f"        {line}" for line in torch_ties(network, keys(root))),
         "",
         *signature(plan),
         *top.forward,

@@ -17,13 +17,14 @@ from ..ops import OPS
 from .common import (
     UNUSED,
     Generated,
-    StateRef,
     forward_body,
     header,
     make_plan,
     reserved_names,
     shapes_text,
     signature,
+    state_ref,
+    tied_keys,
 )
 from .init import Initial, describe
 from .pyexpr import INDENT, WIDTH, Call, Entry, Index, Seq, Sum, assignment, deletion, flat, is_identifier, lines, lit
@@ -61,27 +62,35 @@ METHODS = '''
             self.grads[key] = self.grads[key] + value if key in self.grads else value
 
     def state_dict(self):
-        """A copy of every array, with the keys and shapes of torch's state_dict()."""
-        return {key: value.copy() for key, value in self.state.items()}
+        """A copy of every array, with the keys and shapes of torch's state_dict() (a tied weight's too)."""
+        tied = {key: self.state[shared] for key, shared in self.tied.items()}
+        return {key: value.copy() for key, value in {**self.state, **tied}.items()}
 
     def load_state_dict(self, state):
-        """Takes arrays, or anything np.asarray takes (CPU torch tensors included)."""
-        missing = sorted(self.state.keys() - state.keys())
-        unexpected = sorted(state.keys() - self.state.keys())
+        """Takes arrays, or anything np.asarray takes (CPU torch tensors included); a tied weight's key
+        must be there, and the array is its layer's."""
+        known = self.state.keys() | self.tied.keys()
+        missing = sorted(known - state.keys())
+        unexpected = sorted(state.keys() - known)
         if missing or unexpected:
             raise KeyError(f"missing keys {missing}, unexpected keys {unexpected}")
         loaded = {}
         for key, value in state.items():
             value = np.asarray(value)
-            expected = self.state[key]
+            expected = self.state[self.tied.get(key, key)]
             if value.shape != expected.shape:
                 raise ValueError(f"{key}: shape {value.shape} != {expected.shape}")
-            loaded[key] = value.astype(expected.dtype)
+            if key not in self.tied:
+                loaded[key] = value.astype(expected.dtype)
         self.state.update(loaded)
 
     def save(self, path):
-        """Writes the state to a .npz file."""
-        np.savez(path, **self.state)
+        """Writes the state to a .npz file (a tied weight under both keys, as state_dict gives it)."""
+        np.savez(
+            path,
+            **self.state,
+            **{key: self.state[shared] for key, shared in self.tied.items()},
+        )
 
     def load(self, path):
         """Reads the state from a .npz file written by save()."""
@@ -129,18 +138,19 @@ def generate(network, flat: bool = False) -> Generated:
     plan = make_plan(network, reserved_names())
     graph = network.graph
     key = plan.attrs if flat else _nested_keys(network, plan.attrs)
+    ties = tuple(Entry(lit(k), lit(v)) for k, v in tied_keys(network, key).items())
     entries, buffers = [], []
     for node in graph:
         if node.op == "input":
             continue
         ins = [graph.nodes[i].shape for i in node.inputs]
         for suffix, value in OPS[node.op].numpy_state(node, ins, Initial(network, node)):
-            entries.append(Entry(lit(StateRef(key[node.name]).name(suffix)), value))
+            entries.append(Entry(lit(state_ref(node, key, graph).name(suffix)), value))
             if suffix in OPS[node.op].numpy_buffers:
-                buffers.append(lit(StateRef(key[node.name]).name(suffix)))
+                buffers.append(lit(state_ref(node, key, graph).name(suffix)))
 
     def layer(node, args):
-        return OPS[node.op].numpy_call(node, StateRef(key[node.name]), args)
+        return OPS[node.op].numpy_call(node, state_ref(node, key, graph), args)
 
     def activation(op, attrs, expr):
         return op.apply_numpy(attrs, expr)
@@ -151,6 +161,7 @@ def generate(network, flat: bool = False) -> Generated:
         "        self.rng = rng  # also draws the dropout masks",
         "        self.training = False",
         *lines(Seq("{", "}", tuple(entries), explode=True), 2, "self.state = "),
+        *lines(Seq("{", "}", ties, explode=len(ties) > 1), 2, "self.tied = ", "  # key -> the array's"),
         "        self.grads = {}  # parameter key -> gradient, added to by backward()",
         "        self.saved = {}  # what forward keeps for backward, by layer",
         "        self.requires_grad = False  # True: forward keeps it in eval mode too",
@@ -259,13 +270,14 @@ class _Trainer:
         self.plan = plan
         self.key = key
         self.reached = _reached(plan)
+        self.written: set[str] = set()  # see backward
 
     def _keeps(self, node):
         """(training forward's call or None, expression kept before the layer or None)."""
         if node.name not in self.reached:
             return None, None  # no gradient reaches it: it keeps nothing
         op, args = OPS[node.op], [self.plan.vars[i] for i in node.inputs]
-        state = StateRef(self.key[node.name])
+        state = state_ref(node, self.key, self.plan.network.graph)
         train = op.numpy_train_call(node, state, args)
         return train, None if train is not None else op.numpy_keep(node, args)
 
@@ -286,7 +298,7 @@ class _Trainer:
         kept = {"x", *plan.params, *(plan.vars[n] for n in plan.outputs)}
         for k, node in enumerate(nodes):
             op, args, var = OPS[node.op], [plan.vars[i] for i in node.inputs], plan.vars[node.name]
-            state = StateRef(self.key[node.name])
+            state = state_ref(node, self.key, self.plan.network.graph)
             name = lit(self.key[node.name])
             train, keep = self._keeps(node)
             out = body
@@ -338,6 +350,7 @@ class _Trainer:
             '        """',
         ]
         pending = set(outs)  # gradients computed and not yet passed on
+        self.written = set()  # the parameters' keys whose gradient a line above assigned
         body = []
         for node in reversed(plan.computed):
             if node.name in self.reached:
@@ -376,9 +389,9 @@ class _Trainer:
             out += assignment(f"{grad} = ", OPS[act].backward_numpy(attrs, grad, saved), 2)
         train, keep = self._keeps(node)
         saved = Call("keep.pop", (lit(name),)) if train is not None or keep is not None else None
-        state = StateRef(name)
+        state = state_ref(node, self.key, self.plan.network.graph)
         step = OPS[node.op].numpy_backward(node, state, grad, saved)
-        targets, sums, inputs = [], [], []
+        targets, sums, inputs, shared = [], [], [], []
         by_key = []
         for r in step.returns:
             if r is None:
@@ -386,7 +399,11 @@ class _Trainer:
             elif r is ...:  # a dict of the layer's gradients under their state_dict keys
                 by_key.append(f"grads_{len(by_key) + 1}" if by_key else "by_key")
                 targets.append(by_key[-1])
+            elif isinstance(r, str) and state.name(r) in self.written:  # a tied weight: this use's gradient adds
+                shared.append((state.name(r), f"shared{len(shared) + 1}" if shared else "shared"))
+                targets.append(shared[-1][1])
             elif isinstance(r, str):
+                self.written.add(state.name(r))
                 targets.append(f"grads[{lit(state.name(r))}]")
             elif isinstance(r, tuple):  # a list of arrays' gradients (attention's q, k, v projections)
                 targets.append("[" + ", ".join(f"grads[{lit(state.name(s))}]" for s in r) + "]")
@@ -409,10 +426,12 @@ class _Trainer:
             out += assignment(f"{targets[0]} = ", step.expr, 2)
         for target, more, value in sums:
             out += assignment(f"{target} = ", Sum(self._shared_sum(value, (target, more))), 2)
+        for key, term in shared:
+            out += assignment(f"grads[{lit(key)}] = ", Sum((f"grads[{lit(key)}]", term)), 2)
         out += [f"        grads.update({target})" for target in by_key]
         pending.update(inputs)
         dead = [grad] if grad != "grad" and grad not in targets else []
-        return out + deletion(dead + [more for _, more, _ in sums] + by_key, 2)
+        return out + deletion(dead + [more for _, more, _ in sums] + [term for _, term in shared] + by_key, 2)
 
     def _shared_sum(self, name: str, terms: tuple[str, ...]) -> tuple:
         """The terms of a gradient's sum. A value the batch shares (a `param`, 1 x shape) gets one
@@ -472,6 +491,8 @@ def _stored(target: str, value, depth: int) -> list[str]:
 def _returned(names: list[str], depth: int) -> list[str]:
     """`return a, b`, or as ruff splits it, one name a line in parentheses."""
     pad = INDENT * depth
+    if names == ["None"]:  # token ids alone have no gradient: the bare end of the function returns None
+        return []
     if len(pad + "return " + ", ".join(names)) <= WIDTH or len(names) == 1:
         return [pad + "return " + ", ".join(names)]
     return [pad + "return (", *(f"{pad}{INDENT}{n}," for n in names), pad + ")"]

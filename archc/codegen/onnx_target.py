@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..ops import OPS
+from .common import StateRef
 
 OPSET = 21  # ONNX 1.16: GroupNormalization with per-channel scale and bias, Gelu (20), Mish (18)
 IR_VERSION = 10  # the IR version of opset 21
@@ -57,14 +58,14 @@ class OnnxGraph:
         self.nodes: list = []
         self.initialisers = initialisers
         self.taken = set(initialisers)
-        self.key = ""  # the state_dict prefix of the layer being emitted
+        self.ref = StateRef("")  # the state_dict keys of the layer being emitted
         self.layer = ""
         self.input_shapes: list[tuple[int, ...]] = []  # of the layer being emitted, per sample
         self._count = 0
 
-    def begin(self, node, key: str, input_shapes: list[tuple[int, ...]]) -> int:
-        """Start the nodes of `node`, whose state_dict prefix is `key`; where they start in `nodes`."""
-        self.layer, self.key, self.input_shapes, self._count = node.name, key, input_shapes, 0
+    def begin(self, node, ref: StateRef, input_shapes: list[tuple[int, ...]]) -> int:
+        """Start the nodes of `node`, whose state_dict keys `ref` gives; where they start in `nodes`."""
+        self.layer, self.ref, self.input_shapes, self._count = node.name, ref, input_shapes, 0
         return len(self.nodes)
 
     def _name(self) -> str:
@@ -91,8 +92,8 @@ class OnnxGraph:
         return self.const(self.np.full(tuple(shape), value), "float32")
 
     def state(self, suffix: str) -> str:
-        """The initialiser of the layer's array `suffix` (its state_dict key)."""
-        return f"{self.key}.{suffix}" if suffix else self.key
+        """The initialiser of the layer's array `suffix` (its state_dict key; a tied weight's is its layer's)."""
+        return self.ref.name(suffix)
 
     def shape_of(self, node) -> list[int]:
         """The layer's output shape with the batch, as Reshape takes it: 0 copies the input's batch."""
@@ -183,7 +184,7 @@ def to_onnx(network, *, weights: Mapping | None = None, seed: int = 0, flat: boo
 
 
 def _build(onnx, numpy, network, state: dict, flat: bool):
-    from .common import make_plan, reserved_names
+    from .common import make_plan, reserved_names, state_ref, tied_keys
     from .numpy_target import _nested_keys
 
     helper = onnx.helper
@@ -196,7 +197,7 @@ def _build(onnx, numpy, network, state: dict, flat: bool):
         if node.op == "input":
             values[node.name] = node.name
             continue
-        first = g.begin(node, key[node.name], [graph.nodes[i].shape for i in node.inputs])
+        first = g.begin(node, state_ref(node, key, graph), [graph.nodes[i].shape for i in node.inputs])
         value = OPS[node.op].onnx_call(node, g, [values[i] for i in node.inputs])
         if node.activation is not None:
             act, attrs = node.activation
@@ -214,7 +215,8 @@ def _build(onnx, numpy, network, state: dict, flat: bool):
 
     inputs = [info(n, n.name) for n in graph.inputs]
     outputs = [info(n, values[n.name]) for n in graph.outputs]
-    initialisers = [onnx.numpy_helper.from_array(v, name=k) for k, v in state.items()]
+    tied = tied_keys(network, key)  # one initialiser for a tied weight, its layer's
+    initialisers = [onnx.numpy_helper.from_array(v, name=k) for k, v in state.items() if k not in tied]
     body = helper.make_graph(g.nodes, network.name, inputs, outputs, initialisers)
     return helper.make_model(
         body,

@@ -355,12 +355,9 @@ class Attention(Op):
         return Backward(backward, returns)
 
 
-def _heads_of(x: str, heads: int, parts: int = 1) -> str:
-    """`x` split into heads for F.scaled_dot_product_attention: N x H x L x d, or with `parts` > 1 the
-    `parts` tensors packed side by side in its features, unpacked as arguments (`*...`)."""
-    if parts == 1:
-        return f"{x}.unflatten(-1, ({heads}, -1)).transpose(1, 2)"
-    return f"*{x}.unflatten(-1, ({parts}, {heads}, -1)).permute(2, 0, 3, 1, 4)"
+def _heads_of(x: str, heads: int) -> str:
+    """`x` split into heads for F.scaled_dot_product_attention: N x H x L x d (a view)."""
+    return f"{x}.unflatten(-1, ({heads}, -1)).transpose(1, 2)"
 
 
 @register
@@ -453,8 +450,11 @@ class ScaledDotProduct(Op):
 
     def torch_call(self, node, module, args):
         a, heads = node.attrs, node.attrs["heads"]
-        packed = node.geom["packed"]
-        qkv = [_heads_of(x, heads) for x in args[:-1]] + [_heads_of(args[-1], heads, packed)]
+        packed, e = node.geom["packed"], node.geom["E"]
+        # the tensors one input holds side by side, as slices of its features (views; an unpacking `*`
+        # of one split would be shorter, but TorchScript takes no `*` in a call)
+        last = [f"{args[-1]}[..., {i * e}:{(i + 1) * e}]" for i in range(packed)] if packed > 1 else args[-1:]
+        qkv = [_heads_of(x, heads) for x in [*args[:-1], *last]]
         options = {
             "dropout_p": f"{float(a['dropout'])!r} if self.training else 0.0" if a["dropout"] else None,
             "is_causal": "True" if a["causal"] else None,

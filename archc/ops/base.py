@@ -229,6 +229,15 @@ class Op:
     def count_params(self, node, ins: list[Shape], out: Shape) -> int:
         return 0
 
+    def tied_shape(self, node) -> Shape | None:
+        """The shape of the `weight` a `dense ... tied=` layer may share with this one (an embedding's
+        vocab x dim table); None when it has no weight to share."""
+        return None
+
+    def check_tie(self, node, target, have: Shape) -> None:
+        """A layer with `tied=` (dense): ShapeError (E0308) unless `have`, the weight of `target`, fits it."""
+        raise NotImplementedError(f"{self.name} cannot be tied")
+
     def count_buffers(self, node, ins: list[Shape], out: Shape) -> int:
         return 0
 

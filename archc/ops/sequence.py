@@ -94,6 +94,9 @@ class Embedding(Op):
     def count_params(self, node, ins, out):
         return node.geom["vocab"] * out[-1]
 
+    def tied_shape(self, node):
+        return (node.geom["vocab"], node.attrs["dim"])
+
     def training(self, node, ins, out, ctx):
         """The ids, to add each token's gradient into its row: the input's, or with `id` the ids
         made of it (int64, one a token)."""

@@ -100,6 +100,23 @@ def check_no_ids(node, ins: list[Layout]) -> None:
             )
 
 
+def check_tie(node, target) -> bool:
+    """E0308 unless `target`, the layer whose weight `node` is tied to (`tied=`), has a weight to share
+    (`Op.tied_shape`) of the shape `node` needs (its `Op.check_tie`); False when `target` has no shape."""
+    if target.failed or target.shape is None:
+        return False
+    have = OPS[target.op].tied_shape(target)
+    if have is None:
+        raise ShapeError(
+            f"{node.op} {node.name} is tied to {target.op} {target.name}, which has no weight to share",
+            ["tie it to an `embedding` or a `dense` above it, whose weight it then uses as its own"],
+            param="tied",
+            code="E0308",
+        )
+    OPS[node.op].check_tie(node, target, have)
+    return True
+
+
 EMBEDDING_WIDTH = 256  # the width the help offers an embedding for token ids; the spec chooses its own
 
 
@@ -133,6 +150,9 @@ def infer_shapes(
             if node.op == "input" and node.name in overrides:
                 node.attrs = {**node.attrs, "shape": overrides[node.name]}
             shape = shape_of(node, ins, warn)
+            if node.attrs.get("tied") and not check_tie(node, nodes[node.attrs["tied"]]):
+                node.failed = True  # the layer it is tied to failed, and says why
+                continue
         except ShapeError as err:
             span = node.arg_spans.get(err.param, node.span) if err.param else node.span
             message = err.message

@@ -803,6 +803,7 @@ def _row_json(net, row: dict, extra: str | None, training, layout: str) -> dict:
         "filter": row["filter"],
         "stride": row["stride"],
         "padding": row["padding"],
+        "tied": node.attrs.get("tied"),  # the layer whose weight it uses as its own (`dense ... tied=`)
         "block": [instance for _block, instance in node.scope],
         "line": node.span.line,
         "col": node.span.col,

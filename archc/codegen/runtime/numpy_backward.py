@@ -412,6 +412,14 @@ def linear_backward(grad, x, weight, bias=None):
     return grad @ weight, dw, db
 
 
+def linear_in_out_backward(grad, x, weight, bias=None):
+    """linear_in_out's backward: (dx, dweight of (in, out), dbias)."""
+    rows = grad.reshape(-1, grad.shape[-1])
+    dw = x.reshape(-1, x.shape[-1]).T @ rows
+    db = None if bias is None else rows.sum(axis=0)
+    return grad @ weight.T, dw, db
+
+
 # -- pooling -------------------------------------------------------------------------
 
 

@@ -617,6 +617,13 @@ def linear(x, weight, bias=None):
     return y if bias is None else y + bias
 
 
+def linear_in_out(x, weight, bias=None):
+    """linear with the weight stored (in, out), as Hugging Face's Conv1D (GPT-2)
+    keeps it: x @ weight + bias."""
+    y = (x.reshape(-1, x.shape[-1]) @ weight).reshape(*x.shape[:-1], weight.shape[1])
+    return y if bias is None else y + bias
+
+
 def embedding(ids, weight):
     """nn.Embedding: the row of weight of each token id, (N, L) ids -> (N, L, dim)."""
     return weight[ids]
