@@ -245,3 +245,28 @@ def test_an_optimiser_trains_the_nested_model_as_torch_trains_it():
         opt.step()
     for key, value in tmodel.state_dict().items():
         assert_close(model.state[key], value.detach().numpy(), key, rtol=1e-6)
+
+
+def test_a_block_instance_named_as_a_member_of_module_gets_the_flat_class_with_torchs_keys():
+    """`state` would hide the model's view of its arrays: one class, still loading torch's state_dict."""
+    text = """block u(ch) {
+  conv a: ch @ 3x3 pad=1
+  bn b -> relu
+}
+network Odd {
+  input x: 3x8x8
+  u state: 4
+  u train: 4
+  flatten
+  dense fc: 2
+}
+"""
+    net = archc.loads(text, "odd.arch")
+    tmodel, _, _ = build(net, "torch")
+    model, gen, _ = build(net, "numpy")
+    assert "class Module" not in gen.code
+    model.load_state_dict({k: v.detach().numpy() for k, v in tmodel.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = tmodel.eval()(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-5)

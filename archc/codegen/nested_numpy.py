@@ -35,7 +35,7 @@ from .names import Namespace, class_name
 from .nested_torch import IN_CHANNELS, _camel, _defaults_left_out, _norm, _View
 from .numpy_target import TRAINING_API, TRAINING_DOC, LayerCode, _kernels, _needed, _Trainer
 from .pyexpr import Call, Entry, Seq, lines, lit
-from .tree import CALL, Part, ReachError, build, keys
+from .tree import CALL, Part, build, keys
 
 # What every class of the model shares, as torch's nn.Module: its arrays, its blocks, the views by key.
 MODULE = '''
@@ -195,12 +195,17 @@ class Sequential(Module):
 # hide it, so such a spec gets the flat class
 MEMBERS = frozenset(re.findall(r"(?:def |self\.|^    )(\w+)", "\n".join(MODULE + SEQUENTIAL), re.M))
 # the fields of an expression tree (pyexpr.py) that are code, not values: the same in every instance
-NAMES = frozenset({"func", "index", "open", "close", "name", "op", "sign", "explode", "target"})
+NAMES = frozenset({"func", "index", "open", "close", "name", "op", "sign", "explode", "target", "returns"})
 _INT_TUPLE = re.compile(r"\((-?\d+)(?:, (-?\d+))*(,?)\)")
 
 
-class UnnestableError(ReachError):
-    """A block instance's name is one of Module's members: the spec gets the flat class."""
+class UnnestableError(Exception):
+    """A block instance's name is one of Module's members: the spec gets the flat class, with the
+    nested keys (`keys`) all the same."""
+
+    def __init__(self, keys: dict[str, str]):
+        super().__init__(keys)
+        self.keys = keys
 
 
 @dataclass
@@ -221,8 +226,11 @@ class _Class:
 
 
 def generate(network) -> Generated:
-    """The nested module; ReachError (UnnestableError) where the spec cannot be nested."""
+    """The nested module; ReachError where the spec cannot be nested, UnnestableError where its
+    classes cannot be (a block instance named as a member of Module)."""
     root = build(network)
+    if any(attr in MEMBERS for part in _parts(root) for _item, attr in _children(part)):
+        raise UnnestableError(keys(root))
     reserved = reserved_names()
     taken = {*reserved, "Module", "Sequential", *(n.local for n in network.graph), *(n.name for n in network.graph)}
     namer = Namespace(taken)
@@ -296,8 +304,6 @@ def _classify(part: Part, network, forms: dict, classes: list, namer: Namespace)
     for item in part.items:
         if isinstance(item, Part):
             _classify(item, network, forms, classes, namer)
-    if any(attr in MEMBERS for item, attr in _children(part)):
-        raise UnnestableError(part.name)
     if part.instance is None or _is_list(part):
         part.draft = None
         return
@@ -308,6 +314,13 @@ def _classify(part: Part, network, forms: dict, classes: list, namer: Namespace)
         classes.append(forms[key])
     forms[key].parts.append(part)
     part.draft = forms[key]
+
+
+def _parts(part: Part):
+    yield part
+    for item in part.items:
+        if isinstance(item, Part):
+            yield from _parts(item)
 
 
 def _children(part: Part):
@@ -344,6 +357,8 @@ def _skeleton(tree):
         return "value"
     if isinstance(tree, tuple):
         return tuple(_skeleton(t) for t in tree)
+    if isinstance(tree, Call):  # a keyword's name is code
+        return ("Call", tree.func, _skeleton(tree.args), tuple((k, _skeleton(v)) for k, v in tree.kwargs))
     if is_dataclass(tree):
         parts = (getattr(tree, f.name) if f.name in NAMES else _skeleton(getattr(tree, f.name)) for f in fields(tree))
         return (type(tree).__name__, *parts)

@@ -151,21 +151,25 @@ def generate(network, flat: bool = False) -> Generated:
     spec cannot be nested (a layer reads inside a block instance), one class; its state_dict keys
     are the PyTorch target's."""
     if not flat:
+        from .nested_numpy import UnnestableError
         from .nested_numpy import generate as nested
         from .tree import ReachError
 
         try:
             return nested(network)
+        except UnnestableError as error:
+            return _flat(network, error.keys)
         except ReachError:
             pass
     return _flat(network)
 
 
-def _flat(network) -> Generated:
-    """One class, one line per layer in each method; keys as the flat PyTorch target's."""
+def _flat(network, key: dict[str, str] | None = None) -> Generated:
+    """One class, one line per layer in each method; keys as the PyTorch target's, flat unless `key`
+    gives each layer's."""
     plan = make_plan(network, reserved_names())
     graph = network.graph
-    key = plan.attrs
+    key = key or plan.attrs
     entries, buffers = [], []
     for node in graph:
         if node.op == "input":
