@@ -247,6 +247,16 @@ def _flat(network, key: dict[str, str] | None = None) -> Generated:
     return Generated(code, [(name, var, first + offset) for name, var, offset in where], key)
 
 
+def _nested_keys(network, flat: dict[str, str]) -> dict[str, str]:
+    """The nested PyTorch target's keys (`layer1.0.conv1`), or `flat` where it is generated flat."""
+    from .tree import ReachError, build, keys
+
+    try:
+        return keys(build(network))
+    except ReachError:
+        return flat
+
+
 # The training API every generated model carries (numpy_backward.py), called by the user, not the model.
 TRAINING_API = (
     "cross_entropy",
