@@ -33,16 +33,17 @@ from .common import Generated, StateRef, forward_body, header, make_plan, reserv
 from .init import Initial, describe
 from .names import Namespace, class_name
 from .nested_torch import IN_CHANNELS, _camel, _defaults_left_out, _norm, _View
-from .numpy_target import TRAINING_API, TRAINING_DOC, LayerCode, _kernels, _needed, _Trainer
+from .numpy_target import TRAINING_API, TRAINING_DOC, LayerCode, _kernels, _needed, _Trainer, methods
 from .pyexpr import Call, Entry, Seq, lines, lit
 from .tree import CALL, Part, build, keys
 
 # What every class of the model shares, as torch's nn.Module: its arrays, its blocks, the views by key.
-MODULE = '''
+MODULE = [
+    *"""
 class Module:
-    """What every class of the model shares, as torch's nn.Module does: its own arrays in
+    \"\"\"What every class of the model shares, as torch's nn.Module does: its own arrays in
     `arrays` (keys relative to it), its blocks as attributes, and views of them all under
-    the full state_dict keys: `state`, `grads` (gradients) and `saved` (what forward kept)."""
+    the full state_dict keys: `state`, `grads` (gradients) and `saved` (what forward kept).\"\"\"
 
     buffers = ()  # the keys of its arrays that are buffers: no gradient
     requires_grad = False  # True: forward keeps what backward needs in eval mode too
@@ -53,16 +54,16 @@ class Module:
         self.arrays = {}
         self.kept = {}  # what its own forward keeps for backward, by layer
         self.gradients = {}  # its own arrays' gradients, added to by backward()
-
-    def __call__(self, *inputs):
-        return self.forward(*inputs)
-
+""".splitlines(),
+    "",
+    *methods("__call__"),
+    *"""
     def blocks(self):
-        """(name, block) of each block it holds, in the order it made them."""
+        \"\"\"(name, block) of each block it holds, in the order it made them.\"\"\"
         return [(name, v) for name, v in vars(self).items() if isinstance(v, Module)]
 
     def modules(self, prefix=""):
-        """(key prefix, module) of itself and of every block inside it."""
+        \"\"\"(key prefix, module) of itself and of every block inside it.\"\"\"
         yield prefix, self
         for name, block in self.blocks():
             yield from block.modules(f"{prefix}{name}.")
@@ -73,7 +74,7 @@ class Module:
 
     @property
     def state(self):
-        """Every array under its state_dict key: the same objects, which optimisers update."""
+        \"\"\"Every array under its state_dict key: the same objects, which optimisers update.\"\"\"
         return self._view("arrays")
 
     @state.setter
@@ -83,7 +84,7 @@ class Module:
 
     @property
     def grads(self):
-        """Every gradient backward added, under its parameter's state_dict key."""
+        \"\"\"Every gradient backward added, under its parameter's state_dict key.\"\"\"
         return self._view("gradients")
 
     @property
@@ -92,7 +93,7 @@ class Module:
 
     @saved.setter
     def saved(self, saved):
-        """Replaces what forward kept; `model.saved = {}` forgets it."""
+        \"\"\"Replaces what forward kept; `model.saved = {}` forgets it.\"\"\"
         owners = sorted(self.modules(), key=lambda pair: -len(pair[0]))
         for _, module in owners:
             module.kept = {}
@@ -101,62 +102,34 @@ class Module:
             module.kept[key[len(prefix) :]] = value
 
     def train(self, mode=True):
-        """Training: batch norm uses and updates batch statistics, dropout drops."""
+        \"\"\"Training: batch norm uses and updates batch statistics, dropout drops.\"\"\"
         for _, module in self.modules():
             module.training = mode
         return self
-
-    def eval(self):
-        """Inference: batch norm uses its running statistics, dropout does nothing."""
-        return self.train(False)
-
-    def parameters(self):
-        """The trainable arrays of `state`, the same objects (optimisers update them in place):
-        every entry but the buffers (running statistics)."""
-        buffers = {p + key for p, m in self.modules() for key in m.buffers}
-        return {key: value for key, value in self.state.items() if key not in buffers}
-
+""".splitlines(),
+    "",
+    *methods("eval"),
+    *"""
     def zero_grad(self):
-        """Forgets every gradient, as torch's zero_grad(): the next backward starts afresh."""
+        \"\"\"Forgets every gradient, as torch's zero_grad(): the next backward starts afresh.\"\"\"
         for _, module in self.modules():
             module.gradients = {}
 
     def accumulate(self, grads):
-        """Adds a backward's gradients of its own arrays, as torch adds into each .grad."""
+        \"\"\"Adds a backward's gradients of its own arrays, as torch adds into each .grad.\"\"\"
         for key, value in grads.items():
             own = self.gradients
             own[key] = own[key] + value if key in own else value
 
-    def state_dict(self):
-        """A copy of every array, with the keys and shapes of torch's state_dict()."""
-        return {key: value.copy() for key, value in self.state.items()}
-
-    def load_state_dict(self, state):
-        """Takes arrays, or anything np.asarray takes (CPU torch tensors included)."""
-        current = self.state
-        missing = sorted(current.keys() - state.keys())
-        unexpected = sorted(state.keys() - current.keys())
-        if missing or unexpected:
-            raise KeyError(f"missing keys {missing}, unexpected keys {unexpected}")
-        loaded = {}
-        for key, value in state.items():
-            value = np.asarray(value)
-            expected = current[key]
-            if value.shape != expected.shape:
-                raise ValueError(f"{key}: shape {value.shape} != {expected.shape}")
-            loaded[key] = value.astype(expected.dtype)
-        self.state = loaded
-
-    def save(self, path):
-        """Writes the state to a .npz file."""
-        np.savez(path, **self.state)
-
-    def load(self, path):
-        """Reads the state from a .npz file written by save()."""
-        with np.load(path) as data:
-            self.load_state_dict(dict(data))
-        return self
-'''.strip("\n").splitlines()
+    def parameters(self):
+        \"\"\"The trainable arrays of `state`, the same objects (optimisers update them in place):
+        every entry but the buffers (running statistics) of each module.\"\"\"
+        buffers = {p + key for p, m in self.modules() for key in m.buffers}
+        return {key: value for key, value in self.state.items() if key not in buffers}
+""".splitlines(),
+    "",
+    *methods("state_dict", "load_state_dict", "save", "load"),
+][1:]
 
 # the class of a repeat, written when the network has one
 SEQUENTIAL = '''

@@ -66,18 +66,19 @@ METHODS = '''
 
     def load_state_dict(self, state):
         """Takes arrays, or anything np.asarray takes (CPU torch tensors included)."""
-        missing = sorted(self.state.keys() - state.keys())
-        unexpected = sorted(state.keys() - self.state.keys())
+        current = self.state  # (a view, in the nested model: built once)
+        missing = sorted(current.keys() - state.keys())
+        unexpected = sorted(state.keys() - current.keys())
         if missing or unexpected:
             raise KeyError(f"missing keys {missing}, unexpected keys {unexpected}")
         loaded = {}
         for key, value in state.items():
             value = np.asarray(value)
-            expected = self.state[key]
+            expected = current[key]
             if value.shape != expected.shape:
                 raise ValueError(f"{key}: shape {value.shape} != {expected.shape}")
             loaded[key] = value.astype(expected.dtype)
-        self.state.update(loaded)
+        self.state = {key: loaded[key] for key in current}
 
     def save(self, path):
         """Writes the state to a .npz file."""
@@ -89,6 +90,13 @@ METHODS = '''
             self.load_state_dict(dict(data))
         return self
 '''.strip("\n").splitlines()
+
+
+def methods(*names: str) -> list[str]:
+    """The named methods of METHODS, in that order, a blank line between them: the nested target's
+    Module has them too."""
+    blocks = {re.match(r"    def (\w+)", block)[1]: block for block in "\n".join(METHODS).split("\n\n")}
+    return "\n\n".join(blocks[name] for name in names).splitlines()
 
 
 @functools.cache
