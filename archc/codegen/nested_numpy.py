@@ -33,7 +33,7 @@ from .common import Generated, StateRef, forward_body, header, make_plan, reserv
 from .init import Initial, describe
 from .names import Namespace, class_name
 from .nested_torch import IN_CHANNELS, _camel, _defaults_left_out, _norm, _View
-from .numpy_target import TRAINING_API, TRAINING_DOC, LayerCode, _kernels, _needed, _Trainer, methods
+from .numpy_target import TRAINING_API, TRAINING_DOC, LayerCode, _kernels, _needed, _Trainer, _uses, methods
 from .pyexpr import Call, Entry, Seq, lines, lit
 from .tree import CALL, Part, build, keys
 
@@ -518,7 +518,7 @@ class _Writer(LayerCode):
             return op.apply_numpy(attrs, expr)
 
         body, _where = forward_body(plan, layer, activation, 2, 0)
-        if any('s["' in line for line in body):
+        if _uses("s", "\n".join(body)):
             head.append("        s = self.arrays")
         trainer = _Trainer(plan, key, self, "self.arrays", "self.kept")
         return [*head, *body, "", *trainer.forward(), "", *trainer.backward()]
