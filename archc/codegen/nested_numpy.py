@@ -196,6 +196,7 @@ class _Class:
     read: set = field(default_factory=set)  # those its methods read (stored as attributes)
     taken: set = field(default_factory=set)  # names a slot cannot take: its blocks' attributes
     lines: list[str] = field(default_factory=list)
+    index: dict = field(default_factory=dict)  # id(part) -> its place in `parts` (its values' index)
 
 
 def generate(network) -> Generated:
@@ -285,6 +286,7 @@ def _classify(part: Part, network, forms: dict, classes: list, namer: Namespace)
         name = namer.name(class_name(_camel(part.instance.block)), key=str(len(classes)))
         forms[key] = _Class(name, [])
         classes.append(forms[key])
+    forms[key].index[id(part)] = len(forms[key].parts)
     forms[key].parts.append(part)
     part.draft = forms[key]
 
@@ -303,12 +305,13 @@ def _children(part: Part):
 def _fingerprint(part: Part, network) -> tuple:
     """What instances of one class share: the graph, and each layer's code with its values left out."""
     writer = _Writer(network, [part], None, ())
+    children = {child.name: child for child, _attr in _children(part)}
     out = [tuple(part.graph.declared_outputs)]
     for node in part.graph:
         act = None if node.activation is None else (node.activation[0], repr(sorted(node.activation[1].items())))
         out.append((node.name, node.op, tuple(node.inputs), act, part.attrs.get(node.name)))
         if node.op == CALL:
-            out.append(_child_key(_child(part, node.name)))
+            out.append(_child_key(children[node.name]))
         elif node.op != "input":
             out.append(tuple(_skeleton(tree) for tree in writer.trees(node)))
     return tuple(out)
@@ -318,10 +321,6 @@ def _child_key(child: Part):
     if child.draft is None:  # a list
         return ("list", tuple(id(c.draft) for c in child.items))
     return id(child.draft)
-
-
-def _child(part: Part, name: str) -> Part:
-    return next(item for item in part.items if isinstance(item, Part) and item.name == name)
 
 
 def _skeleton(tree):
@@ -380,6 +379,9 @@ class _Writer(LayerCode):
         self.graph = self.part.graph
         self.plan = make_plan(_View(self.part.name or network.name, self.graph), tuple(reserved))
         self.prefix = ""  # `self.` in methods: where they read a constructor argument
+        # each instance's layers by their name in it (local) -> their name in the network
+        self.globals = [{i.local: i.name for i in part.items if not isinstance(i, Part)} for part in parts]
+        self.position = {id(item): i for i, item in enumerate(self.part.items)}
 
     def _choose(self, values: list[str]) -> str:
         cls = self.cls
@@ -394,13 +396,13 @@ class _Writer(LayerCode):
         return self.prefix + slot.name
 
     def _one(self, node, make):
-        """make(node of an instance, instance) for every instance, as one tree."""
+        """make(node of an instance, the instance's index) for every instance, as one tree."""
 
         def each(explicit: bool):
             out = []
-            for part in self.parts:
+            for k, part in enumerate(self.parts):
                 with explicit_defaults() if explicit else nullcontext():
-                    out.append(_split(make(part.graph.nodes[node.name], part)))
+                    out.append(_split(make(part.graph.nodes[node.name], k)))
             return out
 
         trees = each(True)
@@ -443,8 +445,8 @@ class _Writer(LayerCode):
     def _entries(self, node):
         """(key, first value) of a layer's arrays, for every instance as one tree."""
 
-        def make(n, part):
-            real = self.network.graph.nodes[_global(part, n.name)]
+        def make(n, k):
+            real = self.network.graph.nodes[self.globals[k][n.name]]
             ins = [self.network.graph.nodes[i].shape for i in real.inputs]
             return tuple(OPS[n.op].numpy_state(real, ins, Initial(self.network, real)))
 
@@ -480,7 +482,7 @@ class _Writer(LayerCode):
         return out
 
     def _one_child(self, child: Part):
-        index = self.part.items.index(child)
+        index = self.position[id(child)]
         return _abstract([_constructor(part.items[index]) for part in self.parts], self._choose_init)
 
     def _choose_init(self, values):
@@ -535,16 +537,12 @@ def _leave_defaults(tree, written: list):
     return tree
 
 
-def _global(part: Part, local: str) -> str:
-    return next(item.name for item in part.items if not isinstance(item, Part) and item.local == local)
-
-
 def _constructor(child: Part):
     """How the parent makes a block instance: its class with its values, or a Sequential of them."""
     if child.draft is None:
         return Call("Sequential", tuple(_constructor(c) for c in child.items))
     cls = child.draft
-    index = cls.parts.index(child)
+    index = cls.index[id(child)]
     return Call(cls.name, ("rng", *(s.values[index] for s in cls.slots if s.name in cls.used)))
 
 
