@@ -69,7 +69,8 @@ METHODS = '''
     def load_state_dict(self, state):
         """Takes arrays, or anything np.asarray takes (CPU torch tensors included); a tied weight's key
         must be there, and the array is its layer's."""
-        known = self.state.keys() | self.tied.keys()
+        current = self.state  # (a view, in the nested model: built once)
+        known = current.keys() | self.tied.keys()
         missing = sorted(known - state.keys())
         unexpected = sorted(state.keys() - known)
         if missing or unexpected:
@@ -77,12 +78,12 @@ METHODS = '''
         loaded = {}
         for key, value in state.items():
             value = np.asarray(value)
-            expected = self.state[self.tied.get(key, key)]
+            expected = current[self.tied.get(key, key)]
             if value.shape != expected.shape:
                 raise ValueError(f"{key}: shape {value.shape} != {expected.shape}")
             if key not in self.tied:
                 loaded[key] = value.astype(expected.dtype)
-        self.state.update(loaded)
+        self.state = {key: loaded[key] for key in current}
 
     def save(self, path):
         """Writes the state to a .npz file (a tied weight under both keys, as state_dict gives it)."""
@@ -98,6 +99,13 @@ METHODS = '''
             self.load_state_dict(dict(data))
         return self
 '''.strip("\n").splitlines()
+
+
+def methods(*names: str) -> list[str]:
+    """The named methods of METHODS, in that order, a blank line between them: the nested target's
+    Module has them too."""
+    blocks = {re.match(r"    def (\w+)", block)[1]: block for block in "\n".join(METHODS).split("\n\n")}
+    return "\n\n".join(blocks[name] for name in names).splitlines()
 
 
 @functools.cache
@@ -133,11 +141,55 @@ def _needed(code: str, also: tuple[str, ...] = ()) -> list[str]:
     return [name for name in kernels if name in wanted]
 
 
+class LayerCode:
+    """Each layer's NumPy code, as its op (archc/ops) writes it: the flat class's. The nested
+    target (nested_numpy.py) writes a class's code for all its instances at once instead, and
+    a block instance's calls."""
+
+    def call(self, node, state, args):
+        return OPS[node.op].numpy_call(node, state, args)
+
+    def keeping_call(self, node, state, args):
+        """The call of the training forward when the op has no training call of its own."""
+        return self.call(node, state, args)
+
+    def train_call(self, node, state, args):
+        return OPS[node.op].numpy_train_call(node, state, args)
+
+    def keep(self, node, args):
+        return OPS[node.op].numpy_keep(node, args)
+
+    def backward(self, node, state, grad, saved):
+        return OPS[node.op].numpy_backward(node, state, grad, saved)
+
+
 def generate(network, flat: bool = False) -> Generated:
-    """The module; its state_dict keys are the PyTorch target's, nested or (with `flat`) flat."""
+    """The module: a class per block of the spec (nested_numpy.py), or with `flat`, or where the
+    spec cannot be nested (a layer reads inside a block instance), one class; its state_dict keys
+    are the PyTorch target's."""
+    if not flat and any(node.attrs.get("tied") for node in network.graph):
+        # a weight two layers share stays one array only in one class: the flat class, torch's keys
+        return _flat(network, _nested_keys(network, make_plan(network, reserved_names()).attrs))
+    if not flat:
+        from .nested_numpy import UnnestableError
+        from .nested_numpy import generate as nested
+        from .tree import ReachError
+
+        try:
+            return nested(network)
+        except UnnestableError as error:
+            return _flat(network, error.keys)
+        except ReachError:
+            pass
+    return _flat(network)
+
+
+def _flat(network, key: dict[str, str] | None = None) -> Generated:
+    """One class, one line per layer in each method; keys as the PyTorch target's, flat unless `key`
+    gives each layer's."""
     plan = make_plan(network, reserved_names())
     graph = network.graph
-    key = plan.attrs if flat else _nested_keys(network, plan.attrs)
+    key = key or plan.attrs
     ties = tuple(Entry(lit(k), lit(v)) for k, v in tied_keys(network, key).items())
     entries, buffers = [], []
     for node in graph:
@@ -264,22 +316,26 @@ def _reached(plan) -> set[str]:
 class _Trainer:
     """The two training methods of a model: `_forward_keeping`, one statement per layer (and per
     `-> act`), each after what its backward will need is kept under the layer's name; and
-    `backward`, the layers' backward lines in reverse, each popping what was kept for it."""
+    `backward`, the layers' backward lines in reverse, each popping what was kept for it.
+    `code` writes each layer's code; `arrays` and `saved` are the attributes that hold the class's
+    own arrays and what its forward keeps."""
 
-    def __init__(self, plan, key):
+    def __init__(self, plan, key, code=None, arrays="self.state", saved="self.saved"):
         self.plan = plan
         self.key = key
         self.reached = _reached(plan)
         self.written: set[str] = set()  # see backward
+        self.code = code or LayerCode()
+        self.arrays, self.saved = arrays, saved
 
     def _keeps(self, node):
         """(training forward's call or None, expression kept before the layer or None)."""
         if node.name not in self.reached:
             return None, None  # no gradient reaches it: it keeps nothing
-        op, args = OPS[node.op], [self.plan.vars[i] for i in node.inputs]
+        args = [self.plan.vars[i] for i in node.inputs]
         state = state_ref(node, self.key, self.plan.network.graph)
-        train = op.numpy_train_call(node, state, args)
-        return train, None if train is not None else op.numpy_keep(node, args)
+        train = self.code.train_call(node, state, args)
+        return train, None if train is not None else self.code.keep(node, args)
 
     def _act_keeps(self, node) -> bool:
         return (
@@ -297,14 +353,14 @@ class _Trainer:
         last_read = {plan.vars[i]: k for k, node in enumerate(nodes) for i in node.inputs}
         kept = {"x", *plan.params, *(plan.vars[n] for n in plan.outputs)}
         for k, node in enumerate(nodes):
-            op, args, var = OPS[node.op], [plan.vars[i] for i in node.inputs], plan.vars[node.name]
+            args, var = [plan.vars[i] for i in node.inputs], plan.vars[node.name]
             state = state_ref(node, self.key, self.plan.network.graph)
             name = lit(self.key[node.name])
             train, keep = self._keeps(node)
             out = body
             if keep is not None:
                 out += _stored(f"keep[{name}]", keep, 2)
-            expr = op.numpy_call(node, state, args) if train is None else train
+            expr = self.code.keeping_call(node, state, args) if train is None else train
             if var is None:  # nothing reads it: computed as the spec says, then dropped
                 if node.activation is not None:
                     expr = OPS[node.activation[0]].apply_numpy(node.activation[1], expr)
@@ -326,8 +382,8 @@ class _Trainer:
             out += deletion([v for v in reads if last_read[v] == k and v not in kept], 2)
         body.append("        return " + ", ".join(plan.vars[n] for n in plan.outputs))
         text = "\n".join(body)
-        start = ["        s = self.state"] if _uses("s", text) else []
-        start.append("        keep = self.saved = {}" if _uses("keep", text) else "        self.saved = {}")
+        start = [f"        s = {self.arrays}"] if _uses("s", text) else []
+        start.append(f"        keep = {self.saved} = {{}}" if _uses("keep", text) else f"        {self.saved} = {{}}")
         return head + start + body
 
     def _grad(self, name: str) -> str:
@@ -356,7 +412,7 @@ class _Trainer:
             if node.name in self.reached:
                 body += self._layer_backward(node, pending)
         text = "\n".join(body)
-        names = [(n, v) for n, v in (("s", "self.state"), ("keep", "self.saved"), ("grads", "{}")) if _uses(n, text)]
+        names = [(n, v) for n, v in (("s", self.arrays), ("keep", self.saved), ("grads", "{}")) if _uses(n, text)]
         if names:
             out.append(f"        {', '.join(n for n, _ in names)} = {', '.join(v for _, v in names)}")
         results, unread = [], []
@@ -390,7 +446,7 @@ class _Trainer:
         train, keep = self._keeps(node)
         saved = Call("keep.pop", (lit(name),)) if train is not None or keep is not None else None
         state = state_ref(node, self.key, self.plan.network.graph)
-        step = OPS[node.op].numpy_backward(node, state, grad, saved)
+        step = self.code.backward(node, state, grad, saved)
         targets, sums, inputs, shared = [], [], [], []
         by_key = []
         for r in step.returns:
