@@ -102,8 +102,8 @@ def compare_gradients(tmodel, nmodel, inputs, dtype, train: bool) -> None:
         torch.autograd.backward([o for o, _ in graded], [g for _, g in graded])
     got = nmodel(*inputs)
     got = got if isinstance(got, tuple) else (got,)
-    for g, o in zip(got, outs):
-        assert_close(g, o.detach().numpy(), "output")
+    for g, o in zip(got, outs):  # an output that is 0 in exact arithmetic (a mean of normalised values) is noise
+        assert_close(g, o.detach().numpy(), "output", 1e-6)
     dx = nmodel.backward(*grads)
     dx = dx if isinstance(dx, tuple) else (dx,)
     assert nmodel.saved == {}  # backward used everything the forward kept
@@ -124,6 +124,8 @@ def compare_gradients(tmodel, nmodel, inputs, dtype, train: bool) -> None:
     for got_dx, x in zip(dx, xs):
         if not x.is_floating_point():  # token ids have no gradient
             assert got_dx is None
+            continue
+        if x.grad is None and got_dx is None:  # no gradient reaches it, nor does the batch's size
             continue
         assert_close(got_dx, x.grad.numpy() if x.grad is not None else np.zeros(x.shape), "input", scale)
 
@@ -248,6 +250,8 @@ def _random_pair(seed: int):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), train=st.booleans())
 @example(seed=855, train=False)  # an input gradient that is 0 in exact arithmetic
+@example(seed=136, train=False)  # token ids returned first: the batch's size comes from another output
+@example(seed=12158, train=True)  # an output that is 0 in exact arithmetic
 def test_random_networks_give_torch_gradients(seed, train):
     """Every layer type, fused activations, branches, side layers nothing reads, several inputs and
     outputs; in eval mode, and in training mode unless a random mask is drawn (a dropout layer's, or

@@ -415,18 +415,25 @@ class _Trainer:
         names = [(n, v) for n, v in (("s", self.arrays), ("keep", self.saved), ("grads", "{}")) if _uses(n, text)]
         if names:
             out.append(f"        {', '.join(n for n, _ in names)} = {', '.join(v for _, v in names)}")
+        # an input no output depends on gets zeros, of the size and type of the batch an output's
+        # gradient carries (not token ids', nor a param's); where none carries it, None, as torch's .grad
+        shapes = [plan.network.layer(n).shape for n in plan.outputs]
+        batched = [g for s, g in zip(shapes, outs) if s.vocab is None and getattr(s, "batched", True)]
         results, unread = [], []
-        for name in ins:  # an input no output depends on gets zeros, of the batch's size and type
+        for name in ins:
             shape = plan.network.layer(name).shape
             if shape.vocab is not None:  # token ids: integers, which have no gradient
                 results.append("None")
                 continue
             zeros = Call("np.zeros", (f"(len(first), {', '.join(map(str, shape))})", "first.dtype"))
             if self._grad(name) not in pending:
+                if not batched:
+                    results.append("None")
+                    continue
                 unread.append((self._grad(name), zeros))
             results.append(self._grad(name))
         if unread:
-            out += assignment("first = ", outs[0], 2)
+            out += assignment("first = ", batched[0], 2)
         out += body
         out.append("        self.accumulate(grads)" if _uses("grads", text) else "        self.accumulate({})")
         for target, zeros in unread:
