@@ -19,7 +19,7 @@ import torch
 from codegen_util import build, load_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_numpy_train_networks import compare_gradients
+from test_numpy_train_networks import compare_gradients, float64_models
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
@@ -187,11 +187,6 @@ def test_the_numpy_model_gives_autograds_gradients_on_the_pytorch_module():
     two): every parameter's gradient, the tied weight's the sum of its two uses', as autograd gives it on
     the generated PyTorch module, in float64."""
     net = small_gpt2()
-    torch.manual_seed(0)
-    tmodel, _, _ = build(net, "torch")
-    tmodel.double()
-    nmodel = load_module(generate(net, "numpy").code).build_model()
-    nmodel.load_state_dict({k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()})
-    nmodel.state = {k: v.astype(np.float64) for k, v in nmodel.state.items()}
+    tmodel, nmodel = float64_models(net)
     ids = np.random.default_rng(3).integers(0, 50, (2, 9))
     compare_gradients(tmodel, nmodel, [ids], np.float64, train=False)

@@ -77,6 +77,17 @@ def pair(spec: str, size: int | None, dtype, seed: int = 0):
     return tmodel, module, nmodel
 
 
+def float64_models(net, seed: int = 0):
+    """(torch model, NumPy model) of an analysed network, the same weights, both in float64."""
+    torch.manual_seed(seed)
+    tmodel, _, _ = build(net, "torch")
+    tmodel.double()
+    nmodel = load_module(generate(net, "numpy").code).build_model()
+    nmodel.load_state_dict({k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()})
+    nmodel.state = {k: v.astype(np.float64) for k, v in nmodel.state.items()}  # load casts to its float32
+    return tmodel, nmodel
+
+
 def assert_close(got, want, what: str, scale: float = 0.0, rtol: float = 1e-4) -> None:
     """Every value within rtol of the largest of `want` (or of `scale`, where a gradient that is 0
     in exact arithmetic, a bias before batch norm, is rounding noise in both)."""

@@ -18,7 +18,7 @@ import onnxruntime
 import pytest
 import torch
 from codegen_util import build, load_module
-from test_numpy_train_networks import compare_gradients
+from test_numpy_train_networks import compare_gradients, float64_models
 from torch import nn
 
 import archc
@@ -131,12 +131,7 @@ def test_numpy_target_loads_both_keys_and_gives_torchs_output(net):
 
 def test_numpy_backward_adds_both_uses_gradients_as_autograd_does(net):
     """The generated PyTorch module (its tie checked above) as autograd's oracle, in float64 and training."""
-    torch.manual_seed(0)
-    tmodel, _, _ = build(net, "torch")
-    tmodel.double()
-    nmodel = load_module(generate(net, "numpy").code).build_model()
-    nmodel.load_state_dict({k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()})
-    nmodel.state = {k: v.astype(np.float64) for k, v in nmodel.state.items()}
+    tmodel, nmodel = float64_models(net)
     compare_gradients(tmodel, nmodel, [ids()], np.float64, train=True)
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual torch spelling)
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_attention_backward import close, heads_of
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -34,15 +35,6 @@ class Drawn:
         assert tuple(shape) == self.keep.shape
         self.draws += 1
         return self.keep.astype(np.float64)
-
-
-def close(ours, theirs) -> None:
-    theirs = theirs.detach().numpy()
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * float(np.abs(theirs).max()))
-
-
-def heads_of(t, heads):
-    return t.unflatten(-1, (heads, -1)).transpose(1, 2)
 
 
 @EXAMPLES

@@ -512,13 +512,18 @@ class _Importer:
 
     # convolutions -------------------------------------------------------------------------------------
 
-    def op_Conv(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
+    def windowed(self, i, node, a):
+        """What Conv and ConvTranspose read alike: (input, its shape, weight shape, group, kernel)."""
         x = self.act(i, node.input[0])
         shape = self.shape(i, node.input[0])
         nd = self.spatial(i, node, len(shape))
         w = self.weight(i, node.input[1], nd + 2)
         group = self.positive(i, a, "group", [a.int("group", 1)])[0]
         kernel = tuple(self.positive(i, a, "kernel_shape", a.ints("kernel_shape", w[2:])))
+        return x, shape, w, group, kernel
+
+    def op_Conv(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
+        x, shape, w, group, kernel = self.windowed(i, node, a)
         self.need(i, w, (w[0], shape[1] // group, *kernel), "weight")
         if shape[1] % group:
             why = f"group={group} does not divide the {shape[1]} input channels"
@@ -571,12 +576,7 @@ class _Importer:
         return args
 
     def op_ConvTranspose(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
-        x = self.act(i, node.input[0])
-        shape = self.shape(i, node.input[0])
-        nd = self.spatial(i, node, len(shape))
-        w = self.weight(i, node.input[1], nd + 2)
-        group = self.positive(i, a, "group", [a.int("group", 1)])[0]
-        kernel = tuple(self.positive(i, a, "kernel_shape", a.ints("kernel_shape", w[2:])))
+        x, shape, w, group, kernel = self.windowed(i, node, a)
         self.need(i, w, (shape[1], w[1], *kernel), "weight")
         filters = w[1] * group
         if a.str("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or a.has("output_shape"):
@@ -588,7 +588,7 @@ class _Importer:
             self.need(i, self.weight(i, node.input[2]), (filters,), "bias")
         args = [(None, filters), (None, kernel)]
         args += self.window(i, a, shape[2:], kernel, pool=False)
-        outpad = tuple(a.ints("output_padding", [0] * nd))
+        outpad = tuple(a.ints("output_padding", [0] * len(kernel)))
         if any(outpad):
             args.append(("outpad", outpad[0] if len(set(outpad)) == 1 else outpad))
         if group > 1:
