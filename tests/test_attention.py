@@ -68,16 +68,20 @@ def future_mask(length: int, keys: int) -> torch.Tensor:
 
 
 def generated_outputs(net, state: dict, xs: list[torch.Tensor]):
-    """The generated PyTorch and NumPy models (flat and nested), with `state` loaded (by position: the
-    flat form's keys are its own), on xs in eval mode."""
+    """The generated PyTorch and NumPy models (flat and nested), with `state` loaded: by key where the
+    keys are the state's (nested), by position where they are the flat form's own."""
     out = []
+
+    def loaded(keys):
+        return dict(zip(keys, state.values(), strict=True)) if set(keys) != set(state) else state
+
     for flat in (True, False):
         model, _, _ = build(net, "torch", flat=flat)
-        model.load_state_dict(dict(zip(model.state_dict(), state.values(), strict=True)))
+        model.load_state_dict(loaded(list(model.state_dict())))
         with torch.no_grad():
             out.append(model.eval()(*xs).numpy())
         model, _, _ = build(net, "numpy", flat=flat)
-        model.load_state_dict({k: v.numpy() for k, v in zip(model.state_dict(), state.values(), strict=True)})
+        model.load_state_dict({k: v.numpy() for k, v in loaded(list(model.state_dict())).items()})
         out.append(model.eval()(*(x.numpy() for x in xs)))
     return out
 
