@@ -53,7 +53,8 @@ EXAMPLES = SEQUENTIAL_EXAMPLES | {
     "lstm_classifier.arch",
     "lstm_text_classifier.arch",
     "lenet_digits.arch",
-}  # lstm: test_lstm_classifier.py, test_lstm_text.py
+    "transformer_small.arch",
+}  # lstm: test_lstm_classifier.py, test_lstm_text.py; transformer_small: test_encoder_decoder.py
 
 # Specs that are meant to trigger warnings (none of the bundled ones is).
 EXPECTED_WARNINGS: dict[str, int] = {}
