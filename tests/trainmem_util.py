@@ -3,8 +3,9 @@
 `saved_by_layer` runs the generated model's forward in training mode under
 `torch.autograd.graph.saved_tensors_hooks` and records every tensor autograd
 saves. Tensors count by their storage (`untyped_storage().data_ptr()`), once,
-at the layer during whose statement autograd first saved them; parameters and
-buffers are left out (they are in memory anyway). The layer is found from the
+at the layer during whose statement autograd first saved them (each held until the
+forward ends, so that a storage saved and freed by a layer nothing reads cannot lend
+its address to another); parameters and buffers are left out (they are in memory anyway). The layer is found from the
 innermost frame of the generated file on the stack: the statement whose line
 (`Generated.statements`) is the last to start at or before the running line,
 so inline code (`x += skip`, `F.relu(..., inplace=True)`, slices) counts too.
@@ -79,6 +80,7 @@ def saved_by_layer(net, batch: int, model=None) -> tuple[Counter, object]:
     starts = sorted((line, layer) for layer, _var, line in gen.statements)
     lines = [line for line, _ in starts]
     seen: set[int] = set()
+    alive = []  # every saved tensor held to the end: a freed one's address may come back for another
     layers: Counter = Counter()
 
     def layer_now() -> str:
@@ -89,6 +91,7 @@ def saved_by_layer(net, batch: int, model=None) -> tuple[Counter, object]:
 
     def pack(tensor):
         pointer, nbytes = _storage(tensor)
+        alive.append(tensor)
         if nbytes and pointer not in state and pointer not in seen:
             seen.add(pointer)
             layers[layer_now()] += nbytes
@@ -103,9 +106,11 @@ def saved_in_total(net, batch: int, model) -> int:
     """Bytes of the unique storages autograd saves during one forward of `model` in training mode."""
     state = {_storage(t)[0] for t in [*model.parameters(), *model.buffers()]}
     seen: dict[int, int] = {}
+    alive = []  # as in saved_by_layer: no address comes back for another storage
 
     def pack(tensor):
         pointer, nbytes = _storage(tensor)
+        alive.append(tensor)
         if nbytes and pointer not in state:
             seen[pointer] = nbytes
         return tensor
