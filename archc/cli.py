@@ -56,14 +56,19 @@ def _input_overrides(items: list[str]) -> dict:
     return out
 
 
-def _positive(text: str) -> int:
+def _whole_number(text: str, low: int, wanted: str) -> int:
+    """An argparse type's value: a whole number of at least `low` (argparse names the option)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {wanted}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _whole_number(text, 1, "at least 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,13 +250,7 @@ def _memory(text: str) -> int:
 
 
 def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
+    return _whole_number(text, 0, "0 or more")
 
 
 def _depth(text: str) -> int:
