@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual torch spelling)
 from codegen_util import build
 from test_onnx_out import ROOT, checked, close, inputs_for, load_small, session
+from test_sequences import Reference
 from torch import nn
 
 import archc
@@ -25,19 +26,6 @@ from archc.codegen.onnx_target import to_onnx
 pytestmark = pytest.mark.usefixtures("one_thread")
 BATCH = 3
 CASES = 6  # random configurations per layer type
-
-
-class Reference(nn.Module):
-    """The torch side: `fn(self, *xs)`, with submodules and parameters named as the spec's layers."""
-
-    def __init__(self, fn, **parts):
-        super().__init__()
-        self.fn = fn
-        for name, part in parts.items():
-            setattr(self, name, part)
-
-    def forward(self, *xs):
-        return self.fn(self, *xs)
 
 
 def against_onnxruntime(spec: str, reference: nn.Module, *xs: torch.Tensor) -> None:
