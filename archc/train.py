@@ -130,7 +130,7 @@ def train(net, epochs: int, batch: int, lr: float, optimizer: str, seed: int, co
                 opt.zero_grad()
                 scores = model(x)
                 loss, grad = module.cross_entropy(scores, y)
-                model.backward(grad)
+                model.backward(grad, input_grads=False)
                 opt.step()
                 seen += len(picked)
                 right += int((scores.argmax(axis=1) == y).sum())

@@ -141,7 +141,7 @@ def _numpy_setup(command: dict):
     def step():
         optimizer.zero_grad()
         loss, grad = module.cross_entropy(model(x), target)
-        model.backward(grad)
+        model.backward(grad, input_grads=False)  # torch computes no gradient for x either
         optimizer.step()
         return loss
 

@@ -243,6 +243,37 @@ def test_gradients_accumulate_until_zero_grad():
     assert nmodel.parameters()["C1.weight"] is nmodel.state["C1.weight"]
 
 
+@pytest.mark.parametrize("spec", ["lenet5", "resnet18"])
+def test_input_grads_false_skips_the_stems_input_gradient(spec):
+    """A training step wants no gradient of its input, as torch computes none for an x that does not
+    require grad: backward(input_grads=False) returns None, leaves out the first convolution's input
+    gradient and gives the same parameter gradients."""
+    tmodel, module, nmodel = pair(spec, NETWORKS[spec], np.float32)
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in tmodel.modules())
+    nmodel.train()
+    (x,) = batch(network(spec, NETWORKS[spec]), 2, np.float32)
+    grad = np.ones((2, 10 if spec == "lenet5" else 1000), np.float32)
+    calls = []
+    input_grad = module._conv_input_grad
+
+    def counted(*args):
+        calls.append(args[2])  # the input's shape
+        return input_grad(*args)
+
+    module._conv_input_grad = counted
+    nmodel(x)
+    assert nmodel.backward(grad).shape == x.shape
+    assert len(calls) == convs and x.shape in calls
+    wanted, calls[:] = dict(nmodel.grads), []
+    nmodel.zero_grad()
+    nmodel(x)
+    assert nmodel.backward(grad, input_grads=False) is None
+    assert len(calls) == convs - 1 and x.shape not in calls
+    assert nmodel.grads.keys() == wanted.keys()
+    for key, value in wanted.items():
+        np.testing.assert_array_equal(nmodel.grads[key], value, err_msg=key)
+
+
 # -- random networks ---------------------------------------------------------------------
 
 

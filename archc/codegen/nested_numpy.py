@@ -526,7 +526,7 @@ class _Writer(LayerCode):
         body, _where = forward_body(plan, layer, activation, 2, 0)
         if _uses("s", "\n".join(body)):
             head.append("        s = self.arrays")
-        trainer = _Trainer(plan, key, self, "self.arrays", "self.kept")
+        trainer = _Trainer(plan, key, self, "self.arrays", "self.kept", root=self.cls is None)
         return [*head, *body, "", *trainer.forward(), "", *trainer.backward()]
 
 

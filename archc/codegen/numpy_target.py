@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from ..ops import OPS
@@ -298,7 +299,7 @@ TRAINING_DOC = """Training, as in PyTorch (docs/language.md, section 16):
     opt.zero_grad()
     out = model(x)  # while training, forward keeps what backward needs
     loss, grad = cross_entropy(out, y)
-    model.backward(grad)  # the input's gradient; adds into model.grads
+    model.backward(grad, input_grads=False)  # adds into model.grads
     opt.step()
 """.strip("\n").splitlines()
 
@@ -318,10 +319,13 @@ class _Trainer:
     `-> act`), each after what its backward will need is kept under the layer's name; and
     `backward`, the layers' backward lines in reverse, each popping what was kept for it.
     `code` writes each layer's code; `arrays` and `saved` are the attributes that hold the class's
-    own arrays and what its forward keeps."""
+    own arrays and what its forward keeps. The network's own class (`root`) takes `input_grads`:
+    False when the caller wants no gradient of the inputs (a training loop; torch computes none for
+    an input that does not require grad), which a first convolution then skips."""
 
-    def __init__(self, plan, key, code=None, arrays="self.state", saved="self.saved"):
+    def __init__(self, plan, key, code=None, arrays="self.state", saved="self.saved", root=True):
         self.plan = plan
+        self.root = root
         self.key = key
         self.reached = _reached(plan)
         self.written: set[str] = set()  # see backward
@@ -399,10 +403,11 @@ class _Trainer:
         outs = [self._grad(n) for n in plan.outputs]
         ins = [n.name for n in plan.network.graph.inputs]
         out = [
-            *lines(Call("def backward", ("self", *outs)), 1, "", ":"),
+            *lines(Call("def backward", ("self", *outs, *self._skip_args())), 1, "", ":"),
             '        """The gradients of the inputs from those of the outputs, after a forward that kept',
             "        what backward needs (model.train(), or requires_grad); the parameters' gradients",
             "        are added into `grads`, under their state_dict keys.",
+            *(["        input_grads=False returns None and skips the work only those gradients need."] * self.root),
             '        """',
         ]
         pending = set(outs)  # gradients computed and not yet passed on
@@ -438,8 +443,25 @@ class _Trainer:
         out.append("        self.accumulate(grads)" if _uses("grads", text) else "        self.accumulate({})")
         for target, zeros in unread:
             out += assignment(f"{target} = ", zeros, 2)
+        if self.root and results != ["None"]:
+            out += ["        if not input_grads:", "            return None"]
         out += _returned(results, 2)
         return out
+
+    def _skip_args(self) -> tuple[str, ...]:
+        return ("*", "input_grads=True") if self.root else ()
+
+    def _skipping(self, node, step):
+        """The step with `input_grads` passed on, when the layer alone reads a network input and its
+        kernel can skip that input's gradient (Backward.skip_input)."""
+        graph = self.plan.network.graph
+        first = node.inputs[0] if node.inputs else None
+        if not (self.root and step.skip_input and first in {n.name for n in graph.inputs}):
+            return step
+        if len(graph.consumers(first)) != 1 or first in self.plan.outputs:
+            return step
+        expr = step.expr
+        return replace(step, expr=replace(expr, kwargs=(*expr.kwargs, (step.skip_input, "input_grads"))))
 
     def _layer_backward(self, node, pending: set[str]) -> list[str]:
         grad = self._grad(node.name)
@@ -453,7 +475,7 @@ class _Trainer:
         train, keep = self._keeps(node)
         saved = Call("keep.pop", (lit(name),)) if train is not None or keep is not None else None
         state = state_ref(node, self.key, self.plan.network.graph)
-        step = self.code.backward(node, state, grad, saved)
+        step = self._skipping(node, self.code.backward(node, state, grad, saved))
         targets, sums, inputs, shared = [], [], [], []
         by_key = []
         for r in step.returns:

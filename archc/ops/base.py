@@ -159,6 +159,10 @@ class Backward:
 
     expr: object
     returns: tuple = (0,)
+    # the kernel's keyword that skips the input gradient (then None): passed as `input_grads` for a
+    # layer that alone reads a network input, whose gradient the caller may not want (torch computes
+    # none for an input that does not require grad; for a 7x7 stem that is half its backward)
+    skip_input: str | None = None
 
 
 @dataclass(frozen=True)

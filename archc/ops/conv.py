@@ -220,7 +220,8 @@ def _onnx_call(op_type: str, node, g, args, **extra) -> str:
 def weighted_backward(op, node, state, grad, saved) -> Backward:
     """conv_backward, conv_transpose_backward, linear_backward: (dx, dweight, dbias), no dbias without a bias."""
     forward = op.numpy_call(node, state, [saved])
-    return Backward(mirror(forward, grad, saved), (0, "weight", "bias" if node.attrs["bias"] else None))
+    skip = "input_grad" if op.name == "conv" else None
+    return Backward(mirror(forward, grad, saved), (0, "weight", "bias" if node.attrs["bias"] else None), skip)
 
 
 def _pad_text(node) -> str:
