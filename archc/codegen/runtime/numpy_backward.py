@@ -39,10 +39,12 @@ from .numpy_kernels import (
     _adaptive_mask,
     _attention_weights,
     _avg_divisor,
+    _by_samples,
     _centred,
     _chunks,
     _gru_step,
     _heads,
+    _in_threads,
     _lstm_step,
     _pairs,
     _per_dim,
@@ -338,10 +340,20 @@ def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
                     shape, kernel, stride, dilation, size[1:], start
                 )
             part = dx[first : first + samples]
-            for index, windows, places in bands[top]:
-                block = columns[(slice(None), *index, slice(None), *windows)]
-                part[places] += block.swapaxes(0, 1)
+            _in_threads(
+                _fold_taps, len(part), columns.nbytes, part, columns, bands[top]
+            )
     return dx
+
+
+def _fold_taps(first, last, dx, columns, taps):
+    """col2im for samples first to last of dx: each tap's rows of the columns added
+    into its strided view of dx (_inner_taps). Samples apart write apart, so
+    _conv_input_grad runs this in threads."""
+    part = dx[first:last]
+    for index, windows, places in taps:
+        block = columns[(slice(None), *index, slice(first, last), *windows)]
+        part[places] += block.swapaxes(0, 1)
 
 
 def conv_backward(
@@ -501,8 +513,14 @@ def max_pool_backward(
     into its stride's phases (_phases), where every tap is a contiguous view, and
     the passes are whole-array comparisons and products into reused buffers (no
     np.where, which branches); the gradient is gathered in phases too and put
-    back in place once.
+    back in place once. The samples are done in threads (_by_samples).
     """
+    settings = kernel_size, stride, padding, dilation, ceil_mode
+    return _by_samples(_max_pool_backward, [grad, x], *settings)
+
+
+def _max_pool_backward(grad, x, kernel_size, stride, padding, dilation, ceil_mode):
+    """max_pool_backward on one part of the batch."""
     nd = x.ndim - 2
     kernel, stride = _pool_settings(nd, kernel_size, stride)
     dilation = _per_dim(dilation, nd)
@@ -700,27 +718,46 @@ def batch_norm_backward(grad, x, state, name, training, eps=1e-5):
     """
     weight = state[name + ".weight"]
     n, c = x.shape[:2]
+    if training:  # channels apart never meet: they are done in threads
+        dx, dw, db = np.empty(x.shape, x.dtype), np.empty(c), np.empty(c)
+        _in_threads(_batch_norm_grads, c, x.nbytes, grad, x, weight, eps, dx, dw, db)
+        return dx, dw.astype(weight.dtype), db.astype(weight.dtype)
     channels = (1, -1) + (1,) * (x.ndim - 2)
-    if training:
-        _, var, centred = _centred(x)
-    else:
-        var = state[name + ".running_var"].astype(np.float64)
-        centred = x - state[name + ".running_mean"].astype(x.dtype).reshape(channels)
+    var = state[name + ".running_var"].astype(np.float64)
+    centred = x - state[name + ".running_mean"].astype(x.dtype).reshape(channels)
     inv_std = 1 / np.sqrt(var + eps)
     rows = grad.reshape(n, c, -1)
     db = rows.sum(axis=2).sum(axis=0, dtype=np.float64)
     dw = np.einsum("ncl,ncl->nc", rows, centred.reshape(n, c, -1))
     dw = dw.sum(axis=0, dtype=np.float64) * inv_std
     scale = (weight * inv_std).astype(x.dtype).reshape(channels)
-    if not training:
-        return grad * scale, dw.astype(weight.dtype), db.astype(weight.dtype)
+    return grad * scale, dw.astype(weight.dtype), db.astype(weight.dtype)
+
+
+def _batch_norm_grads(first, last, grad, x, weight, eps, dx, dw, db):
+    """Training batch norm's gradients of channels first to last, into dx, dw and db
+    (float64): dx is computed in place over x centred, written into dx."""
+    part = slice(None), slice(first, last)
+    x, grad, weight, dx = x[part], grad[part], weight[first:last], dx[part]
+    n, c = x.shape[:2]
+    channels = (1, -1) + (1,) * (x.ndim - 2)
+    _, var, centred = _centred(x, dx)
+    inv_std = 1 / np.sqrt(var + eps)
+    rows = grad.reshape(n, c, -1)
+    db[first:last] = rows.sum(axis=2).sum(axis=0, dtype=np.float64)
+    dw[first:last] = (
+        np.einsum("ncl,ncl->nc", rows, centred.reshape(n, c, -1)).sum(
+            axis=0, dtype=np.float64
+        )
+        * inv_std
+    )
+    scale = (weight * inv_std).astype(x.dtype).reshape(channels)
     count = x.size // c
-    dx = centred  # the terms in torch's order: subtracting before scaling cancels least
-    dx *= (-inv_std * dw / count).astype(x.dtype).reshape(channels)
-    dx += grad
-    dx -= (db / count).astype(x.dtype).reshape(channels)
-    dx *= scale
-    return dx, dw.astype(weight.dtype), db.astype(weight.dtype)
+    # the terms in torch's order: subtracting before scaling cancels least
+    centred *= (-inv_std * dw[first:last] / count).astype(x.dtype).reshape(channels)
+    centred += grad
+    centred -= (db[first:last] / count).astype(x.dtype).reshape(channels)
+    centred *= scale
 
 
 def local_response_norm_backward(grad, x, size, alpha=1e-4, beta=0.75, k=1.0):
