@@ -49,6 +49,7 @@ from .numpy_kernels import (
     _pairs,
     _per_dim,
     _pool_input,
+    _put,
     _recurrent,
     _taps,
     _unheads,
@@ -220,7 +221,10 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
     for first in range(0, n, samples):
         for top in range(0, out[0], rows):
             part = windows[first : first + samples, :, top : top + rows]
-            columns = part.transpose(order).reshape(groups, per_group * volume, -1)
+            columns = part.transpose(order)  # (C, *kernel, samples, *out)
+            longest = int(np.argmax(columns.shape[: nd + 1]))  # C or a kernel axis
+            columns = _put(np.empty(columns.shape, x.dtype), columns, longest)
+            columns = columns.reshape(groups, per_group * volume, -1)
             band = grad[first : first + samples, :, top : top + rows].swapaxes(0, 1)
             dw += np.matmul(
                 band.reshape(groups, f // groups, -1), columns.swapaxes(1, 2)
@@ -304,7 +308,8 @@ def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
     backward would have to copy. The products cost what the forward's do,
     whatever the stride, and are made as the forward's chunks are (_chunks): a
     layer's whole batch at once unless its columns take over 64 MiB. Depthwise
-    layers add each tap's weight times grad into the shifted view instead.
+    layers add each tap's weight times grad into the shifted view instead, and
+    short output rows take _batch_last_input_grad.
     """
     nd = len(shape) - 2
     n, c = shape[:2]
@@ -325,8 +330,10 @@ def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
             dx[places] += np.einsum(terms, grad[(slice(None),) * 3 + windows], scale)
         return dx
     volume = int(np.prod(kernel))
-    weights = weight.reshape(groups, f // groups, per_group * volume).swapaxes(1, 2)
     samples, rows = _chunks(n, out, c * volume * grad.itemsize)
+    if groups == 1 and samples == n and out[-1] < 32:
+        return _batch_last_input_grad(grad, weight, shape, stride, dilation, origin)
+    weights = weight.reshape(groups, f // groups, per_group * volume).swapaxes(1, 2)
     bands = {}  # the taps of each band of rows, alike for every chunk of samples
     for first in range(0, n, samples):
         for top in range(0, out[0], rows):
@@ -344,6 +351,26 @@ def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
                 _fold_taps, len(part), columns.nbytes, part, columns, bands[top]
             )
     return dx
+
+
+def _batch_last_input_grad(grad, weight, shape, stride, dilation, origin):
+    """_conv_input_grad of a dense conv whose output rows are short (LeNet-5's 10 x 10
+    maps): the same product, with the batch as the last axis of grad's columns and
+    of dx. col2im's adds then run along rows of (output width x batch) values
+    instead of rows of output width, 10 in LeNet-5's third layer, where numpy's
+    per-row overhead outweighed the adding (1.7x faster there). Maps of 56 and more
+    lose more to the two transposes than they gain; under 32 they do not.
+    """
+    n, c = shape[:2]
+    f, kernel, out = weight.shape[0], weight.shape[2:], grad.shape[2:]
+    rows = np.ascontiguousarray(np.moveaxis(grad, 0, -1)).reshape(f, -1)  # (F, *out, N)
+    columns = np.matmul(weight.reshape(f, -1).T, rows).reshape(c, *kernel, *out, n)
+    dx = np.zeros((c, *shape[2:], n), grad.dtype)
+    for index, windows, places in _inner_taps(
+        shape, kernel, stride, dilation, out, origin
+    ):
+        dx[(slice(None), *places[2:])] += columns[(slice(None), *index, *windows)]
+    return np.ascontiguousarray(np.moveaxis(dx, -1, 0))
 
 
 def _fold_taps(first, last, dx, columns, taps):
