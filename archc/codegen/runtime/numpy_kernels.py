@@ -262,6 +262,13 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         for index, tap in _taps(x, kernel, stride, dilation, out):
             scale = weight[(slice(None), 0, *index)].reshape(channels)
             y += np.multiply(tap, scale, out=term)
+    elif (
+        groups == 1
+        and 0 < min(out)
+        and out[-1] < 32
+        and _chunks(n, out, c * int(np.prod(kernel)) * x.itemsize)[0] == n
+    ):
+        y = _batch_last_conv(x, weight, stride, dilation, out)
     else:
         volume = int(np.prod(kernel))
         y = np.empty((n, f, *out), dtype)
@@ -289,6 +296,31 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if bias is not None:
         y += bias.reshape(channels)
     return y
+
+
+def _batch_last_conv(x, weight, stride, dilation, out):
+    """conv of a padded x whose output rows are short (LeNet-5's 10 x 10 maps): the
+    same product, with the batch as the last axis of x and of the columns. The
+    unrolling copy then moves rows of (output width x batch) values instead of rows
+    of output width, 10 in LeNet-5's third layer, where numpy's per-row overhead
+    outweighs the copying; the two transposes this costs are of x and y, not of the
+    columns, which are kernel-volume times larger.
+    """
+    nd = x.ndim - 2
+    f, c = weight.shape[:2]
+    kernel = weight.shape[2:]
+    moved = np.ascontiguousarray(np.moveaxis(x, 0, -1))  # (C, *spatial, N)
+    spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    view = np.lib.stride_tricks.sliding_window_view(
+        moved, spans, axis=tuple(range(1, 1 + nd))
+    )  # (C, *positions, N, *spans)
+    steps = tuple(slice(0, s * (o - 1) + 1, s) for s, o in zip(stride, out))
+    taps = tuple(slice(None, None, d) for d in dilation)
+    view = view[(slice(None), *steps, slice(None), *taps)]
+    order = (0, *range(2 + nd, 2 + 2 * nd), *range(1, 2 + nd))  # (C, *kernel, *out, N)
+    columns = view.transpose(order).reshape(c * int(np.prod(kernel)), -1)
+    y = np.matmul(weight.reshape(f, -1), columns).reshape(f, *out, x.shape[0])
+    return np.ascontiguousarray(np.moveaxis(y, -1, 0))
 
 
 def conv_transpose(
