@@ -185,7 +185,7 @@ class Recurrent:
             return view
         if isinstance(view, _Seq):
             axes = " x ".join(view.axes)
-            return f"`{view.stmt}`'s every-step output as {axes} (N batch, L steps, D directions), not N x L x F"
+            return f"`{view.stmt}` as {axes} (N batch, L steps, D directions), not N x L x F"
         states = ", ".join(
             f"layer {layer} direction {d}" + ("" if s is None else f" at step {s}") for layer, d, s in view.entries
         )
