@@ -350,3 +350,34 @@ def test_a_gather_of_a_computed_tensor_stays_refused(tmp_path, capsys):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     _, (d,) = _refused(model, tmp_path, capsys)
     assert d.code in ("E0402", "E0405") and "Gather" in d.message
+
+
+@pytest.mark.parametrize("out, shape", [("y", (5, 8)), ("y_h", (8,))])
+def test_layout_1_reads_batch_first(out, shape, tmp_path):
+    """layout=1: X, Y and Y_h batch first; Y reshaped to N x L x D*H is every step's output, Y_h to
+    N x D*H the final states side by side (`last`), both as nn.GRU(3, 4, bias=False, bidirectional=True)."""
+    w = numpy_helper.from_array(np.zeros((2, 12, 3), np.float32), "W")
+    r = numpy_helper.from_array(np.zeros((2, 12, 4), np.float32), "R")
+    target = numpy_helper.from_array(np.array([0, 0, 8] if out == "y" else [0, 8], np.int64), "s")
+    node = helper.make_node(
+        "GRU", ["x", "W", "R"], ["y", "y_h"], name="/rnn/GRU", hidden_size=4, direction="bidirectional",
+        linear_before_reset=1, layout=1,
+    )  # fmt: skip
+    reshape = helper.make_node("Reshape", [out, "s"], ["z"], name="/out/Reshape")
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 5, 3])
+    z = helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, None)
+    graph = helper.make_graph([node, reshape], "g", [x], [z], [w, r, target])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "m.onnx")
+    net = archc.load(tmp_path / "m.onnx")
+    torch_params = sum(p.numel() for p in nn.GRU(3, 4, bias=False, bidirectional=True).parameters())
+    assert [(n.op, n.shape, n.params) for n in net.layers] == [("input", (5, 3), 0), ("gru", shape, torch_params)]
+
+
+def test_a_steps_first_output_read_batch_first_is_refused(tmp_path, capsys):
+    """Y (steps x directions x batch x hidden) reshaped as if it were batch first: E0405 naming its axes."""
+    target = numpy_helper.from_array(np.array([0, 0, -1], np.int64), "s")  # 5 x 1 x 8: batch and hidden mixed
+    reshape = helper.make_node("Reshape", ["y", "s"], ["z"], name="/out/Reshape")
+    model = _lstm_model(outputs=("z",), readers=[reshape])
+    model.graph.initializer.append(target)
+    _, (d,) = _refused(model, tmp_path, capsys)
+    assert d.code == "E0405" and "L x D x N x H" in d.message and "/out/Reshape" in d.message
