@@ -381,3 +381,21 @@ def test_a_steps_first_output_read_batch_first_is_refused(tmp_path, capsys):
     model.graph.initializer.append(target)
     _, (d,) = _refused(model, tmp_path, capsys)
     assert d.code == "E0405" and "L x D x N x H" in d.message and "/out/Reshape" in d.message
+
+
+def test_a_layer_after_a_refused_node_adds_no_error_of_its_own(tmp_path, capsys):
+    """Softplus is refused; the Transpose, LSTM and Squeeze after it say nothing more."""
+    w = numpy_helper.from_array(np.zeros((1, 16, 3), np.float32), "W")
+    r = numpy_helper.from_array(np.zeros((1, 16, 4), np.float32), "R")
+    nodes = [
+        helper.make_node("Softplus", ["x"], ["a"], name="/sp/Softplus"),
+        helper.make_node("Transpose", ["a"], ["t"], name="/t/Transpose", perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["t", "W", "R"], ["y", "y_h"], name="/rnn/LSTM", hidden_size=4),
+        helper.make_node("Squeeze", ["y_h"], ["z"], name="/sq/Squeeze"),
+    ]
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 5, 3])
+    z = helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, None)
+    graph = helper.make_graph(nodes, "g", [x], [z], [w, r])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    _, (d,) = _refused(model, tmp_path, capsys)
+    assert d.code == "E0402" and "Softplus" in d.message

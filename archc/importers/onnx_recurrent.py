@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .common import BROKEN
+
 # ONNX op -> (archc layer, gates, the activations ONNX defaults to, which are torch's)
 RECURRENT = {"LSTM": ("lstm", 4, ("Sigmoid", "Tanh", "Tanh")), "GRU": ("gru", 3, ("Sigmoid", "Tanh"))}
 # operators that only rearrange a tensor: what reads through them reads the tensor
@@ -136,6 +138,9 @@ class Recurrent:
         """Import node i when it is this module's: a recurrent layer, a table lookup by token ids, an
         operator on a view, or a Transpose of a sequence to steps first."""
         op, ins = node.op_type, [n for n in node.input if n]
+        broken = next((n for n in ins if self.imp.acts.get(n) is BROKEN), None)
+        if broken is not None:
+            self.imp.act(i, broken)  # raises, with no error of its own: the input's cause has one
         if op in RECURRENT:
             self.layer(i, node, a)
         elif op == "Gather" and len(ins) == 2 and ins[1] in self.imp.acts and self._table(i, ins[1]):
