@@ -399,3 +399,10 @@ def test_a_layer_after_a_refused_node_adds_no_error_of_its_own(tmp_path, capsys)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     _, (d,) = _refused(model, tmp_path, capsys)
     assert d.code == "E0402" and "Softplus" in d.message
+
+
+def test_activations_that_are_not_utf8_are_refused_without_a_traceback(tmp_path, capsys):
+    model = _lstm_model()
+    model.graph.node[0].attribute.append(helper.make_attribute("activations", [b"\xff\xfe", b"Tanh", b"Tanh"]))
+    _, (d,) = _refused(model, tmp_path, capsys)
+    assert d.code == "E0405" and "activations" in d.message

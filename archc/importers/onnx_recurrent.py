@@ -138,7 +138,7 @@ class Recurrent:
         """Import node i when it is this module's: a recurrent layer, a table lookup by token ids, an
         operator on a view, or a Transpose of a sequence to steps first."""
         op, ins = node.op_type, [n for n in node.input if n]
-        broken = next((n for n in ins if self.imp.acts.get(n) is BROKEN), None)
+        broken = next((n for n in ins if n in self.imp.acts and self.imp.acts[n] is BROKEN), None)
         if broken is not None:
             self.imp.act(i, broken)  # raises, with no error of its own: the input's cause has one
         if op in RECURRENT:
@@ -247,7 +247,7 @@ class Recurrent:
             raise imp.fail_node(i, "E0405", why, ["reverse the sequence before the layer, in the model"], "direction")
         directions = 2 if direction == "bidirectional" else 1
         acts = (
-            [s.decode() if isinstance(s, bytes) else s for s in a.by_name["activations"].strings]
+            [s.decode("utf-8", "replace") for s in a.by_name["activations"].strings]
             if a.has("activations")
             else list(defaults * directions)
         )
