@@ -268,6 +268,11 @@ class Flat:
         i = self.position[name]
         self.stmts[i] = replace(self.stmts[i], activation=_activation(activation))
 
+    def set_args(self, name: str, args: list[tuple[str | None, object, Span]]) -> None:
+        """Replace a statement's settings (a recurrent layer gains stacked layers as an importer reads them)."""
+        i = self.position[name]
+        self.stmts[i] = replace(self.stmts[i], args=tuple(ast.Arg(k, to_value(v, w), w) for k, v, w in args))
+
     def activation_of(self, name: str):
         return self.stmts[self.position[name]].activation
 

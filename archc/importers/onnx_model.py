@@ -33,6 +33,7 @@ import numpy as np
 from ..diagnostics import ArchError, Diagnostic, Span
 from ..ops.base import PadPair
 from .common import BROKEN, Flat, Imported, comment, network_name, sanitize
+from .onnx_recurrent import Recurrent
 
 MAX_BYTES = 2**31 - 1  # protobuf's limit on a message; larger models keep their weights in external data
 SMALL = 4096  # the most values archc reads of a constant (a shape, a bound); weights are never read
@@ -44,7 +45,7 @@ ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "HardSwish": "hardswish", "Mish":
 FOLDED = {
     "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Identity", "Add", "Sub", "Mul",
     "Div", "Reshape", "Constant", "ConstantOfShape", "Range", "Equal", "Where", "ReduceProd", "Floor", "Sqrt",
-    "Transpose",
+    "Transpose", "Expand",
 }  # fmt: skip
 UNREPRESENTABLE = {
     "PRelu": "a parametric ReLU (archc has no learned activation)",
@@ -53,8 +54,6 @@ UNREPRESENTABLE = {
     "Softsign": "archc has no softsign",
     "LogSoftmax": "archc has no log-softmax",
     "DepthToSpace": "archc has no depth-to-space layer",
-    "LSTM": "archc reads recurrent layers from specs only",
-    "GRU": "archc reads recurrent layers from specs only",
     "If": "archc reads no control flow",
     "Loop": "archc reads no control flow",
 }
@@ -212,6 +211,7 @@ class _Importer:
                 self.consumers.setdefault(name, []).append(i)
         for name in (o.name for o in self.graph.output):
             self.consumers.setdefault(name, []).append(-1)
+        self.recurrent = Recurrent(self)  # LSTM, GRU, embeddings, and the views of their tensors
 
     # -- locations ----------------------------------------------------------------------------------
 
@@ -271,6 +271,9 @@ class _Importer:
                     ["archc reads inputs batch first: N x C, N x C x H x W, ..."],
                 )
                 continue
+            form, steps_first = self.recurrent.input_form(value, dims)
+            if steps_first:  # read steps first by recurrent layers: the batch is the second dimension
+                dims = [dims[1], dims[0], *dims[2:]]
             shape = dims[1:]
             if value.name in self.overrides:
                 shape = list(self.overrides[value.name])
@@ -288,8 +291,11 @@ class _Importer:
             if batch is not None:
                 self.batch = batch if self.batch is None else self.batch
             self.shapes[value.name] = (self.batch or 1, *shape)
-            name = self.flat.add("input", self.flat.unique(value.name), [], [(None, tuple(shape), span)], span)
-            self.acts[value.name] = name
+            if steps_first:  # the steps first in the file, as inference must see them
+                self.shapes[value.name] = (shape[0], self.batch or 1, *shape[1:])
+            args = [(None, tuple(shape), span)] + [(k, v, span) for k, v in form]
+            name = self.flat.add("input", self.flat.unique(value.name), [], args, span)
+            self.recurrent.declared(value.name, name, form, steps_first)
 
     def infer(self) -> None:
         """Every tensor's shape by onnx's shape inference, on a copy with the inputs sized as archc sizes them."""
@@ -314,14 +320,15 @@ class _Importer:
                 self.shapes.setdefault(value.name, tuple(dims))
 
     def outputs(self) -> None:
-        names = [self.acts.get(o.name) for o in self.graph.output]
+        names = [self.acts.get(o.name) or self.recurrent.held(o.name) for o in self.graph.output]
         if any(n is BROKEN for n in names):
             return
         missing = [o.name for o, n in zip(self.graph.output, names) if n is None]
         if missing:
+            what = self.recurrent.why(missing[0]) or "a constant, not computed from an input"
             self.flat.error(
                 "E0405",
-                f"output `{missing[0]}` is a constant, not computed from an input: archc has no layer that holds it",
+                f"output `{missing[0]}` is {what}: archc has no layer that holds it",
                 self.span(("output", missing[0])),
             )
             return
@@ -388,11 +395,8 @@ class _Importer:
             if self.acts[name] is BROKEN:
                 raise _NodeError()
             return self.acts[name]
-        raise self.fail_node(
-            i,
-            "E0405",
-            f"its input `{name}` is a constant, not computed from an input: archc has no layer that holds it",
-        )
+        what = self.recurrent.why(name) or "a constant, not computed from an input"
+        raise self.fail_node(i, "E0405", f"its input `{name}` is {what}: archc has no layer that holds it")
 
     def is_act(self, name: str) -> bool:
         return name in self.acts
@@ -407,6 +411,8 @@ class _Importer:
                 i, "E0402", f"the operator {node.domain}.{node.op_type} is not ONNX's own: archc does not read it"
             )
         self.arity(i, node)
+        if self.recurrent.takes(i, node, _Attrs(node)):
+            return
         inputs = [n for n in node.input if n]
         if all(not self.is_act(n) for n in inputs) and node.op_type in FOLDED:
             self.fold(i, node)
@@ -1148,6 +1154,8 @@ def _evaluate(op: str, xs: list, a: _Attrs, opset: int) -> np.ndarray:
         return xs[0][tuple(index)]
     if op == "Transpose":
         return np.transpose(xs[0], a.ints("perm", None))
+    if op == "Expand":  # broadcast both ways, as ONNX's Expand
+        return xs[0] * np.ones([int(v) for v in xs[1]], xs[0].dtype)
     if op == "Range":
         return np.arange(xs[0], xs[1], xs[2])
     if op == "Equal":
