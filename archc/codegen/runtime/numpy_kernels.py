@@ -264,7 +264,7 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             y += np.multiply(tap, scale, out=term)
     elif (
         groups == 1
-        and 0 < min(out)
+        and min(out) > 0
         and out[-1] < 32
         and _chunks(n, out, c * int(np.prod(kernel)) * x.itemsize)[0] == n
     ):
