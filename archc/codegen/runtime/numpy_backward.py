@@ -39,6 +39,7 @@ from .numpy_kernels import (
     _adaptive_mask,
     _attention_weights,
     _avg_divisor,
+    _batch_last_columns,
     _by_samples,
     _centred,
     _chunks,
@@ -188,7 +189,8 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
     The correlation of the padded input with the output gradient: per group a
     matrix product of grad, (F / groups, batch * positions), with the windows of x
     unrolled into columns, (batch * positions, C / groups * kernel volume), built in
-    chunks as the forward conv builds them (_chunks). Depthwise layers (one input
+    chunks as the forward conv builds them (_chunks), or with the batch last where
+    output rows are short (_batch_last_columns). Depthwise layers (one input
     channel per group) instead sum each kernel tap's shifted view of x times grad,
     and a one-channel x at stride 1 takes a product per tap (_shifted_weight_grad).
     Only as many windows as grad has positions are read, so a transposed conv's
@@ -213,11 +215,15 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
     if c == 1 and all(s == 1 for s in stride):
         return _shifted_weight_grad(x, grad, kernel, dilation)
     volume = int(np.prod(kernel))
+    samples, rows = _chunks(n, out, c * volume * x.itemsize)
+    if groups == 1 and samples == n and min(out) > 0 and out[-1] < 32:
+        columns = _batch_last_columns(x, kernel, stride, dilation, out)
+        rows = np.ascontiguousarray(np.moveaxis(grad, 0, -1)).reshape(f, -1)
+        return np.matmul(rows, columns.T).astype(dtype).reshape(f, c, *kernel)
     windows = _windows(x, kernel, stride, dilation)
     windows = windows[(slice(None), slice(None), *(slice(0, o) for o in out))]
     order = (1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd))
     dw = np.zeros((groups, f // groups, per_group * volume), dtype)
-    samples, rows = _chunks(n, out, c * volume * x.itemsize)
     for first in range(0, n, samples):
         for top in range(0, out[0], rows):
             part = windows[first : first + samples, :, top : top + rows]

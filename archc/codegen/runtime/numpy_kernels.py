@@ -300,15 +300,22 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def _batch_last_conv(x, weight, stride, dilation, out):
     """conv of a padded x whose output rows are short (LeNet-5's 10 x 10 maps): the
-    same product, with the batch as the last axis of x and of the columns. The
-    unrolling copy then moves rows of (output width x batch) values instead of rows
-    of output width, 10 in LeNet-5's third layer, where numpy's per-row overhead
-    outweighs the copying; the two transposes this costs are of x and y, not of the
-    columns, which are kernel-volume times larger.
+    same product, with the batch as the last axis of the columns
+    (_batch_last_columns) and of y."""
+    f = weight.shape[0]
+    columns = _batch_last_columns(x, weight.shape[2:], stride, dilation, out)
+    y = np.matmul(weight.reshape(f, -1), columns).reshape(f, *out, x.shape[0])
+    return np.ascontiguousarray(np.moveaxis(y, -1, 0))
+
+
+def _batch_last_columns(x, kernel, stride, dilation, out):
+    """The windows of a padded x unrolled into columns (C * kernel volume, positions
+    x batch), the batch last. The copy then moves rows of (output width x batch)
+    values instead of rows of output width, 10 in LeNet-5's third layer, where
+    numpy's per-row overhead outweighs the copying; the transposes this costs are of
+    x and y, not of the columns, which are kernel-volume times larger.
     """
     nd = x.ndim - 2
-    f, c = weight.shape[:2]
-    kernel = weight.shape[2:]
     moved = np.ascontiguousarray(np.moveaxis(x, 0, -1))  # (C, *spatial, N)
     spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     view = np.lib.stride_tricks.sliding_window_view(
@@ -318,9 +325,7 @@ def _batch_last_conv(x, weight, stride, dilation, out):
     taps = tuple(slice(None, None, d) for d in dilation)
     view = view[(slice(None), *steps, slice(None), *taps)]
     order = (0, *range(2 + nd, 2 + 2 * nd), *range(1, 2 + nd))  # (C, *kernel, *out, N)
-    columns = view.transpose(order).reshape(c * int(np.prod(kernel)), -1)
-    y = np.matmul(weight.reshape(f, -1), columns).reshape(f, *out, x.shape[0])
-    return np.ascontiguousarray(np.moveaxis(y, -1, 0))
+    return view.transpose(order).reshape(x.shape[1] * int(np.prod(kernel)), -1)
 
 
 def conv_transpose(
