@@ -130,3 +130,16 @@ def test_batch_norm_in_training_and_its_backward_in_threads_give_torchs(three_th
     close(dx, xt.grad, 1e-4)
     close(dw, wt.grad, 1e-4)
     close(db, bt.grad, 1e-4)
+
+
+def test_relu_and_its_backward_in_threads_give_torchs(three_threads):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 16, 64, 64), dtype=np.float32)
+    x[:, :, ::7] = 0  # torch's gradient at 0 is 0
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = F.relu(xt)
+    close(K.relu(x), yt, 0)
+    grad = rng.standard_normal(x.shape, dtype=np.float32)
+    yt.backward(torch.from_numpy(grad))
+    close(B.relu_backward(grad, x), xt.grad, 0)
+    assert three_threads == [[(0, 1), (1, 3), (3, 5)]] * 2

@@ -1133,8 +1133,17 @@ def _gru_step_backward(dcarry, cache, w_hr):
 
 
 def relu_backward(grad, x):
-    """grad where x > 0, else 0 (torch's gradient at 0 is 0)."""
-    return grad * (x > 0)
+    """grad where x > 0, else 0 (torch's gradient at 0 is 0); samples in threads."""
+    if grad.ndim == 0 or grad.shape != x.shape:
+        return grad * (x > 0)
+    dx = np.empty(grad.shape, grad.dtype)
+    _in_threads(_relu_backward_part, len(grad), grad.nbytes, grad, x, dx)
+    return dx
+
+
+def _relu_backward_part(first, last, grad, x, dx):
+    """relu_backward of samples first to last, into dx."""
+    np.multiply(grad[first:last], x[first:last] > 0, out=dx[first:last])
 
 
 def leaky_relu_backward(grad, x, alpha=0.01):

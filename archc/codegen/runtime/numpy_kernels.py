@@ -1065,8 +1065,17 @@ def _gru_step(gx, carry, w_hh, b_hh, w_hr):
 
 
 def relu(x):
-    """max(x, 0)."""
-    return np.maximum(x, 0)
+    """max(x, 0), samples in threads (_in_threads)."""
+    if x.ndim == 0:
+        return np.maximum(x, 0)
+    y = np.empty(x.shape, np.result_type(x.dtype, 0))
+    _in_threads(_relu_part, len(x), x.nbytes, x, y)
+    return y
+
+
+def _relu_part(first, last, x, y):
+    """relu of samples first to last, into y."""
+    np.maximum(x[first:last], 0, out=y[first:last])
 
 
 def leaky_relu(x, alpha=0.01):
