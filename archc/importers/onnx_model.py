@@ -33,9 +33,11 @@ import numpy as np
 from ..diagnostics import ArchError, Diagnostic, Span
 from ..ops.base import PadPair
 from .common import BROKEN, Flat, Imported, comment, network_name, sanitize
+from .onnx_attention import broadcast_constants, find_attention
 
 MAX_BYTES = 2**31 - 1  # protobuf's limit on a message; larger models keep their weights in external data
 SMALL = 4096  # the most values archc reads of a constant (a shape, a bound); weights are never read
+MOVES = ("Expand", "Identity", "Cast")  # what leaves a weight's values as they are, or repeats them
 OPSET = 13  # the first opset whose Softmax, Split, Squeeze and Unsqueeze take their present form
 
 # ONNX activation -> archc activation (a `->` on the layer it follows, else a layer of its own)
@@ -44,7 +46,7 @@ ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "HardSwish": "hardswish", "Mish":
 FOLDED = {
     "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Identity", "Add", "Sub", "Mul",
     "Div", "Reshape", "Constant", "ConstantOfShape", "Range", "Equal", "Where", "ReduceProd", "Floor", "Sqrt",
-    "Transpose",
+    "Transpose", "Expand",
 }  # fmt: skip
 UNREPRESENTABLE = {
     "PRelu": "a parametric ReLU (archc has no learned activation)",
@@ -212,6 +214,8 @@ class _Importer:
                 self.consumers.setdefault(name, []).append(i)
         for name in (o.name for o in self.graph.output):
             self.consumers.setdefault(name, []).append(-1)
+        self.producer = {out: i for i, node in enumerate(self.graph.node) for out in node.output if out}
+        self.origin: dict[str, str] = {}  # a weight broadcast (Where(c, t, t)) -> the weight t
 
     # -- locations ----------------------------------------------------------------------------------
 
@@ -236,6 +240,15 @@ class _Importer:
         if self.flat.has_errors:
             self.flat.fail(self.text)
         self.infer()
+        skip, tokens = broadcast_constants(self)
+        self.skip |= skip
+        for name, source in tokens.items():
+            self.constants.add(name)
+            self.static[name] = self.shapes[name]
+            self.origin[name] = source
+        self.attention = {match.last: match for match in find_attention(self)}
+        for match in self.attention.values():
+            self.skip.update(match.nodes - {match.last})
         for i, node in enumerate(self.graph.node):
             try:
                 self.node(i, node)
@@ -402,6 +415,11 @@ class _Importer:
     def node(self, i: int, node) -> None:
         if i in self.skip:  # held by a statement of another node: a dense's bias Add, silu's Mul, GELU's Erf
             return
+        if any(name in self.acts and self.acts[name] is BROKEN for name in node.input):
+            raise _NodeError()  # what it reads has its error already: a constant broken is no layer's input
+        if i in self.attention:
+            self.multi_head_attention(i, node, self.attention[i])
+            return
         if node.domain not in ("", "ai.onnx"):
             raise self.fail_node(
                 i, "E0402", f"the operator {node.domain}.{node.op_type} is not ONNX's own: archc does not read it"
@@ -425,6 +443,23 @@ class _Importer:
                 i, "E0402", f"the operator {node.op_type} is not supported: {why}", ["docs/importers.md lists them"]
             )
         handler(i, node, _Attrs(node))
+
+    def multi_head_attention(self, i: int, node, match) -> None:
+        """The nodes from match.x to match.y, which compute nn.MultiheadAttention (onnx_attention.py), as one
+        `attention`, named by the scope they share (`encoder_layer_0_self_attention`)."""
+        x = self.act(i, match.x)
+        if len(set(match.bias)) > 1:
+            which = "in" if match.bias[1] else "out"
+            raise self.fail_node(
+                i,
+                "E0405",
+                f"multi-head attention whose {which}-projection has no bias and the other one has: archc's "
+                "attention has both or neither",
+                ["an exporter leaves out a bias of zeros: export the model with its trained weights"],
+            )
+        args = [(None, match.heads)] + [("causal", True)] * match.causal + [("bias", False)] * (not match.bias[0])
+        kept = _scope(_Named(f"{match.name}/Attention", "Attention"))[0] if match.name else []
+        self.emit(i, node, "attention", [x], args, list(node.output).index(match.y), "_".join(kept) or "attention")
 
     def arity(self, i: int, node) -> None:
         """The node's inputs and outputs, counted against the operator's ONNX schema (E0403)."""
@@ -900,15 +935,40 @@ class _Importer:
         self.emit(i, node, "permute", [x], [(None, tuple(p - 1 for p in perm[1:]))])
 
     def op_Concat(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
-        xs = [self.act(i, n) for n in node.input]
+        """Along an axis of the sample; a weight among the inputs (a class token, expanded over the batch) is
+        a `param` of its own. A sequence's axes are given by number: `channels` is its features."""
         rank = len(self.shape(i, node.input[0]))
         axis = a.int("axis", 1) % rank
         if axis == 0:
             raise self.fail_node(i, "E0405", "a concat along the batch", [], "axis")
+        xs = [self.act(i, n) if self.is_act(n) or n not in self.constants else self.token(i, n) for n in node.input]
         if len(xs) == 1:
             self.alias(node, node.input[0])
             return
-        self.emit(i, node, "concat", xs, [] if axis == 1 else [("axis", axis - 1)])
+        self.emit(i, node, "concat", xs, [] if axis == 1 and rank != 3 else [("axis", axis - 1)])
+
+    def token(self, i: int, name: str) -> str:
+        """A weight concatenated to computed tokens: a `param` of its shape without the batch, named after
+        the weight it is expanded from (torchvision's class_token)."""
+        shape = self.shape(i, name)
+        if shape[0] not in (1, self.batch or 1):
+            raise self.fail_node(i, "E0405", f"a weight of shape {list(shape)}: archc's weights are per sample")
+        source = self.origin.get(name, name)
+        while (k := self.producer.get(source)) is not None and self.graph.node[k].op_type in MOVES:
+            source = self.origin.get(self.graph.node[k].input[0], self.graph.node[k].input[0])
+        span = self.span(("node", i))
+        return self.flat.add("param", self.flat.unique(sanitize(source)), [], [(None, tuple(shape[1:]), span)], span)
+
+    def op_Gather(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
+        """One index of an axis of the sample (a sequence's class token: x[:, 0]): a `select`."""
+        x = self.act(i, node.input[0])
+        shape = self.shape(i, node.input[0])
+        axis = a.int("axis", 0) % len(shape)
+        index = self.value(i, node.input[1], "indices")
+        if axis == 0 or index.ndim != 0 or index.dtype.kind not in "iu" or not -shape[axis] <= index < shape[axis]:
+            why = f"indices of shape {list(index.shape)} along axis {axis}: archc's select takes one index of a sample"
+            raise self.fail_node(i, "E0405", why, [], "axis")
+        self.emit(i, node, "select", [x], [(None, int(index))] + ([] if axis == 1 else [("axis", axis - 1)]))
 
     def op_Split(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         x = self.act(i, node.input[0])
@@ -1148,6 +1208,8 @@ def _evaluate(op: str, xs: list, a: _Attrs, opset: int) -> np.ndarray:
         return xs[0][tuple(index)]
     if op == "Transpose":
         return np.transpose(xs[0], a.ints("perm", None))
+    if op == "Expand":  # broadcast both ways, as ONNX's Expand does
+        return np.broadcast_to(xs[0], np.broadcast_shapes(xs[0].shape, tuple(int(v) for v in xs[1])))
     if op == "Range":
         return np.arange(xs[0], xs[1], xs[2])
     if op == "Equal":
@@ -1206,6 +1268,14 @@ def _leaves(nodes) -> set[str]:
     return {"/".join(p) for p, n in count.items() if n == 1 and p and p not in inner}
 
 
+@dataclass
+class _Named:
+    """What _scope reads of a node, for a name made up of a scope and an operator."""
+
+    name: str
+    op_type: str
+
+
 class _Attrs:
     """A node's attributes by name, typed."""
 
@@ -1220,8 +1290,8 @@ class _Attrs:
         return int(attr.i) if attr is not None else default
 
     def float(self, name: str, default: float) -> float:
-        attr = self.by_name.get(name)
-        return float(attr.f) if attr is not None else default
+        attr = self.by_name.get(name)  # a float32: the shortest decimal that is it (1e-06, not 9.99999997e-07)
+        return float(str(np.float32(attr.f))) if attr is not None else default
 
     def str(self, name: str, default: str) -> str:
         attr = self.by_name.get(name)
