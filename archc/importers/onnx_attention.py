@@ -59,7 +59,6 @@ def find_attention(imp) -> list[Attention]:
 
 def _match(imp, producer: dict, softmax: int) -> Attention | None:
     """The attention region around Softmax node `softmax`, if one computes nn.MultiheadAttention."""
-    graph = imp.graph
     for x in _inputs(imp, producer, softmax):
         for y in _outputs(imp, softmax):
             shape = imp.shapes.get(x, ())
@@ -72,7 +71,7 @@ def _match(imp, producer: dict, softmax: int) -> Attention | None:
             if found is not None:
                 heads, bias, causal = found
                 last = producer[y]
-                return Attention(nodes, x, y, last, heads, bias, causal, _common_name(graph, nodes))
+                return Attention(nodes, x, y, last, heads, bias, causal, _common_name(imp.named, nodes))
     return None
 
 
@@ -312,9 +311,9 @@ def _close(got, want: np.ndarray) -> bool:
     return got.shape == want.shape and bool(np.allclose(got, want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max())))
 
 
-def _common_name(graph, nodes: set[int]) -> str:
+def _common_name(named: list, nodes: set[int]) -> str:
     """The scope the region's nodes share (`/encoder/layers/encoder_layer_0/self_attention`), if any."""
-    names = [graph.node[k].name for k in nodes]
+    names = [named[k].name for k in nodes]
     if not all("/" in n for n in names):
         return ""
     parts = [n.split("/")[:-1] for n in names]

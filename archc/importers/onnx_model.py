@@ -192,7 +192,8 @@ class _Importer:
         self.flat = Flat(file)
         # an exporter's scoped names (`/layer4/layer4.1/...`) are worth keeping: a repeat would hide layer4_1
         # behind a count; names without a scope (`n12`, `Conv_3`) say nothing a repeat hides
-        self.flat.repeats = not any("/" in node.name for node in model.graph.node)
+        self.named = [_Named(_module_path(node), node.op_type) for node in model.graph.node]
+        self.flat.repeats = not any("/" in node.name for node in self.named)
         self.base = str(PurePath(file).parent)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.init = {t.name: t for t in self.graph.initializer}
@@ -204,7 +205,7 @@ class _Importer:
         self.batch: int | None = None
         self.scope: dict[str, str] = {}  # archc statement -> its module (the ONNX name's first scope)
         self.skip: set[int] = set()  # nodes a statement of another holds: a dense's bias Add, silu's Mul, ...
-        self.leaves = _leaves(self.graph.node)
+        self.leaves = _leaves(self.named)
         self.constants = set(self.init)  # tensors computed from weights and constants alone
         for node in self.graph.node:
             if all(n in self.constants for n in node.input if n):
@@ -486,7 +487,7 @@ class _Importer:
     def emit(self, i: int, node, op: str, inputs: list[str], args: list, out: int = 0, name: str | None = None):
         """Add `op` for node i; its output `out` is held by the new statement."""
         span = self.span(("node", i))
-        wanted, scope = _name(node, self.leaves)
+        wanted, scope = _name(self.named[i], self.leaves)
         wanted = wanted if name is None else name
         last = self.flat.stmts[-1].name if self.flat.stmts else None
         # a batch norm of the layer just before joins its unit, as Darknet's conv + bn: one block `conv_bn`
@@ -951,7 +952,7 @@ class _Importer:
         """A weight concatenated to computed tokens: a `param` of its shape without the batch, named after
         the weight it is expanded from (torchvision's class_token)."""
         shape = self.shape(i, name)
-        if shape[0] not in (1, self.batch or 1):
+        if len(shape) < 2 or shape[0] not in (1, self.batch or 1):
             raise self.fail_node(i, "E0405", f"a weight of shape {list(shape)}: archc's weights are per sample")
         source = self.origin.get(name, name)
         while (k := self.producer.get(source)) is not None and self.graph.node[k].op_type in MOVES:
@@ -983,7 +984,7 @@ class _Importer:
             )
         for k in range(parts):
             args = [(None, parts)] + ([("index", k)] if k else [])
-            self.emit(i, node, "chunk", [x], args, out=k, name=f"{_name(node, self.leaves)[0]}_{k}")
+            self.emit(i, node, "chunk", [x], args, out=k, name=f"{_name(self.named[i], self.leaves)[0]}_{k}")
 
     def op_Slice(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         """A window of the spatial axes (a crop), or one of equal parts of the channels (a chunk)."""
@@ -1258,6 +1259,23 @@ def _name(node, leaves: set) -> tuple[str, str]:
     if op and (not kept or "/".join(kept) not in leaves):
         kept = [*kept, op]
     return "_".join(kept) or node.op_type.lower(), kept[0] if len(kept) > 1 else ""
+
+
+def _module_path(node) -> str:
+    """The node's name, or for torch's default exporter, which names nodes by their operator alone
+    (`node_MatMul_95`), the module path it keeps in the node's metadata (`pkg.torch.onnx.name_scopes`:
+    `encoder.layers.encoder_layer_0`, `encoder.layers.encoder_layer_0.mlp`, ...) in the TorchScript
+    exporter's form: `/encoder/layers/encoder_layer_0/mlp/MatMul`."""
+    if "/" in node.name:
+        return node.name
+    scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+    *paths, fx = re.findall(r"'([^']*)'", scopes) or [node.name]  # the last is the fx node, not a module
+    parts, parent = [], ""
+    for path in paths:
+        if path:
+            parts.append(path[len(parent) + 1 :] if parent and path.startswith(parent + ".") else path)
+            parent = path
+    return "/" + "/".join([*parts, node.op_type]) if parts else fx  # outside a module: `view`, `cat`
 
 
 def _leaves(nodes) -> set[str]:
