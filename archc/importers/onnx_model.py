@@ -46,7 +46,7 @@ ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "HardSwish": "hardswish", "Mish":
 FOLDED = {
     "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Identity", "Add", "Sub", "Mul",
     "Div", "Reshape", "Constant", "ConstantOfShape", "Range", "Equal", "Where", "ReduceProd", "Floor", "Sqrt",
-    "Transpose", "Expand",
+    "Transpose", "Expand", "Mod",
 }  # fmt: skip
 UNREPRESENTABLE = {
     "PRelu": "a parametric ReLU (archc has no learned activation)",
@@ -306,7 +306,12 @@ class _Importer:
             self.acts[value.name] = name
 
     def infer(self) -> None:
-        """Every tensor's shape by onnx's shape inference, on a copy with the inputs sized as archc sizes them."""
+        """Every tensor's shape by onnx's shape inference, on a copy with the inputs sized as archc sizes them.
+
+        A Reshape whose shape is computed from the sizes of a tensor (TorchScript's `Shape`, `Gather`, `Div`,
+        `Cast` ...) stops the inference where onnx cannot follow that arithmetic: archc computes what it can
+        of it from the shapes known so far, puts the results in as constants, and infers again, until
+        nothing more is known."""
         import onnx
         from onnx import shape_inference
 
@@ -318,14 +323,73 @@ class _Importer:
                 del shape.dim[:]
                 for d in self.shapes[value.name]:
                     shape.dim.add().dim_value = d
-        try:
-            model = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-        except Exception:  # a model inference rejects: the nodes report what they lack
-            return
-        for value in (*model.graph.value_info, *model.graph.output):
-            dims = _dims(value.type)
-            if dims is not None and all(isinstance(d, int) for d in dims):
-                self.shapes.setdefault(value.name, tuple(dims))
+        known = self.small_constants()
+        while True:
+            try:
+                inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+            except Exception:  # a model inference rejects: the nodes report what they lack
+                return
+            for value in (*inferred.graph.value_info, *inferred.graph.output):
+                dims = _dims(value.type)
+                if dims is not None and all(isinstance(d, int) for d in dims):
+                    self.shapes.setdefault(value.name, tuple(dims))
+            new = self.sizes(known)
+            if not new:
+                return
+            self.as_constants(model, new)
+
+    def small_constants(self) -> dict[str, np.ndarray]:
+        """The values of the small initialisers and Constant nodes: what size arithmetic reads."""
+        from onnx import numpy_helper
+
+        values = {}
+        for name, tensor in self.init.items():
+            if math.prod(tensor.dims) <= SMALL and tensor.data_location != tensor.EXTERNAL:
+                values[name] = numpy_helper.to_array(tensor)
+        for node in self.graph.node:
+            attrs = node.attribute
+            if node.op_type != "Constant" or len(attrs) != 1 or attrs[0].name != "value" or not node.output:
+                continue
+            if math.prod(attrs[0].t.dims) <= SMALL and attrs[0].t.data_location != attrs[0].t.EXTERNAL:
+                values[node.output[0]] = numpy_helper.to_array(attrs[0].t)
+        return values
+
+    def sizes(self, known: dict) -> dict[str, np.ndarray]:
+        """The size arithmetic computable now that is not yet `known`: Shape of a tensor whose shape is
+        known, and the shape operations on such values and small constants."""
+        new: dict[str, np.ndarray] = {}
+        for node in self.graph.node:
+            if not node.output or node.output[0] in known or node.op_type not in FOLDED or len(node.output) != 1:
+                continue
+            a = _Attrs(node)
+            try:
+                if node.op_type == "Shape":
+                    if node.input[0] not in self.shapes:
+                        continue
+                    value = np.array(self.shapes[node.input[0]], np.int64)[slice(a.int("start", 0), a.int("end", 64))]
+                elif node.op_type == "Constant" or not node.input:
+                    continue
+                else:
+                    xs = [known.get(n) if n else None for n in node.input]
+                    if any(x is None and n for x, n in zip(xs, node.input)):
+                        continue
+                    value = _evaluate(node.op_type, xs, a, self.opset)
+            except Exception:  # arithmetic archc cannot do: the node says so when it is read
+                continue
+            value = np.asarray(value)
+            if value.size <= SMALL and value.dtype.kind in "biuf":
+                known[node.output[0]] = new[node.output[0]] = value
+        return new
+
+    def as_constants(self, model, values: dict) -> None:
+        """`values` as initialisers of `model`, in place of the nodes that computed them."""
+        from onnx import numpy_helper
+
+        kept = [node for node in model.graph.node if not (node.output and node.output[0] in values)]
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        for name, value in values.items():
+            model.graph.initializer.append(numpy_helper.from_array(value, name))
 
     def outputs(self) -> None:
         names = [self.acts.get(o.name) for o in self.graph.output]
@@ -942,7 +1006,7 @@ class _Importer:
         axis = a.int("axis", 1) % rank
         if axis == 0:
             raise self.fail_node(i, "E0405", "a concat along the batch", [], "axis")
-        xs = [self.act(i, n) if self.is_act(n) or n not in self.constants else self.token(i, n) for n in node.input]
+        xs = [self.act(i, n) if self.is_act(n) else self.token(i, n) for n in node.input]
         if len(xs) == 1:
             self.alias(node, node.input[0])
             return
@@ -957,6 +1021,10 @@ class _Importer:
         source = self.origin.get(name, name)
         while (k := self.producer.get(source)) is not None and self.graph.node[k].op_type in MOVES:
             source = self.origin.get(self.graph.node[k].input[0], self.graph.node[k].input[0])
+        if source not in self.init:
+            raise self.fail_node(
+                i, "E0405", f"its input `{name}` is a constant, not a weight: archc has no layer that holds it"
+            )
         span = self.span(("node", i))
         return self.flat.add("param", self.flat.unique(sanitize(source)), [], [(None, tuple(shape[1:]), span)], span)
 
@@ -1177,6 +1245,11 @@ def _evaluate(op: str, xs: list, a: _Attrs, opset: int) -> np.ndarray:
     """A shape-arithmetic node on constant inputs, as ONNX defines it."""
     if op == "Identity" or op == "Cast":
         return xs[0] if op == "Identity" else xs[0].astype(_numpy_type(a.int("to", 1)))
+    if op == "ConstantOfShape":
+        fill = a.tensor("value")
+        return np.full([int(v) for v in xs[0]], fill.reshape(-1)[0] if fill is not None else np.float32(0))
+    if op == "Mod" and not a.int("fmod", 0):  # the remainder with the divisor's sign, as Python's
+        return np.mod(xs[0], xs[1])
     if op in ("Add", "Sub", "Mul", "Div"):
         f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}.get(op)
         if f is not None:
