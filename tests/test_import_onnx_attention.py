@@ -72,7 +72,14 @@ def test_small_vit_imports_to_torch_figures(small):
     assert all(layer.attrs["heads"] == SMALL["num_heads"] and layer.shape == (17, 32) for layer in attention)
     assert [layer.op for layer in net.layers][-2:] == ["select", "dense"]  # the class token, the head
     with open(path, "rb") as file:
-        spec = archc.loads(import_text(file.read(), path), "small.arch")  # the written spec: the same layers
+        text = import_text(file.read(), path)
+    spec = archc.loads(text, "small.arch")  # the written spec: the same layers
+    # the module paths the exporter keeps: the encoder layers are calls of one block
+    assert "block encoder_layers_encoder_layer() {" in text and "  attention: 2\n" in text
+    assert [line.split()[-1] for line in source_lines(text) if line.startswith("  encoder_layers_encoder_layer ")] == [
+        "encoder_layers_encoder_layer_0",
+        "encoder_layers_encoder_layer_1",
+    ]
     assert [(n.op, n.shape, n.params, n.macs) for n in spec.layers] == [
         (n.op, n.shape, n.params, n.macs) for n in net.layers
     ]

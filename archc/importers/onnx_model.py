@@ -206,6 +206,7 @@ class _Importer:
         self.scope: dict[str, str] = {}  # archc statement -> its module (the ONNX name's first scope)
         self.skip: set[int] = set()  # nodes a statement of another holds: a dense's bias Add, silu's Mul, ...
         self.leaves = _leaves(self.named)
+        self.sequences = _sequences(self.named)
         self.constants = set(self.init)  # tensors computed from weights and constants alone
         for node in self.graph.node:
             if all(n in self.constants for n in node.input if n):
@@ -551,7 +552,7 @@ class _Importer:
     def emit(self, i: int, node, op: str, inputs: list[str], args: list, out: int = 0, name: str | None = None):
         """Add `op` for node i; its output `out` is held by the new statement."""
         span = self.span(("node", i))
-        wanted, scope = _name(self.named[i], self.leaves)
+        wanted, scope = _name(self.named[i], self.leaves, self.sequences)
         wanted = wanted if name is None else name
         last = self.flat.stmts[-1].name if self.flat.stmts else None
         # a batch norm of the layer just before joins its unit, as Darknet's conv + bn: one block `conv_bn`
@@ -1052,7 +1053,9 @@ class _Importer:
             )
         for k in range(parts):
             args = [(None, parts)] + ([("index", k)] if k else [])
-            self.emit(i, node, "chunk", [x], args, out=k, name=f"{_name(self.named[i], self.leaves)[0]}_{k}")
+            self.emit(
+                i, node, "chunk", [x], args, out=k, name=f"{_name(self.named[i], self.leaves, self.sequences)[0]}_{k}"
+            )
 
     def op_Slice(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         """A window of the spatial axes (a crop), or one of equal parts of the channels (a chunk)."""
@@ -1318,20 +1321,22 @@ def _scope(node) -> tuple[list[str], str]:
     return kept, op
 
 
-def _name(node, leaves: set) -> tuple[str, str]:
+def _name(node, leaves: set, sequences: set = frozenset()) -> tuple[str, str]:
     """An archc name for the node's statement and the module it belongs to, from the ONNX name.
 
     A module of its own (a leaf that ran only this node) names it without the operator:
     `layer1_0_conv1`; an operator a larger module ran keeps it: `layer1_0_add`. The module is the
-    first path element, `layer1_0`, when there is more than one. A name without `/` (`conv1`, as
-    older exporters and model zoos write) is taken as it is.
+    first path element (`layer1_0`), or, where that holds a sequence of numbered units (a
+    transformer's `encoder/layers/encoder_layer_0`, ...), the unit, when there is more than one
+    element. A name without `/` (`conv1`, as older exporters and model zoos write) is taken as it is.
     """
     if "/" not in node.name:
         return node.name or node.op_type.lower(), ""
     kept, op = _scope(node)
     if op and (not kept or "/".join(kept) not in leaves):
         kept = [*kept, op]
-    return "_".join(kept) or node.op_type.lower(), kept[0] if len(kept) > 1 else ""
+    unit = next((d + 1 for d in range(1, len(kept) - 1) if "/".join(kept[:d]) in sequences), 1)
+    return "_".join(kept) or node.op_type.lower(), "/".join(kept[:unit]) if len(kept) > 1 else ""
 
 
 def _module_path(node) -> str:
@@ -1349,6 +1354,27 @@ def _module_path(node) -> str:
             parts.append(path[len(parent) + 1 :] if parent and path.startswith(parent + ".") else path)
             parent = path
     return "/" + "/".join([*parts, node.op_type]) if parts else fx  # outside a module: `view`, `cat`
+
+
+def _sequences(nodes) -> set[str]:
+    """The module paths that hold numbered units alone (`encoder/layers`: `encoder_layer_0`, ...; an
+    nn.Sequential, nn.ModuleList), under a first element that is not a unit itself."""
+    children: dict[str, set[str]] = {}
+    own: set[str] = set()
+    for node in nodes:
+        if "/" not in node.name:
+            continue
+        kept, _ = _scope(node)
+        own.add("/".join(kept))
+        for d in range(1, len(kept)):
+            children.setdefault("/".join(kept[:d]), set()).add(kept[d])
+    numbered = re.compile(r".*[._]\d+")
+    return {
+        path
+        for path, names in children.items()
+        if len(names) > 1 and path not in own and all(numbered.fullmatch(n) for n in names)
+        and not numbered.fullmatch(path.split("/")[0])
+    }  # fmt: skip
 
 
 def _leaves(nodes) -> set[str]:
