@@ -5,12 +5,12 @@ An exporter writes nn.MultiheadAttention as dozens of nodes whose arrangement di
 scaled product, Softmax, the product with the values, the heads joined again, the out-projection. So the
 importer does not match one arrangement. Around each Softmax it finds the nodes that lie between one
 tensor X (N x L x E) and one tensor Y of the same shape: the region every path from X to Y crosses and
-nothing else reads into or out of. It reads the two projections' weights from the file and runs the
-region on a random X with onnx's reference evaluator; the region is `attention` exactly when Y is what
-nn.MultiheadAttention computes from X with those weights (q, k and v the in-projection's three parts in
-that order, the heads side by side, the scale 1/sqrt(E/heads), with or without a causal mask). A region
-that computes anything else is left to the per-node rules, which refuse what they cannot read: archc
-never guesses.
+nothing else reads into or out of. It gives the projections' weights random values (so that no weight
+of zeros makes the check hollow) and runs the region on a random X with onnx's reference evaluator; the
+region is `attention` exactly when Y is what nn.MultiheadAttention computes from X with those weights
+(q, k and v the in-projection's three parts, in an order the values tell, the heads side by side, the
+scale 1/sqrt(E/heads), with or without a causal mask). A region that computes anything else is left to
+the per-node rules, which refuse what they cannot read: archc never guesses.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import numpy as np
 # operators that only move or relabel values: the chains in front of and behind the projections
 PLUMBING = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Flatten"}
 PROJECTIONS = {"MatMul", "Gemm"}
-SEED = 20  # the random input the region is checked on: the same every run
+SEED = 20  # the random input and weights the region is checked on: the same every run
+REACH = 64  # the most nodes from the Softmax to a projection
+CHAIN = 16  # the most reshapes and transposes in front of the in-projection or behind the out-projection
 
 
 @dataclass
@@ -44,7 +46,7 @@ class Attention:
 def find_attention(imp) -> list[Attention]:
     """Every region of the model that computes multi-head self-attention, checked by running it."""
     graph = imp.graph
-    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    producer = imp.producer
     found: list[Attention] = []
     taken: set[int] = set()
     for i, node in enumerate(graph.node):
@@ -81,7 +83,7 @@ def _inputs(imp, producer: dict, softmax: int) -> list[str]:
     graph = imp.graph
     tensor = graph.node[softmax].input[0]
     seen = 0
-    while tensor in producer and seen < 64:
+    while tensor in producer and seen < REACH:
         node = graph.node[producer[tensor]]
         if node.op_type in PROJECTIONS and _weight(imp, node) is not None:
             break
@@ -92,7 +94,7 @@ def _inputs(imp, producer: dict, softmax: int) -> list[str]:
     if tensor is None or tensor not in producer:
         return []
     chain = [graph.node[producer[tensor]].input[0]]
-    while chain[-1] in producer and graph.node[producer[chain[-1]]].op_type in PLUMBING and len(chain) < 16:
+    while chain[-1] in producer and graph.node[producer[chain[-1]]].op_type in PLUMBING and len(chain) < CHAIN:
         chain.append(graph.node[producer[chain[-1]]].input[0])
     return chain
 
@@ -107,7 +109,7 @@ def _outputs(imp, softmax: int) -> list[str]:
         return readers[0] if len(readers) == 1 and readers[0] >= 0 else None
 
     tensor, k, seen = graph.node[softmax].output[0], reader(graph.node[softmax].output[0]), 0
-    while k is not None and seen < 64:
+    while k is not None and seen < REACH:
         node = graph.node[k]
         tensor = node.output[0]
         if node.op_type in PROJECTIONS and _weight(imp, node) is not None and seen:
@@ -119,7 +121,7 @@ def _outputs(imp, softmax: int) -> list[str]:
     if add is not None and graph.node[add].op_type == "Add" and _constant_other(imp, graph.node[add], tensor):
         tensor = graph.node[add].output[0]
     chain = [tensor]
-    while (k := reader(chain[-1])) is not None and graph.node[k].op_type in PLUMBING and len(chain) < 16:
+    while (k := reader(chain[-1])) is not None and graph.node[k].op_type in PLUMBING and len(chain) < CHAIN:
         chain.append(graph.node[k].output[0])
     return chain
 
@@ -188,7 +190,7 @@ def _check(imp, producer: dict, nodes: set[int], x: str, y: str) -> tuple | None
     has_bias = [b is not None for b in tensors[1::2]]
     if len(set(has_bias[:-1])) > 1:
         return None  # some of q, k and v with a bias: not nn.MultiheadAttention
-    values = _run(imp, producer, nodes, x, [y, *(t for t in tensors if t)])
+    values = _run(imp, producer, nodes, x, [y, *(t for t in tensors if t)], {t for t in tensors if t})
     if values is None:
         return None
     out, *weights = values
@@ -257,8 +259,10 @@ def _sample(shape: tuple) -> np.ndarray:
     return np.random.default_rng(SEED).standard_normal(shape).astype(np.float32)
 
 
-def _run(imp, producer: dict, nodes: set[int], x: str, outputs: list[str]) -> list | None:
-    """The region's `outputs` on a random x, by onnx's reference evaluator; None when it does not run."""
+def _run(imp, producer: dict, nodes: set[int], x: str, outputs: list[str], drawn: set[str]) -> list | None:
+    """The region's `outputs` on a random x, by onnx's reference evaluator, the weights `drawn` is computed
+    from given random values (the scale 1/sqrt(E) keeps the softmax from saturating); None when it does
+    not run."""
     import onnx
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
@@ -272,10 +276,24 @@ def _run(imp, producer: dict, nodes: set[int], x: str, outputs: list[str]) -> li
             needed.add(producer[tensor])
             stack.extend(n for n in graph.node[producer[tensor]].input if n)
     read = {n for k in needed for n in graph.node[k].input} | set(outputs)
+    sources, stack = set(), list(drawn)
+    while stack:
+        tensor = stack.pop()
+        if tensor in imp.init:
+            sources.add(tensor)
+        elif tensor in producer:
+            stack.extend(n for n in graph.node[producer[tensor]].input if n)
+    rng = np.random.default_rng(SEED + 1)
+    scale = imp.shapes[x][-1] ** -0.5
+
+    def value(name: str) -> np.ndarray:
+        if name not in sources:
+            return numpy_helper.to_array(imp.init[name], imp.base)
+        dims = tuple(imp.init[name].dims)
+        return (scale * rng.standard_normal(dims)).astype(helper.tensor_dtype_to_np_dtype(imp.init[name].data_type))
+
     try:
-        weights = [
-            numpy_helper.from_array(numpy_helper.to_array(imp.init[n], imp.base), n) for n in read & set(imp.init)
-        ]
+        weights = [numpy_helper.from_array(value(n), n) for n in sorted(read & set(imp.init))]
         value = helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, imp.shapes[x])
         outs = [helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in outputs]
         sub = helper.make_graph([graph.node[k] for k in sorted(needed)], "attention", [value], outs, weights)
