@@ -94,13 +94,17 @@ def test_class_token_is_a_param_before_the_patches(small):
     assert concat.shape == (17, 32)  # 16 patches and the token, along the sequence
 
 
-def test_attention_scaled_otherwise_is_refused_at_its_nodes(small, tmp_path, capsys):
+@pytest.mark.parametrize("zero_out_projection", [False, True])
+def test_attention_scaled_otherwise_is_refused_at_its_nodes(small, tmp_path, capsys, zero_out_projection):
     """The region computes something else (the scores scaled twice over): no `attention`, but errors at
-    the nodes archc cannot read, and no traceback."""
+    the nodes archc cannot read, and no traceback. With an out-projection of zeros the region's output is
+    its bias whatever it computes before: archc checks it with weights of its own."""
     path, _ = small
     model = onnx.load(path)
     muls = [node for node in model.graph.node if node.op_type == "Mul"]
     weights = {t.name: t for t in model.graph.initializer}
+    for name in [n for n in weights if n.endswith("out_proj.weight") and zero_out_projection]:
+        weights[name].CopyFrom(numpy_helper.from_array(0 * numpy_helper.to_array(weights[name]), name))
     scale = next(node.input[1] for node in muls if node.input[1] in weights)
     value = numpy_helper.to_array(weights[scale])
     weights[scale].CopyFrom(numpy_helper.from_array(value * 2, scale))
