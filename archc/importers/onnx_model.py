@@ -340,19 +340,22 @@ class _Importer:
             self.as_constants(model, new)
 
     def small_constants(self) -> dict[str, np.ndarray]:
-        """The values of the small initialisers and Constant nodes: what size arithmetic reads."""
+        """The values of the small initialisers and Constant nodes: what size arithmetic reads (a tensor
+        that does not decode is left out: the node reading it says so)."""
         from onnx import numpy_helper
 
-        values = {}
-        for name, tensor in self.init.items():
-            if math.prod(tensor.dims) <= SMALL and tensor.data_location != tensor.EXTERNAL:
-                values[name] = numpy_helper.to_array(tensor)
+        tensors = list(self.init.items())
         for node in self.graph.node:
             attrs = node.attribute
-            if node.op_type != "Constant" or len(attrs) != 1 or attrs[0].name != "value" or not node.output:
-                continue
-            if math.prod(attrs[0].t.dims) <= SMALL and attrs[0].t.data_location != attrs[0].t.EXTERNAL:
-                values[node.output[0]] = numpy_helper.to_array(attrs[0].t)
+            if node.op_type == "Constant" and len(attrs) == 1 and attrs[0].name == "value" and node.output:
+                tensors.append((node.output[0], attrs[0].t))
+        values = {}
+        for name, tensor in tensors:
+            if math.prod(tensor.dims) <= SMALL and tensor.data_location != tensor.EXTERNAL:
+                try:
+                    values[name] = numpy_helper.to_array(tensor)
+                except Exception:  # a damaged tensor
+                    continue
         return values
 
     def sizes(self, known: dict) -> dict[str, np.ndarray]:
