@@ -33,10 +33,12 @@ import numpy as np
 from ..diagnostics import ArchError, Diagnostic, Span
 from ..ops.base import PadPair
 from .common import BROKEN, Flat, Imported, comment, network_name, sanitize
+from .onnx_attention import broadcast_constants, find_attention
 from .onnx_recurrent import Recurrent
 
 MAX_BYTES = 2**31 - 1  # protobuf's limit on a message; larger models keep their weights in external data
 SMALL = 4096  # the most values archc reads of a constant (a shape, a bound); weights are never read
+MOVES = ("Expand", "Identity", "Cast")  # what leaves a weight's values as they are, or repeats them
 OPSET = 13  # the first opset whose Softmax, Split, Squeeze and Unsqueeze take their present form
 
 # ONNX activation -> archc activation (a `->` on the layer it follows, else a layer of its own)
@@ -45,7 +47,7 @@ ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "HardSwish": "hardswish", "Mish":
 FOLDED = {
     "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Identity", "Add", "Sub", "Mul",
     "Div", "Reshape", "Constant", "ConstantOfShape", "Range", "Equal", "Where", "ReduceProd", "Floor", "Sqrt",
-    "Transpose", "Expand",
+    "Transpose", "Expand", "Mod",
 }  # fmt: skip
 UNREPRESENTABLE = {
     "PRelu": "a parametric ReLU (archc has no learned activation)",
@@ -189,7 +191,8 @@ class _Importer:
         self.flat = Flat(file)
         # an exporter's scoped names (`/layer4/layer4.1/...`) are worth keeping: a repeat would hide layer4_1
         # behind a count; names without a scope (`n12`, `Conv_3`) say nothing a repeat hides
-        self.flat.repeats = not any("/" in node.name for node in model.graph.node)
+        self.named = [_Named(_module_path(node), node.op_type) for node in model.graph.node]
+        self.flat.repeats = not any("/" in node.name for node in self.named)
         self.base = str(PurePath(file).parent)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.init = {t.name: t for t in self.graph.initializer}
@@ -201,7 +204,8 @@ class _Importer:
         self.batch: int | None = None
         self.scope: dict[str, str] = {}  # archc statement -> its module (the ONNX name's first scope)
         self.skip: set[int] = set()  # nodes a statement of another holds: a dense's bias Add, silu's Mul, ...
-        self.leaves = _leaves(self.graph.node)
+        self.leaves = _leaves(self.named)
+        self.sequences = _sequences(self.named)
         self.constants = set(self.init)  # tensors computed from weights and constants alone
         for node in self.graph.node:
             if all(n in self.constants for n in node.input if n):
@@ -212,6 +216,8 @@ class _Importer:
         for name in (o.name for o in self.graph.output):
             self.consumers.setdefault(name, []).append(-1)
         self.recurrent = Recurrent(self)  # LSTM, GRU, embeddings, and the views of their tensors
+        self.producer = {out: i for i, node in enumerate(self.graph.node) for out in node.output if out}
+        self.origin: dict[str, str] = {}  # a weight broadcast (Where(c, t, t)) -> the weight t
 
     # -- locations ----------------------------------------------------------------------------------
 
@@ -236,6 +242,15 @@ class _Importer:
         if self.flat.has_errors:
             self.flat.fail(self.text)
         self.infer()
+        skip, tokens = broadcast_constants(self)
+        self.skip |= skip
+        for name, source in tokens.items():
+            self.constants.add(name)
+            self.static[name] = self.shapes[name]
+            self.origin[name] = source
+        self.attention = {match.last: match for match in find_attention(self)}
+        for match in self.attention.values():
+            self.skip.update(match.nodes - {match.last})
         for i, node in enumerate(self.graph.node):
             try:
                 self.node(i, node)
@@ -298,7 +313,12 @@ class _Importer:
             self.recurrent.declared(value.name, name, form, steps_first)
 
     def infer(self) -> None:
-        """Every tensor's shape by onnx's shape inference, on a copy with the inputs sized as archc sizes them."""
+        """Every tensor's shape by onnx's shape inference, on a copy with the inputs sized as archc sizes them.
+
+        A Reshape whose shape is computed from the sizes of a tensor (TorchScript's `Shape`, `Gather`, `Div`,
+        `Cast` ...) stops the inference where onnx cannot follow that arithmetic: archc computes what it can
+        of it from the shapes known so far, puts the results in as constants, and infers again, until
+        nothing more is known."""
         import onnx
         from onnx import shape_inference
 
@@ -310,14 +330,76 @@ class _Importer:
                 del shape.dim[:]
                 for d in self.shapes[value.name]:
                     shape.dim.add().dim_value = d
-        try:
-            model = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-        except Exception:  # a model inference rejects: the nodes report what they lack
-            return
-        for value in (*model.graph.value_info, *model.graph.output):
-            dims = _dims(value.type)
-            if dims is not None and all(isinstance(d, int) for d in dims):
-                self.shapes.setdefault(value.name, tuple(dims))
+        known = self.small_constants()
+        while True:
+            try:
+                inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+            except Exception:  # a model inference rejects: the nodes report what they lack
+                return
+            for value in (*inferred.graph.value_info, *inferred.graph.output):
+                dims = _dims(value.type)
+                if dims is not None and all(isinstance(d, int) for d in dims):
+                    self.shapes.setdefault(value.name, tuple(dims))
+            new = self.sizes(known)
+            if not new:
+                return
+            self.as_constants(model, new)
+
+    def small_constants(self) -> dict[str, np.ndarray]:
+        """The values of the small initialisers and Constant nodes: what size arithmetic reads (a tensor
+        that does not decode is left out: the node reading it says so)."""
+        from onnx import numpy_helper
+
+        tensors = list(self.init.items())
+        for node in self.graph.node:
+            attrs = node.attribute
+            if node.op_type == "Constant" and len(attrs) == 1 and attrs[0].name == "value" and node.output:
+                tensors.append((node.output[0], attrs[0].t))
+        values = {}
+        for name, tensor in tensors:
+            if math.prod(tensor.dims) <= SMALL and tensor.data_location != tensor.EXTERNAL:
+                try:
+                    values[name] = numpy_helper.to_array(tensor)
+                except Exception:  # a damaged tensor
+                    continue
+        return values
+
+    def sizes(self, known: dict) -> dict[str, np.ndarray]:
+        """The size arithmetic computable now that is not yet `known`: Shape of a tensor whose shape is
+        known, and the shape operations on such values and small constants."""
+        new: dict[str, np.ndarray] = {}
+        for node in self.graph.node:
+            if not node.output or node.output[0] in known or node.op_type not in FOLDED or len(node.output) != 1:
+                continue
+            a = _Attrs(node)
+            try:
+                if node.op_type == "Shape":
+                    if node.input[0] not in self.shapes:
+                        continue
+                    value = np.array(self.shapes[node.input[0]], np.int64)[slice(a.int("start", 0), a.int("end", 64))]
+                elif node.op_type == "Constant" or not node.input:
+                    continue
+                else:
+                    xs = [known.get(n) if n else None for n in node.input]
+                    if any(x is None and n for x, n in zip(xs, node.input)):
+                        continue
+                    value = _evaluate(node.op_type, xs, a, self.opset)
+            except Exception:  # arithmetic archc cannot do: the node says so when it is read
+                continue
+            value = np.asarray(value)
+            if value.size <= SMALL and value.dtype.kind in "biuf":
+                known[node.output[0]] = new[node.output[0]] = value
+        return new
+
+    def as_constants(self, model, values: dict) -> None:
+        """`values` as initialisers of `model`, in place of the nodes that computed them."""
+        from onnx import numpy_helper
+
+        kept = [node for node in model.graph.node if not (node.output and node.output[0] in values)]
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        for name, value in values.items():
+            model.graph.initializer.append(numpy_helper.from_array(value, name))
 
     def outputs(self) -> None:
         names = [self.acts.get(o.name) or self.recurrent.held(o.name) for o in self.graph.output]
@@ -406,6 +488,11 @@ class _Importer:
     def node(self, i: int, node) -> None:
         if i in self.skip:  # held by a statement of another node: a dense's bias Add, silu's Mul, GELU's Erf
             return
+        if any(name in self.acts and self.acts[name] is BROKEN for name in node.input):
+            raise _NodeError()  # what it reads has its error already: a constant broken is no layer's input
+        if i in self.attention:
+            self.multi_head_attention(i, node, self.attention[i])
+            return
         if node.domain not in ("", "ai.onnx"):
             raise self.fail_node(
                 i, "E0402", f"the operator {node.domain}.{node.op_type} is not ONNX's own: archc does not read it"
@@ -432,6 +519,23 @@ class _Importer:
             )
         handler(i, node, _Attrs(node))
 
+    def multi_head_attention(self, i: int, node, match) -> None:
+        """The nodes from match.x to match.y, which compute nn.MultiheadAttention (onnx_attention.py), as one
+        `attention`, named by the scope they share (`encoder_layer_0_self_attention`)."""
+        x = self.act(i, match.x)
+        if len(set(match.bias)) > 1:
+            which = "in" if match.bias[1] else "out"
+            raise self.fail_node(
+                i,
+                "E0405",
+                f"multi-head attention whose {which}-projection has no bias and the other one has: archc's "
+                "attention has both or neither",
+                ["an exporter leaves out a bias of zeros: export the model with its trained weights"],
+            )
+        args = [(None, match.heads)] + [("causal", True)] * match.causal + [("bias", False)] * (not match.bias[0])
+        kept = _scope(_Named(f"{match.name}/Attention", "Attention"))[0] if match.name else []
+        self.emit(i, node, "attention", [x], args, list(node.output).index(match.y), "_".join(kept) or "attention")
+
     def arity(self, i: int, node) -> None:
         """The node's inputs and outputs, counted against the operator's ONNX schema (E0403)."""
         from onnx import defs
@@ -457,7 +561,7 @@ class _Importer:
     def emit(self, i: int, node, op: str, inputs: list[str], args: list, out: int = 0, name: str | None = None):
         """Add `op` for node i; its output `out` is held by the new statement."""
         span = self.span(("node", i))
-        wanted, scope = _name(node, self.leaves)
+        wanted, scope = _name(self.named[i], self.leaves, self.sequences)
         wanted = wanted if name is None else name
         last = self.flat.stmts[-1].name if self.flat.stmts else None
         # a batch norm of the layer just before joins its unit, as Darknet's conv + bn: one block `conv_bn`
@@ -906,15 +1010,44 @@ class _Importer:
         self.emit(i, node, "permute", [x], [(None, tuple(p - 1 for p in perm[1:]))])
 
     def op_Concat(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
-        xs = [self.act(i, n) for n in node.input]
+        """Along an axis of the sample; a weight among the inputs (a class token, expanded over the batch) is
+        a `param` of its own. A sequence's axes are given by number: `channels` is its features."""
         rank = len(self.shape(i, node.input[0]))
         axis = a.int("axis", 1) % rank
         if axis == 0:
             raise self.fail_node(i, "E0405", "a concat along the batch", [], "axis")
+        xs = [self.act(i, n) if self.is_act(n) else self.token(i, n) for n in node.input]
         if len(xs) == 1:
             self.alias(node, node.input[0])
             return
-        self.emit(i, node, "concat", xs, [] if axis == 1 else [("axis", axis - 1)])
+        self.emit(i, node, "concat", xs, [] if axis == 1 and rank != 3 else [("axis", axis - 1)])
+
+    def token(self, i: int, name: str) -> str:
+        """A weight concatenated to computed tokens: a `param` of its shape without the batch, named after
+        the weight it is expanded from (torchvision's class_token)."""
+        shape = self.shape(i, name)
+        if len(shape) < 2 or shape[0] not in (1, self.batch or 1):
+            raise self.fail_node(i, "E0405", f"a weight of shape {list(shape)}: archc's weights are per sample")
+        source = self.origin.get(name, name)
+        while (k := self.producer.get(source)) is not None and self.graph.node[k].op_type in MOVES:
+            source = self.origin.get(self.graph.node[k].input[0], self.graph.node[k].input[0])
+        if source not in self.init:
+            raise self.fail_node(
+                i, "E0405", f"its input `{name}` is a constant, not a weight: archc has no layer that holds it"
+            )
+        span = self.span(("node", i))
+        return self.flat.add("param", self.flat.unique(sanitize(source)), [], [(None, tuple(shape[1:]), span)], span)
+
+    def op_Gather(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
+        """One index of an axis of the sample (a sequence's class token: x[:, 0]): a `select`."""
+        x = self.act(i, node.input[0])
+        shape = self.shape(i, node.input[0])
+        axis = a.int("axis", 0) % len(shape)
+        index = self.value(i, node.input[1], "indices")
+        if axis == 0 or index.ndim != 0 or index.dtype.kind not in "iu" or not -shape[axis] <= index < shape[axis]:
+            why = f"indices of shape {list(index.shape)} along axis {axis}: archc's select takes one index of a sample"
+            raise self.fail_node(i, "E0405", why, [], "axis")
+        self.emit(i, node, "select", [x], [(None, int(index))] + ([] if axis == 1 else [("axis", axis - 1)]))
 
     def op_Split(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         x = self.act(i, node.input[0])
@@ -929,7 +1062,9 @@ class _Importer:
             )
         for k in range(parts):
             args = [(None, parts)] + ([("index", k)] if k else [])
-            self.emit(i, node, "chunk", [x], args, out=k, name=f"{_name(node, self.leaves)[0]}_{k}")
+            self.emit(
+                i, node, "chunk", [x], args, out=k, name=f"{_name(self.named[i], self.leaves, self.sequences)[0]}_{k}"
+            )
 
     def op_Slice(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         """A window of the spatial axes (a crop), or one of equal parts of the channels (a chunk)."""
@@ -1122,6 +1257,11 @@ def _evaluate(op: str, xs: list, a: _Attrs, opset: int) -> np.ndarray:
     """A shape-arithmetic node on constant inputs, as ONNX defines it."""
     if op == "Identity" or op == "Cast":
         return xs[0] if op == "Identity" else xs[0].astype(_numpy_type(a.int("to", 1)))
+    if op == "ConstantOfShape":
+        fill = a.tensor("value")
+        return np.full([int(v) for v in xs[0]], fill.reshape(-1)[0] if fill is not None else np.float32(0))
+    if op == "Mod" and not a.int("fmod", 0):  # the remainder with the divisor's sign, as Python's
+        return np.mod(xs[0], xs[1])
     if op in ("Add", "Sub", "Mul", "Div"):
         f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}.get(op)
         if f is not None:
@@ -1154,8 +1294,8 @@ def _evaluate(op: str, xs: list, a: _Attrs, opset: int) -> np.ndarray:
         return xs[0][tuple(index)]
     if op == "Transpose":
         return np.transpose(xs[0], a.ints("perm", None))
-    if op == "Expand":  # broadcast both ways, as ONNX's Expand
-        return xs[0] * np.ones([int(v) for v in xs[1]], xs[0].dtype)
+    if op == "Expand":  # broadcast both ways, as ONNX's Expand does
+        return np.broadcast_to(xs[0], np.broadcast_shapes(xs[0].shape, tuple(int(v) for v in xs[1]))).copy()
     if op == "Range":
         return np.arange(xs[0], xs[1], xs[2])
     if op == "Equal":
@@ -1190,20 +1330,60 @@ def _scope(node) -> tuple[list[str], str]:
     return kept, op
 
 
-def _name(node, leaves: set) -> tuple[str, str]:
+def _name(node, leaves: set, sequences: set = frozenset()) -> tuple[str, str]:
     """An archc name for the node's statement and the module it belongs to, from the ONNX name.
 
     A module of its own (a leaf that ran only this node) names it without the operator:
     `layer1_0_conv1`; an operator a larger module ran keeps it: `layer1_0_add`. The module is the
-    first path element, `layer1_0`, when there is more than one. A name without `/` (`conv1`, as
-    older exporters and model zoos write) is taken as it is.
+    first path element (`layer1_0`), or, where that holds a sequence of numbered units (a
+    transformer's `encoder/layers/encoder_layer_0`, ...), the unit, when there is more than one
+    element. A name without `/` (`conv1`, as older exporters and model zoos write) is taken as it is.
     """
     if "/" not in node.name:
         return node.name or node.op_type.lower(), ""
     kept, op = _scope(node)
     if op and (not kept or "/".join(kept) not in leaves):
         kept = [*kept, op]
-    return "_".join(kept) or node.op_type.lower(), kept[0] if len(kept) > 1 else ""
+    unit = next((d + 1 for d in range(1, len(kept) - 1) if "/".join(kept[:d]) in sequences), 1)
+    return "_".join(kept) or node.op_type.lower(), "/".join(kept[:unit]) if len(kept) > 1 else ""
+
+
+def _module_path(node) -> str:
+    """The node's name, or for torch's default exporter, which names nodes by their operator alone
+    (`node_MatMul_95`), the module path it keeps in the node's metadata (`pkg.torch.onnx.name_scopes`:
+    `encoder.layers.encoder_layer_0`, `encoder.layers.encoder_layer_0.mlp`, ...) in the TorchScript
+    exporter's form: `/encoder/layers/encoder_layer_0/mlp/MatMul`."""
+    if "/" in node.name:
+        return node.name
+    scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+    *paths, fx = re.findall(r"'([^']*)'", scopes) or [node.name]  # the last is the fx node, not a module
+    parts, parent = [], ""
+    for path in paths:
+        if path:
+            parts.append(path[len(parent) + 1 :] if parent and path.startswith(parent + ".") else path)
+            parent = path
+    return "/" + "/".join([*parts, node.op_type]) if parts else fx  # outside a module: `view`, `cat`
+
+
+def _sequences(nodes) -> set[str]:
+    """The module paths that hold numbered units alone (`encoder/layers`: `encoder_layer_0`, ...; an
+    nn.Sequential, nn.ModuleList), under a first element that is not a unit itself."""
+    children: dict[str, set[str]] = {}
+    own: set[str] = set()
+    for node in nodes:
+        if "/" not in node.name:
+            continue
+        kept, _ = _scope(node)
+        own.add("/".join(kept))
+        for d in range(1, len(kept)):
+            children.setdefault("/".join(kept[:d]), set()).add(kept[d])
+    numbered = re.compile(r".*[._]\d+")
+    return {
+        path
+        for path, names in children.items()
+        if len(names) > 1 and path not in own and all(numbered.fullmatch(n) for n in names)
+        and not numbered.fullmatch(path.split("/")[0])
+    }  # fmt: skip
 
 
 def _leaves(nodes) -> set[str]:
@@ -1212,6 +1392,14 @@ def _leaves(nodes) -> set[str]:
     count = Counter(paths)
     inner = {path[:k] for path in paths for k in range(len(path))}
     return {"/".join(p) for p, n in count.items() if n == 1 and p and p not in inner}
+
+
+@dataclass
+class _Named:
+    """What _scope reads of a node, for a name made up of a scope and an operator."""
+
+    name: str
+    op_type: str
 
 
 class _Attrs:
@@ -1228,8 +1416,8 @@ class _Attrs:
         return int(attr.i) if attr is not None else default
 
     def float(self, name: str, default: float) -> float:
-        attr = self.by_name.get(name)
-        return float(attr.f) if attr is not None else default
+        attr = self.by_name.get(name)  # a float32: the shortest decimal that is it (1e-06, not 9.99999997e-07)
+        return float(str(np.float32(attr.f))) if attr is not None else default
 
     def str(self, name: str, default: str) -> str:
         attr = self.by_name.get(name)

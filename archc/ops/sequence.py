@@ -167,7 +167,7 @@ class Param(Op):
     def infer(self, node, ins, warn):
         shape = node.attrs["shape"]
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        if len(shape) > 4 or min(shape) < 1:
+        if not 1 <= len(shape) <= 4 or min(shape) < 1:
             raise ShapeError(
                 f"param {node.name}: shape {fmt_shape(shape)} needs 1 to 4 sizes of at least 1",
                 param="shape",
