@@ -435,6 +435,7 @@ class _Writer(LayerCode):
         # each instance's layers by their name in it (local) -> their name in the network
         self.globals = [{i.local: i.name for i in part.items if not isinstance(i, Part)} for part in parts]
         self.position = {id(item): i for i, item in enumerate(self.part.items)}
+        self.arrays_of: dict[str, tuple] = {}  # layer -> its arrays (_entries), written once: for __init__
 
     def _choose(self, values: list[str]) -> str:
         cls = self.cls
@@ -501,6 +502,11 @@ class _Writer(LayerCode):
 
     def _entries(self, node):
         """(key, first value) of a layer's arrays, for every instance as one tree."""
+        if node.name not in self.arrays_of:
+            self.arrays_of[node.name] = self._write_entries(node)
+        return self.arrays_of[node.name]
+
+    def _write_entries(self, node):
 
         def make(n, k):
             real = self.network.graph.nodes[self.globals[k][n.name]]
