@@ -29,7 +29,17 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from ..ops import OPS
 from ..ops.base import Backward
 from ..ops.emit import explicit_defaults
-from .common import Generated, StateRef, forward_body, header, make_plan, reserved_names, shapes_text, signature
+from .common import (
+    Generated,
+    StateRef,
+    forward_body,
+    header,
+    make_plan,
+    reserved_names,
+    shapes_text,
+    signature,
+    tied_keys,
+)
 from .init import Initial, describe
 from .names import Namespace, class_name
 from .nested_torch import IN_CHANNELS, _camel, _defaults_left_out, _norm, _View
@@ -47,6 +57,7 @@ class Module:
 
     buffers = ()  # the keys of its arrays that are buffers: no gradient
     requires_grad = False  # True: forward keeps what backward needs in eval mode too
+    order = ()  # its layers' and blocks' names as torch's module holds them, if not layers first
 
     def __init__(self, rng):
         self.rng = rng  # draws the first weights, and the dropout masks
@@ -54,7 +65,7 @@ class Module:
         self.arrays = {}
         self.kept = {}  # what its own forward keeps for backward, by layer
         self.gradients = {}  # its own arrays' gradients, added to by backward()
-        self.tied = {}  # no weight is shared: a spec that ties one is written as one class
+        self.tied = {}  # (the network's) key of a tied weight -> the key of the array it is
 """.splitlines(),
     "",
     *methods("__call__"),
@@ -69,24 +80,58 @@ class Module:
         for name, block in self.blocks():
             yield from block.modules(f"{prefix}{name}.")
 
+    def entries(self, prefix=""):
+        \"\"\"(full key, module, its own key) of every array, in the order of torch's state_dict(): a
+        module's own parameters (a key of no dot), then its layers' arrays and its blocks' in the
+        order torch's module holds them (`order`: where none is given, its layers', then its blocks').\"\"\"
+        groups = {}
+        for key in self.arrays:
+            name, dot, _ = key.partition(".")
+            groups.setdefault(name if dot else "", []).append(key)
+        blocks = dict(self.blocks())
+        for name in dict.fromkeys(["", *(self.order or groups), *blocks]):
+            if name in blocks:
+                yield from blocks[name].entries(f"{prefix}{name}.")
+            else:
+                yield from ((prefix + key, self, key) for key in groups.get(name, ()))
+
     def _view(self, attribute):
         modules = self.modules()
         return {p + k: v for p, m in modules for k, v in getattr(m, attribute).items()}
 
     @property
     def state(self):
-        \"\"\"Every array under its state_dict key: the same objects, which optimisers update.\"\"\"
-        return self._view("arrays")
+        \"\"\"Every array under its state_dict key (a tied weight under its layer's alone): the same
+        objects, which optimisers update.\"\"\"
+        return {
+            key: module.arrays[own]
+            for key, module, own in self.entries()
+            if key not in self.tied
+        }
 
     @state.setter
     def state(self, state):
-        for prefix, module in self.modules():
-            module.arrays = {key: state[prefix + key] for key in module.arrays}
+        for key, module, own in self.entries():
+            module.arrays[own] = state[self.tied.get(key, key)]
 
     @property
     def grads(self):
-        \"\"\"Every gradient backward added, under its parameter's state_dict key.\"\"\"
-        return self._view("gradients")
+        \"\"\"Every gradient backward added, under its parameter's state_dict key: a tied weight's
+        uses' added up under its layer's, as torch adds them into the one parameter's .grad.\"\"\"
+        out = {}
+        for key, module, own in self.entries():
+            if own in module.gradients:
+                key, grad = self.tied.get(key, key), module.gradients[own]
+                out[key] = out[key] + grad if key in out else grad
+        return out
+
+    def tie(self, key, shared):
+        \"\"\"Makes the array under `key` the one under `shared`, as torch ties a weight
+        (`lm_head.weight = transformer.wte.weight`): one array, under both keys of state_dict().\"\"\"
+        self.tied[key] = shared
+        where = {k: (module, own) for k, module, own in self.entries()}
+        (module, own), (owner, theirs) = where[key], where[shared]
+        module.arrays[own] = owner.arrays[theirs]
 
     @property
     def saved(self):
@@ -127,9 +172,14 @@ class Module:
         every entry but the buffers (running statistics) of each module.\"\"\"
         buffers = {p + key for p, m in self.modules() for key in m.buffers}
         return {key: value for key, value in self.state.items() if key not in buffers}
+
+    def state_dict(self):
+        \"\"\"A copy of every array, with the keys, shapes and order of torch's state_dict() (a tied
+        weight's too, where its layer holds it).\"\"\"
+        return {key: module.arrays[own].copy() for key, module, own in self.entries()}
 """.splitlines(),
     "",
-    *methods("state_dict", "load_state_dict", "save", "load"),
+    *methods("load_state_dict", "save", "load"),
 ][1:]
 
 # the class of a repeat, written when the network has one
@@ -174,9 +224,8 @@ _INT_TUPLE = re.compile(r"\((-?\d+)(?:, (-?\d+))*(,?)\)")
 
 
 class UnnestableError(Exception):
-    """A block instance's name is one of Module's members, or a block reads several inputs (its
-    class would need a backward of several results): the spec gets the flat class, with the nested
-    keys (`keys`) all the same."""
+    """A block instance's name is one of Module's members (its attribute would hide the member): the
+    spec gets the flat class, with the nested keys (`keys`) all the same."""
 
     def __init__(self, keys: dict[str, str]):
         super().__init__(keys)
@@ -203,11 +252,9 @@ class _Class:
 
 def generate(network) -> Generated:
     """The nested module; ReachError where the spec cannot be nested, UnnestableError where its
-    classes cannot be (a block instance named as a member of Module, a block of several inputs)."""
+    classes cannot be (a block instance named as a member of Module)."""
     root = build(network)
-    if any(attr in MEMBERS for part in _parts(root) for _item, attr in _children(part)) or any(
-        part.instance is not None and len(part.instance.inputs) > 1 for part in _parts(root)
-    ):
+    if any(attr in MEMBERS for part in _parts(root) for _item, attr in _children(part)):
         raise UnnestableError(keys(root))
     reserved = reserved_names()
     taken = {*reserved, "Module", "Sequential", *(n.local for n in network.graph), *(n.name for n in network.graph)}
@@ -239,8 +286,10 @@ def generate(network) -> Generated:
         "        rng = np.random.default_rng(seed)",
         "        super().__init__(rng)",
         *top.init(),
+        # a tied weight: its layer's array, as torch's `self.lm_head.weight = self.transformer.wte.weight`
+        *(f"        self.tie({lit(k)}, {lit(v)})" for k, v in tied_keys(network, keys(root)).items()),
     ]
-    body = [f"class {network_cls}(Module):", *doc, *top.buffers(), "", *init, "", *top.methods()]
+    body = [f"class {network_cls}(Module):", *doc, *top.attributes(), "", *init, "", *top.methods()]
     everything = [line for cls in classes for line in [*cls.lines, "", ""]] + body
     code_lines = [
         *header(network, "NumPy"),
@@ -386,6 +435,7 @@ class _Writer(LayerCode):
         # each instance's layers by their name in it (local) -> their name in the network
         self.globals = [{i.local: i.name for i in part.items if not isinstance(i, Part)} for part in parts]
         self.position = {id(item): i for i, item in enumerate(self.part.items)}
+        self.arrays_of: dict[str, tuple] = {}  # layer -> its arrays (_entries), written once: for __init__
 
     def _choose(self, values: list[str]) -> str:
         cls = self.cls
@@ -421,14 +471,18 @@ class _Writer(LayerCode):
 
     # -- LayerCode: the code of each layer, and of each block instance -------------------------------
 
+    def state(self, node, key, graph):
+        """Its own arrays: a tied weight too, which the network's class makes its layer's (Module.tie)."""
+        return StateRef(key[node.name])
+
     def call(self, node, state, args):
         if node.op == CALL:
-            return Call(self._access(node.name), (args[0],))
+            return Call(self._access(node.name), tuple(args))
         return self._one(node, lambda n, _p: OPS[n.op].numpy_call(n, state, args))
 
     def keeping_call(self, node, state, args):
         if node.op == CALL:
-            return Call(f"{self._access(node.name)}._forward_keeping", (args[0],))
+            return Call(f"{self._access(node.name)}._forward_keeping", tuple(args))
         return self.call(node, state, args)
 
     def train_call(self, node, state, args):
@@ -442,17 +496,29 @@ class _Writer(LayerCode):
         return self._one(node, lambda n, _p: OPS[n.op].numpy_keep(n, args))
 
     def backward(self, node, state, grad, saved):
-        if node.op == CALL:
-            return Backward(Call(f"{self._access(node.name)}.backward", (grad,)))
+        if node.op == CALL:  # the gradient of each input, as the class's backward returns them
+            return Backward(Call(f"{self._access(node.name)}.backward", (grad,)), _gradients(node, self.graph))
         return self._one(node, lambda n, _p: OPS[n.op].numpy_backward(n, state, grad, saved))
 
     def _entries(self, node):
         """(key, first value) of a layer's arrays, for every instance as one tree."""
+        if node.name not in self.arrays_of:
+            self.arrays_of[node.name] = self._write_entries(node)
+        return self.arrays_of[node.name]
+
+    def _write_entries(self, node):
 
         def make(n, k):
             real = self.network.graph.nodes[self.globals[k][n.name]]
             ins = [self.network.graph.nodes[i].shape for i in real.inputs]
-            return tuple(OPS[n.op].numpy_state(real, ins, Initial(self.network, real)))
+            entries = OPS[n.op].numpy_state(real, ins, Initial(self.network, real))
+            if not real.attrs.get("tied"):
+                return tuple(entries)
+            # a tied weight where torch's module holds it, None until the network ties it (Module.tie)
+            own = dict(entries)
+            untied = replace(real, attrs={**real.attrs, "tied": None})
+            written = OPS[n.op].numpy_state(untied, ins, Initial(self.network, real))
+            return tuple((suffix, own.get(suffix, "None")) for suffix, _value in written)
 
         return self._one(node, make)
 
@@ -496,16 +562,34 @@ class _Writer(LayerCode):
         finally:
             self.prefix = prefix
 
-    def buffers(self) -> list[str]:
+    def attributes(self) -> list[str]:
+        """The class's `buffers`, and its `order` where torch's module holds its blocks between its layers."""
         names = [
             lit(StateRef(self.part.attrs[node.name]).name(suffix))
             for node in self._layers()
             for suffix, _value in self._entries(node)
             if suffix in OPS[node.op].numpy_buffers
         ]
-        if not names:
-            return []
-        return ["", *lines(Seq("(", ")", tuple(names), explode=len(names) > 1), 1, "buffers = ", "  # no gradient")]
+        out = []
+        if names:
+            out += lines(Seq("(", ")", tuple(names), explode=len(names) > 1), 1, "buffers = ", "  # no gradient")
+        order = self._order()
+        if order:
+            out += lines(Seq("(", ")", tuple(map(lit, order))), 1, "order = ", "  # as torch's module holds them")
+        return ["", *out] if out else []
+
+    def _order(self) -> list[str]:
+        """Its layers (those of arrays under keys of their own) and blocks in the spec's order, which is
+        torch's; empty where that is Module's default, its layers' and then its blocks'."""
+        attrs, layers, blocks = self.part.attrs, [], []
+        for item in self.part.items:
+            if isinstance(item, Part):
+                blocks.append(attrs[item.name])
+            elif item.op != "input" and any(suffix for suffix, _v in self._entries(self.graph.nodes[item.local])):
+                layers.append(attrs[item.local])
+        spec = [attrs[i.name] if isinstance(i, Part) else attrs[i.local] for i in self.part.items]
+        spec = [name for name in spec if name in {*layers, *blocks}]
+        return [] if spec == layers + blocks else spec
 
     def methods(self) -> list[str]:
         """forward, the training forward and backward."""
@@ -528,6 +612,13 @@ class _Writer(LayerCode):
             head.append("        s = self.arrays")
         trainer = _Trainer(plan, key, self, "self.arrays", "self.kept", root=self.cls is None)
         return [*head, *body, "", *trainer.forward(), "", *trainer.backward()]
+
+
+def _gradients(node, graph) -> tuple:
+    """What a block instance's backward returns: each input's gradient, by its index, or None for
+    token ids, which have none (a block of token ids alone returns nothing)."""
+    out = tuple(None if graph.nodes[i].shape.vocab is not None else k for k, i in enumerate(node.inputs))
+    return () if out == (None,) else out
 
 
 def _leave_defaults(tree, written: list):
@@ -572,7 +663,7 @@ def _class_lines(cls: _Class, network, reserved) -> list[str]:
     return [
         f"class {cls.name}(Module):",
         f'    """Block `{parts[0].instance.block}` of the spec."""',
-        *writer.buffers(),
+        *writer.attributes(),
         "",
         *lines(Call("def __init__", ("self", "rng", *slots)), 1, "", ":"),
         "        super().__init__(rng)",

@@ -147,6 +147,10 @@ class LayerCode:
     target (nested_numpy.py) writes a class's code for all its instances at once instead, and
     a block instance's calls."""
 
+    def state(self, node, key: dict[str, str], graph):
+        """How the code reads the layer's arrays: under `key`'s prefixes, a tied weight its layer's."""
+        return state_ref(node, key, graph)
+
     def call(self, node, state, args):
         return OPS[node.op].numpy_call(node, state, args)
 
@@ -168,9 +172,6 @@ def generate(network, flat: bool = False) -> Generated:
     """The module: a class per block of the spec (nested_numpy.py), or with `flat`, or where the
     spec cannot be nested (a layer reads inside a block instance), one class; its state_dict keys
     are the PyTorch target's."""
-    if not flat and any(node.attrs.get("tied") for node in network.graph):
-        # a weight two layers share stays one array only in one class: the flat class, torch's keys
-        return _flat(network, _nested_keys(network, make_plan(network, reserved_names()).attrs))
     if not flat:
         from .nested_numpy import UnnestableError
         from .nested_numpy import generate as nested
@@ -337,7 +338,7 @@ class _Trainer:
         if node.name not in self.reached:
             return None, None  # no gradient reaches it: it keeps nothing
         args = [self.plan.vars[i] for i in node.inputs]
-        state = state_ref(node, self.key, self.plan.network.graph)
+        state = self.code.state(node, self.key, self.plan.network.graph)
         train = self.code.train_call(node, state, args)
         return train, None if train is not None else self.code.keep(node, args)
 
@@ -358,7 +359,7 @@ class _Trainer:
         kept = {"x", *plan.params, *(plan.vars[n] for n in plan.outputs)}
         for k, node in enumerate(nodes):
             args, var = [plan.vars[i] for i in node.inputs], plan.vars[node.name]
-            state = state_ref(node, self.key, self.plan.network.graph)
+            state = self.code.state(node, self.key, self.plan.network.graph)
             name = lit(self.key[node.name])
             train, keep = self._keeps(node)
             out = body
@@ -474,7 +475,7 @@ class _Trainer:
             out += assignment(f"{grad} = ", OPS[act].backward_numpy(attrs, grad, saved), 2)
         train, keep = self._keeps(node)
         saved = Call("keep.pop", (lit(name),)) if train is not None or keep is not None else None
-        state = state_ref(node, self.key, self.plan.network.graph)
+        state = self.code.state(node, self.key, self.plan.network.graph)
         step = self._skipping(node, self.code.backward(node, state, grad, saved))
         targets, sums, inputs, shared = [], [], [], []
         by_key = []
@@ -507,6 +508,8 @@ class _Trainer:
                     out += _assigned(target, value, 2)
         elif len(targets) > 1:
             out += _unpacking(targets, step.expr, 2)
+        elif not targets:  # nothing to pass on (a block of token ids' backward): the call alone
+            out += lines(step.expr, 2)
         elif flat(step.expr) != targets[0]:
             out += assignment(f"{targets[0]} = ", step.expr, 2)
         for target, more, value in sums:
