@@ -218,6 +218,7 @@ class _Importer:
         self.recurrent = Recurrent(self)  # LSTM, GRU, embeddings, and the views of their tensors
         self.producer = {out: i for i, node in enumerate(self.graph.node) for out in node.output if out}
         self.origin: dict[str, str] = {}  # a weight broadcast (Where(c, t, t)) -> the weight t
+        self.holders: dict[str, str] = {}  # an embedding's table -> its statement, which a dense may tie to
 
     # -- locations ----------------------------------------------------------------------------------
 
@@ -741,11 +742,24 @@ class _Importer:
         w = self.weight(i, node.input[1], 2)
         self.need(i, w, (shape[-1], w[1]), "weight")
         bias = self.bias_add(node.output[0], w[1])
-        args = [(None, w[1])] + ([] if bias is not None else [("bias", False)])
+        args = [(None, w[1])] + ([] if bias is not None else [("bias", False)]) + self.tie(node.input[1])
         stmt = self.emit(i, node, "dense", [x], args)
         if bias is not None:
             self.acts[self.graph.node[bias].output[0]] = stmt
             self.skip.add(bias)
+
+    def tie(self, weight: str) -> list:
+        """`tied=` an embedding whose table is this MatMul's weight transposed (GPT-2's head, as archc's
+        ONNX out and torch's exporters write a tied weight: one initialiser, read twice), so that it
+        counts once; [] for a weight of its own."""
+        k = self.producer.get(weight)
+        if k is None or self.graph.node[k].op_type != "Transpose":
+            return []
+        node = self.graph.node[k]
+        holder = self.holders.get(node.input[0])
+        if holder is None or _Attrs(node).ints("perm", [1, 0]) != [1, 0]:
+            return []
+        return [("tied", holder)]
 
     def bias_add(self, tensor: str, units: int, shape: tuple | None = None) -> int | None:
         """The Add node that adds a weight of `units` values (of `shape`, or 1 x units) to `tensor`, when it

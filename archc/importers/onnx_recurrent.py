@@ -440,7 +440,7 @@ class Recurrent:
         vocab, dim = imp.static[node.input[0]]
         ids = imp.act(i, node.input[1])
         args = [(None, dim)] + ([("vocab", vocab)] if self.vocab.get(ids, vocab) != vocab else [])
-        imp.emit(i, node, "embedding", [ids], args)
+        imp.holders[node.input[0]] = imp.emit(i, node, "embedding", [ids], args)
 
 
 def _moved(view, axes: tuple):
