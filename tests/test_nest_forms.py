@@ -155,3 +155,14 @@ def test_a_merged_class_is_scriptable_exportable_and_compiles_in_one_graph(name,
         assert torch.allclose(torch.export.export(model, (x,)).module()(x), want, rtol=0, atol=1e-6)
         compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
         assert torch.allclose(compiled(x), want, rtol=0, atol=1e-5)
+
+
+def test_a_number_forward_reads_that_differs_between_instances_is_kept_by_init(tmp_path):
+    # convnext's stages give their blocks drop rates 0.0059, 0.0235, 0.0588 and 0.0941 (the spec's
+    # `stage` rows): one Cnblock, whose forward reads the rate its instance was made with
+    code = generate(archc.load(SPECS / "convnext_tiny.arch"), "torch").code
+    assert [c for c in _classes(code) if c.startswith("Cnblock")] == ["Cnblock"]
+    assert "        self.p = p\n" in code and "self.p, self.training" in code
+    model = nested_module(archc.load(SPECS / "convnext_tiny.arch"), tmp_path).build_model()
+    rates = {index: {block.p for block in model.features[index]} for index in (1, 3, 5, 7)}
+    assert rates == {1: {0.0059}, 3: {0.0235}, 5: {0.0588}, 7: {0.0941}}

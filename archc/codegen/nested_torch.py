@@ -97,7 +97,7 @@ class Class:
     # the numbers of forward that differ between its instances: their place among forward's numbers
     # -> the attribute that holds each (`self.p`, of the argument `p`), and those it stores
     numbers: dict[int, str] = field(default_factory=dict)
-    stored: list[str] = field(default_factory=list)
+    stored: list[tuple[str, str]] = field(default_factory=list)  # (attribute, argument)
 
     @property
     def block(self) -> str:
@@ -476,14 +476,15 @@ def _abstract(forms: list[Class], network, reserved: set[str]) -> list[_Candidat
 
     for cls in forms:
         among = [i for i, d in enumerate(drafts) if d.cls is cls]
-        cls.numbers, stored = _forward_numbers(cls, among, len(drafts), choose_number)
-        cls.stored = [f"        self.{attr} = {text}" for attr, text in stored]
+        cls.numbers, cls.stored = _forward_numbers(cls, among, len(drafts), choose_number)
     everything = [*slots, *hidden]
     for cls in forms:
         first = cls.drafts[0]
         members = [(m[1], done[(m[0], _member_key(m))]) for m in first.members]
         cls.members = members
-        cls.init = cls.stored + [line for attr, tree in members for line in _assign(attr, tree, 2)]
+        cls.init = [f"        self.{attr} = {text}" for attr, text in cls.stored] + [
+            line for attr, tree in members for line in _assign(attr, tree, 2)
+        ]
         cls.slots = [c.text for c in everything if c.text in used]
         cls.python = python
         output = [c for c in symbols.get(first.part.graph.declared_outputs[0], []) if c.uses <= used]
@@ -738,7 +739,9 @@ def _merge(forms: list[Class], candidates: list[_Candidate], network) -> list[Cl
     members = {attr for f in forms for attr, _tree in f.members}
     if any(len(p) != len(params[0]) for p in params) or not all(attr.isidentifier() for attr in members):
         return None
-    writer = _Writer(choices, Namespace({*members, *NN_MODULE_MEMBERS, *first.slots}), params[0])
+    stored = list(dict.fromkeys(pair for f in forms for pair in f.stored))
+    taken = {*members, *NN_MODULE_MEMBERS, *first.slots, *(attr for attr, _text in stored)}
+    writer = _Writer(choices, Namespace(taken), params[0])
     init = writer.init([(f, f.members) for f in forms], 2)
     forward = writer.forward([(f, None) for f in forms], 2) if init is not None else None
     said = [*writer.said, *writer.flags.values()]
@@ -750,8 +753,7 @@ def _merge(forms: list[Class], candidates: list[_Candidate], network) -> list[Cl
     outputs = {f.output.text if f.output else None for f in forms}
     first.drafts, first.slots = drafts, [c.text for c in slots]
     first.output = first.output if len(outputs) == 1 else None
-    stored = list(dict.fromkeys(line for f in forms for line in f.stored))
-    first.init = stored + [f"        self.{attr} = {text}" for attr, text in writer.flags.items()] + init
+    first.init = [f"        self.{attr} = {text}" for attr, text in [*stored, *writer.flags.items()]] + init
     first.forward = [*signature(first.drafts[0].plan), *forward]
     return [first]
 
