@@ -406,6 +406,9 @@ def _abstract(forms: list[Class], network, reserved: set[str]) -> list[_Candidat
             span = node.instance.call if node.op == CALL else node.span
             stmt = statements.get(span)
             spoken = _spoken(stmt, parts, python, graph) if stmt is not None else []
+            if node.op == CALL:  # and what the nn.Sequential it builds says, in this block's terms
+                children = [_child(p, local) for p in parts]
+                spoken += _inside(children, parts, statements, python, python, graph)
             reads = [c for i in node.inputs for c in symbols.get(i, [])]
             attr = part.attrs.get(local, "")
 
@@ -628,9 +631,41 @@ def _statements(body) -> dict:
     return out
 
 
-def _spoken(stmt, parts, python, graph) -> list[_Candidate]:
-    """The statement's arguments as Python expressions of the block's parameters, with their value in
-    each part (None where it cannot be evaluated there)."""
+def _child(part: Part, name: str) -> Part | None:
+    """The part's child `name` when it is an nn.Sequential the part builds in its own __init__."""
+    child = next((c for c in part.items if isinstance(c, Part) and c.name == name), None)
+    return child if child is not None and child.draft.sequential else None
+
+
+def _inside(children: list, parents: list, statements: dict, python: dict, names: dict, graph) -> list[_Candidate]:
+    """The arguments of the statements of nn.Sequential children (one per instance of `parents`, or
+    None), and of theirs, as Python expressions of the class's arguments: a size deep in a module
+    the class builds inline is `in_channels * t` as the spec says, not a value of its own."""
+    known = [c for c in children if c is not None]
+    if not known or any(c.instance.block != known[0].instance.block for c in known):
+        return []
+    stmt = statements.get(known[0].instance.call)
+    if stmt is None:
+        return []
+    block = known[0].instance.definition
+    inner = _passed(stmt, block, python)
+    # its `in.channels` is the caller's when it reads the caller's input
+    reads_in = all(c is None or c.instance.input == p.instance.input for c, p in zip(children, parents, strict=True))
+    inner["in.channels"] = python.get("in.channels", IN_CHANNELS) if reads_in else None
+    own = _statements(block.body)
+    out = [c for s in own.values() if isinstance(s, ast.Layer) for c in _spoken(s, children, inner, graph, names)]
+    for item in known[0].items:
+        if isinstance(item, Part):
+            deeper = [None if c is None else _child(c, item.name) for c in children]
+            out += _inside(deeper, children, own, inner, names, graph)
+    return out
+
+
+def _spoken(stmt, parts, python, graph, names: dict | None = None) -> list[_Candidate]:
+    """The statement's arguments as Python expressions of the block's parameters (`python`: each
+    name -> its Python; `names`: the class's own, what the expressions may use), with their value
+    in each part (None where it cannot be evaluated there, or the part is None)."""
+    names = python if names is None else names
     out = []
     for arg in stmt.args:
         text, expr = _python(arg.value, python)
@@ -640,10 +675,10 @@ def _spoken(stmt, parts, python, graph) -> list[_Candidate]:
         for part in parts:
             try:
                 values.append(_norm(evaluate(ast.Value((expr,), expr.span), part.instance.args, _in_size(part, graph))))
-            except (EvalError, TypeError, KeyError, IndexError):
+            except (EvalError, TypeError, KeyError, IndexError, AttributeError):
                 values.append(None)
         if any(v is not None for v in values):
-            uses = frozenset(n for n in python.values() if _mentions(text, n)) | (
+            uses = frozenset(n for n in names.values() if n and _mentions(text, n)) | (
                 frozenset({IN_CHANNELS}) if IN_CHANNELS in text else frozenset()
             )
             out.append(_Candidate(text, values, uses))
