@@ -166,3 +166,14 @@ def test_a_number_forward_reads_that_differs_between_instances_is_kept_by_init(t
     model = nested_module(archc.load(SPECS / "convnext_tiny.arch"), tmp_path).build_model()
     rates = {index: {block.p for block in model.features[index]} for index in (1, 3, 5, 7)}
     assert rates == {1: {0.0059}, 3: {0.0235}, 5: {0.0588}, 7: {0.0941}}
+
+
+def test_sizes_inside_a_sequential_built_inline_are_the_spec_s_expressions():
+    # mobilenet's expansion width is `in.channels * t` in `layers`' `cbr 0`, built inline in Inverted's
+    # nn.Sequential: the constructor takes the block's parameters only, as torchvision's InvertedResidual
+    code = generate(archc.load(SPECS / "mobilenet_v2.arch"), "torch").code
+    assert "    def __init__(self, in_channels, out, t, stride):\n" in code
+    assert (
+        "        if t != 1:\n" in code and "nn.Conv2d(in_channels, in_channels * t, kernel_size=1, bias=False)" in code
+    )
+    assert "        self.use_add = stride == 1 and in_channels == out\n" in code
