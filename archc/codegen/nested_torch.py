@@ -408,7 +408,7 @@ def _abstract(forms: list[Class], network, reserved: set[str]) -> list[_Candidat
             spoken = _spoken(stmt, parts, python, graph) if stmt is not None else []
             if node.op == CALL:  # and what the nn.Sequential it builds says, in this block's terms
                 children = [_child(p, local) for p in parts]
-                spoken += _inside(children, parts, statements, python, python, graph)
+                spoken += _evaluated(_inside(children, parts, statements, python, python, graph), parts, python, graph)
             reads = [c for i in node.inputs for c in symbols.get(i, [])]
             attr = part.attrs.get(local, "")
 
@@ -642,8 +642,10 @@ def _inside(children: list, parents: list, statements: dict, python: dict, names
     None), and of theirs, as Python expressions of the class's arguments: a size deep in a module
     the class builds inline is `in_channels * t` as the spec says, not a value of its own."""
     known = [c for c in children if c is not None]
-    if not known or any(c.instance.block != known[0].instance.block for c in known):
+    if not known:
         return []
+    # those a statement other than the first one's makes (in another branch of an `if`) pass other values
+    children = [c if c is not None and c.instance.call == known[0].instance.call else None for c in children]
     stmt = statements.get(known[0].instance.call)
     if stmt is None:
         return []
@@ -658,6 +660,26 @@ def _inside(children: list, parents: list, statements: dict, python: dict, names
         if isinstance(item, Part):
             deeper = [None if c is None else _child(c, item.name) for c in children]
             out += _inside(deeper, children, own, inner, names, graph)
+    return out
+
+
+def _evaluated(candidates: list[_Candidate], parts: list[Part], python: dict, graph) -> list[_Candidate]:
+    """The candidates, each value kept only where its Python, computed with the instance's own
+    arguments, gives it: what a candidate says is then what every instance it fits computes."""
+    envs = []
+    for part in parts:
+        env = {python[k]: v for k, v in part.instance.args.items() if k in python}
+        envs.append({**env, IN_CHANNELS: graph.nodes[part.instance.input].shape[0]})
+    out = []
+    for c in candidates:
+        values = []
+        for value, env in zip(c.values, envs, strict=True):
+            try:
+                values.append(value if _norm(eval(c.text, {"__builtins__": {}}, env)) == value else None)
+            except (NameError, TypeError, ArithmeticError, SyntaxError):
+                values.append(None)
+        if any(v is not None for v in values):
+            out.append(replace(c, values=values))
     return out
 
 
