@@ -2,9 +2,12 @@
 
 Every block instance is first written out on its own (`Draft`): its submodules'
 constructors, with the sizes of that instance, and its forward. Instances of a
-block whose forward and submodules agree but for those sizes share one class
-(`Class`); a block whose instances differ otherwise (a branch of an `if` taken
-in some only, a repeat of another count) gets one class for each form.
+block whose forward and submodules agree but for those sizes (and the numbers
+forward reads) are one form (`Class`). The forms of a block, abstracted
+together so that a submodule two forms build alike is written alike, are then
+merged into one class when the block's `if`s tell them apart (`_merge`): each
+`if` is written in __init__ and forward where the forms differ. A block whose
+forms no `if` tells apart (a repeat of another count) keeps a class per form.
 
 A class takes the values that differ between its instances as constructor
 arguments, as torchvision's `Bottleneck(inplanes, planes, stride)` does. Each
@@ -26,7 +29,10 @@ are the numbers, as torchvision's `features.0.weight`.
 from __future__ import annotations
 
 import re
+from ast import literal_eval
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
+from graphlib import TopologicalSorter
 
 from .. import ast
 from ..expand import EvalError, evaluate
@@ -35,7 +41,7 @@ from ..ops import OPS
 from ..ops.emit import explicit_defaults
 from .common import Generated, make_plan, reserved_names, shapes_text, signature, torch_ties
 from .init import describe, torch_lines
-from .names import Namespace, class_name
+from .names import NN_MODULE_MEMBERS, Namespace, class_name
 from .pyexpr import Call, Seq, assignment, flat, lit
 from .pyexpr import lines as pylines
 from .torch_target import _inplace, _inplace_activation, build_model, forward_statements, layer_module, module_head
@@ -72,7 +78,7 @@ class Draft:
     cls: Class | None = None
     values: list = field(default_factory=list)  # the constructor's arguments, for a part of a class
     where: list = field(default_factory=list)  # (layer, variable, line) of each statement of forward
-    indented: object = None  # forward's statements one level deeper, for the branch of an `if`
+    indented: object = None  # depth -> forward's statements at that depth, for the branch of an `if`
     # item name -> (module, module with every default written) for a layer forward computes inline
     # that an nn.Sequential holds as a module (`torch.flatten` -> nn.Flatten())
     stand_ins: dict = field(default_factory=dict)
@@ -86,9 +92,12 @@ class Class:
     init: list[str] | None = None
     output: object = None  # the channels of its value, as an expression of its arguments (a _Candidate)
     members: list = field(default_factory=list)  # (attribute, constructor) once abstracted
-    hidden: bool = False  # whether it takes a value no expression gave (`conv_value`)
-    forward: list[str] = field(default_factory=list)  # when two forms merged: the forward with its `if`
+    forward: list[str] = field(default_factory=list)  # when forms merged: the forward with their `if`s
     python: dict = field(default_factory=dict)  # the block's parameters -> their names in the code
+    # the numbers of forward that differ between its instances: their place among forward's numbers
+    # -> the attribute that holds each (`self.p`, of the argument `p`), and those it stores
+    numbers: dict[int, str] = field(default_factory=dict)
+    stored: list[tuple[str, str]] = field(default_factory=list)  # (attribute, argument)
 
     @property
     def block(self) -> str:
@@ -125,25 +134,29 @@ def generate(network, root: Part) -> Generated:
     classes = Namespace(taken)
     drafts: list[Draft] = []
     _draft_all(root, drafts, reserved)
-    forms: dict[tuple, Class] = {}
-    ordered: list[Class] = []
+    by_block: dict[str, list[Draft]] = {}
     for draft in drafts:
-        if draft.part.instance is None or draft.sequential:
-            continue
-        key = (draft.part.instance.block, tuple(draft.forward), tuple(_member_key(m) for m in draft.members))
-        if key not in forms:
-            wanted = class_name(_camel(draft.part.instance.block))
-            forms[key] = Class(classes.name(wanted, key=str(len(ordered))), [])
-            ordered.append(forms[key])
-        forms[key].drafts.append(draft)
-        draft.cls = forms[key]
-    class_names = {cls.name for cls in ordered}
-    for cls in list(ordered):
-        _abstract(cls, network, class_names)
-        forms = [c for c in ordered if c.block == cls.block]
-        # two forms, as many as the branches of an `if`: one class with that `if`
-        if len(forms) == 2 and forms[1] is cls and _merge(forms[0], cls, network):
-            ordered.remove(cls)
+        if draft.part.instance is not None and not draft.sequential:
+            by_block.setdefault(draft.part.instance.block, []).append(draft)
+    order = {id(d): i for i, d in enumerate(drafts)}
+    ordered: list[Class] = []
+    # a block's classes once those of the blocks it calls are final: its forms are told apart by them
+    calls = TopologicalSorter({b: {c for d in ds for c in _callees(d.part)} for b, ds in by_block.items()})
+    for block in calls.static_order():
+        forms: dict[tuple, Class] = {}
+        for draft in by_block[block]:
+            key = (_masked(draft.forward), tuple(_member_key(m) for m in draft.members))
+            if key not in forms:
+                forms[key] = Class(classes.name(class_name(_camel(block)), key=f"{block} {len(forms)}"), [])
+            forms[key].drafts.append(draft)
+            draft.cls = forms[key]
+        names = {c.name for c in [*ordered, *forms.values()]}  # the classes its __init__ may call
+        merged = _merge(list(forms.values()), _abstract(list(forms.values()), network, names), network)
+        if merged is None:  # one class per form, each with the arguments its instances need
+            for cls in forms.values():
+                _abstract([cls], network, names)
+        ordered += merged or forms.values()
+    ordered.sort(key=lambda cls: min(order[id(d)] for d in cls.drafts))
     top = root.draft
     network_cls = classes.name(class_name(network.name), fallback="Network")
     plan = top.plan
@@ -161,7 +174,7 @@ def generate(network, root: Part) -> Generated:
             "",
         ]
         lines += pylines(Call("def __init__", ("self", *cls.slots)), 1, "", ":")
-        forward = cls.forward or [*signature(first.plan), *first.forward]
+        forward = cls.forward or [*signature(first.plan), *_put(first.forward, cls.numbers)]
         lines += ["        super().__init__()", *cls.init, "", *forward]
     doc = [
         f'    """{network.name}, generated by archc.',
@@ -189,6 +202,17 @@ def generate(network, root: Part) -> Generated:
     everything = lines + body
     code_lines = module_head(network, everything) + everything + build_model(network_cls)
     return Generated("\n".join(code_lines) + "\n", [], keys(root))
+
+
+def _callees(part: Part):
+    """The blocks whose classes `part`'s __init__ calls: those of its children, and of its
+    nn.Sequential children's."""
+    for item in part.items:
+        if isinstance(item, Part):
+            if item.draft.sequential:
+                yield from _callees(item)
+            else:
+                yield item.instance.block
 
 
 def _camel(name: str) -> str:
@@ -242,7 +266,7 @@ def _draft(part: Part, reserved: set[str]) -> Draft:
     body, where = forward_statements(plan, graph, module_of, call_part)
     draft = Draft(part, members, body, plan, stand_ins=stand_ins)
     draft.where = where
-    draft.indented = lambda: forward_statements(plan, graph, module_of, call_part, 3)
+    draft.indented = lambda depth: forward_statements(plan, graph, module_of, call_part, depth)
     draft.sequential = part.instance is not None and _sequential(part, draft)
     if draft.sequential:
         draft.tree = Call("nn.Sequential", tuple(_sequence(part, draft, 2)))
@@ -313,8 +337,13 @@ def _tree(tree, explicit: bool = False):
 @dataclass
 class _Candidate:
     text: str
-    values: list[str]
+    values: list  # its value in each instance, as code; None where it is not known (or not needed)
     uses: frozenset[str]
+    wanted: str = ""  # for a value of its own: the name it was asked by
+
+    def fits(self, values: list) -> bool:
+        """Whether it has every value known in `values` (None: an instance that does not care)."""
+        return any(v is not None for v in values) and all(v is None or c == v for c, v in zip(self.values, values))
 
 
 def _norm(value) -> str | None:
@@ -329,8 +358,12 @@ def _norm(value) -> str | None:
         return None
 
 
-def _abstract(cls: Class, network, reserved: set[str]) -> None:
-    drafts = cls.drafts
+def _abstract(forms: list[Class], network, reserved: set[str]) -> list[_Candidate]:
+    """Each form's members as expressions of constructor arguments, found over the instances of all
+    `forms` at once: a member that two forms build alike is written alike, so that merged they
+    share it. Returns the arguments (those the members use in `Class.slots`) and sets each draft's
+    values of them (None where its form does not read one)."""
+    drafts = [d for cls in forms for d in cls.drafts]
     parts = [d.part for d in drafts]
     block = parts[0].instance.definition
     names = Namespace({"torch", "nn", "F", "self", IN_CHANNELS, *reserved})
@@ -345,87 +378,190 @@ def _abstract(cls: Class, network, reserved: set[str]) -> None:
         if None not in values:
             slots.append(_Candidate(python[p.name], values, frozenset({python[p.name]})))
     statements = _statements(block.body)
-    symbols: dict[str, _Candidate] = {parts[0].input: in_channels}
+    symbols: dict[str, list[_Candidate]] = {parts[0].input: [in_channels]}
     hidden: list[_Candidate] = []
     used: set[str] = set()
-    trees_by_member = {m[0]: [_tree(d.members[j][3], True) for d in drafts] for j, m in enumerate(drafts[0].members)}
-    written = {m[0]: [_tree(d.members[j][2]) for d in drafts] for j, m in enumerate(drafts[0].members)}
-    attrs = {m[0]: m[1] for m in drafts[0].members}
-    members = []
-    for node in parts[0].graph:
-        if node.name == parts[0].input:
-            continue
-        local = node.name
-        span = node.instance.call if node.op == CALL else node.span
-        stmt = statements.get(span)
-        spoken = _spoken(stmt, parts, python, graph) if stmt is not None else []
-        reads = [symbols[i] for i in node.inputs if i in symbols]
+    # each member, by (name, form of its constructor): the instances that build it so, and its tree
+    groups: dict[tuple, list[int]] = {}
+    member_of: list[dict] = []
+    for i, draft in enumerate(drafts):
+        member_of.append({m[0]: m for m in draft.members})
+        for member in draft.members:
+            groups.setdefault((member[0], _member_key(member)), []).append(i)
+    done: dict[tuple, object] = {}
+    seen_nodes: set[tuple] = set()
+    for cls in forms:
+        part = cls.drafts[0].part
+        for node in part.graph:
+            local = node.name
+            member = member_of[drafts.index(cls.drafts[0])].get(local)
+            key = (local, _member_key(member)) if member is not None else (local, node.op)
+            if local == part.input or key in seen_nodes:
+                continue
+            seen_nodes.add(key)
+            if member is not None:
+                among = groups[key]
+            else:
+                among = [i for i, p in enumerate(parts) if local in p.graph.nodes and local not in member_of[i]]
+            span = node.instance.call if node.op == CALL else node.span
+            stmt = statements.get(span)
+            spoken = _spoken(stmt, parts, python, graph) if stmt is not None else []
+            if node.op == CALL:  # and what the nn.Sequential it builds says, in this block's terms
+                children = [_child(p, local) for p in parts]
+                spoken += _evaluated(_inside(children, parts, statements, python, python, graph), parts, python, graph)
+            reads = [c for i in node.inputs for c in symbols.get(i, [])]
+            attr = part.attrs.get(local, "")
 
-        attr = attrs.get(local, "")
+            def spread(values, among=among):
+                full = [None] * len(parts)
+                for i, v in zip(among, values, strict=True):
+                    full[i] = v
+                return full
 
-        def choose(values, first, deep, attr=attr, spoken=spoken, reads=reads):
-            same = len(set(values)) == 1
-            # the first argument of a layer or a class is the channels it reads (nn.Conv2d, nn.Linear,
-            # nn.BatchNorm2d, in_channels of a class): only there may the channels read stand
-            fits = [c for c in reads if c.values == values] if first and not deep else []
-            spoke = [c for c in spoken if c.values == values]
-            if not (same and (deep or len(spoke) > 1 or any(not c.uses for c in spoke))):
-                # unless several of the statement's values fit a number (`/stride pad=1`, all stride 1),
-                # or it is inside a module the statement does not make itself: which is meant is not known
-                fits += spoke
-            if fits:
-                used.update(fits[0].uses)
-                return fits[0].text
-            if same:
-                return None  # the number itself
-            for c in [*slots, *hidden]:  # a value passed already is passed once
-                if c.values == values:
-                    used.update(c.uses)
-                    return c.text
-            name = names.name(f"{attr}_value" if attr.isidentifier() else "value", key=str(len(hidden)))
-            hidden.append(_Candidate(name, values, frozenset({name})))
-            used.add(name)
-            return name
+            def choose(values, first, deep, attr=attr, spoken=spoken, reads=reads, spread=spread):
+                same = len(set(values)) == 1
+                values = spread(values)
+                # the first argument of a layer or a class is the channels it reads (nn.Conv2d, nn.Linear,
+                # nn.BatchNorm2d, in_channels of a class): only there may the channels read stand
+                fits = [c for c in reads if c.fits(values)] if first and not deep else []
+                spoke = [c for c in spoken if c.fits(values)]
+                if not (same and (deep or len(spoke) > 1 or any(not c.uses for c in spoke))):
+                    # unless several of the statement's values fit a number (`/stride pad=1`, all stride 1),
+                    # or it is inside a module the statement does not make itself: which is meant is not known
+                    fits += spoke
+                if fits:
+                    used.update(fits[0].uses)
+                    return fits[0].text
+                if same:
+                    return None  # the number itself
+                for c in slots:  # a value passed already is passed once
+                    if c.fits(values):
+                        used.update(c.uses)
+                        return c.text
+                wanted = f"{attr}_value" if attr.isidentifier() else "value"
+                for c in hidden:  # and one of its own, where no instance needs another value of it
+                    if c.wanted == wanted and all(v is None or w is None or v == w for v, w in zip(values, c.values)):
+                        c.values = [w if v is None else v for v, w in zip(values, c.values)]
+                        return c.text
+                name = names.name(wanted, key=str(len(hidden)))
+                hidden.append(_Candidate(name, values, frozenset({name}), wanted))
+                used.add(name)
+                return name
 
-        found = []
-        if local in attrs:
-            tree = _abstract_tree(trees_by_member[local], choose)
-            members.append((attrs[local], _defaults_left_out(tree, written[local])))
-            if node.op == CALL and isinstance(tree, Call):
-                found = _through(node, tree, parts)
-        outs = [_channels(p.graph.nodes[local]) for p in parts]
-        symbol = _match(outs, [*found, *spoken, *reads, *_summed(node, reads, parts), *slots])
-        if symbol is not None:
-            symbols[local] = symbol
+            found = []
+            if member is not None:
+                trees = [_tree(member_of[i][local][3], True) for i in among]
+                tree = _abstract_tree(trees, choose)
+                done[key] = _defaults_left_out(tree, [_tree(member_of[i][local][2]) for i in among])
+                if node.op == CALL and isinstance(tree, Call):
+                    found = _through(node, tree, [parts[i] for i in among], spread)
+            outs = spread([_channels(parts[i].graph.nodes[local]) for i in among])
+            symbol = _match(outs, [*found, *spoken, *reads, *_summed(node, reads, parts), *slots])
+            if symbol is not None:
+                same = [c for c in symbols.setdefault(local, []) if c.text == symbol.text]
+                if same:  # the same expression in other instances: one candidate for them all
+                    same[0].values = [w if w is not None else v for v, w in zip(symbol.values, same[0].values)]
+                else:
+                    symbols[local].append(
+                        replace(symbol, values=[v if o else None for v, o in zip(symbol.values, outs)])
+                    )
+
+    def choose_number(values, wanted):
+        """A number of forward that differs between instances: the argument it is, else one of its own."""
+        for c in slots:
+            if c.fits(values):
+                used.update(c.uses)
+                return c.text
+        name = names.name(wanted, key=f"number {len(hidden)}")
+        hidden.append(_Candidate(name, values, frozenset({name}), name))
+        used.add(name)
+        return name
+
+    for cls in forms:
+        among = [i for i, d in enumerate(drafts) if d.cls is cls]
+        cls.numbers, cls.stored = _forward_numbers(cls, among, len(drafts), choose_number)
     everything = [*slots, *hidden]
-    cls.slots = [c.text for c in everything if c.text in used]
-    for draft_index, draft in enumerate(drafts):
-        draft.values = [c.values[draft_index] for c in everything if c.text in used]
-    cls.init = [line for attr, tree in members for line in _assign(attr, tree, 2)]
-    cls.members, cls.hidden, cls.python = members, any(c.text in used for c in hidden), python
-    output = symbols.get(parts[0].graph.declared_outputs[0])
-    cls.output = None if output is None or not output.uses <= set(cls.slots) else output
+    for cls in forms:
+        first = cls.drafts[0]
+        members = [(m[1], done[(m[0], _member_key(m))]) for m in first.members]
+        cls.members = members
+        cls.init = [f"        self.{attr} = {text}" for attr, text in cls.stored] + [
+            line for attr, tree in members for line in _assign(attr, tree, 2)
+        ]
+        cls.slots = [c.text for c in everything if c.text in used]
+        cls.python = python
+        output = [c for c in symbols.get(first.part.graph.declared_outputs[0], []) if c.uses <= used]
+        cls.output = next((c for c in output if None not in c.values), None)
+    for i, draft in enumerate(drafts):
+        draft.values = [c.values[i] or "None" for c in everything if c.text in used]
+    return everything
+
+
+# a number in code (not in a name, nor in a string: `getattr(self, "0")`)
+_NUMBER = re.compile(r"(?<![\w.\"'])\d+(?:\.\d*)?(?:e-?\d+)?(?![\w.\"'])")
+
+
+def _masked(lines: list[str]) -> tuple[str, ...]:
+    """Forward with its numbers left out: what instances of one class must share."""
+    return tuple(_NUMBER.sub("#", line) for line in lines)
+
+
+def _put(lines: list[str], numbers: dict[int, str]) -> list[str]:
+    """The lines with the k-th number replaced by `numbers[k]`."""
+    if not numbers:
+        return lines
+    count = iter(range(1 << 62))
+
+    def one(match):
+        k = next(count)
+        return numbers.get(k, match.group())
+
+    return [_NUMBER.sub(one, line) for line in lines]
+
+
+def _forward_numbers(cls: Class, among: list[int], total: int, choose) -> tuple[dict, list[tuple[str, str]]]:
+    """The numbers of the class's forward that differ between its instances (a dropout's rate,
+    each stage's own): each read from an attribute __init__ stores, of the argument
+    `choose(values, wanted)` gives, as torchvision's CNBlock keeps its `p`."""
+    numbers = [[m.group() for line in d.forward for m in _NUMBER.finditer(line)] for d in cls.drafts]
+    out, stored = {}, {}
+    attrs = Namespace({*(attr for attr, _tree in cls.members), *NN_MODULE_MEMBERS})
+    for k in range(len(numbers[0])):
+        values = [n[k] for n in numbers]
+        if len(set(values)) == 1:
+            continue
+        spread = [None] * total
+        for i, v in zip(among, values, strict=True):
+            spread[i] = v
+        text = choose(spread, "value")
+        stored.setdefault(text, attrs.name(text))
+        out[k] = f"self.{stored[text]}"
+    return out, [(attr, text) for text, attr in stored.items()]
 
 
 def _channels(node) -> str:
     return str(node.shape[0]) if node.shape else ""
 
 
-def _match(values: list[str], candidates) -> _Candidate | None:
-    return next((c for c in candidates if c.values == values), None)
+def _match(values: list, candidates) -> _Candidate | None:
+    return next((c for c in candidates if c.fits(values)), None)
 
 
 def _summed(node, reads: list[_Candidate], parts) -> list[_Candidate]:
     """The channels of a concat: the sum of what it reads."""
     if node.op != "concat" or len(reads) != len(node.inputs):
         return []
-    values = [str(sum(int(c.values[i]) for c in reads)) for i in range(len(parts))]
+    values = [
+        None if any(c.values[i] is None for c in reads) else str(sum(int(c.values[i]) for c in reads))
+        for i in range(len(parts))
+    ]
     return [_Candidate(" + ".join(c.text for c in reads), values, frozenset().union(*(c.uses for c in reads)))]
 
 
-def _through(node, tree: Call, parts) -> list[_Candidate]:
+def _through(node, tree: Call, parts, spread) -> list[_Candidate]:
     """The channels out of a block instance, in the caller's terms: its class's output channels,
-    an expression of its arguments, with the caller's expressions of them put in."""
+    an expression of its arguments, with the caller's expressions of them put in (`parts` the
+    instances that build it so, `spread` their values to all)."""
     cls = _class_of(node, parts[0])
     if cls is None or cls.output is None:
         return []
@@ -435,7 +571,7 @@ def _through(node, tree: Call, parts) -> list[_Candidate]:
         value = flat(value)
         wrapped = value if value.isidentifier() or value.isdigit() else f"({value})"
         text = re.sub(rf"(?<![\w.]){re.escape(name)}(?!\w)", lambda _m, w=wrapped: w, text)
-    values = [_channels(p.graph.nodes[node.name]) for p in parts]
+    values = spread([_channels(p.graph.nodes[node.name]) for p in parts])
     uses = frozenset(n for v in given.values() for n in re.findall(r"[A-Za-z_]\w*", flat(v)))
     return [_Candidate(text, values, uses)]
 
@@ -495,8 +631,63 @@ def _statements(body) -> dict:
     return out
 
 
-def _spoken(stmt, parts, python, graph) -> list[_Candidate]:
-    """The statement's arguments as Python expressions of the block's parameters, with their value in each part."""
+def _child(part: Part, name: str) -> Part | None:
+    """The part's child `name` when it is an nn.Sequential the part builds in its own __init__."""
+    child = next((c for c in part.items if isinstance(c, Part) and c.name == name), None)
+    return child if child is not None and child.draft.sequential else None
+
+
+def _inside(children: list, parents: list, statements: dict, python: dict, names: dict, graph) -> list[_Candidate]:
+    """The arguments of the statements of nn.Sequential children (one per instance of `parents`, or
+    None), and of theirs, as Python expressions of the class's arguments: a size deep in a module
+    the class builds inline is `in_channels * t` as the spec says, not a value of its own."""
+    known = [c for c in children if c is not None]
+    if not known:
+        return []
+    # those a statement other than the first one's makes (in another branch of an `if`) pass other values
+    children = [c if c is not None and c.instance.call == known[0].instance.call else None for c in children]
+    stmt = statements.get(known[0].instance.call)
+    if stmt is None:
+        return []
+    block = known[0].instance.definition
+    inner = _passed(stmt, block, python)
+    # its `in.channels` is the caller's when it reads the caller's input
+    reads_in = all(c is None or c.instance.input == p.instance.input for c, p in zip(children, parents, strict=True))
+    inner["in.channels"] = python.get("in.channels", IN_CHANNELS) if reads_in else None
+    own = _statements(block.body)
+    out = [c for s in own.values() if isinstance(s, ast.Layer) for c in _spoken(s, children, inner, graph, names)]
+    for item in known[0].items:
+        if isinstance(item, Part):
+            deeper = [None if c is None else _child(c, item.name) for c in children]
+            out += _inside(deeper, children, own, inner, names, graph)
+    return out
+
+
+def _evaluated(candidates: list[_Candidate], parts: list[Part], python: dict, graph) -> list[_Candidate]:
+    """The candidates, each value kept only where its Python, computed with the instance's own
+    arguments, gives it: what a candidate says is then what every instance it fits computes."""
+    envs = []
+    for part in parts:
+        env = {python[k]: v for k, v in part.instance.args.items() if k in python}
+        envs.append({**env, IN_CHANNELS: graph.nodes[part.instance.input].shape[0]})
+    out = []
+    for c in candidates:
+        values = []
+        for value, env in zip(c.values, envs, strict=True):
+            try:
+                values.append(value if _norm(eval(c.text, {"__builtins__": {}}, env)) == value else None)
+            except (NameError, TypeError, ArithmeticError, SyntaxError):
+                values.append(None)
+        if any(v is not None for v in values):
+            out.append(replace(c, values=values))
+    return out
+
+
+def _spoken(stmt, parts, python, graph, names: dict | None = None) -> list[_Candidate]:
+    """The statement's arguments as Python expressions of the block's parameters (`python`: each
+    name -> its Python; `names`: the class's own, what the expressions may use), with their value
+    in each part (None where it cannot be evaluated there, or the part is None)."""
+    names = python if names is None else names
     out = []
     for arg in stmt.args:
         text, expr = _python(arg.value, python)
@@ -506,11 +697,10 @@ def _spoken(stmt, parts, python, graph) -> list[_Candidate]:
         for part in parts:
             try:
                 values.append(_norm(evaluate(ast.Value((expr,), expr.span), part.instance.args, _in_size(part, graph))))
-            except (EvalError, TypeError, KeyError, IndexError):
-                values = None
-                break
-        if values is not None and None not in values:
-            uses = frozenset(n for n in python.values() if _mentions(text, n)) | (
+            except (EvalError, TypeError, KeyError, IndexError, AttributeError):
+                values.append(None)
+        if any(v is not None for v in values):
+            uses = frozenset(n for n in names.values() if n and _mentions(text, n)) | (
                 frozenset({IN_CHANNELS}) if IN_CHANNELS in text else frozenset()
             )
             out.append(_Candidate(text, values, uses))
@@ -548,7 +738,8 @@ def _py(e, python: dict) -> str | None:
     if isinstance(e, ast.Name):
         return python.get(e.id)
     if isinstance(e, ast.ShapeOf):
-        return IN_CHANNELS if e.ref.parts == ("in",) and e.prop == "channels" else None
+        # (a block called from another's body reads that one's input, or something it cannot name)
+        return python.get("in.channels", IN_CHANNELS) if e.ref.parts == ("in",) and e.prop == "channels" else None
     if isinstance(e, ast.Not):
         inner = _py(e.operand, python)
         return None if inner is None else f"not ({inner})"
@@ -565,44 +756,157 @@ def _py(e, python: dict) -> str | None:
     return None
 
 
-# -- two forms of a block that differ in the branch of its `if`: one class with that `if` -----------
+# -- the forms of a block, told apart by its `if`s: one class with those `if`s ---------------------
 
 
-def _merge(first: Class, second: Class, network) -> bool:
-    """Make `first` the class of `second`'s instances too, when they are the two branches of the
-    block's one `if`: the `if` is written in __init__ (the branch's submodules, None in the other) and
-    in forward (on the first of them, as torchvision's `if self.downsample is not None`). False,
-    and nothing changed, for anything else."""
-    block = first.drafts[0].part.instance.definition
-    branches = [stmt for stmt in block.body if isinstance(stmt, ast.If)]
-    if len(branches) != 1 or len(branches[0].branches) != 1 or first.hidden or second.hidden or first.forward:
-        return False  # (a class merged once holds its forms' members no longer)
-    ((condition, _body),) = branches[0].branches
-    names = first.python
-    text = _py(condition, names)
-    truth = [_holds(condition, d.part, network.graph) for d in [*first.drafts, *second.drafts]]
-    if text is None or None in truth:
-        return False
-    split = len(first.drafts)
-    if len(set(truth[:split])) != 1 or len(set(truth[split:])) != 1 or truth[0] == truth[split]:
-        return False
-    taken, other = (first, second) if truth[0] else (second, first)
-    lines = _branches(taken, other, text)
-    if lines is None:
-        return False
-    init, forward = lines
-    used = set(first.slots) | set(second.slots)  # and what the condition reads
-    used |= {n for n in [*names.values(), IN_CHANNELS] if _mentions(text, n)}
-    params = [p.name for p in block.params if names[p.name] in used]
-    first.slots = [IN_CHANNELS] * (IN_CHANNELS in used) + [names[p] for p in params]
-    for draft in [*first.drafts, *second.drafts]:
-        args = draft.part.instance.args
-        given = [str(network.graph.nodes[draft.part.instance.input].shape[0])] if IN_CHANNELS in used else []
-        draft.values = given + [lit(args[p]) if isinstance(args[p], str) else _norm(args[p]) for p in params]
-        draft.cls = first
-    first.drafts += second.drafts
-    first.init, first.forward, first.output = init, forward, None
-    return True
+@dataclass
+class _Choice:
+    """An `if` of the block (or of an nn.Sequential child it builds inline): the Python of each
+    branch's condition in the class's arguments, and the branch each instance takes (len(texts):
+    none, or `else`)."""
+
+    texts: list[str]
+    picks: dict[int, int]  # id(draft) -> branch
+    wanted: str  # a name for the flag forward reads it by, when no submodule tells
+
+    def pick(self, cls: Class) -> int:
+        return self.picks[id(cls.drafts[0])]
+
+    def flag(self, pick: int) -> str:
+        """The condition of branch `pick` alone: those before it false."""
+        before = [f"not ({' or '.join(self.texts[:pick])})"] if pick else []
+        own = [f"({self.texts[pick]})"] if pick < len(self.texts) else []
+        return " and ".join(before + own) if pick else self.texts[0]
+
+
+def _merge(forms: list[Class], candidates: list[_Candidate], network) -> list[Class] | None:
+    """The block's one class: its forms (abstracted together, `candidates` their arguments) merged
+    into the first when its `if`s (and those of the nn.Sequential children it builds) tell every
+    two apart, the `if`s written in __init__ (each branch's submodules, None where another builds
+    one) and in forward (on a submodule only that branch has, as torchvision's `if self.downsample
+    is not None`, else on a flag __init__ sets, as its `self.use_res_connect`). None when they
+    cannot be told apart so."""
+    first = forms[0]
+    if len(forms) == 1:
+        return forms
+    drafts = [d for f in forms for d in f.drafts]
+    choices = [c for c in _choices(forms, network) if all(len({c.picks[id(d)] for d in f.drafts}) == 1 for f in forms)]
+    choices = _checked(choices, candidates, drafts)
+    params = [f.drafts[0].plan.params for f in forms]
+    members = {attr for f in forms for attr, _tree in f.members}
+    if any(len(p) != len(params[0]) for p in params) or not all(attr.isidentifier() for attr in members):
+        return None
+    stored = list(dict.fromkeys(pair for f in forms for pair in f.stored))
+    taken = {*members, *NN_MODULE_MEMBERS, *first.slots, *(attr for attr, _text in stored)}
+    writer = _Writer(choices, Namespace(taken), params[0])
+    init = writer.init([(f, f.members) for f in forms], 2)
+    forward = writer.forward([(f, None) for f in forms], 2) if init is not None else None
+    said = [*writer.said, *writer.flags.values()]
+    slots = [c for c in candidates if c.text in first.slots or _said(c.text, said)]
+    if forward is None or any(c.text not in first.slots and None in c.values for c in slots):
+        return None
+    for i, draft in enumerate(drafts):
+        draft.values, draft.cls = [c.values[i] or "None" for c in slots], first
+    outputs = {f.output.text if f.output else None for f in forms}
+    first.drafts, first.slots = drafts, [c.text for c in slots]
+    first.output = first.output if len(outputs) == 1 else None
+    first.init = [f"        self.{attr} = {text}" for attr, text in [*stored, *writer.flags.items()]] + init
+    first.forward = [*signature(first.drafts[0].plan), *forward]
+    return [first]
+
+
+def _said(name: str, texts: list[str]) -> bool:
+    return any(_mentions(text, name) for text in texts)
+
+
+def _choices(forms: list[Class], network) -> list[_Choice]:
+    """The `if`s at the root of the block's body, then those of the nn.Sequential children it
+    builds in every instance (their parameters replaced by what the call passes)."""
+    drafts = [d for f in forms for d in f.drafts]
+    part = drafts[0].part
+    block = part.instance.definition
+    out = _ifs(block.body, forms[0].python, [d.part for d in drafts], drafts, network)
+    statements = _statements(block.body)
+    for item in part.items:
+        if not isinstance(item, Part) or not item.draft.sequential:
+            continue
+        children = [
+            next((c for c in d.part.items if isinstance(c, Part) and c.name == item.name), None) for d in drafts
+        ]
+        stmt = statements.get(item.instance.call)
+        if None in children or stmt is None or any(c.instance.block != item.instance.block for c in children):
+            continue
+        python = _passed(stmt, item.instance.definition, forms[0].python)
+        # the child's `in.channels` is the class's when it reads the class's input
+        reads_in = all(c.instance.input == d.part.instance.input for c, d in zip(children, drafts, strict=True))
+        python["in.channels"] = IN_CHANNELS if reads_in else None
+        out += _ifs(item.instance.definition.body, python, children, drafts, network)
+    return out
+
+
+def _passed(stmt, block, python: dict) -> dict:
+    """A called block's parameters -> the Python, in the caller's arguments, of what the call passes:
+    a positional argument fills the first parameter not filled yet, as the analyser binds them."""
+    given = {a.name: a.value for a in stmt.args if a.name is not None}
+    free = iter([p for p in block.params if p.name not in given])
+    for arg in stmt.args:
+        if arg.name is None:
+            param = next(free, None)
+            if param is not None:
+                given[param.name] = arg.value
+    out = {}
+    for param in block.params:
+        value = given.get(param.name, param.default)
+        text = _python(value, python)[0] if value is not None else None
+        out[param.name] = None if text is None else text if re.fullmatch(r"\w+", text) else f"({text})"
+    return out
+
+
+def _checked(choices: list[_Choice], candidates: list[_Candidate], drafts: list[Draft]) -> list[_Choice]:
+    """The choices whose Python gives, with each instance's arguments, the branch it takes."""
+    envs = []
+    for i in range(len(drafts)):
+        env = {}
+        for c in candidates:
+            with suppress(ValueError, TypeError, SyntaxError):  # (not a literal: None, or a hidden value)
+                env[c.text] = literal_eval(c.values[i])
+        envs.append(env)
+
+    def holds(text: str, env: dict):
+        try:
+            return eval(text, {"__builtins__": {}}, env)  # names, numbers and operators only (_py)
+        except (NameError, TypeError, ArithmeticError):  # an argument it reads is not known: not used
+            return None
+
+    out = []
+    for choice in choices:
+        picks = [choice.picks[id(d)] for d in drafts]
+        if all(
+            holds(text, env) is (j == pick)
+            for pick, env in zip(picks, envs, strict=True)
+            for j, text in enumerate(choice.texts[: pick + 1])
+        ):
+            out.append(choice)
+    return out
+
+
+def _ifs(body, python: dict, parts: list[Part], drafts: list[Draft], network) -> list[_Choice]:
+    out = []
+    for stmt in body:
+        if not isinstance(stmt, ast.If):
+            continue
+        texts = [_py(condition, python) for condition, _body in stmt.branches]
+        picks = {}
+        for part, draft in zip(parts, drafts, strict=True):
+            truth = [_holds(condition, part, network.graph) for condition, _body in stmt.branches]
+            if None in truth:
+                break
+            picks[id(draft)] = truth.index(True) if True in truth else len(truth)
+        if None not in texts and len(picks) == len(drafts):
+            inner = stmt.branches[0][1][0] if stmt.branches[0][1] else None
+            wanted = inner.name if isinstance(inner, ast.Layer) and inner.name else getattr(inner, "op", "branch")
+            out.append(_Choice(texts, picks, f"use_{wanted}"))
+    return out
 
 
 def _holds(condition, part: Part, graph) -> bool | None:
@@ -613,33 +917,127 @@ def _holds(condition, part: Part, graph) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def _branches(taken: Class, other: Class, condition: str):
-    """(__init__'s lines, forward's lines) of the merged class, or None when the forms do not differ
-    as one branch of an `if` does: by submodules the taken branch adds, then forward from some statement on."""
-    common = 0
-    for (a, tree_a), (b, tree_b) in zip(taken.members, other.members):
-        if a != b or flat(tree_a) != flat(tree_b):
-            break
-        common += 1
-    own = [attr for attr, _tree in taken.members[common:] if attr not in {a for a, _t in other.members}]
-    if not own or not all(attr.isidentifier() for attr, _tree in [*taken.members, *other.members]):
-        return None
-    t, e = taken.drafts[0], other.drafts[0]
-    if signature(t.plan) != signature(e.plan):
-        return None
-    same = 0
-    while same < min(len(t.forward), len(e.forward)) and t.forward[same] == e.forward[same]:
-        same += 1
-    starts = {line for _n, _v, line in t.where} & {line for _n, _v, line in e.where}
-    start = max((line for line in starts if line <= same), default=0)
-    node = next(n for n, _v, line in t.where if line == start)
-    deeper, where = t.indented()
-    begin = next(line for n, _v, line in where if n == node)
-    init = [line for attr, tree in taken.members[:common] for line in _assign(attr, tree, 2)]
-    init.append(f"        if {condition}:")
-    init += [line for attr, tree in taken.members[common:] for line in _assign(attr, tree, 3)]
-    init.append("        else:")
-    init += [line for attr, tree in other.members[common:] for line in _assign(attr, tree, 3)]
-    init += [f"            self.{attr} = None" for attr in own]
-    forward = [*signature(t.plan), *t.forward[:start], f"        if self.{own[0]} is not None:"]
-    return init, [*forward, *deeper[begin:], *e.forward[start:]]
+class _Writer:
+    """The merged class's __init__ and forward: what the forms share written once, where they
+    differ an `if` on the first choice that tells them apart, each branch written so in turn."""
+
+    def __init__(self, choices: list[_Choice], attrs: Namespace, params: list[str]):
+        self.choices, self.attrs, self.params = choices, attrs, params
+        self.said: list[str] = []  # the conditions __init__ reads
+        self.flags: dict[str, str] = {}  # attribute -> the condition it holds
+        self.owners: dict[tuple, str] = {}
+
+    def _split(self, group: list, variant) -> tuple[_Choice, list[list]] | None:
+        """The choice whose branches tell the group's forms apart best (the fewest `variant`s of
+        what is left to write within its branches, the first of equals), and the group by branch."""
+        best = None
+        for choice in self.choices:
+            picks = sorted({choice.pick(f) for f, _x in group})
+            if len(picks) > 1:
+                groups = [[(f, x) for f, x in group if choice.pick(f) == p] for p in picks]
+                left = sum(len({variant(f, x) for f, x in g}) for g in groups)
+                if best is None or left < best[0]:
+                    best = (left, choice, groups)
+        return None if best is None else best[1:]
+
+    def init(self, group: list, depth: int) -> list[str] | None:
+        """__init__'s lines for (form, its members still to write) of each form in the group."""
+        lists = [members for _f, members in group]
+        prefix = _common(lists)
+        suffix = _common([m[prefix:][::-1] for m in lists])
+        out = [line for attr, tree in lists[0][:prefix] for line in _assign(attr, tree, depth)]
+        rests = [m[prefix : len(m) - suffix] for m in lists]
+        if len({tuple((attr, flat(tree)) for attr, tree in r) for r in rests}) > 1:
+            split = self._split(
+                [(f, r) for (f, _m), r in zip(group, rests, strict=True)],
+                lambda _f, rest: tuple((attr, flat(tree)) for attr, tree in rest),
+            )
+            if split is None:
+                return None
+            choice, groups = split
+            every = {attr for r in rests for attr, _tree in r}
+            for i, sub in enumerate(groups):
+                pick = choice.pick(sub[0][0])
+                if i == len(groups) - 1:
+                    out.append(f"{'    ' * depth}else:")
+                else:
+                    self.said.append(choice.texts[pick])
+                    out.append(f"{'    ' * depth}{'elif' if i else 'if'} {choice.texts[pick]}:")
+                lines = self.init(sub, depth + 1)
+                if lines is None:
+                    return None
+                own = {attr for _f, r in sub for attr, _tree in r}
+                lines += [f"{'    ' * (depth + 1)}self.{attr} = None" for attr in sorted(every - own)]
+                out += lines or [f"{'    ' * (depth + 1)}pass"]
+        return out + [line for attr, tree in lists[0][len(lists[0]) - suffix :] for line in _assign(attr, tree, depth)]
+
+    def _code(self, form: Class, start, depth: int) -> tuple[list[str], list]:
+        """The form's forward from the statement of layer `start` (None: the first) on, `depth` deep,
+        its inputs first renamed to the merged signature's where they are named otherwise; and
+        (layer, line) of each statement's start in it."""
+        draft = form.drafts[0]
+        lines, where = draft.indented(depth)
+        lines = _put(lines, form.numbers)
+        where = [(node, line) for node, _v, line in where]
+        alias = [
+            f"{'    ' * depth}{theirs} = {ours}"
+            for theirs, ours in zip(draft.plan.params, self.params, strict=True)
+            if theirs != ours
+        ]
+        if start is None:
+            return alias + lines, [(None, 0)] + [(n, line + len(alias)) for n, line in where]
+        begin = next(line for node, line in where if node == start)
+        return lines[begin:], [(n, line - begin) for n, line in where if line >= begin]
+
+    def forward(self, group: list, depth: int) -> list[str] | None:
+        """forward's lines for (form, the layer its statements still to write begin at) of each form."""
+        codes = [self._code(f, start, depth) for f, start in group]
+        if all(lines == codes[0][0] for lines, _w in codes):
+            return codes[0][0]
+        same = 0
+        while all(len(lines) > same and lines[same] == codes[0][0][same] for lines, _w in codes):
+            same += 1
+        starts = set.intersection(*({line for _n, line in where} for _l, where in codes))
+        begin = max((line for line in starts if line <= same), default=0)
+        out = codes[0][0][:begin]
+        at = [next(n for n, line in where if line == begin) for _l, where in codes]
+        split = self._split(
+            [(f, node) for (f, _s), node in zip(group, at, strict=True)],
+            lambda f, node: tuple(self._code(f, node, depth)[0]),
+        )
+        if split is None:
+            return None
+        choice, groups = split
+        for i, sub in enumerate(groups):
+            if i == len(groups) - 1:  # every branch before returns: the last is what is left
+                lines = self.forward(sub, depth)
+            else:
+                others = [f for g in groups if g is not sub for f, _n in g]
+                out.append(f"{'    ' * depth}if {self._test(choice, [f for f, _n in sub], others)}:")
+                lines = self.forward(sub, depth + 1)
+            if lines is None:
+                return None
+            out += lines
+        return out
+
+    def _test(self, choice: _Choice, taken: list[Class], others: list[Class]) -> str:
+        """How forward tells the branch taken: a submodule only its forms have, else a flag."""
+        have = [{attr for attr, _t in f.members} for f in taken]
+        lack = set().union(*({attr for attr, _t in f.members} for f in others))
+        own = [attr for attr, _t in taken[0].members if all(attr in h for h in have) and attr not in lack]
+        if own:
+            return f"self.{own[0]} is not None"
+        condition = choice.flag(choice.pick(taken[0]))
+        key = (id(choice), condition)
+        if key not in self.owners:
+            self.owners[key] = self.attrs.name(choice.wanted)
+            self.flags[self.owners[key]] = condition
+        return f"self.{self.owners[key]}"
+
+
+def _common(lists: list[list]) -> int:
+    """How many members all lists begin with alike."""
+    n = 0
+    while all(len(m) > n for m in lists) and len({(m[n][0], flat(m[n][1])) for m in lists}) == 1:
+        n += 1
+    return n

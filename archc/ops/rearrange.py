@@ -43,10 +43,11 @@ class Chunk(Op):
     def settings(self, node):
         return f"channels {node.geom['start']}:{node.geom['stop']}"
 
-    def torch_call(self, node, module, args):  # inline: a slice is not a module
-        return Index(args[0], f":, {node.geom['start']}:{node.geom['stop']}")
+    def torch_call(self, node, module, args):  # inline, as torchvision's `x.chunk(2, dim=1)`: no sizes
+        return Index(call("torch.chunk", args[0], node.attrs["parts"], dim=1), str(node.attrs["index"]))
 
-    numpy_call = torch_call  # the same slice on both kinds of array
+    def numpy_call(self, node, module, args):  # a slice, a view as torch.chunk's
+        return Index(args[0], f":, {node.geom['start']}:{node.geom['stop']}")
     numpy_keeps = "shape"
 
     def numpy_backward(self, node, state, grad, saved):
