@@ -48,6 +48,7 @@ class Chunk(Op):
 
     def numpy_call(self, node, module, args):  # a slice, a view as torch.chunk's
         return Index(args[0], f":, {node.geom['start']}:{node.geom['stop']}")
+
     numpy_keeps = "shape"
 
     def numpy_backward(self, node, state, grad, saved):
