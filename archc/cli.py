@@ -471,16 +471,22 @@ def cmd_codegen(args) -> int:
 
 def _onnx(net, args) -> int:
     """The ONNX model, written whole or not at all; a missing onnx package or weights that do not fit exit 1."""
-    from .codegen.onnx_target import OPSET, WeightsError, read_weights, to_onnx
+    from .codegen.onnx_target import OPSET, WeightsError, read_weights, to_onnx_files
 
+    location = os.path.basename(args.output) + ".data"  # the weights' file beside it, from 2 GiB on
     try:
         weights = read_weights(args.weights) if args.weights else None
-        data = to_onnx(net, weights=weights, seed=args.seed, flat=args.flat).SerializeToString()
+        data, weights_data = to_onnx_files(net, location, weights=weights, seed=args.seed, flat=args.flat)
     except (ModuleNotFoundError, WeightsError, ValueError) as err:
         print(f"archc: error: {visible(str(err))}", file=sys.stderr)
         return 1
     _print_diagnostics(net.warnings, net.sources)
     summary = f"{visible(net.name)} as ONNX (opset {OPSET}), {len(net.layers)} layers, {len(data):,} bytes"
+    if weights_data is not None:  # written first: the model never names a file that is not there yet
+        beside = os.path.join(os.path.dirname(args.output), location)
+        if _emit(beside, weights_data, f"its weights, {len(weights_data):,} bytes (ONNX external data)"):
+            return 1
+        summary += f", its weights in {visible(location)}"
     return _emit(args.output, data, summary)
 
 

@@ -156,14 +156,14 @@ def read_weights(path) -> dict:
         raise WeightsError(f"`{path}` is not an .npz file of arrays ({err})") from None
 
 
-def to_onnx(network, *, weights: Mapping | None = None, seed: int = 0, flat: bool = False):
+def to_onnx(network, *, weights: Mapping | None = None, seed: int = 0, flat: bool = False, large: bool = False):
     """The network as an `onnx.ModelProto` (docs/language.md, section 16).
 
     `weights` maps state_dict keys to arrays (NumPy arrays, torch tensors, the contents of an
     .npz); without them, the NumPy target's initial weights for `seed`. `flat` names the
     initialisers as the flat targets name their keys. Raises ModuleNotFoundError without
     the onnx package, WeightsError for weights that do not fit, ValueError for a model too
-    large for one protobuf (2 GiB).
+    large for one protobuf (2 GiB) unless `large` (to_onnx_files then moves its weights out).
     """
     from .. import arguments
 
@@ -178,9 +178,34 @@ def to_onnx(network, *, weights: Mapping | None = None, seed: int = 0, flat: boo
     if weights is not None:
         state = _checked_weights(numpy, state, weights)
     size = sum(v.nbytes for v in state.values())
-    if size >= PROTOBUF_LIMIT:
-        raise ValueError(f"{network.name}'s weights take {size:,} bytes: an ONNX file holds at most 2 GiB")
+    if size >= PROTOBUF_LIMIT and not large:
+        raise ValueError(
+            f"{network.name}'s weights take {size:,} bytes: an ONNX file holds at most 2 GiB; "
+            "archc codegen --target onnx -o FILE.onnx writes them beside it, in FILE.onnx.data"
+        )
     return _build(onnx, numpy, network, state, flat)
+
+
+def to_onnx_files(network, location: str, **options) -> tuple[bytes, bytes | None]:
+    """The model file's bytes, and those of its external data file `location` (a name beside it)
+    when the weights take 2 GiB or more, which one protobuf cannot hold (else None).
+
+    The data file is laid out as onnx's external data format says: each initialiser's bytes at
+    the offset and length its `external_data` entries give. `options` are to_onnx's.
+    """
+    model = to_onnx(network, large=True, **options)
+    if sum(len(tensor.raw_data) for tensor in model.graph.initializer) < PROTOBUF_LIMIT:  # to_onnx's measure
+        return model.SerializeToString(), None
+    blob = bytearray()
+    for tensor in model.graph.initializer:
+        data = tensor.raw_data
+        tensor.ClearField("raw_data")
+        tensor.data_location = tensor.EXTERNAL
+        for key, value in (("location", location), ("offset", str(len(blob))), ("length", str(len(data)))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        blob += data
+    return model.SerializeToString(), bytes(blob)
 
 
 def _build(onnx, numpy, network, state: dict, flat: bool):
