@@ -249,6 +249,7 @@ class _Importer:
             self.constants.add(name)
             self.static[name] = self.shapes[name]
             self.origin[name] = source
+        self.skip |= self.recurrent.fixed_ids()
         self.attention = {match.last: match for match in find_attention(self)}
         for match in self.attention.values():
             self.skip.update(match.nodes - {match.last})
