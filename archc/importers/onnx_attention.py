@@ -9,8 +9,12 @@ nothing else reads into or out of. It gives the projections' weights random valu
 of zeros makes the check hollow) and runs the region on a random X with onnx's reference evaluator; the
 region is `attention` exactly when Y is what nn.MultiheadAttention computes from X with those weights
 (q, k and v the in-projection's three parts, in an order the values tell, the heads side by side, the
-scale 1/sqrt(E/heads), with or without a causal mask). A region that computes anything else is left to
-the per-node rules, which refuse what they cannot read: archc never guesses.
+scale 1/sqrt(E/heads), with or without a causal mask). The keys and values may come from a second
+tensor M (cross-attention: `attention (x, memory)`). Around a Softmax that is no such region, the
+region from q, k and v (N x L x E each, or side by side in one tensor) to their heads joined again is
+checked the same way against F.scaled_dot_product_attention: archc's `sdpa`, which a spec writes after
+its own `dense` projections (BERT). A region that computes anything else is left to the per-node rules,
+which refuse what they cannot read: archc never guesses.
 """
 
 from __future__ import annotations
@@ -71,9 +75,9 @@ def _match(imp, producer: dict, softmax: int) -> Attention | None:
             if shape != imp.shapes.get(y) or len(shape) != 3 or shape[0] != (imp.batch or 1):
                 continue  # N x L x E, batch first, in and out
             for m in [x] + [m for m in memories if m != x]:
-                batch, length, _ = imp.shapes.get(m, (0, 0, 0)) if len(imp.shapes.get(m, ())) == 3 else (0, 0, 0)
-                if batch != shape[0] or not length:
-                    continue
+                memory = imp.shapes.get(m, ())
+                if len(memory) != 3 or memory[0] != shape[0]:
+                    continue  # N x S x E, the batch the queries have
                 nodes = _region(imp, producer, {x, m}, y)
                 if nodes is None or softmax not in nodes:
                     continue
