@@ -9,8 +9,12 @@ nothing else reads into or out of. It gives the projections' weights random valu
 of zeros makes the check hollow) and runs the region on a random X with onnx's reference evaluator; the
 region is `attention` exactly when Y is what nn.MultiheadAttention computes from X with those weights
 (q, k and v the in-projection's three parts, in an order the values tell, the heads side by side, the
-scale 1/sqrt(E/heads), with or without a causal mask). A region that computes anything else is left to
-the per-node rules, which refuse what they cannot read: archc never guesses.
+scale 1/sqrt(E/heads), with or without a causal mask). The keys and values may come from a second
+tensor M (cross-attention: `attention (x, memory)`). Around a Softmax that is no such region, the
+region from q, k and v (N x L x E each, or side by side in one tensor) to their heads joined again is
+checked the same way against F.scaled_dot_product_attention: archc's `sdpa`, which a spec writes after
+its own `dense` projections (BERT). A region that computes anything else is left to the per-node rules,
+which refuse what they cannot read: archc never guesses.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ CHAIN = 16  # the most reshapes and transposes in front of the in-projection or 
 
 @dataclass
 class Attention:
-    """A region of nodes that computes nn.MultiheadAttention's self-attention of `x` as `y`."""
+    """A region of nodes that computes nn.MultiheadAttention's attention of xs (x, or x and the memory
+    the keys and values come from) as `y`."""
 
     nodes: set[int]
-    x: str
+    xs: list[str]
     y: str
     last: int  # the node giving y: the statement stands where it stands
     heads: int
@@ -60,28 +65,36 @@ def find_attention(imp) -> list[Attention]:
 
 
 def _match(imp, producer: dict, softmax: int) -> Attention | None:
-    """The attention region around Softmax node `softmax`, if one computes nn.MultiheadAttention."""
-    for x in _inputs(imp, producer, softmax):
+    """The attention region around Softmax node `softmax`, if one computes nn.MultiheadAttention: of X
+    alone (self-attention), or of X and a memory M the keys and values come from (cross-attention)."""
+    qk = _product(imp, imp.graph.node[softmax].input[0], back=True)
+    memories = _inputs(imp, producer, imp.graph.node[qk].input[1]) if qk is not None else []
+    for x in _inputs(imp, producer, imp.graph.node[softmax].input[0]):
         for y in _outputs(imp, softmax):
             shape = imp.shapes.get(x, ())
             if shape != imp.shapes.get(y) or len(shape) != 3 or shape[0] != (imp.batch or 1):
                 continue  # N x L x E, batch first, in and out
-            nodes = _region(imp, producer, x, y)
-            if nodes is None or softmax not in nodes:
-                continue
-            found = _check(imp, producer, nodes, x, y)
-            if found is not None:
-                heads, bias, causal = found
-                last = producer[y]
-                return Attention(nodes, x, y, last, heads, bias, causal, _common_name(imp.named, nodes))
+            for m in [x] + [m for m in memories if m != x]:
+                memory = imp.shapes.get(m, ())
+                if len(memory) != 3 or memory[0] != shape[0]:
+                    continue  # N x S x E, the batch the queries have
+                nodes = _region(imp, producer, {x, m}, y)
+                if nodes is None or softmax not in nodes:
+                    continue
+                found = _check(imp, producer, nodes, x, m, y)
+                if found is not None:
+                    heads, bias, causal = found
+                    last = producer[y]
+                    xs = [x] if m == x else [x, m]
+                    return Attention(nodes, xs, y, last, heads, bias, causal, _common_name(imp.named, nodes))
     return None
 
 
-def _inputs(imp, producer: dict, softmax: int) -> list[str]:
-    """Candidates for X: back from the scores along the first computed input to a projection, then each
-    tensor of the chain of reshapes and transposes in front of it, the nearest first."""
+def _inputs(imp, producer: dict, tensor: str) -> list[str]:
+    """Candidates for X (or M): back from `tensor` (the scores, or the keys) along the first computed
+    input to a projection, then each tensor of the chain of reshapes and transposes in front of it, the
+    nearest first."""
     graph = imp.graph
-    tensor = graph.node[softmax].input[0]
     seen = 0
     while tensor in producer and seen < REACH:
         node = graph.node[producer[tensor]]
@@ -138,15 +151,15 @@ def _constant_other(imp, node, tensor: str) -> str | None:
     return other[0] if len(other) == 1 and other[0] in imp.constants else None
 
 
-def _region(imp, producer: dict, x: str, y: str) -> set[int] | None:
-    """The nodes computed from x that y is computed from, when nothing outside reads what they compute
-    (y apart) and they read nothing computed but x and one another."""
+def _region(imp, producer: dict, xs: set[str], y: str) -> set[int] | None:
+    """The nodes computed from the tensors xs that y is computed from, when nothing outside reads what
+    they compute (y apart) and they read nothing computed but xs and one another."""
     graph = imp.graph
     below: set[int] = set()  # the nodes y is computed from, back to x
     stack = [y]
     while stack:
         tensor = stack.pop()
-        if tensor == x or tensor not in producer or tensor in imp.constants:
+        if tensor in xs or tensor not in producer or tensor in imp.constants:
             continue
         k = producer[tensor]
         if k in below:
@@ -156,16 +169,17 @@ def _region(imp, producer: dict, x: str, y: str) -> set[int] | None:
     outputs = {out for k in below for out in graph.node[k].output if out}
     for k in below:
         for name in graph.node[k].input:
-            if name and name != x and name not in imp.constants and name not in outputs:
-                return None  # it reads a computed tensor other than x: not closed
+            if name and name not in xs and name not in imp.constants and name not in outputs:
+                return None  # it reads a computed tensor other than xs: not closed
         for out in graph.node[k].output:
             if out and out != y and any(r < 0 or r not in below for r in imp.consumers.get(out, [])):
                 return None  # something outside reads what it computes
-    return below if x in {n for k in below for n in graph.node[k].input} else None
+    return below if xs <= {n for k in below for n in graph.node[k].input} else None
 
 
-def _check(imp, producer: dict, nodes: set[int], x: str, y: str) -> tuple | None:
-    """(heads, (in bias, out bias), causal) when the region computes nn.MultiheadAttention of x as y, else None."""
+def _check(imp, producer: dict, nodes: set[int], x: str, m: str, y: str) -> tuple | None:
+    """(heads, (in bias, out bias), causal) when the region computes nn.MultiheadAttention of query x and
+    memory m (x itself: self-attention) as y, else None."""
     graph = imp.graph
     projections = sorted(k for k in nodes if graph.node[k].op_type in PROJECTIONS and _weight(imp, graph.node[k]))
     if len(projections) not in (2, 4):
@@ -190,21 +204,175 @@ def _check(imp, producer: dict, nodes: set[int], x: str, y: str) -> tuple | None
     has_bias = [b is not None for b in tensors[1::2]]
     if len(set(has_bias[:-1])) > 1:
         return None  # some of q, k and v with a bias: not nn.MultiheadAttention
-    values = _run(imp, producer, nodes, x, [y, *(t for t in tensors if t)], {t for t in tensors if t})
+    feeds = {x: _sample(shape), m: _sample(imp.shapes[m], 1)} if m != x else {x: _sample(shape)}
+    values = _run(imp, producer, nodes, feeds, [y, *(t for t in tensors if t)], {t for t in tensors if t})
     if values is None:
         return None
     out, *weights = values
     weights = iter(weights)
     mats = [(next(weights), next(weights) if b else None) for b in tensors[1::2]]
     mats = [(_oriented(graph.node[k], w), b) for k, (w, b) in zip(projections, mats)]
-    x_value = _sample(shape)
     for order in permutations(range(len(mats) - 1)):  # three in-projections: which is q, k, v the values tell
         w_in = np.concatenate([mats[j][0] for j in order], axis=1)
         b_in = np.concatenate([mats[j][1] for j in order]) if has_bias[0] else None
         for causal in (False, True):
-            if _close(out, _attention(x_value, [(w_in, b_in), mats[-1]], heads, causal)):
+            if _close(out, _attention(feeds[x], feeds[m], [(w_in, b_in), mats[-1]], heads, causal)):
                 return heads, (has_bias[0], has_bias[-1]), causal
     return None
+
+
+@dataclass
+class Sdpa:
+    """A region of nodes that computes scaled dot-product attention of the inputs `xs` (q, k and v, those
+    one tensor holds side by side given once, as archc's `sdpa` takes them) as `y`."""
+
+    nodes: set[int]
+    xs: list[str]
+    y: str
+    last: int
+    heads: int
+    causal: bool
+    name: str
+
+
+# operators that only move values or scale them by a constant: between q, k, v and the scores' products
+MOVES = PLUMBING | {"Slice", "Mul", "Div", "Cast"}
+
+
+def find_sdpa(imp, taken: set[int]) -> list[Sdpa]:
+    """Every region around a Softmax not in `taken` that computes F.scaled_dot_product_attention of q,
+    k and v, N x L x E each (or side by side in one tensor), checked by running it."""
+    found: list[Sdpa] = []
+    for i, node in enumerate(imp.graph.node):
+        if node.op_type == "Softmax" and i not in taken:
+            match = _match_sdpa(imp, i)
+            if match is not None:
+                found.append(match)
+                taken |= match.nodes
+    return found
+
+
+def _match_sdpa(imp, softmax: int) -> Sdpa | None:
+    """The sdpa region around Softmax node `softmax`: back from the scores to the product of q and k,
+    forward to the product with v, then the sources of q, k and v and the candidates for the output."""
+    graph, producer = imp.graph, imp.producer
+    qk = _product(imp, graph.node[softmax].input[0], back=True)
+    wv = _product(imp, graph.node[softmax].output[0], back=False)
+    if qk is None or wv is None:
+        return None
+    q, k, v = (_source(imp, t) for t in (*graph.node[qk].input, graph.node[wv].input[1]))
+    if None in (q, k, v) or (len({q, k, v}) == 2 and k != v):
+        return None  # q one tensor with k or with v but not both: no form of sdpa
+    xs = list(dict.fromkeys((q, k, v)))
+    for y in _after(imp, graph.node[wv].output[0]):
+        shape = imp.shapes.get(y, ())
+        if len(shape) != 3 or shape[0] != (imp.batch or 1):
+            continue
+        nodes = _region(imp, producer, set(xs), y)
+        if nodes is None or softmax not in nodes:
+            continue
+        found = _check_sdpa(imp, producer, nodes, xs, y, softmax)
+        if found is not None:
+            heads, causal = found
+            return Sdpa(nodes, xs, y, producer[y], heads, causal, _common_name(imp.named, nodes))
+    return None
+
+
+def _product(imp, tensor: str, back: bool) -> int | None:
+    """The MatMul of two computed tensors nearest `tensor`: back along the one computed input of each
+    node (the scores: scaled, masked), or forward along the one reader (the weights: dropped out)."""
+    graph = imp.graph
+    for _ in range(CHAIN):
+        if back:
+            k = imp.producer.get(tensor)
+            if k is None:
+                return None
+        else:
+            readers = imp.consumers.get(tensor, [])
+            if len(readers) != 1 or readers[0] < 0:
+                return None
+            k = readers[0]
+        node = graph.node[k]
+        computed = [n for n in node.input if n and n not in imp.constants]
+        if node.op_type == "MatMul" and len(computed) == 2:
+            return k if back or node.input[0] == tensor else None
+        if len(computed) != 1 or not node.output:
+            return None
+        tensor = computed[0] if back else node.output[0]
+    return None
+
+
+def _source(imp, tensor: str) -> str | None:
+    """Where a product's operand comes from: back through moves, the farthest tensor that is batch first
+    and three-dimensional (q as a dense gives it, before its heads are split)."""
+    source = None
+    for _ in range(CHAIN):
+        shape = imp.shapes.get(tensor, ())
+        if len(shape) == 3 and shape[0] == (imp.batch or 1):
+            source = tensor
+        k = imp.producer.get(tensor)
+        node = imp.graph.node[k] if k is not None else None
+        computed = [n for n in node.input if n and n not in imp.constants] if node is not None else []
+        if node is None or node.op_type not in MOVES or len(computed) != 1:
+            return source
+        tensor = computed[0]
+    return None
+
+
+def _after(imp, tensor: str) -> list[str]:
+    """Candidates for the output: `tensor` and the chain of reshapes and transposes behind it."""
+    chain = [tensor]
+    while len(chain) < CHAIN:
+        readers = imp.consumers.get(chain[-1], [])
+        if len(readers) != 1 or readers[0] < 0 or imp.graph.node[readers[0]].op_type not in PLUMBING:
+            break
+        chain.append(imp.graph.node[readers[0]].output[0])
+    return chain[::-1]
+
+
+def _check_sdpa(imp, producer: dict, nodes: set[int], xs: list[str], y: str, softmax: int) -> tuple | None:
+    """(heads, causal) when the region computes softmax(q kᵀ / sqrt(E / heads) + mask) v over the heads,
+    q, k and v (N x L x E, N x S x E, N x S x Ev) cut from xs as archc's sdpa cuts them; else None."""
+    scores = imp.shapes.get(imp.graph.node[softmax].input[0], ())
+    if len(scores) != 4:
+        return None
+    heads = scores[1]
+    feeds = {x: _sample(imp.shapes[x], salt) for salt, x in enumerate(xs)}
+    last = feeds[xs[-1]]
+    packed = 4 - len(xs)
+    if packed > 1:
+        if last.shape[-1] % packed:
+            return None
+        e = last.shape[-1] // packed
+        parts = [last[..., j * e : (j + 1) * e] for j in range(packed)]
+    else:
+        parts = [last]
+    q, k, v = [feeds[x] for x in xs[:-1]] + parts
+    if q.shape[-1] != k.shape[-1] or q.shape[-1] % heads or v.shape[-1] % heads or k.shape[1] != v.shape[1]:
+        return None
+    values = _run(imp, producer, nodes, feeds, [y], set())
+    if values is None:
+        return None
+    for causal in (False, True):
+        if _close(values[0], _sdpa(q, k, v, heads, causal)):
+            return heads, causal
+    return None
+
+
+def _sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, causal: bool) -> np.ndarray:
+    """F.scaled_dot_product_attention over `heads` heads in float64, the heads side by side again."""
+    n, length, _ = q.shape
+
+    def split(t):
+        return t.astype(np.float64).reshape(n, t.shape[1], heads, -1).transpose(0, 2, 1, 3)
+
+    qh, kh, vh = split(q), split(k), split(v)
+    scores = qh @ kh.transpose(0, 1, 3, 2) / math.sqrt(qh.shape[-1])
+    if causal:
+        scores = np.where(np.triu(np.ones(scores.shape[-2:], bool), 1), -np.inf, scores)
+    scores = np.exp(scores - scores.max(-1, keepdims=True))
+    out = (scores / scores.sum(-1, keepdims=True)) @ vh
+    return out.transpose(0, 2, 1, 3).reshape(n, length, -1)
 
 
 def broadcast_constants(imp) -> tuple[set[int], dict[str, str]]:
@@ -255,24 +423,25 @@ def _oriented(node, w: np.ndarray) -> np.ndarray:
     return w.T if trans else w
 
 
-def _sample(shape: tuple) -> np.ndarray:
-    return np.random.default_rng(SEED).standard_normal(shape).astype(np.float32)
+def _sample(shape: tuple, salt: int = 0) -> np.ndarray:
+    """A random input, a different one for each salt (q, k and v must differ for the check to tell them)."""
+    return np.random.default_rng([SEED, salt]).standard_normal(shape).astype(np.float32)
 
 
-def _run(imp, producer: dict, nodes: set[int], x: str, outputs: list[str], drawn: set[str]) -> list | None:
-    """The region's `outputs` on a random x, by onnx's reference evaluator, the weights `drawn` is computed
-    from given random values (the scale 1/sqrt(E) keeps the softmax from saturating); None when it does
-    not run."""
+def _run(imp, producer: dict, nodes: set[int], feeds: dict, outputs: list[str], drawn: set[str]) -> list | None:
+    """The region's `outputs` on the random inputs `feeds`, by onnx's reference evaluator, the weights
+    `drawn` is computed from given random values (the scale 1/sqrt(E) keeps the softmax from saturating);
+    None when it does not run."""
     import onnx
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
     graph = imp.graph
     needed: set[int] = set()  # the region and the constants it reads
-    stack = [n for k in nodes for n in graph.node[k].input if n and n != x] + list(outputs)
+    stack = [n for k in nodes for n in graph.node[k].input if n and n not in feeds] + list(outputs)
     while stack:
         tensor = stack.pop()
-        if tensor in producer and producer[tensor] not in needed and tensor != x:
+        if tensor in producer and producer[tensor] not in needed and tensor not in feeds:
             needed.add(producer[tensor])
             stack.extend(n for n in graph.node[producer[tensor]].input if n)
     read = {n for k in needed for n in graph.node[k].input} | set(outputs)
@@ -284,7 +453,7 @@ def _run(imp, producer: dict, nodes: set[int], x: str, outputs: list[str], drawn
         elif tensor in producer:
             stack.extend(n for n in graph.node[producer[tensor]].input if n)
     rng = np.random.default_rng(SEED + 1)
-    scale = imp.shapes[x][-1] ** -0.5
+    scale = imp.shapes[next(iter(feeds))][-1] ** -0.5
 
     def value(name: str) -> np.ndarray:
         if name not in sources:
@@ -294,30 +463,34 @@ def _run(imp, producer: dict, nodes: set[int], x: str, outputs: list[str], drawn
 
     try:
         weights = [numpy_helper.from_array(value(n), n) for n in sorted(read & set(imp.init))]
-        value = helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, imp.shapes[x])
+        ins = [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, imp.shapes[x]) for x in feeds]
         outs = [helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in outputs]
-        sub = helper.make_graph([graph.node[k] for k in sorted(needed)], "attention", [value], outs, weights)
+        sub = helper.make_graph([graph.node[k] for k in sorted(needed)], "attention", ins, outs, weights)
         model = helper.make_model(sub, opset_imports=list(imp.model.opset_import))
         model.ir_version = imp.model.ir_version
-        return ReferenceEvaluator(model).run(None, {x: _sample(imp.shapes[x])})
+        return ReferenceEvaluator(model).run(None, feeds)
     except Exception:  # a region the evaluator cannot run is not one archc can vouch for
         return None
 
 
-def _attention(x: np.ndarray, mats: list, heads: int, causal: bool) -> np.ndarray:
-    """nn.MultiheadAttention's self-attention in float64: x N x L x E, the in- and out-projections."""
+def _attention(x: np.ndarray, m: np.ndarray, mats: list, heads: int, causal: bool) -> np.ndarray:
+    """nn.MultiheadAttention in float64: queries from x (N x L x E), keys and values from m (N x S x E),
+    the in- and out-projections."""
     (w_in, b_in), (w_out, b_out) = [(w.astype(np.float64), b if b is None else b.astype(np.float64)) for w, b in mats]
     n, length, width = x.shape
-    qkv = x.astype(np.float64) @ w_in + (0 if b_in is None else b_in)
+    b_in = np.zeros(w_in.shape[1]) if b_in is None else b_in
     d = width // heads
 
     def split(t):
-        return t.reshape(n, length, heads, d).transpose(0, 2, 1, 3)
+        return t.reshape(n, t.shape[1], heads, d).transpose(0, 2, 1, 3)
 
-    q, k, v = (split(qkv[..., j * width : (j + 1) * width]) for j in range(3))
+    q, k, v = (
+        split(t.astype(np.float64) @ w_in[:, j * width : (j + 1) * width] + b_in[j * width : (j + 1) * width])
+        for j, t in enumerate((x, m, m))
+    )
     scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d)
     if causal:
-        scores = np.where(np.triu(np.ones((length, length), bool), 1), -np.inf, scores)
+        scores = np.where(np.triu(np.ones(scores.shape[-2:], bool), 1), -np.inf, scores)
     scores = np.exp(scores - scores.max(-1, keepdims=True))
     out = (scores / scores.sum(-1, keepdims=True)) @ v
     out = out.transpose(0, 2, 1, 3).reshape(n, length, width)

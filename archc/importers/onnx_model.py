@@ -33,7 +33,7 @@ import numpy as np
 from ..diagnostics import ArchError, Diagnostic, Span
 from ..ops.base import PadPair
 from .common import BROKEN, Flat, Imported, comment, network_name, sanitize
-from .onnx_attention import broadcast_constants, find_attention
+from .onnx_attention import broadcast_constants, find_attention, find_sdpa
 from .onnx_recurrent import Recurrent
 
 MAX_BYTES = 2**31 - 1  # protobuf's limit on a message; larger models keep their weights in external data
@@ -249,8 +249,11 @@ class _Importer:
             self.constants.add(name)
             self.static[name] = self.shapes[name]
             self.origin[name] = source
+        self.skip |= self.recurrent.fixed_ids()
         self.attention = {match.last: match for match in find_attention(self)}
-        for match in self.attention.values():
+        taken = {k for match in self.attention.values() for k in match.nodes}
+        self.sdpa = {match.last: match for match in find_sdpa(self, taken)}
+        for match in (*self.attention.values(), *self.sdpa.values()):
             self.skip.update(match.nodes - {match.last})
         for i, node in enumerate(self.graph.node):
             try:
@@ -494,6 +497,9 @@ class _Importer:
         if i in self.attention:
             self.multi_head_attention(i, node, self.attention[i])
             return
+        if i in self.sdpa:
+            self.scaled_dot_product(i, node, self.sdpa[i])
+            return
         if node.domain not in ("", "ai.onnx"):
             raise self.fail_node(
                 i, "E0402", f"the operator {node.domain}.{node.op_type} is not ONNX's own: archc does not read it"
@@ -521,9 +527,10 @@ class _Importer:
         handler(i, node, _Attrs(node))
 
     def multi_head_attention(self, i: int, node, match) -> None:
-        """The nodes from match.x to match.y, which compute nn.MultiheadAttention (onnx_attention.py), as one
-        `attention`, named by the scope they share (`encoder_layer_0_self_attention`)."""
-        x = self.act(i, match.x)
+        """The nodes from match.xs to match.y, which compute nn.MultiheadAttention (onnx_attention.py), as one
+        `attention` (on (query, memory) for cross-attention), named by the scope they share
+        (`encoder_layer_0_self_attention`)."""
+        xs = [self.act(i, x) for x in match.xs]
         if len(set(match.bias)) > 1:
             which = "in" if match.bias[1] else "out"
             raise self.fail_node(
@@ -535,7 +542,15 @@ class _Importer:
             )
         args = [(None, match.heads)] + [("causal", True)] * match.causal + [("bias", False)] * (not match.bias[0])
         kept = _scope(_Named(f"{match.name}/Attention", "Attention"))[0] if match.name else []
-        self.emit(i, node, "attention", [x], args, list(node.output).index(match.y), "_".join(kept) or "attention")
+        self.emit(i, node, "attention", xs, args, list(node.output).index(match.y), "_".join(kept) or "attention")
+
+    def scaled_dot_product(self, i: int, node, match) -> None:
+        """The nodes from q, k and v to match.y, which compute F.scaled_dot_product_attention
+        (onnx_attention.py), as one `sdpa` on the statements holding them."""
+        xs = [self.act(i, x) for x in match.xs]
+        args = [(None, match.heads)] + [("causal", True)] * match.causal
+        kept = _scope(_Named(f"{match.name}/Sdpa", "Sdpa"))[0] if match.name else []
+        self.emit(i, node, "sdpa", xs, args, list(node.output).index(match.y), "_".join(kept) or "sdpa")
 
     def arity(self, i: int, node) -> None:
         """The node's inputs and outputs, counted against the operator's ONNX schema (E0403)."""

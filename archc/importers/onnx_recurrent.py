@@ -67,6 +67,36 @@ class Recurrent:
         self.views: dict[str, object] = {}  # ONNX tensor -> _Seq, _Finals, or what it is (a cell state)
         self.stacks: dict[str, _Stack] = {}
         self.vocab: dict[str, int] = {}  # token-id input statement -> its vocab
+        self.fixed: dict[str, tuple[str, int]] = {}  # ids x 0 + c -> (the ids, c): a lookup of one id
+
+    def fixed_ids(self) -> set[int]:
+        """The Mul and Add nodes of `ids x 0 + c` (c one integer) read only by lookups in a table: archc's
+        ONNX out writes `embedding ... id=c` so (that id in the ids' shape, whatever they hold). Each such
+        sum goes into self.fixed; the nodes are the embedding's, to skip."""
+        imp, nodes = self.imp, self.imp.graph.node
+        values = imp.small_constants()
+
+        def integer(name: str):  # the integer constant `name`, or None
+            value = values.get(name)
+            return value if value is not None and value.dtype.kind in "iu" else None
+
+        skip: set[int] = set()
+        for k, add in enumerate(nodes):
+            readers = self.readers(add.output[0]) if add.op_type == "Add" and add.output else []
+            if len(add.input) != 2 or not readers or not all(self._table(r, add.output[0]) for r in readers):
+                continue
+            for m, c in (add.input, add.input[::-1]):
+                j, fill = imp.producer.get(m), integer(c)
+                if j is None or fill is None or fill.size != 1 or self.readers(m) != [k]:
+                    continue
+                mul = nodes[j]
+                pairs = (mul.input, mul.input[::-1]) if mul.op_type == "Mul" and len(mul.input) == 2 else ()
+                ids = next((x for x, z in pairs if x not in imp.constants and _zeros(integer(z))), None)
+                if ids is not None:
+                    self.fixed[add.output[0]] = (ids, int(fill.reshape(-1)[0]))
+                    skip |= {j, k}
+                    break
+        return skip
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -143,8 +173,10 @@ class Recurrent:
             self.imp.act(i, broken)  # raises, with no error of its own: the input's cause has one
         if op in RECURRENT:
             self.layer(i, node, a)
+        elif op == "Gather" and len(ins) == 2 and ins[1] in self.fixed and self._table(i, ins[1]):
+            self.embedding(i, node, *self.fixed[ins[1]])
         elif op == "Gather" and len(ins) == 2 and ins[1] in self.imp.acts and self._table(i, ins[1]):
-            self.embedding(i, node)
+            self.embedding(i, node, ins[1])
         elif ins and (
             (ins[0] in self.views and op in (*REARRANGE, "Gather")) or (op == "Gather" and self._stack_sequence(ins[0]))
         ):
@@ -433,14 +465,20 @@ class Recurrent:
 
     # -- embeddings -------------------------------------------------------------------------------------
 
-    def embedding(self, i: int, node) -> None:
-        """Rows of a constant table by token ids: an `embedding`, with `vocab` when the table has more rows
-        than the ids' vocabulary."""
+    def embedding(self, i: int, node, ids: str, fixed: int | None = None) -> None:
+        """Rows of a constant table by token ids `ids`: an `embedding`, with `vocab` when the table has more
+        rows than the ids' vocabulary, and `id` when every token looks up row `fixed`."""
         imp = self.imp
         vocab, dim = imp.static[node.input[0]]
-        ids = imp.act(i, node.input[1])
+        ids = imp.act(i, ids)
         args = [(None, dim)] + ([("vocab", vocab)] if self.vocab.get(ids, vocab) != vocab else [])
+        args += [("id", fixed)] if fixed is not None else []
         imp.holders[node.input[0]] = imp.emit(i, node, "embedding", [ids], args)
+
+
+def _zeros(value) -> bool:
+    """An integer constant of zeros only (None: not an integer constant)."""
+    return value is not None and not value.any()
 
 
 def _moved(view, axes: tuple):
