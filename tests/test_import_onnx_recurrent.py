@@ -344,8 +344,8 @@ def test_every_step_and_the_final_state_both_read_is_refused(tmp_path, capsys):
 
 
 def test_a_gather_of_a_computed_tensor_stays_refused(tmp_path, capsys):
-    """Only a constant table looked up by token ids is an embedding."""
-    index = numpy_helper.from_array(np.array(1, np.int64), "k")
+    """Only a constant table looked up by token ids is an embedding (and one index of a sample a select)."""
+    index = numpy_helper.from_array(np.array([0, 2], np.int64), "k")
     gather = helper.make_node("Gather", ["x", "k"], ["z"], name="/pick/Gather", axis=2)
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3, 4])
     z = helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, None)
