@@ -68,6 +68,7 @@ def test_in_threads_covers_the_range_once_in_one_part_per_thread(three_threads):
         ((5, 8, 70, 70), 12, 5, 2, 2),
         ((64, 6, 14, 14), 16, 5, 1, 0),  # LeNet-5's C3: output rows of 10, the batch-last input gradient
         ((9, 40, 20, 24), 24, 3, 1, 1),
+        ((16, 64, 20, 20), 32, 3, 1, 1),  # batch last, over 1 MiB: its copies and col2im in threads
     ],
 )
 def test_conv_and_its_backward_in_threads_give_torchs(three_threads, shape, filters, kernel, stride, padding):

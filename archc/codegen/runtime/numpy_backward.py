@@ -47,6 +47,7 @@ from .numpy_kernels import (
     _heads,
     _in_threads,
     _lstm_step,
+    _moved_batch,
     _pairs,
     _per_dim,
     _pool_input,
@@ -218,7 +219,7 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
     samples, rows = _chunks(n, out, c * volume * x.itemsize)
     if groups == 1 and samples == n and min(out) > 0 and out[-1] < 32:
         columns = _batch_last_columns(x, kernel, stride, dilation, out)
-        rows = np.ascontiguousarray(np.moveaxis(grad, 0, -1)).reshape(f, -1)
+        rows = _moved_batch(grad, -1).reshape(f, -1)
         return np.matmul(rows, columns.T).astype(dtype).reshape(f, c, *kernel)
     windows = _windows(x, kernel, stride, dilation)
     windows = windows[(slice(None), slice(None), *(slice(0, o) for o in out))]
@@ -369,14 +370,20 @@ def _batch_last_input_grad(grad, weight, shape, stride, dilation, origin):
     """
     n, c = shape[:2]
     f, kernel, out = weight.shape[0], weight.shape[2:], grad.shape[2:]
-    rows = np.ascontiguousarray(np.moveaxis(grad, 0, -1)).reshape(f, -1)  # (F, *out, N)
+    rows = _moved_batch(grad, -1).reshape(f, -1)  # (F, *out, N)
     columns = np.matmul(weight.reshape(f, -1).T, rows).reshape(c, *kernel, *out, n)
     dx = np.zeros((c, *shape[2:], n), grad.dtype)
-    for index, windows, places in _inner_taps(
-        shape, kernel, stride, dilation, out, origin
-    ):
-        dx[(slice(None), *places[2:])] += columns[(slice(None), *index, *windows)]
-    return np.ascontiguousarray(np.moveaxis(dx, -1, 0))
+    taps = _inner_taps(shape, kernel, stride, dilation, out, origin)
+    _in_threads(_fold_batch_last, c, dx.nbytes, dx, columns, taps)
+    return _moved_batch(dx, 0)
+
+
+def _fold_batch_last(first, last, dx, columns, taps):
+    """_batch_last_input_grad's col2im for channels first to last: channels apart
+    write apart, so it runs in threads."""
+    for index, windows, places in taps:
+        part = (slice(first, last), *places[2:])
+        dx[part] += columns[(slice(first, last), *index, *windows)]
 
 
 def _fold_taps(first, last, dx, columns, taps):

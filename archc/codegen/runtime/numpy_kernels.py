@@ -305,7 +305,7 @@ def _batch_last_conv(x, weight, stride, dilation, out):
     f = weight.shape[0]
     columns = _batch_last_columns(x, weight.shape[2:], stride, dilation, out)
     y = np.matmul(weight.reshape(f, -1), columns).reshape(f, *out, x.shape[0])
-    return np.ascontiguousarray(np.moveaxis(y, -1, 0))
+    return _moved_batch(y, 0)
 
 
 def _batch_last_columns(x, kernel, stride, dilation, out):
@@ -316,7 +316,7 @@ def _batch_last_columns(x, kernel, stride, dilation, out):
     x and y, not of the columns, which are kernel-volume times larger.
     """
     nd = x.ndim - 2
-    moved = np.ascontiguousarray(np.moveaxis(x, 0, -1))  # (C, *spatial, N)
+    moved = _moved_batch(x, -1)  # (C, *spatial, N)
     spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     view = np.lib.stride_tricks.sliding_window_view(
         moved, spans, axis=tuple(range(1, 1 + nd))
@@ -324,8 +324,16 @@ def _batch_last_columns(x, kernel, stride, dilation, out):
     steps = tuple(slice(0, s * (o - 1) + 1, s) for s, o in zip(stride, out))
     taps = tuple(slice(None, None, d) for d in dilation)
     view = view[(slice(None), *steps, slice(None), *taps)]
-    order = (0, *range(2 + nd, 2 + 2 * nd), *range(1, 2 + nd))  # (C, *kernel, *out, N)
-    return view.transpose(order).reshape(x.shape[1] * int(np.prod(kernel)), -1)
+    view = view.transpose(0, *range(2 + nd, 2 + 2 * nd), *range(1, 2 + nd))
+    columns = _put(np.empty(view.shape, x.dtype), view)  # (C, *kernel, *out, N)
+    return columns.reshape(x.shape[1] * int(np.prod(kernel)), -1)
+
+
+def _moved_batch(x, where):
+    """x with its batch axis moved to `where` (0: from last to first, -1: from first to
+    last), a contiguous copy made in threads along the channels (_put)."""
+    view = np.moveaxis(x, -1, 0) if where == 0 else np.moveaxis(x, 0, -1)
+    return _put(np.empty(view.shape, x.dtype), view, 1 if where == 0 else 0)
 
 
 def conv_transpose(
