@@ -40,18 +40,14 @@ from .numpy_kernels import (
     _attention_weights,
     _avg_divisor,
     _batch_last_columns,
-    _by_samples,
     _centred,
     _chunks,
     _gru_step,
     _heads,
-    _in_threads,
     _lstm_step,
-    _moved_batch,
     _pairs,
     _per_dim,
     _pool_input,
-    _put,
     _recurrent,
     _taps,
     _unheads,
@@ -219,7 +215,7 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
     samples, rows = _chunks(n, out, c * volume * x.itemsize)
     if groups == 1 and samples == n and min(out) > 0 and out[-1] < 32:
         columns = _batch_last_columns(x, kernel, stride, dilation, out)
-        rows = _moved_batch(grad, -1).reshape(f, -1)
+        rows = np.ascontiguousarray(np.moveaxis(grad, 0, -1)).reshape(f, -1)
         return np.matmul(rows, columns.T).astype(dtype).reshape(f, c, *kernel)
     windows = _windows(x, kernel, stride, dilation)
     windows = windows[(slice(None), slice(None), *(slice(0, o) for o in out))]
@@ -228,10 +224,7 @@ def _conv_weight_grad(x, grad, kernel, stride, padding, dilation, groups):
     for first in range(0, n, samples):
         for top in range(0, out[0], rows):
             part = windows[first : first + samples, :, top : top + rows]
-            columns = part.transpose(order)  # (C, *kernel, samples, *out)
-            longest = int(np.argmax(columns.shape[: nd + 1]))  # C or a kernel axis
-            columns = _put(np.empty(columns.shape, x.dtype), columns, longest)
-            columns = columns.reshape(groups, per_group * volume, -1)
+            columns = part.transpose(order).reshape(groups, per_group * volume, -1)
             band = grad[first : first + samples, :, top : top + rows].swapaxes(0, 1)
             dw += np.matmul(
                 band.reshape(groups, f // groups, -1), columns.swapaxes(1, 2)
@@ -338,7 +331,7 @@ def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
         return dx
     volume = int(np.prod(kernel))
     samples, rows = _chunks(n, out, c * volume * grad.itemsize)
-    if groups == 1 and samples == n and out[-1] < 32:
+    if groups == 1 and samples == n and min(out) > 0 and out[-1] < 32:
         return _batch_last_input_grad(grad, weight, shape, stride, dilation, origin)
     weights = weight.reshape(groups, f // groups, per_group * volume).swapaxes(1, 2)
     bands = {}  # the taps of each band of rows, alike for every chunk of samples
@@ -354,9 +347,9 @@ def _conv_input_grad(grad, weight, shape, stride, padding, dilation, groups):
                     shape, kernel, stride, dilation, size[1:], start
                 )
             part = dx[first : first + samples]
-            _in_threads(
-                _fold_taps, len(part), columns.nbytes, part, columns, bands[top]
-            )
+            for index, windows, places in bands[top]:
+                block = columns[(slice(None), *index, slice(None), *windows)]
+                part[places] += block.swapaxes(0, 1)
     return dx
 
 
@@ -370,30 +363,14 @@ def _batch_last_input_grad(grad, weight, shape, stride, dilation, origin):
     """
     n, c = shape[:2]
     f, kernel, out = weight.shape[0], weight.shape[2:], grad.shape[2:]
-    rows = _moved_batch(grad, -1).reshape(f, -1)  # (F, *out, N)
+    rows = np.ascontiguousarray(np.moveaxis(grad, 0, -1)).reshape(f, -1)  # (F, *out, N)
     columns = np.matmul(weight.reshape(f, -1).T, rows).reshape(c, *kernel, *out, n)
     dx = np.zeros((c, *shape[2:], n), grad.dtype)
-    taps = _inner_taps(shape, kernel, stride, dilation, out, origin)
-    _in_threads(_fold_batch_last, c, dx.nbytes, dx, columns, taps)
-    return _moved_batch(dx, 0)
-
-
-def _fold_batch_last(first, last, dx, columns, taps):
-    """_batch_last_input_grad's col2im for channels first to last: channels apart
-    write apart, so it runs in threads."""
-    for index, windows, places in taps:
-        part = (slice(first, last), *places[2:])
-        dx[part] += columns[(slice(first, last), *index, *windows)]
-
-
-def _fold_taps(first, last, dx, columns, taps):
-    """col2im for samples first to last of dx: each tap's rows of the columns added
-    into its strided view of dx (_inner_taps). Samples apart write apart, so
-    _conv_input_grad runs this in threads."""
-    part = dx[first:last]
-    for index, windows, places in taps:
-        block = columns[(slice(None), *index, slice(first, last), *windows)]
-        part[places] += block.swapaxes(0, 1)
+    for index, windows, places in _inner_taps(
+        shape, kernel, stride, dilation, out, origin
+    ):
+        dx[(slice(None), *places[2:])] += columns[(slice(None), *index, *windows)]
+    return np.ascontiguousarray(np.moveaxis(dx, -1, 0))
 
 
 def conv_backward(
@@ -553,14 +530,8 @@ def max_pool_backward(
     into its stride's phases (_phases), where every tap is a contiguous view, and
     the passes are whole-array comparisons and products into reused buffers (no
     np.where, which branches); the gradient is gathered in phases too and put
-    back in place once. The samples are done in threads (_by_samples).
+    back in place once.
     """
-    settings = kernel_size, stride, padding, dilation, ceil_mode
-    return _by_samples(_max_pool_backward, [grad, x], *settings)
-
-
-def _max_pool_backward(grad, x, kernel_size, stride, padding, dilation, ceil_mode):
-    """max_pool_backward on one part of the batch."""
     nd = x.ndim - 2
     kernel, stride = _pool_settings(nd, kernel_size, stride)
     dilation = _per_dim(dilation, nd)
@@ -758,46 +729,27 @@ def batch_norm_backward(grad, x, state, name, training, eps=1e-5):
     """
     weight = state[name + ".weight"]
     n, c = x.shape[:2]
-    if training:  # channels apart never meet: they are done in threads
-        dx, dw, db = np.empty(x.shape, x.dtype), np.empty(c), np.empty(c)
-        _in_threads(_batch_norm_grads, c, x.nbytes, grad, x, weight, eps, dx, dw, db)
-        return dx, dw.astype(weight.dtype), db.astype(weight.dtype)
     channels = (1, -1) + (1,) * (x.ndim - 2)
-    var = state[name + ".running_var"].astype(np.float64)
-    centred = x - state[name + ".running_mean"].astype(x.dtype).reshape(channels)
+    if training:
+        _, var, centred = _centred(x)
+    else:
+        var = state[name + ".running_var"].astype(np.float64)
+        centred = x - state[name + ".running_mean"].astype(x.dtype).reshape(channels)
     inv_std = 1 / np.sqrt(var + eps)
     rows = grad.reshape(n, c, -1)
     db = rows.sum(axis=2).sum(axis=0, dtype=np.float64)
     dw = np.einsum("ncl,ncl->nc", rows, centred.reshape(n, c, -1))
     dw = dw.sum(axis=0, dtype=np.float64) * inv_std
     scale = (weight * inv_std).astype(x.dtype).reshape(channels)
-    return grad * scale, dw.astype(weight.dtype), db.astype(weight.dtype)
-
-
-def _batch_norm_grads(first, last, grad, x, weight, eps, dx, dw, db):
-    """Training batch norm's gradients of channels first to last, into dx, dw and db
-    (float64): dx is computed in place over x centred, written into dx."""
-    part = slice(None), slice(first, last)
-    x, grad, weight, dx = x[part], grad[part], weight[first:last], dx[part]
-    n, c = x.shape[:2]
-    channels = (1, -1) + (1,) * (x.ndim - 2)
-    _, var, centred = _centred(x, dx)
-    inv_std = 1 / np.sqrt(var + eps)
-    rows = grad.reshape(n, c, -1)
-    db[first:last] = rows.sum(axis=2).sum(axis=0, dtype=np.float64)
-    dw[first:last] = (
-        np.einsum("ncl,ncl->nc", rows, centred.reshape(n, c, -1)).sum(
-            axis=0, dtype=np.float64
-        )
-        * inv_std
-    )
-    scale = (weight * inv_std).astype(x.dtype).reshape(channels)
+    if not training:
+        return grad * scale, dw.astype(weight.dtype), db.astype(weight.dtype)
     count = x.size // c
-    # the terms in torch's order: subtracting before scaling cancels least
-    centred *= (-inv_std * dw[first:last] / count).astype(x.dtype).reshape(channels)
-    centred += grad
-    centred -= (db[first:last] / count).astype(x.dtype).reshape(channels)
-    centred *= scale
+    dx = centred  # the terms in torch's order: subtracting before scaling cancels least
+    dx *= (-inv_std * dw / count).astype(x.dtype).reshape(channels)
+    dx += grad
+    dx -= (db / count).astype(x.dtype).reshape(channels)
+    dx *= scale
+    return dx, dw.astype(weight.dtype), db.astype(weight.dtype)
 
 
 def local_response_norm_backward(grad, x, size, alpha=1e-4, beta=0.75, k=1.0):
@@ -1140,17 +1092,8 @@ def _gru_step_backward(dcarry, cache, w_hr):
 
 
 def relu_backward(grad, x):
-    """grad where x > 0, else 0 (torch's gradient at 0 is 0); samples in threads."""
-    if grad.ndim == 0 or grad.shape != x.shape:
-        return grad * (x > 0)
-    dx = np.empty(grad.shape, grad.dtype)
-    _in_threads(_relu_backward_part, len(grad), grad.nbytes, grad, x, dx)
-    return dx
-
-
-def _relu_backward_part(first, last, grad, x, dx):
-    """relu_backward of samples first to last, into dx."""
-    np.multiply(grad[first:last], x[first:last] > 0, out=dx[first:last])
+    """grad where x > 0, else 0 (torch's gradient at 0 is 0)."""
+    return grad * (x > 0)
 
 
 def leaky_relu_backward(grad, x, alpha=0.01):

@@ -3,9 +3,8 @@
 The code generator never imports this module: it reads it with `ast` and copies
 each top-level function a model needs (and the functions that one calls, found
 by name) into the generated file, whose only import is `import numpy as np`.
-So every function here uses nothing but `np`, builtins, the standard library
-(imported inside the function that needs it) and the other functions of this
-module, and there are no module-level constants.
+So every function here uses nothing but `np`, builtins and the other functions
+of this module, and there are no module-level constants.
 
 Conventions, shared with PyTorch so the generated models agree with it:
 arrays are batch first and channels first, (N, C, *spatial) with 1 to 3
@@ -149,73 +148,6 @@ def _chunks(n, out, width):
     return 1, max(1, chunk // (positions // out[0]))
 
 
-def _in_threads(task, count, size, *args):
-    """task(first, last, *args) over [0, count), split into one range per thread.
-
-    NumPy lets go of the GIL in its loops and copies, so the passes BLAS does not
-    make (unrolling windows, pooling, batch norm) can use the cores its products
-    use, as torch spreads all of its work: with one core for them, a third of
-    ResNet-18's training step would run at one thread's speed whatever the
-    threads. The threads are BLAS's (OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else
-    the cores this process may use); work of under 1 MiB (`size`, bytes) stays in
-    the calling thread, where waking another costs more than it saves. The tasks
-    must write disjoint parts of their results.
-    """
-    pool = getattr(_in_threads, "pool", None)
-    if pool is None:
-        import os
-        from concurrent.futures import ThreadPoolExecutor
-
-        blas = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get(
-            "OMP_NUM_THREADS"
-        )
-        cores = (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count()
-        )
-        _in_threads.threads = max(
-            1, int(blas) if (blas or "").isdigit() else cores or 1
-        )
-        pool = _in_threads.pool = ThreadPoolExecutor(_in_threads.threads)
-    parts = max(1, min(_in_threads.threads, count)) if size >= 2**20 else 1
-    bounds = [count * i // parts for i in range(parts + 1)]
-    others = [
-        pool.submit(task, bounds[i], bounds[i + 1], *args) for i in range(1, parts)
-    ]
-    task(bounds[0], bounds[1], *args)
-    for future in others:
-        future.result()
-
-
-def _put(target, source, axis=0):
-    """target[...] = source, copied in threads along `axis` (_in_threads); target."""
-    _in_threads(_copy_part, target.shape[axis], target.nbytes, target, source, axis)
-    return target
-
-
-def _copy_part(first, last, target, source, axis):
-    """Samples (or rows) first to last of _put's copy."""
-    part = (slice(None),) * axis + (slice(first, last),)
-    target[part] = source[part]
-
-
-def _by_samples(function, arrays, *settings):
-    """function(*arrays, *settings) for a kernel in which samples never meet (pooling):
-    computed on parts of the batch in threads (_in_threads) and joined."""
-    parts = {}
-    size = max(a.nbytes for a in arrays)
-    _in_threads(_run_part, len(arrays[0]), size, parts, function, arrays, settings)
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate([parts[first] for first in sorted(parts)])
-
-
-def _run_part(first, last, parts, function, arrays, settings):
-    """_by_samples' function on samples first to last, into parts[first]."""
-    parts[first] = function(*(a[first:last] for a in arrays), *settings)
-
-
 def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Cross-correlation like torch's conv1d/2d/3d; weight is (F, C // groups, *kernel).
 
@@ -280,10 +212,7 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         for first in range(0, n, samples):
             for top in range(0, out[0], rows):
                 part = windows[first : first + samples, :, top : top + rows]
-                columns = part.transpose(order)  # (C, *kernel, samples, *out)
-                longest = int(np.argmax(columns.shape[: nd + 1]))  # C or a kernel axis
-                columns = _put(np.empty(columns.shape, x.dtype), columns, longest)
-                columns = columns.reshape(groups, per_group * volume, -1)
+                columns = part.transpose(order).reshape(groups, per_group * volume, -1)
                 if samples == 1:  # the product is this band of y's rows: write it there
                     band = y[first].reshape(groups, f // groups, -1)
                     band = band[:, :, top * line : (top + rows) * line]
@@ -291,8 +220,7 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                 else:  # (groups, F/groups, samples * positions) -> (samples, F, *out)
                     product = np.matmul(weights, columns)
                     shape = (f, part.shape[0], *out)
-                    product = product.reshape(shape).swapaxes(0, 1)
-                    _put(y[first : first + samples], product)
+                    y[first : first + samples] = product.reshape(shape).swapaxes(0, 1)
     if bias is not None:
         y += bias.reshape(channels)
     return y
@@ -305,7 +233,7 @@ def _batch_last_conv(x, weight, stride, dilation, out):
     f = weight.shape[0]
     columns = _batch_last_columns(x, weight.shape[2:], stride, dilation, out)
     y = np.matmul(weight.reshape(f, -1), columns).reshape(f, *out, x.shape[0])
-    return _moved_batch(y, 0)
+    return np.ascontiguousarray(np.moveaxis(y, -1, 0))
 
 
 def _batch_last_columns(x, kernel, stride, dilation, out):
@@ -316,7 +244,7 @@ def _batch_last_columns(x, kernel, stride, dilation, out):
     x and y, not of the columns, which are kernel-volume times larger.
     """
     nd = x.ndim - 2
-    moved = _moved_batch(x, -1)  # (C, *spatial, N)
+    moved = np.ascontiguousarray(np.moveaxis(x, 0, -1))  # (C, *spatial, N)
     spans = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     view = np.lib.stride_tricks.sliding_window_view(
         moved, spans, axis=tuple(range(1, 1 + nd))
@@ -324,16 +252,8 @@ def _batch_last_columns(x, kernel, stride, dilation, out):
     steps = tuple(slice(0, s * (o - 1) + 1, s) for s, o in zip(stride, out))
     taps = tuple(slice(None, None, d) for d in dilation)
     view = view[(slice(None), *steps, slice(None), *taps)]
-    view = view.transpose(0, *range(2 + nd, 2 + 2 * nd), *range(1, 2 + nd))
-    columns = _put(np.empty(view.shape, x.dtype), view)  # (C, *kernel, *out, N)
-    return columns.reshape(x.shape[1] * int(np.prod(kernel)), -1)
-
-
-def _moved_batch(x, where):
-    """x with its batch axis moved to `where` (0: from last to first, -1: from first to
-    last), a contiguous copy made in threads along the channels (_put)."""
-    view = np.moveaxis(x, -1, 0) if where == 0 else np.moveaxis(x, 0, -1)
-    return _put(np.empty(view.shape, x.dtype), view, 1 if where == 0 else 0)
+    order = (0, *range(2 + nd, 2 + 2 * nd), *range(1, 2 + nd))  # (C, *kernel, *out, N)
+    return view.transpose(order).reshape(x.shape[1] * int(np.prod(kernel)), -1)
 
 
 def conv_transpose(
@@ -438,14 +358,8 @@ def _fold_windows(x, kernel, stride, dilation, out, ufunc):
 def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Max pooling like torch's max_pool1d/2d/3d; padding counts as -inf.
 
-    stride None means the kernel size. The samples are pooled in threads.
+    stride None means the kernel size.
     """
-    settings = kernel_size, stride, padding, dilation, ceil_mode
-    return _by_samples(_max_pool, [x], *settings)
-
-
-def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode):
-    """max_pool on one part of the batch."""
     nd = x.ndim - 2
     kernel = _per_dim(kernel_size, nd)
     stride = kernel if stride is None else _per_dim(stride, nd)
@@ -575,9 +489,9 @@ def global_max_pool(x):
 # -- normalisation and dense layers --------------------------------------------------
 
 
-def _centred(x, out=None):
-    """x minus its per-channel mean, in `out` or a new array of x's shape and dtype,
-    with the mean and the biased variance per channel (float64).
+def _centred(x):
+    """x minus its per-channel mean, a new array of x's shape and dtype, with the mean
+    and the biased variance per channel (float64).
 
     Batch norm's statistics without a float64 copy of x, which x.var(dtype=float64)
     makes (10x slower): each (sample, channel) row is summed in x's dtype, which numpy
@@ -589,25 +503,9 @@ def _centred(x, out=None):
     rows = x.reshape(n, c, -1)
     count = n * rows.shape[2]
     mean = rows.sum(axis=2).sum(axis=0, dtype=np.float64) / count
-    centred = np.empty(x.shape, x.dtype) if out is None else out
-    centred = centred.reshape(rows.shape)  # a view of a C-ordered array's channels
-    np.subtract(rows, mean.astype(x.dtype)[:, None], out=centred)
+    centred = rows - mean.astype(x.dtype)[:, None]
     squares = np.einsum("ncl,ncl->nc", centred, centred)
     return mean, squares.sum(axis=0, dtype=np.float64) / count, centred.reshape(x.shape)
-
-
-def _centred_part(first, last, x, out, mean, var):
-    """_centred of channels first to last, into out, mean and var: channels apart
-    never meet, so batch norm runs this in threads."""
-    part = slice(None), slice(first, last)
-    mean[first:last], var[first:last], _ = _centred(x[part], out[part])
-
-
-def _scaled_part(first, last, x, out, scale, shift):
-    """out = x * scale + shift for channels first to last (batch norm)."""
-    part = slice(None), slice(first, last)
-    np.multiply(x[part], scale[part], out=out[part])
-    out[part] += shift[part]
 
 
 def batch_norm(x, state, name, training, momentum=0.1, eps=1e-5):
@@ -623,18 +521,15 @@ def batch_norm(x, state, name, training, momentum=0.1, eps=1e-5):
     The normalisation is applied as x * scale + shift, with per-channel
     scale = weight / sqrt(var + eps) and shift = bias - mean * scale, as torch applies
     it; in training it is written over the centred copy of x that gave the variance:
-    one new array and five passes over it. Channels are done in threads (_in_threads).
+    one new array and five passes over it.
     """
     weight = state[name + ".weight"]
     bias = state[name + ".bias"]
     running_mean = state[name + ".running_mean"]
     running_var = state[name + ".running_var"]
-    c = x.shape[1]
-    y = np.empty(x.shape, x.dtype)  # C order: a channel's part of a sample is one row
     if training:
-        mean, var = np.empty(c), np.empty(c)
-        _in_threads(_centred_part, c, x.nbytes, x, y, mean, var)
-        count = x.size // c
+        mean, var, y = _centred(x)
+        count = x.size // x.shape[1]
         state[name + ".num_batches_tracked"] += 1
         factor = (
             1.0 / float(state[name + ".num_batches_tracked"])
@@ -646,12 +541,11 @@ def batch_norm(x, state, name, training, momentum=0.1, eps=1e-5):
         running_var *= 1 - factor
         running_var += factor * var * count / max(count - 1, 1)
     else:
-        mean, var = running_mean, running_var
+        mean, var, y = running_mean, running_var, np.empty_like(x)
     channels = (1, -1) + (1,) * (x.ndim - 2)
     scale = weight / np.sqrt(var + eps)
-    shift = (bias - mean * scale).astype(x.dtype).reshape(channels)
-    scale = scale.astype(x.dtype).reshape(channels)
-    _in_threads(_scaled_part, c, x.nbytes, x, y, scale, shift)
+    np.multiply(x, scale.astype(x.dtype).reshape(channels), out=y)
+    y += (bias - mean * scale).astype(x.dtype).reshape(channels)
     return y
 
 
@@ -1073,17 +967,8 @@ def _gru_step(gx, carry, w_hh, b_hh, w_hr):
 
 
 def relu(x):
-    """max(x, 0), samples in threads (_in_threads)."""
-    if x.ndim == 0:
-        return np.maximum(x, 0)
-    y = np.empty(x.shape, np.result_type(x.dtype, 0))
-    _in_threads(_relu_part, len(x), x.nbytes, x, y)
-    return y
-
-
-def _relu_part(first, last, x, y):
-    """relu of samples first to last, into y."""
-    np.maximum(x[first:last], 0, out=y[first:last])
+    """max(x, 0)."""
+    return np.maximum(x, 0)
 
 
 def leaky_relu(x, alpha=0.01):
