@@ -319,13 +319,19 @@ network N {
 
 
 def test_generated_nested_code_is_deterministic_scriptable_and_exportable(tmp_path):
-    net = archc.load(SPECS / "resnet18.arch", inputs={"image": (3, 32, 32)})
+    check_deterministic_scriptable_and_exportable("resnet18", 32, tmp_path)
+
+
+def check_deterministic_scriptable_and_exportable(name: str, size: int, tmp_path) -> None:
+    """Generated twice, the same code; its module gives one output eager, scripted, exported and
+    compiled in one graph."""
+    net = archc.load(SPECS / f"{name}.arch", inputs={"image": (3, size, size)})
     assert (
         generate(net, "torch").code
-        == generate(archc.load(SPECS / "resnet18.arch", inputs={"image": (3, 32, 32)}), "torch").code
+        == generate(archc.load(SPECS / f"{name}.arch", inputs={"image": (3, size, size)}), "torch").code
     )
     model = nested_module(net, tmp_path).build_model().eval()
-    x = torch.randn(1, 3, 32, 32)
+    x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         want = model(x)
         assert torch.equal(torch.jit.script(model)(x), want)

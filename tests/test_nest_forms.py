@@ -11,7 +11,7 @@ import pytest
 import torch
 import torchvision
 from codegen_util import load_module
-from test_nest import OPTIONS, nested_module
+from test_nest import OPTIONS, check_deterministic_scriptable_and_exportable, nested_module
 
 import archc
 from archc import ast, syntax
@@ -142,19 +142,7 @@ def test_forms_of_two_ifs_one_with_an_else_if_are_one_class_that_computes_what_t
 @pytest.mark.parametrize("name", ["mobilenet_v2", "shufflenet_v2_x1_0"])
 def test_a_merged_class_is_scriptable_exportable_and_compiles_in_one_graph(name, tmp_path):
     # mobilenet's Inverted branches on a flag (`self.use_add`), shufflenet's Unit on `self.branch1 is not None`
-    net = archc.load(SPECS / f"{name}.arch", inputs={"image": (3, 64, 64)})
-    assert (
-        generate(net, "torch").code
-        == generate(archc.load(SPECS / f"{name}.arch", inputs={"image": (3, 64, 64)}), "torch").code
-    )
-    model = nested_module(net, tmp_path).build_model().eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        want = model(x)
-        assert torch.equal(torch.jit.script(model)(x), want)
-        assert torch.allclose(torch.export.export(model, (x,)).module()(x), want, rtol=0, atol=1e-6)
-        compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
-        assert torch.allclose(compiled(x), want, rtol=0, atol=1e-5)
+    check_deterministic_scriptable_and_exportable(name, 64, tmp_path)
 
 
 def test_a_number_forward_reads_that_differs_between_instances_is_kept_by_init(tmp_path):
