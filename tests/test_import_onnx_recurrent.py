@@ -409,3 +409,32 @@ def test_activations_that_are_not_utf8_are_refused_without_a_traceback(tmp_path,
     model.graph.node[0].attribute.append(helper.make_attribute("activations", [b"\xff\xfe", b"Tanh", b"Tanh"]))
     _, (d,) = _refused(model, tmp_path, capsys)
     assert d.code == "E0405" and "activations" in d.message
+
+
+class Sized(nn.Module):
+    """Token ids, a 2-layer bidirectional LSTM or GRU of 64 units, a classifier: weights too large for
+    the exporter to fold (the small cases' it reorders before writing them) or for archc to read."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.emb = nn.Embedding(1000, 32)
+        self.rnn = (nn.LSTM if kind == "LSTM" else nn.GRU)(32, 64, 2, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(128, 5)
+
+    def forward(self, x):
+        _, state = self.rnn(self.emb(x))
+        h = state[0] if isinstance(state, tuple) else state
+        return self.fc(torch.cat((h[-2], h[-1]), 1))
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_weights_too_large_to_read_may_be_cut_into_gate_blocks(kind, tmp_path):
+    """torch's default exporter cuts W and R into gate blocks (Slice) and joins them in ONNX's order
+    (Concat): blocks of 4,096 values, which archc reads, of a weight of 16,384, which it does not. The
+    join is a weight too, of the shape inference gives: torch's params and flop-counter MACs."""
+    model = Sized(kind)
+    x = torch.randint(0, 1000, (BATCH, 12))
+    export(model, x, tmp_path / "m.onnx", dynamo=True)
+    net = archc.load(tmp_path / "m.onnx")
+    assert net.totals.params == sum(p.numel() for p in model.parameters())
+    assert net.totals.macs == torch_macs(model, x)

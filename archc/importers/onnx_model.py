@@ -1233,7 +1233,7 @@ class _Importer:
             return
         if op == "Shape":
             return self.shape_of(i, node, a)
-        if node.input and not self.small(node.input[0]):  # a weight reshaped, cast: only its shape counts
+        if any(n and not self.readable(n) for n in node.input):  # a weight reshaped, cut, joined: its shape counts
             shape = self.shapes.get(node.output[0])
             if shape is None:
                 raise self.fail_node(i, "E0404", f"the shape of `{node.output[0]}` is not static")
@@ -1249,6 +1249,12 @@ class _Importer:
 
     def small(self, name: str) -> bool:
         return name in self.values or math.prod(self.static.get(name, (SMALL + 1,))) <= SMALL
+
+    def readable(self, name: str) -> bool:
+        """Whether archc holds or can read a constant's values: not those of a weight too large to read,
+        nor of anything made from one (torch's exporter cuts an LSTM's weights into gate blocks and joins
+        them in ONNX's order: blocks small enough to read, of a weight that is not)."""
+        return name in self.values or (name in self.init and self.small(name))
 
     def constant(self, i, node, a) -> None:
         from onnx import numpy_helper
