@@ -457,7 +457,7 @@ class _Trainer:
         kernel can skip that input's gradient (Backward.skip_input)."""
         graph = self.plan.network.graph
         first = node.inputs[0] if node.inputs else None
-        if not (self.root and step.skip_input and first in {n.name for n in graph.inputs}):
+        if not (self.root and step.skip_input and first in graph.nodes and graph.nodes[first].op == "input"):
             return step
         if len(graph.consumers(first)) != 1 or first in self.plan.outputs:
             return step
