@@ -326,8 +326,7 @@ class _Importer:
         import onnx
         from onnx import shape_inference
 
-        model = onnx.ModelProto()
-        model.CopyFrom(self.model)
+        model = _without_weights(onnx, self.model)
         for value in model.graph.input:
             if value.name in self.shapes:
                 shape = value.type.tensor_type.shape
@@ -1467,3 +1466,24 @@ class _Attrs:
 
         attr = self.by_name.get(name)
         return numpy_helper.to_array(attr.t) if attr is not None else None
+
+
+def _without_weights(onnx, model):
+    """A copy of the model for shape inference, whose large initialisers are inputs of their type and shape:
+    inference reads only those of a weight, and copying and serialising the bytes of VGG-16's weights (half a
+    GB) took longer than the inference itself. The small ones stay: a computed shape may read their values."""
+    graph = model.graph
+    light = onnx.ModelProto(ir_version=model.ir_version)
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    copy = light.graph
+    copy.name = graph.name
+    for field in ("node", "input", "output", "value_info", "sparse_initializer"):
+        getattr(copy, field).extend(getattr(graph, field))
+    declared = {value.name for value in graph.input}
+    for tensor in graph.initializer:
+        if math.prod(tensor.dims) <= SMALL:
+            copy.initializer.append(tensor)
+        elif tensor.name not in declared:  # an input already (IR < 4) gives its type and shape
+            copy.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    return light
