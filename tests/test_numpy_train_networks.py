@@ -188,7 +188,11 @@ LR = {"sgd": 0.01, "adamw": 1e-3}
 # moved by 1e-13 parts by 1e-1 in ten steps; at 1e-4 it is well-conditioned
 # (tests/test_train_conditioning.py). AdamW's step does not scale with the gradient.
 SPEC_LR = {("mobilenet_v2", "sgd"): 1e-4}
-STEPPED = [(spec, name) for spec in NETWORKS for name in OPTIMISERS]
+# An optimiser's step is the same code whatever the network: the small networks and resnet18 take both;
+# the two slowest take one each (mobilenet_v2 the SGD of the note above), so each still trains ten steps
+# against torch's.
+ONE_OPTIMISER = {"mobilenet_v2": "sgd", "googlenet": "adamw"}
+STEPPED = [(spec, name) for spec in NETWORKS for name in OPTIMISERS if ONE_OPTIMISER.get(spec, name) == name]
 
 
 @pytest.mark.parametrize(("spec", "optimiser"), STEPPED)
