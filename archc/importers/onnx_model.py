@@ -532,17 +532,29 @@ class _Importer:
         (`encoder_layer_0_self_attention`)."""
         xs = [self.act(i, x) for x in match.xs]
         if len(set(match.bias)) > 1:
-            which = "in" if match.bias[1] else "out"
-            raise self.fail_node(
-                i,
-                "E0405",
-                f"multi-head attention whose {which}-projection has no bias and the other one has: archc's "
-                "attention has both or neither",
-                ["an exporter leaves out a bias of zeros: export the model with its trained weights"],
-            )
-        args = [(None, match.heads)] + [("causal", True)] * match.causal + [("bias", False)] * (not match.bias[0])
+            self.restore_bias(i, match)
+        args = [(None, match.heads)] + [("causal", True)] * match.causal + [("bias", False)] * (not any(match.bias))
         kept = _scope(_Named(f"{match.name}/Attention", "Attention"))[0] if match.name else []
         self.emit(i, node, "attention", xs, args, list(node.output).index(match.y), "_".join(kept) or "attention")
+
+    def restore_bias(self, i: int, match) -> None:
+        """One projection with a bias and the other without: torch's default exporter leaves out a bias
+        that is all zeros (torchvision starts the out-projection's so), and archc's attention has both or
+        neither. A bias of zeros adds nothing, so the attention with both computes what the file computes;
+        a warning (W0402) says which bias is restored and what it counts."""
+        width = self.shapes[match.y][-1]
+        which, count = ("out", width) if match.bias[0] else ("in", 3 * width)
+        self.flat.warn(
+            "W0402",
+            f"multi-head attention whose {which}-projection has no bias and the other one has: archc's attention "
+            f"has both or neither, so it reads the {which}-projection's bias as {count} zeros (which change no "
+            f"output) and counts them",
+            self.span(("node", i)),
+            [
+                "torch.onnx.export leaves out a bias that is all zeros (a model not trained yet); "
+                "export with `optimize=False` to keep every bias"
+            ],
+        )
 
     def scaled_dot_product(self, i: int, node, match) -> None:
         """The nodes from q, k and v to match.y, which compute F.scaled_dot_product_attention
