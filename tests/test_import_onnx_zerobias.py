@@ -14,6 +14,8 @@ model's weights.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -21,11 +23,14 @@ import pytest
 import torch
 import torchvision
 from codegen_util import build, traced
+from test_import_onnx import DATA, assert_layers_match_inference
 from test_import_onnx_attention import SMALL, VIT_B_16, truth
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.vision_transformer import VisionTransformer
 
 import archc
 from archc.cli import main
+from archc.diagnostics import ArchError
 from archc.importers.onnx_model import read_onnx
 
 CASES = {"small": 32, "vit_b_16": 224}  # the image size each model takes
@@ -112,3 +117,47 @@ def test_fresh_vit_runs_in_onnxruntime_as_the_generated_model(fresh):
         scale = max(1.0, float(np.abs(want).max()))
         np.testing.assert_allclose(got[tensor], want, rtol=1e-5, atol=1e-5 * scale, err_msg=layer)
     assert {layer.name for layer in net.layers if layer.op in ("attention", "layernorm")} <= set(tensors)
+
+
+# -- a CNN: the batch norms folded, the zero biases left out, the pool a ReduceMean ---------------------
+
+
+@pytest.fixture(scope="module")
+def mobilenet(tmp_path_factory):
+    """torchvision's mobilenet_v2 as constructed, exported once with torch's default settings."""
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2(weights=None).eval()
+    path = str(tmp_path_factory.mktemp("fresh") / "mobilenet_v2.onnx")
+    torch.onnx.export(model, (torch.randn(1, 3, 32, 32),), path, input_names=["image"])
+    return model, path
+
+
+def test_fresh_cnn_reads_what_the_file_holds(mobilenet):
+    """The default exporter folds each batch norm into its conv (a fresh one's shift is zero, so the conv
+    gets no bias) and leaves out the classifier's zero bias; the average pool to 1 x 1 is a ReduceMean
+    over the spatial axes. Before, archc refused the ReduceMean (E0402); now it is a globalavgpool, and
+    the model reads to torch's params less the batch norms' and the classifier bias, and torch's MACs."""
+    model, path = mobilenet
+    ops = Counter(node.op_type for node in onnx.load(path).graph.node)
+    assert ops["BatchNormalization"] == 0 and ops["ReduceMean"] == 1
+    norms = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+    lacking = norms + model.classifier[1].bias.numel()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 3, 32, 32))
+    net = assert_layers_match_inference(path)
+    assert (net.totals.params, net.totals.buffers, net.totals.macs) == (
+        sum(p.numel() for p in model.parameters()) - lacking,
+        0,
+        counter.get_total_flops() // 2,
+    )
+    assert sum(layer.op == "globalavgpool" for layer in net.layers) == 1 and not net.warnings
+
+
+def test_a_mean_archc_has_no_layer_for_is_refused_at_its_node():
+    """A mean over one of two spatial axes, not kept (onnx's own node test): E0405 at the node."""
+    path = f"{DATA}/pytorch-operator/test_operator_reduced_mean/model.onnx"
+    with pytest.raises(ArchError) as caught:
+        archc.load(path)
+    (d,) = caught.value.diagnostics
+    assert (d.code, d.span.line) == ("E0405", 3)
+    assert "a mean over axes [2] of 4, not kept" in d.message and "nn.AdaptiveAvgPool2d(1)" in d.help[0]

@@ -984,6 +984,24 @@ class _Importer:
         self.spatial(i, node, len(self.shape(i, node.input[0])))
         self.emit(i, node, "globalavgpool", [self.act(i, node.input[0])], [])
 
+    def op_ReduceMean(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
+        """The mean over every spatial axis, kept as 1: a global average pool (torch's exporter writes
+        adaptive_avg_pool2d(x, 1) so). Axes are an attribute before opset 18, an input after."""
+        rank = len(self.shape(i, node.input[0]))
+        spatial = self.spatial(i, node, rank)
+        axes = self.whole(i, node.input[1], "axes") if len(node.input) > 1 and node.input[1] else a.ints("axes", [])
+        kept = a.int("keepdims", 1)
+        if sorted(x % rank for x in axes) != list(range(2, rank)) or not kept:
+            what = f"a mean over axes {axes} of {rank}" + ("" if kept else ", not kept")
+            spatial_axes = list(range(2, 2 + spatial))
+            raise self.fail_node(
+                i,
+                "E0405",
+                f"{what}: archc averages over every spatial axis, keeping them (globalavgpool)",
+                [f"in the model, a mean over axes {spatial_axes} kept (nn.AdaptiveAvgPool2d(1)) then a flatten"],
+            )
+        self.emit(i, node, "globalavgpool", [self.act(i, node.input[0])], [])
+
     def op_GlobalMaxPool(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         self.spatial(i, node, len(self.shape(i, node.input[0])))
         self.emit(i, node, "globalmaxpool", [self.act(i, node.input[0])], [])
