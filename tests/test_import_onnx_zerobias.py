@@ -38,20 +38,21 @@ CASES = {"small": 32, "vit_b_16": 224}  # the image size each model takes
 
 @pytest.fixture(scope="module", params=list(CASES))
 def fresh(request, tmp_path_factory):
-    """The model as constructed (no weight changed), exported once with torch's default settings."""
+    """The model as constructed (no weight changed), exported once with torch's default settings, and
+    the file read by archc (before, refused: E0405 at each attention)."""
     torch.manual_seed(0)
     name, size = request.param, CASES[request.param]
     model = VisionTransformer(**SMALL) if name == "small" else torchvision.models.vit_b_16(weights=None)
     model.eval()
     path = str(tmp_path_factory.mktemp("fresh") / f"{name}.onnx")
     torch.onnx.export(model, (torch.randn(1, 3, size, size),), path, input_names=["image"])
-    return name, model, path, size
+    return name, model, path, size, archc.load(path)
 
 
 def test_default_export_leaves_out_the_zero_biases_of_conv_and_gemm(fresh):
     """What the exporter does, which the importer's reading rests on: the file has no conv_proj or head
     bias and no out-projection bias; it has the in-projection's, zeros as torchvision starts them."""
-    _, model, path, _ = fresh
+    _, model, path, _, _ = fresh
     initialisers = {t.name: t for t in onnx.load(path).graph.initializer}
     for name in ("conv_proj.bias", "heads.head.bias", "encoder.layers.encoder_layer_0.self_attention.out_proj.bias"):
         assert not model.state_dict()[name].any() and name not in initialisers, name
@@ -60,27 +61,25 @@ def test_default_export_leaves_out_the_zero_biases_of_conv_and_gemm(fresh):
 
 
 def test_fresh_vit_imports_to_torch_figures_less_what_the_file_lacks(fresh, capsys):
-    """Before, `archc check` refused the file (E0405 at each attention). Now each attention reads with
-    both biases, the out-projection's restored as zeros (W0402 at its node); the patch conv and the head
-    read without theirs, as the file has them."""
-    name, model, path, size = fresh
-    params, macs = truth(model, size)
-    if name == "vit_b_16":
-        assert (params, macs) == VIT_B_16  # figures.md
+    """Each attention reads with both biases, the out-projection's restored as zeros (W0402 at its node,
+    whose help says how to export every bias); the patch conv and the head read without theirs, as the
+    file has them. vit_b_16's figures are figures.md's; the small ViT's, torch's."""
+    name, model, path, size, net = fresh
+    params, macs = VIT_B_16 if name == "vit_b_16" else truth(model, size)
     lacking = model.conv_proj.bias.numel() + model.heads.head.bias.numel()
-    net = archc.load(path)
     assert (net.totals.params, net.totals.macs) == (params - lacking, macs)
     layers = model.encoder.layers
     assert [w.code for w in net.warnings] == ["W0402"] * len(layers)
     width = model.hidden_dim
     assert all(f"out-projection's bias as {width} zeros" in w.message for w in net.warnings)
+    assert all("optimize=False" in w.help[0] and w.span.line > 1 for w in net.warnings)
     attention = [layer for layer in net.layers if layer.op == "attention"]
     assert len(attention) == len(layers) and all(layer.attrs["bias"] for layer in attention)
     assert (net.layer("conv_proj").op, net.layer("conv_proj").attrs["bias"]) == ("conv", False)
     assert (net.layer("heads_head").op, net.layer("heads_head").attrs["bias"]) == ("dense", False)
-    assert main(["check", path]) == 0
-    err = capsys.readouterr().err
-    assert "[W0402]" in err and "optimize=False" in err and "Traceback" not in err
+    if name == "small":  # the command line says so too, and exits 0 (one import is enough: vit_b_16 is slow)
+        assert main(["check", path]) == 0
+        assert capsys.readouterr().err.count("[W0402]") == len(layers)
 
 
 def _key(name: str) -> str:
@@ -93,8 +92,7 @@ def test_fresh_vit_runs_in_onnxruntime_as_the_generated_model(fresh):
     """The generated PyTorch model, given the model's weights (the restored biases are its zeros, and the
     ones left out are zeros too), computes every layer's value as onnxruntime computes it from the file.
     Every layer: the fresh head's weight is zeros, so the output alone would tell nothing."""
-    _, model, path, size = fresh
-    net = archc.load(path)
+    _, model, path, size, net = fresh
     generated, gen, filename = build(net, "torch", flat=True)
     ours = {_key(k): k for k in model.state_dict()}
     wanted = generated.state_dict()
