@@ -152,10 +152,31 @@ def test_fresh_cnn_reads_what_the_file_holds(mobilenet):
 
 
 def test_a_mean_archc_has_no_layer_for_is_refused_at_its_node():
-    """A mean over one of two spatial axes, not kept (onnx's own node test): E0405 at the node."""
-    path = f"{DATA}/pytorch-operator/test_operator_reduced_mean/model.onnx"
+    """A mean over one of two spatial axes, kept (onnx's own node test): E0405 at the node."""
+    path = f"{DATA}/pytorch-operator/test_operator_reduced_mean_keepdim/model.onnx"
     with pytest.raises(ArchError) as caught:
         archc.load(path)
     (d,) = caught.value.diagnostics
     assert (d.code, d.span.line) == ("E0405", 3)
-    assert "a mean over axes [2] of 4, not kept" in d.message and "nn.AdaptiveAvgPool2d(1)" in d.help[0]
+    assert "a mean over axes [2] of 4: archc averages over every spatial axis, kept (globalavgpool)" in d.message
+
+
+def test_a_mean_over_one_axis_removed_is_archcs_mean():
+    """onnx's node test x.mean(dim=2) of 1 x 2 x 3 x 4 reads to its expected output's shape, as a `mean`."""
+    case = f"{DATA}/pytorch-operator/test_operator_reduced_mean"
+    net = archc.load(f"{case}/model.onnx")
+    expected = onnx.numpy_helper.to_array(onnx.load_tensor(f"{case}/test_data_set_0/output_0.pb")).shape
+    assert [(n.op, (1, *n.shape)) for n in net.graph.outputs] == [("mean", expected)]
+
+
+@pytest.mark.parametrize("mean", ["mean m", "mean m: axis=1"])
+def test_mean_round_trips_through_onnx(mean, tmp_path):
+    """spec -> `codegen --target onnx` (a ReduceMean of one axis, not kept) -> import: the same layers."""
+    spec = tmp_path / "m.arch"
+    spec.write_text(f"network M {{\n  input ids: 8 tokens vocab=30\n  embedding x: 16\n  {mean}\n  dense: 4\n}}\n")
+    path = str(tmp_path / "m.onnx")
+    assert main(["codegen", str(spec), "--target", "onnx", "-o", path]) == 0
+    net, back = archc.load(spec), assert_layers_match_inference(path)
+    assert [(n.op, n.shape, n.params, n.macs) for n in back.layers] == [
+        (n.op, n.shape, n.params, n.macs) for n in net.layers
+    ]

@@ -986,21 +986,26 @@ class _Importer:
 
     def op_ReduceMean(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         """The mean over every spatial axis, kept as 1: a global average pool (torch's exporter writes
-        adaptive_avg_pool2d(x, 1) so). Axes are an attribute before opset 18, an input after."""
+        adaptive_avg_pool2d(x, 1) so); over one axis of the sample, removed: a `mean` (x.mean(dim=d), as
+        archc's ONNX out writes it). Axes are an attribute before opset 18, an input after."""
+        x = self.act(i, node.input[0])
         rank = len(self.shape(i, node.input[0]))
-        spatial = self.spatial(i, node, rank)
         axes = self.whole(i, node.input[1], "axes") if len(node.input) > 1 and node.input[1] else a.ints("axes", [])
+        axes = sorted(d % rank for d in axes)
         kept = a.int("keepdims", 1)
-        if sorted(x % rank for x in axes) != list(range(2, rank)) or not kept:
+        if rank >= 3 and kept and axes == list(range(2, rank)):
+            self.emit(i, node, "globalavgpool", [x], [])
+        elif rank >= 3 and not kept and len(axes) == 1 and axes[0] > 0:
+            self.emit(i, node, "mean", [x], [("axis", axes[0] - 1)])
+        else:
             what = f"a mean over axes {axes} of {rank}" + ("" if kept else ", not kept")
-            spatial_axes = list(range(2, 2 + spatial))
             raise self.fail_node(
                 i,
                 "E0405",
-                f"{what}: archc averages over every spatial axis, keeping them (globalavgpool)",
-                [f"in the model, a mean over axes {spatial_axes} kept (nn.AdaptiveAvgPool2d(1)) then a flatten"],
+                f"{what}: archc averages over every spatial axis, kept (globalavgpool), or over one axis of a "
+                "sample, removed (mean)",
+                ["docs/importers.md lists them"],
             )
-        self.emit(i, node, "globalavgpool", [self.act(i, node.input[0])], [])
 
     def op_GlobalMaxPool(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         self.spatial(i, node, len(self.shape(i, node.input[0])))
