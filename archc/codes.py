@@ -25,7 +25,7 @@ class Code:
     wrong: str  # a complete spec that produces the code
     right: str  # the same spec fixed: no errors and no warnings
     inputs: dict | None = None  # input shapes by name to analyse `wrong` with (`--input`, `inputs=`)
-    suffix: str = ".arch"  # the examples' format: .arch, or .cfg (Darknet) and .prototxt (Caffe) for import codes
+    suffix: str = ".arch"  # the examples' format: .arch, or .cfg, .prototxt, .onnx (textual) for import codes
 
 
 def _spec(text: str) -> str:
@@ -1163,6 +1163,98 @@ _ENTRIES = (
         """,
         suffix=".cfg",
     ),
+    _entry(
+        "W0402: a bias restored as zeros",
+        """
+        An ONNX attention adds a bias in one projection and none in the other,
+        and archc's `attention` has both or neither. torch.onnx.export leaves
+        out a bias that is all zeros, as torchvision starts the out-projection's,
+        so archc reads the missing one as zeros: the outputs are the same and the
+        figures count it, as the model does. If the model truly lacks that bias,
+        its count is higher by that many params; export with `optimize=False` to
+        keep every bias in the file. The examples are ONNX's textual form, which
+        `onnx.parser.parse_model` reads.
+        """,
+        wrong="""
+        <ir_version: 8, opset_import: ["" : 17]>
+        attention (int64[1,2] ids) => (float[1,2,4] y)
+        <float[5,4] table = {
+          0.3, 0.1, 0.1, -0.2, -0.2, -0.3, -0.3, -0.3, -0.2, 0.2, 0.1, 0.3,
+          0.1, 0.1, 0.3, 0.2, 0.1, 0.1, 0.1, 0.3},
+         float[4,12] w_in = {
+          -0.2, 0.2, 0.2, -0.3, -0.1, 0.3, 0.1, -0.3, 0.2, 0.2, 0.3, -0.2,
+          -0.3, 0.3, -0.3, 0.1, -0.3, -0.2, -0.1, -0.1, -0.1, -0.3, -0.3, -0.3,
+          -0.3, 0.2, 0.1, 0.1, -0.2, 0.1, 0.2, -0.1, -0.1, 0.3, 0.2, 0.3,
+          -0.1, 0.2, 0.3, 0.1, 0.3, 0.2, 0.2, -0.1, 0.3, -0.3, 0.1, 0.2},
+         float[12] b_in = {
+          0.3, 0.1, -0.1, -0.2, -0.1, -0.1, 0.2, 0.3, -0.3, 0.3, 0.1, -0.1},
+         float[4,4] w_out = {
+          0.2, 0.1, -0.2, -0.2, 0.2, 0.1, 0.1, -0.1, 0.2, -0.1, -0.2, 0.3,
+          -0.2, -0.2, 0.2, 0.1},
+         int64[4] heads = {1, 2, 2, 2}, int64[3] joined = {1, 2, 4},
+         float scale = {0.70710677}>
+        {
+          x = Gather(table, ids)
+          p = MatMul(x, w_in)
+          qkv = Add(p, b_in)
+          q, k, v = Split<axis = 2>(qkv)
+          q2 = Reshape(q, heads)
+          k2 = Reshape(k, heads)
+          v2 = Reshape(v, heads)
+          qh = Transpose<perm = [0, 2, 1, 3]>(q2)
+          kt = Transpose<perm = [0, 2, 3, 1]>(k2)
+          vh = Transpose<perm = [0, 2, 1, 3]>(v2)
+          s = MatMul(qh, kt)
+          z = Mul(s, scale)
+          a = Softmax<axis = -1>(z)
+          r = MatMul(a, vh)
+          rt = Transpose<perm = [0, 2, 1, 3]>(r)
+          h = Reshape(rt, joined)
+          y = MatMul(h, w_out)
+        }
+        """,
+        right="""
+        <ir_version: 8, opset_import: ["" : 17]>
+        attention (int64[1,2] ids) => (float[1,2,4] y)
+        <float[5,4] table = {
+          0.3, 0.1, 0.1, -0.2, -0.2, -0.3, -0.3, -0.3, -0.2, 0.2, 0.1, 0.3,
+          0.1, 0.1, 0.3, 0.2, 0.1, 0.1, 0.1, 0.3},
+         float[4,12] w_in = {
+          -0.2, 0.2, 0.2, -0.3, -0.1, 0.3, 0.1, -0.3, 0.2, 0.2, 0.3, -0.2,
+          -0.3, 0.3, -0.3, 0.1, -0.3, -0.2, -0.1, -0.1, -0.1, -0.3, -0.3, -0.3,
+          -0.3, 0.2, 0.1, 0.1, -0.2, 0.1, 0.2, -0.1, -0.1, 0.3, 0.2, 0.3,
+          -0.1, 0.2, 0.3, 0.1, 0.3, 0.2, 0.2, -0.1, 0.3, -0.3, 0.1, 0.2},
+         float[12] b_in = {
+          0.3, 0.1, -0.1, -0.2, -0.1, -0.1, 0.2, 0.3, -0.3, 0.3, 0.1, -0.1},
+         float[4,4] w_out = {
+          0.2, 0.1, -0.2, -0.2, 0.2, 0.1, 0.1, -0.1, 0.2, -0.1, -0.2, 0.3,
+          -0.2, -0.2, 0.2, 0.1},
+         int64[4] heads = {1, 2, 2, 2}, int64[3] joined = {1, 2, 4},
+         float scale = {0.70710677},
+         float[4] b_out = {0.1, 0.2, 0.3, 0.1}>
+        {
+          x = Gather(table, ids)
+          p = MatMul(x, w_in)
+          qkv = Add(p, b_in)
+          q, k, v = Split<axis = 2>(qkv)
+          q2 = Reshape(q, heads)
+          k2 = Reshape(k, heads)
+          v2 = Reshape(v, heads)
+          qh = Transpose<perm = [0, 2, 1, 3]>(q2)
+          kt = Transpose<perm = [0, 2, 3, 1]>(k2)
+          vh = Transpose<perm = [0, 2, 1, 3]>(v2)
+          s = MatMul(qh, kt)
+          z = Mul(s, scale)
+          a = Softmax<axis = -1>(z)
+          r = MatMul(a, vh)
+          rt = Transpose<perm = [0, 2, 1, 3]>(r)
+          h = Reshape(rt, joined)
+          o = MatMul(h, w_out)
+          y = Add(o, b_out)
+        }
+        """,
+        suffix=".onnx",
+    ),
 )
 
 CODES: dict[str, Code] = {entry.code: entry for entry in _ENTRIES}
@@ -1180,7 +1272,7 @@ def explain(code: str) -> str:
     return "\n".join(lines)
 
 
-_FORMATS = {".cfg": "Darknet .cfg", ".prototxt": "Caffe .prototxt"}
+_FORMATS = {".cfg": "Darknet .cfg", ".prototxt": "Caffe .prototxt", ".onnx": "textual ONNX"}
 
 
 def _wrap(text: str) -> list[str]:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from functools import cache
 
+import onnx.parser
 import pytest
 from conftest import ROOT
 
@@ -44,8 +45,13 @@ def entries() -> list:
 def analyse(text: str, folder, inputs=None, suffix: str = ".arch") -> archc.Network:
     """A spec with an import is loaded from a file in an empty folder, where its imports resolve.
 
-    Examples of the import codes are Darknet or Caffe files: `suffix` picks the importer.
+    Examples of the import codes are Darknet or Caffe files, or ONNX models in onnx's textual form
+    (written to a file as bytes): `suffix` picks the importer.
     """
+    if suffix == ".onnx":
+        path = folder / "wrong.onnx"
+        path.write_bytes(onnx.parser.parse_model(text).SerializeToString())
+        return archc.load(path, inputs=inputs)
     if suffix != ".arch":
         return archc.loads(text, f"wrong{suffix}", inputs=inputs)
     if not IMPORT.search(text):
@@ -75,7 +81,7 @@ def test_entries_are_in_order_and_well_formed():
         assert entry.title and len(entry.title) <= 60 and not entry.title.endswith("."), code
         assert entry.text.endswith(".") and "\n" not in entry.text, code
         assert 2 <= entry.text.count(". ") + 1 <= 6, f"{code}: 2-6 sentences"
-        assert entry.suffix in (".arch", ".cfg", ".prototxt"), code
+        assert entry.suffix in (".arch", ".cfg", ".prototxt", ".onnx"), code
         if entry.suffix != ".cfg":  # a .cfg has no braces
             assert entry.wrong.endswith("}\n") and entry.right.endswith("}\n"), code
         assert entry.wrong != entry.right, code

@@ -119,18 +119,6 @@ def test_attention_scaled_otherwise_is_refused_at_its_nodes(small, tmp_path, cap
     assert all(d.code in REFUSALS and 1 <= d.span.line <= lines for d in caught.value.diagnostics)
 
 
-def test_an_out_projection_without_its_bias_is_a_located_error(tmp_path, capsys):
-    """torchvision's initial biases are zeros, and the exporter leaves the out-projection's out while it
-    keeps the in-projection's: archc's attention has both or neither, so it says so at the node."""
-    torch.manual_seed(0)
-    model = VisionTransformer(**SMALL).eval()
-    path = export(model, tmp_path / "zeros.onnx", 32)
-    assert main(["check", path]) == 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert "multi-head attention whose out-projection has no bias" in err and "[E0405]" in err
-
-
 def test_torchscript_export_imports_to_torch_figures(tmp_path):
     """The TorchScript exporter computes its sizes with Shape arithmetic (Gather, Div, Cast, Mod) onnx's
     inference cannot follow: archc computes it and infers again. Before, the importer crashed on it."""

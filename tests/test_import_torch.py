@@ -16,7 +16,6 @@ from codegen_util import randomise_batch_norm
 from torch_import_util import assert_agrees
 
 import archc
-from archc.importers.pytorch import TorchImportError
 
 # torch.backends.mkldnn.flags() (torch_import_util.measure) sets oneDNN's TF32 switch too, and warns
 pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration:UserWarning")
@@ -80,10 +79,3 @@ def test_from_torch_gives_the_network():
     assert net.batch == 4
     assert net.totals.params == sum(p.numel() for p in model.parameters())
     assert net.layer("layer4.1.conv2").shape == (512, 7, 7)
-
-
-def test_densenet_is_refused_naming_the_module():
-    """A _DenseLayer reads every feature map before it: an archc block reads one input."""
-    model = torchvision.models.densenet121(weights=None)
-    with pytest.raises(TorchImportError, match=r"`features\.denseblock1\.denselayer2` \(_DenseLayer\)"):
-        archc.torch_to_arch(model, torch.randn(1, 3, 224, 224))

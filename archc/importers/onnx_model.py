@@ -531,17 +531,29 @@ class _Importer:
         (`encoder_layer_0_self_attention`)."""
         xs = [self.act(i, x) for x in match.xs]
         if len(set(match.bias)) > 1:
-            which = "in" if match.bias[1] else "out"
-            raise self.fail_node(
-                i,
-                "E0405",
-                f"multi-head attention whose {which}-projection has no bias and the other one has: archc's "
-                "attention has both or neither",
-                ["an exporter leaves out a bias of zeros: export the model with its trained weights"],
-            )
-        args = [(None, match.heads)] + [("causal", True)] * match.causal + [("bias", False)] * (not match.bias[0])
+            self.restore_bias(i, match)
+        args = [(None, match.heads)] + [("causal", True)] * match.causal + [("bias", False)] * (not any(match.bias))
         kept = _scope(_Named(f"{match.name}/Attention", "Attention"))[0] if match.name else []
         self.emit(i, node, "attention", xs, args, list(node.output).index(match.y), "_".join(kept) or "attention")
+
+    def restore_bias(self, i: int, match) -> None:
+        """One projection with a bias and the other without: torch's default exporter leaves out a bias
+        that is all zeros (torchvision starts the out-projection's so), and archc's attention has both or
+        neither. A bias of zeros adds nothing, so the attention with both computes what the file computes;
+        a warning (W0402) says which bias is restored and what it counts."""
+        width = self.shapes[match.y][-1]
+        which, count = ("out", width) if match.bias[0] else ("in", 3 * width)
+        self.flat.warn(
+            "W0402",
+            f"multi-head attention whose {which}-projection has no bias and the other one has: archc's attention "
+            f"has both or neither, so it reads the {which}-projection's bias as {count} zeros (which change no "
+            f"output) and counts them",
+            self.span(("node", i)),
+            [
+                "torch.onnx.export leaves out a bias that is all zeros (a model not trained yet); "
+                "export with `optimize=False` to keep every bias"
+            ],
+        )
 
     def scaled_dot_product(self, i: int, node, match) -> None:
         """The nodes from q, k and v to match.y, which compute F.scaled_dot_product_attention
@@ -970,6 +982,29 @@ class _Importer:
     def op_GlobalAveragePool(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         self.spatial(i, node, len(self.shape(i, node.input[0])))
         self.emit(i, node, "globalavgpool", [self.act(i, node.input[0])], [])
+
+    def op_ReduceMean(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
+        """The mean over every spatial axis, kept as 1: a global average pool (torch's exporter writes
+        adaptive_avg_pool2d(x, 1) so); over one axis of the sample, removed: a `mean` (x.mean(dim=d), as
+        archc's ONNX out writes it). Axes are an attribute before opset 18, an input after."""
+        x = self.act(i, node.input[0])
+        rank = len(self.shape(i, node.input[0]))
+        axes = self.whole(i, node.input[1], "axes") if len(node.input) > 1 and node.input[1] else a.ints("axes", [])
+        axes = sorted(d % rank for d in axes)
+        kept = a.int("keepdims", 1)
+        if rank >= 3 and kept and axes == list(range(2, rank)):
+            self.emit(i, node, "globalavgpool", [x], [])
+        elif rank >= 3 and not kept and len(axes) == 1 and axes[0] > 0:
+            self.emit(i, node, "mean", [x], [("axis", axes[0] - 1)])
+        else:
+            what = f"a mean over axes {axes} of {rank}" + ("" if kept else ", not kept")
+            raise self.fail_node(
+                i,
+                "E0405",
+                f"{what}: archc averages over every spatial axis, kept (globalavgpool), or over one axis of a "
+                "sample, removed (mean)",
+                ["docs/importers.md lists them"],
+            )
 
     def op_GlobalMaxPool(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
         self.spatial(i, node, len(self.shape(i, node.input[0])))

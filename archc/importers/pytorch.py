@@ -458,6 +458,8 @@ def _function(kind: str, node, ins, out, batch: int):
         return "same", {}, tensors[:1]
     if kind == "cat":
         parts = node.args[0]
+        if len(parts) == 1:  # torch.cat([x]) is x: DenseNet's first layer joins its one input
+            return "same", {}, list(parts)
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         if not all(_shape(p) is not None for p in parts) or dim % len(out) == 0:
             raise _UnsupportedError(f"cat on dim={dim} (archc's concat joins along an axis of each sample)")
@@ -532,6 +534,18 @@ class Inst:
     owns: dict = field(default_factory=dict)  # fx node -> its reference path from this body
     key: tuple = ()  # the structure: instances with one key are calls of one block
     values: list = field(default_factory=list)  # (setting name, value) of every setting, in order
+
+
+def _joined(inst: Inst, outside: list) -> Stmt | None:
+    """The concat of a body that alone reads the tensors from outside it, all of them, when there are
+    several (DenseNet's layer: `torch.cat(prev_features, 1)` first): it moves out of the block, which then
+    reads one tensor, the concat's. The concat holds no weight, so no state_dict key changes."""
+    if len(outside) < 2:
+        return None
+    readers = [s for s in inst.body if s.child is None and set(s.reads) & set(outside)]
+    if len(readers) != 1 or readers[0].op != "concat" or set(readers[0].reads) != set(outside):
+        return None
+    return readers[0] if len(inst.body) > 1 else None
 
 
 @dataclass
@@ -754,6 +768,13 @@ class _Builder:
                 for read in stmts[node].reads:
                     if read not in inside and read not in outside:
                         outside.append(read)
+            joined = _joined(inst, outside)
+            if joined is not None:  # hoisted: the block reads what the concat gives
+                parent = insts[path.rpartition(".")[0]]
+                inst.body.remove(joined)
+                parent.body.insert(next(k for k, s in enumerate(parent.body) if s.child is inst), joined)
+                inside.discard(joined.node)
+                outside = [joined.node]
             if len(outside) != 1:
                 module = self.modules[path]
                 raise TorchImportError(
