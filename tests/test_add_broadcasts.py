@@ -121,6 +121,24 @@ def test_numpy_backward_sums_the_gradient_over_the_broadcast_axes(seed):
     trains_as_torch(text, seed=seed)
 
 
+def test_a_bias_in_a_block_trains_as_in_torch():
+    """The nested NumPy model (a module per block instance) keeps the shapes and sums the gradients too."""
+    trains_as_torch(
+        """block Biased() {
+      conv c: 3 @ 1x1
+      param b: 3x1x1 std=0.5
+      add y (c, b, in)
+    }
+    network B {
+      input x: 3x4x5
+      input g: 1x4x1
+      Biased u
+      Biased v
+      add z (v, g)
+    }"""
+    )
+
+
 def test_onnx_out_adds_with_broadcasting():
     """onnx's full check and strict shape inference, and onnxruntime giving the PyTorch model's values."""
     text = spec({"x": (3, 5, 6), "g": (1, 5, 1)}, "param b: 3x1x1 std=1", "add y (x, b, g)", "conv c: 2 @ 1x1")
