@@ -12,6 +12,7 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812 (the usual torch spelling)
 from codegen_util import build
 from test_codegen_layers import test_generated_layer_computes_what_its_torch_twin_computes as matches_twin
 from test_diagram_gates import group, parse
@@ -87,6 +88,21 @@ def test_add_matches_torch(case: Case):
 @pytest.mark.parametrize("case", ADD_CASES)
 def test_generated_add_matches_torch(case: Case):
     matches_twin(case)
+
+
+@pytest.mark.parametrize("order", ["g, c", "c, g"])
+def test_the_generated_torch_adds_in_place_only_into_a_term_of_the_sums_shape(order):
+    """`c += g` or `g += c` where both terms are computed and read only by the add: neither has the
+    sum's shape (4x1x1 and 1x5x6 make 4x5x6), so the sum is a new tensor (before: torch's `output with
+    shape [2, 1, 5, 6] doesn't match the broadcast shape [2, 4, 5, 6]`)."""
+    stmt = f"globalavgpool g (x)\n  conv c (x): 1 @ 1x1\n  add y ({order})"
+    matches_twin(
+        Case(
+            {"x": (4, 5, 6)},
+            stmt,
+            lambda: Lambda(lambda conv, x: F.adaptive_avg_pool2d(x, 1) + conv(x), nn.Conv2d(4, 1, 1)),
+        )
+    )
 
 
 def test_a_channel_bias_added_first_keeps_the_map_channels_first():
