@@ -715,9 +715,9 @@ _ENTRIES = (
     _entry(
         "E0305: merged shapes disagree",
         """
-        `add` sums its inputs value by value, so they must have the same shape.
-        `mul`, `sub` and `div` broadcast as torch does: the same rank, and each
-        dimension equal or 1 in one input (a Cx1x1 gate over a CxHxW map).
+        `add`, `mul`, `sub` and `div` work value by value and broadcast as torch
+        does: the same rank, and each dimension equal or 1 in one input (a Cx1x1
+        gate or bias over a CxHxW map).
         `concat` joins its inputs along the channels, so all other dimensions
         must agree. A convolution without padding shrinks its input: a 3x3
         kernel needs `pad=1` to keep the size for a skip connection. A change in

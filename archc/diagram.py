@@ -78,7 +78,7 @@ def fmt_shape(shape) -> str:
 
 
 FOLDABLE = frozenset({*KINDS["activation"][0], *KINDS["normalisation"][0], "dropout", "drop_path"})
-BROADCASTING = frozenset({"mul", "sub", "div"})
+BROADCASTING = frozenset({"add", "mul", "sub", "div"})
 
 
 class DiagramError(Exception):

@@ -157,7 +157,7 @@ def test_dense_on_an_unflattened_input():
 def test_add_with_different_shapes_names_both_layers():
     d = one_error("network N {\n  input x: 3x8x8\n  conv a: 8 @ 3x3\n  conv b(x): 8 @ 1x1\n  add (a, b)\n}")
     assert d.code == "E0305"
-    assert d.message == "add add1: inputs must have the same shape: a 8x6x6, b 8x8x8"
+    assert d.message == "add add1: cannot broadcast a 8x6x6, b 8x8x8: their H (6, 8) differ and are not 1"
     at(d, 5, 3)
 
 

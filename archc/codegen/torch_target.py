@@ -212,7 +212,11 @@ def forward_statements(plan, graph, module_of, call_part=None, depth: int = 2):
                 candidates.append((second, first, node.inputs[1]))
                 candidates.sort(key=lambda c: (c[0] != plan.vars[node.name], c[0] != "x"))
             for target, other, name in candidates:
-                if target == plan.vars[name] and _overwritable(plan, graph, module_of, name, node.name):
+                if (
+                    target == plan.vars[name]
+                    and _holds_sum(plan.network.layer(name), node)
+                    and _overwritable(plan, graph, module_of, name, node.name)
+                ):
                     return Update(target, other)
         return Temp(expr)
 
@@ -223,6 +227,12 @@ def forward_statements(plan, graph, module_of, call_part=None, depth: int = 2):
         return op.apply_torch(attrs, expr)
 
     return forward_body(plan, layer, activation, depth, 0)
+
+
+def _holds_sum(term, node) -> bool:
+    """Whether an add's term has the sum's shape, batch and all, so `term += other` can hold it: a term
+    the add broadcasts (a C x 1 x 1 bias, a tensor the batch shares) cannot."""
+    return tuple(term.shape) == tuple(node.shape) and (term.shape.batched or not node.shape.batched)
 
 
 def _used(code_lines: list[str]) -> set[str]:

@@ -787,9 +787,9 @@ class _Importer:
             return []
         return [("tied", holder)]
 
-    def bias_add(self, tensor: str, units: int, shape: tuple | None = None) -> int | None:
-        """The Add node that adds a weight of `units` values (of `shape`, or 1 x units) to `tensor`, when it
-        is its only reader."""
+    def bias_add(self, tensor: str, units: int) -> int | None:
+        """The Add node that adds a weight of `units` values (or 1 x units) to `tensor`, when it is its only
+        reader."""
         readers = self.consumers.get(tensor, [])
         if len(readers) != 1 or readers[0] < 0:
             return None
@@ -797,9 +797,8 @@ class _Importer:
         if add.op_type != "Add" or len(add.input) != 2:
             return None
         other = add.input[1] if add.input[0] == tensor else add.input[0]
-        wanted = [(units,), (1, units)] if shape is None else [shape, (1, *shape)]
         known = self.static.get(other, self.shapes.get(other))
-        return readers[0] if other in self.constants and known in wanted else None
+        return readers[0] if other in self.constants and known in [(units,), (1, units)] else None
 
     # normalisation ------------------------------------------------------------------------------------
 
@@ -1209,18 +1208,14 @@ class _Importer:
         if len(xs) == 1:
             self.alias(node, node.input[0])
             return
-        if op == "add" and len(set(shapes)) != 1:
-            raise self.fail_node(
-                i, "E0405", f"an Add of shapes {' and '.join(str(list(s)) for s in shapes)}: archc adds equal shapes"
-            )
         if len({len(s) for s in shapes}) != 1 or any(s[0] != shapes[0][0] for s in shapes):
             raise self.fail_node(i, "E0405", "inputs of different ranks or batches: archc broadcasts within a sample")
         self.emit(i, node, op, xs, [])
 
     def with_weight(self, i, node, op: str) -> None:
         """x op W, W a weight: a `param` of W's shape (without the batch) that `op` broadcasts; x * w, w one
-        value per channel, a `layer_scale`; and x * w + b, w and b per channel (a Caffe Scale), a depthwise
-        1x1 conv with its bias."""
+        value per channel, a `layer_scale`. So x * w + b, w and b per channel (a Caffe Scale), is a
+        `layer_scale` and an `add` of a C x 1 x 1 `param`: element-wise arithmetic, of 0 MACs."""
         k = 0 if self.is_act(node.input[0]) else 1
         x, w = node.input[k], node.input[1 - k]
         shape, wshape = self.shape(i, x), self.weight(i, w)
@@ -1228,20 +1223,9 @@ class _Importer:
             raise self.fail_node(i, "E0405", f"a weight of shape {list(wshape)}: archc's weights are per sample")
         per_sample = (1,) * (len(shape) - 1 - len(wshape)) + tuple(wshape[-(len(shape) - 1) :] if wshape else ())
         channel = (shape[1],) + (1,) * (len(shape) - 2)
-        add = self.bias_add(node.output[0], shape[1], channel) if op == "mul" else None
-        if op == "mul" and per_sample == channel and add is not None and len(shape) > 2:
-            self.flat.note(f"{node.name or node.op_type}: x * w + b, one w and b per channel, as a depthwise 1x1 conv")
-            stmt = self.emit(i, node, "conv", [self.act(i, x)], [(None, shape[1]), (None, 1), ("groups", "depthwise")])
-            self.acts[self.graph.node[add].output[0]] = stmt
-            self.skip.add(add)
-            return
         if op == "mul" and per_sample == channel and len(shape) > 2:  # a learned factor per channel
             self.emit(i, node, "layer_scale", [self.act(i, x)], [])
             return
-        if op == "add" and per_sample != tuple(shape[1:]):
-            raise self.fail_node(
-                i, "E0405", f"an Add of a weight {list(wshape)} to {list(shape)}: archc adds equal shapes"
-            )
         span = self.span(("node", i))
         param = self.flat.add("param", self.flat.unique(sanitize(w)), [], [(None, per_sample, span)], span)
         inputs = [self.act(i, x), param]

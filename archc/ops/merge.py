@@ -119,17 +119,19 @@ class Concat(Op):
 @register
 class Add(Op):
     name = "add"
-    doc = "Element-wise sum of its inputs (residual connections); shapes must be equal."
+    doc = (
+        "Element-wise sum of its inputs (residual connections), broadcasting sizes of 1 as `mul` does "
+        "(a learned per-channel bias, a C x 1 x 1 `param`, over a C x H x W map)."
+    )
     min_inputs, max_inputs = 2, None
 
     def infer(self, node, ins, warn):
-        if len(set(ins)) > 1:
-            raise ShapeError(
-                f"add {node.name}: inputs must have the same shape: {_listing(node, ins)}",
-                [_mismatch_help(node, ins)],
-                code="E0305",
-            )
-        return ins[0]
+        out = broadcast(node, ins, _mismatch_help(node, ins))
+        node.geom["broadcast"] = any(tuple(shape) != out for shape in ins)  # whose gradient is summed back
+        return out
+
+    def channels(self, node, ins, out):
+        return _batched_channels(ins, out)
 
     def count_elem_ops(self, node, ins, out):
         return sums(node, out)
@@ -142,14 +144,21 @@ class Add(Op):
 
     numpy_keeps = "nothing"
 
+    def numpy_keep(self, node, args):
+        """The inputs' shapes when one is broadcast, to sum its gradient back to; else nothing."""
+        return tuple_of(f"{a}.shape" for a in args) if node.geom["broadcast"] else None
+
     def numpy_backward(self, node, state, grad, saved):
-        """Every input gets the output's gradient (the shapes are equal)."""
-        return Backward(tuple_of([grad] * len(node.inputs)), tuple(range(len(node.inputs))))
+        """Every input gets the output's gradient, summed over the axes it was broadcast on."""
+        inputs = tuple(range(len(node.inputs)))
+        if not node.geom["broadcast"]:
+            return Backward(tuple_of([grad] * len(node.inputs)), inputs)
+        return Backward(call("add_backward", grad, Neg(saved, "*")), inputs)
 
     numpy_call = torch_call
 
     def onnx_call(self, node, g, args):
-        return onnx_sum(g, args)
+        return onnx_sum(g, args)  # ONNX's Add broadcasts as NumPy does; the batch is first in both
 
 
 def _dimension(axis: int, rank: int) -> str:
@@ -158,12 +167,13 @@ def _dimension(axis: int, rank: int) -> str:
     return "channels" if axis == 0 else spatial[axis - 1]
 
 
-def broadcast(node, ins) -> tuple[int, ...]:
+def broadcast(node, ins, mismatch: str | None = None) -> tuple[int, ...]:
     """The output of torch/NumPy broadcasting, applied to the per-sample shapes of the inputs.
 
     The code puts the batch first, so inputs of different ranks would line the batch up
     with another axis: the ranks must be equal, and then every axis must agree or be 1 in
-    all but one input (a C x 1 x 1 gate over a C x H x W map).
+    all but one input (a C x 1 x 1 gate over a C x H x W map). `mismatch`: the help when an
+    axis disagrees (`add`'s: project the shortcut, or write the `param` from the input's sizes).
     """
     if len({len(s) for s in ins}) > 1:
         raise ShapeError(
@@ -178,11 +188,18 @@ def broadcast(node, ins) -> tuple[int, ...]:
             raise ShapeError(
                 f"{node.op} {node.name}: cannot broadcast {_listing(node, ins)}: their "
                 f"{_dimension(axis, len(ins[0]))} ({', '.join(map(str, sizes))}) differ and are not 1",
-                ["each dimension must be equal in every input, or 1 in those that are repeated along it"],
+                [mismatch or "each dimension must be equal in every input, or 1 in those that are repeated along it"],
                 code="E0305",
             )
         out.append(max(sizes))
     return tuple(out)
+
+
+def _batched_channels(ins, out) -> int:
+    """The channels' axis of a broadcast sum or product: the first batched input's, whose axes the
+    output keeps (a `param` holds its features last: a C x 1 x 1 bias added to a map is channels-first)."""
+    first = next((shape for shape in ins if shape.batched), ins[0])
+    return first.channels if len(out) == len(first) else 0
 
 
 def _same_rank(ins) -> list[Proposal]:
@@ -202,6 +219,9 @@ class _Elementwise(Op):
 
     def infer(self, node, ins, warn):
         return broadcast(node, ins)
+
+    def channels(self, node, ins, out):
+        return _batched_channels(ins, out)
 
     def count_elem_ops(self, node, ins, out):
         return prod(out)
