@@ -9,8 +9,6 @@ own shape inference for every layer's output; and specs analysed by archc, writt
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import onnx
 import pytest
 import torch
@@ -27,7 +25,6 @@ from archc.diagnostics import ArchError, source_lines
 from archc.importers import import_text
 
 SMALL = {"image_size": 32, "patch_size": 8, "num_layers": 2, "num_heads": 2, "hidden_dim": 32, "mlp_dim": 64}
-SPEC = Path(__file__).resolve().parent.parent / "specs" / "vit_b_16.arch"
 VIT_B_16 = (86_567_656, 17_563_828_224)  # figures.md: torchvision's params; the flop counter's MACs / 2
 
 
@@ -167,18 +164,11 @@ def test_attention_round_trips_through_onnx(options, tmp_path):
     assert (back.totals.params, back.totals.macs) == (net.totals.params, net.totals.macs)
 
 
-def test_vit_b_16_export_and_spec_round_trip_give_its_figures(tmp_path):
-    """torchvision's vit_b_16, exported, reads to its params and MACs; specs/vit_b_16.arch written out
-    as ONNX reads back to the same figures, layer by layer."""
+def test_vit_b_16_export_gives_its_figures(tmp_path):
+    """torchvision's vit_b_16, exported, reads to its params and MACs (specs/vit_b_16.arch's own round trip
+    through ONNX is test_import_onnx.py's, layer by layer)."""
     model = perturbed(torchvision.models.vit_b_16(weights=None))
     assert truth(model, 224) == VIT_B_16
     net = archc.load(export(model, tmp_path / "vit_b_16.onnx", 224))
     assert (net.totals.params, net.totals.macs) == VIT_B_16
     assert sum(layer.op == "attention" for layer in net.layers) == 12
-    spec = archc.load(SPEC)
-    path = str(tmp_path / "spec.onnx")
-    assert main(["codegen", str(SPEC), "--target", "onnx", "-o", path]) == 0
-    back = archc.load(path)
-    assert (back.totals.params, back.totals.macs) == VIT_B_16
-    figures = sorted((n.params, n.macs) for n in spec.layers if n.params or n.macs)
-    assert sorted((n.params, n.macs) for n in back.layers if n.params or n.macs) == figures
