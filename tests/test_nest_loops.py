@@ -18,10 +18,12 @@ import onnxruntime
 import pytest
 import torch
 from codegen_util import build
+from test_hostile_codegen import opcodes
 from test_nest import nested_module
 from torch import nn
 
 import archc
+from archc.codegen import generate
 
 UNIT = """
 block unit(ch) {
@@ -85,7 +87,9 @@ def test_a_repeat_of_each_count_is_one_class_that_builds_it_in_a_loop():
     assert "class Stage(nn.Sequential):" in code and "class Plain(nn.Sequential):" in code
     assert "        for i in range(n - 1):\n" in code and '(f"block{k}-{i + 1}", ' in code
     assert '(f"block{k}-0", ' in code
-    assert "        for i in range(n):\n" in code and '(f"unit{i + 1}", ' in code
+    assert (
+        "        for i in range(n):\n" in code and '(f"unit{i + 1}", Unit(in_channels if i == 0 else ch, ch))' in code
+    )
     assert "        self.s3 = Stage(6, 3, 8, 3)\n" in code
 
 
@@ -118,8 +122,8 @@ def test_the_loop_class_loads_the_hand_built_stages_and_scripts_exports_and_comp
     assert torch.allclose(torch.as_tensor(got), want, rtol=1e-4, atol=1e-5)
 
 
-# the first iteration of the repeat reads the block's input (4 channels), the others 6: its members
-# are not built alike, so no loop; the code still loads the hand-built stages and gives their output
+# the first iteration of the repeat reads the block's input (4 channels), the others 6: the loop builds
+# it otherwise, as torchvision's AnyStage (`width_in if i == 0 else width_out`)
 WIDENS = (
     UNIT
     + """
@@ -136,7 +140,7 @@ network Widens {
 )
 
 
-def test_a_repeat_whose_first_iteration_is_built_otherwise_still_gives_torchs_output():
+def test_a_repeat_whose_first_iteration_reads_another_width_is_one_loop_that_gives_torchs_output():
     torch.manual_seed(0)
     reference = nn.Sequential(
         OrderedDict(
@@ -144,8 +148,26 @@ def test_a_repeat_whose_first_iteration_is_built_otherwise_still_gives_torchs_ou
             p2=nn.Sequential(OrderedDict((f"unit{i + 1}", _unit(6, 6)) for i in range(3))),
         )
     ).eval()
-    model = build(archc.loads(WIDENS, "widens.arch"), "torch")[0]
+    model, gen, _ = build(archc.loads(WIDENS, "widens.arch"), "torch")
+    assert _classes(gen.code) == ["Unit", "Plain", "Widens"]
+    assert '(f"unit{i + 1}", Unit(in_channels if i == 0 else ch, ch))' in gen.code
     model.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(model.eval()(x), reference(x))
+
+
+def test_a_stage_of_a_thousand_blocks_costs_the_same_work_per_layer_as_one_of_a_hundred():
+    # each block call of a body was looked up by a scan of the body's items: quadratic in a repeat's
+    # count (1.9x the work per layer at 1,000 blocks as at 100). Counted in instructions, not seconds.
+    def spec(n: int):
+        return archc.loads(
+            LOOPS.split("network")[0] + f"network L {{\n  input x: 4x8x8\n  stage s: 1 4 2\n  stage t: 2 4 {n}\n}}\n",
+            "l.arch",
+        )
+
+    generate(spec(5), "torch")  # caches filled once per process
+    small, large = spec(100), spec(1000)
+    assert "        for i in range(n - 1):\n" in generate(large, "torch").code
+    per_layer = [opcodes(lambda net=net: generate(net, "torch")) / len(net.graph) for net in (small, large)]
+    assert per_layer[1] <= 1.25 * per_layer[0], per_layer

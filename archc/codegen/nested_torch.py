@@ -590,8 +590,7 @@ def _through(node, tree: Call, parts, spread) -> list[_Candidate]:
 
 def _class_of(node, part: Part):
     """The class of the block instance that `node` stands for in `part`'s graph."""
-    child = next(item for item in part.items if isinstance(item, Part) and item.name == node.name)
-    return child.draft.cls
+    return part.child(node.name).draft.cls
 
 
 def _defaults_left_out(tree, written: list):
@@ -645,7 +644,7 @@ def _statements(body) -> dict:
 
 def _child(part: Part, name: str) -> Part | None:
     """The part's child `name` when it is an nn.Sequential the part builds in its own __init__."""
-    child = next((c for c in part.items if isinstance(c, Part) and c.name == name), None)
+    child = part.child(name)
     return child if child is not None and child.draft.sequential else None
 
 
@@ -842,9 +841,7 @@ def _choices(forms: list[Class], network) -> list[_Choice]:
     for item in part.items:
         if not isinstance(item, Part) or not item.draft.sequential:
             continue
-        children = [
-            next((c for c in d.part.items if isinstance(c, Part) and c.name == item.name), None) for d in drafts
-        ]
+        children = [d.part.child(item.name) for d in drafts]
         stmt = statements.get(item.instance.call)
         if None in children or stmt is None or any(c.instance.block != item.instance.block for c in children):
             continue
@@ -1075,7 +1072,8 @@ class Key:
 class Loop:
     """Members __init__ builds in a loop, `for var in range(count)` (`count` the Python of the repeat's
     count in the class's arguments), each built by `tree` and registered under the member's Key: what a
-    repeat of the block's body makes, however many times an instance runs it."""
+    repeat of the block's body makes, however many times an instance runs it. `tree` reads `var` where
+    the first iteration is built otherwise (`Unit(in_channels if i == 0 else ch, ch)`)."""
 
     count: str
     var: str
@@ -1107,13 +1105,15 @@ def _chain(forms: list[Class], network, reserved: set[str]) -> list[Class] | Non
     if None in runs:
         return None
     names = Namespace({*IN_NAMES, *(local for d in drafts for local in d.part.sources)})
-    canon = {span: names.name(_canon_name(_statements(body)[span]), key=str(span)) for span in order}
-    cands = [_canonical(d, r, canon) for d, r in zip(drafts, runs, strict=True)]
+    statements = _statements(body)
+    canon = {span: names.name(_canon_name(statements[span]), key=str(span)) for span in order}
+    later = {span: names.name(f"{canon[span]}_later", key=f"{span} later") for span in repeats}
+    cands = [_canonical(d, r, canon, later) for d, r in zip(drafts, runs, strict=True)]
     if None in cands:
         return None
-    # the instance that runs every repeat the others run first: its members are the class's
-    widest = max(range(len(drafts)), key=lambda i: len(runs[i]))
-    if {s for r in runs for s in r} - set(runs[widest]):
+    # the instance that has every member the others have first: its members are the class's
+    widest = max(range(len(drafts)), key=lambda i: len(cands[i].members))
+    if {m[0] for c in cands for m in c.members} - {m[0] for m in cands[widest].members}:
         return None
     cands.insert(0, cands.pop(widest))
     runs.insert(0, runs.pop(widest))
@@ -1141,7 +1141,8 @@ def _chain(forms: list[Class], network, reserved: set[str]) -> list[Class] | Non
             if not _holds_all(count, [len(n) for n in names_of], envs) or key is None:
                 return None
             if canon[span] in trees:  # (a repeat no instance runs builds nothing)
-                members.append((key, Loop(count, var, trees[canon[span]])))
+                tree = trees[canon[span]]
+                members.append((key, Loop(count, var, _either(tree, trees.get(later[span], tree), var))))
                 needed |= _names_in(count, params)
         else:
             key = _key([n[0] for n in names_of], envs, params)
@@ -1158,6 +1159,26 @@ def _chain(forms: list[Class], network, reserved: set[str]) -> list[Class] | Non
     cls.init = [line for key, tree in members for line in _register(key, tree, 2)]
     cls.numbers, cls.stored, cls.forward = {}, [], []
     return [cls]
+
+
+def _either(first, later, var: str):
+    """The constructor of a loop's iteration `var`: where the first's differs from the later ones',
+    `first if var == 0 else later`, as AnyStage's `width_in if i == 0 else width_out`."""
+    if flat(first) == flat(later):
+        return first
+    same_call = isinstance(first, Call) and isinstance(later, Call) and first.func == later.func
+    if (
+        same_call
+        and len(first.args) == len(later.args)
+        and [k for k, _ in first.kwargs] == [k for k, _ in later.kwargs]
+    ):
+        args = tuple(_either(a, b, var) for a, b in zip(first.args, later.args, strict=True))
+        kwargs = tuple((k, _either(v, w, var)) for (k, v), (_k, w) in zip(first.kwargs, later.kwargs, strict=True))
+        return replace(first, args=args, kwargs=kwargs)
+    same_seq = isinstance(first, Seq) and isinstance(later, Seq) and first.open == later.open
+    if same_seq and len(first.items) == len(later.items):
+        return replace(first, items=tuple(_either(a, b, var) for a, b in zip(first.items, later.items, strict=True)))
+    return f"{flat(first)} if {var} == 0 else {flat(later)}"
 
 
 def _register(key: Key, tree, depth: int) -> list[str]:
@@ -1214,28 +1235,31 @@ def _canon_name(stmt) -> str:
     return name if name and name.isidentifier() else getattr(stmt, "op", "member")
 
 
-def _canonical(draft: Draft, runs: dict, canon: dict) -> Draft | None:
-    """The draft with each statement's members as one, named for the statement (`canon`): the first
-    iteration of a repeat stands for all (None when its iterations are not built alike), so that
-    `_abstract` writes each statement's constructor over every instance."""
+def _canonical(draft: Draft, runs: dict, canon: dict, later: dict) -> Draft | None:
+    """The draft with each statement's members as one, named for the statement (`canon`); a repeat's
+    first iteration apart (it reads what the repeat reads, the others the iteration before), named
+    `later[span]` the second, which stands for all the others (None when they are not built alike):
+    so that `_abstract` writes each statement's constructor over every instance."""
     part = draft.part
     trees = {m[0]: m for m in draft.members}
     rename, items, members, firsts = {}, [], [], set()
     for span, run in runs.items():
         locals_ = [item.local if isinstance(item, Node) else item.name for _attr, item in run]
-        if len({flat(_tree(trees[local][3], True)) for local in locals_}) != 1:
+        if len({flat(_tree(trees[local][3], True)) for local in locals_[1:]}) > 1:
             return None
-        name = canon[span]
-        rename.update(dict.fromkeys(locals_, name))
-        firsts.add(locals_[0])
-        item = run[0][1]
-        if isinstance(item, Part):
-            copy = replace(item, instance=replace(item.instance, name=name))
-            members.append((name, name, copy, copy))
-        else:
-            copy = replace(item, local=name)
-            members.append((name, name, trees[locals_[0]][2], trees[locals_[0]][3]))
-        items.append(copy)
+        for name, start in ((canon[span], 0), (later.get(span), 1)):
+            if start >= len(run):
+                continue
+            group, item = locals_[start:] if start else locals_[:1], run[start][1]
+            rename.update(dict.fromkeys(group, name))
+            firsts.add(group[0])
+            if isinstance(item, Part):
+                copy = replace(item, instance=replace(item.instance, name=name))
+                members.append((name, name, copy, copy))
+            else:
+                copy = replace(item, local=name)
+                members.append((name, name, trees[group[0]][2], trees[group[0]][3]))
+            items.append(copy)
     graph = Graph(part.graph.name, part.graph.file)
     for local in part.sources:
         graph.add(part.graph.nodes[local])
