@@ -38,6 +38,14 @@ class Part:
     # the layer each input node of `graph` stands for, first `input` (a block of several inputs has more)
     sources: dict[str, str] = field(default_factory=dict)
     draft: object = None  # what a target wrote of it
+    children: dict | None = field(default=None, repr=False)  # `child`'s index, built on first use
+
+    def child(self, name: str) -> Part | None:
+        """The part of the block instance its body names `name`: by an index built once, as a body
+        may call thousands (a repeat), and each is looked up by name."""
+        if self.children is None:
+            self.children = {item.name: item for item in self.items if isinstance(item, Part)}
+        return self.children.get(name)
 
     @property
     def name(self) -> str:
