@@ -756,7 +756,7 @@ class _Importer:
             self.flat.note(
                 f"{node.name or 'Gemm'}: alpha={alpha:g}, beta={beta:g}: its weights times alpha, bias times beta"
             )
-        args = [(None, units)] + ([] if bias else [("bias", False)])
+        args = [(None, units)] + ([] if bias else [("bias", False)]) + self.tie(node.input[1], a.int("transB", 0))
         self.emit(i, node, "dense", [x], args)
 
     def op_MatMul(self, i, node, a):  # noqa: N802 - named as ONNX names the operator
@@ -774,10 +774,14 @@ class _Importer:
             self.acts[self.graph.node[bias].output[0]] = stmt
             self.skip.add(bias)
 
-    def tie(self, weight: str) -> list:
+    def tie(self, weight: str, transposed: bool = False) -> list:
         """`tied=` an embedding whose table is this MatMul's weight transposed (GPT-2's head, as archc's
-        ONNX out and torch's exporters write a tied weight: one initialiser, read twice), so that it
-        counts once; [] for a weight of its own."""
+        ONNX out and torch's exporters write a tied weight: one initialiser, read twice), or the table
+        itself when the node transposes it (`transposed`: a Gemm's transB=1, as torch's default exporter
+        writes a tied nn.Linear of a 2-D input), so that it counts once; [] for a weight of its own."""
+        if transposed:
+            holder = self.holders.get(weight)
+            return [] if holder is None else [("tied", holder)]
         k = self.producer.get(weight)
         if k is None or self.graph.node[k].op_type != "Transpose":
             return []
