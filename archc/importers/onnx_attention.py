@@ -19,6 +19,7 @@ which refuse what they cannot read: archc never guesses.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from itertools import permutations
@@ -205,13 +206,22 @@ def _check(imp, producer: dict, nodes: set[int], x: str, m: str, y: str) -> tupl
     if len(set(has_bias[:-1])) > 1:
         return None  # some of q, k and v with a bias: not nn.MultiheadAttention
     feeds = {x: _sample(shape), m: _sample(imp.shapes[m], 1)} if m != x else {x: _sample(shape)}
-    values = _run(imp, producer, nodes, feeds, [y, *(t for t in tensors if t)], {t for t in tensors if t})
-    if values is None:
-        return None
+    outputs, drawn = [y, *(t for t in tensors if t)], {t for t in tensors if t}
+    form = ("attention", _form(imp, producer, nodes, feeds, outputs, drawn))
+    if form not in imp.checked:
+        values = _run(imp, producer, nodes, feeds, outputs, drawn)
+        orients = [graph.node[k] for k in projections]
+        imp.checked[form] = None if values is None else _compare(values, feeds, x, m, orients, has_bias, heads)
+    return imp.checked[form]
+
+
+def _compare(values: list, feeds: dict, x: str, m: str, projections: list, has_bias: list, heads: int):
+    """(heads, (in bias, out bias), causal) when the region's output (the first of `values`, then the
+    projections' weights and biases it drew) is nn.MultiheadAttention's of those weights, else None."""
     out, *weights = values
     weights = iter(weights)
-    mats = [(next(weights), next(weights) if b else None) for b in tensors[1::2]]
-    mats = [(_oriented(graph.node[k], w), b) for k, (w, b) in zip(projections, mats)]
+    mats = [(next(weights), next(weights) if b else None) for b in has_bias]
+    mats = [(_oriented(node, w), b) for node, (w, b) in zip(projections, mats)]
     for order in permutations(range(len(mats) - 1)):  # three in-projections: which is q, k, v the values tell
         w_in = np.concatenate([mats[j][0] for j in order], axis=1)
         b_in = np.concatenate([mats[j][1] for j in order]) if has_bias[0] else None
@@ -350,13 +360,16 @@ def _check_sdpa(imp, producer: dict, nodes: set[int], xs: list[str], y: str, sof
     q, k, v = [feeds[x] for x in xs[:-1]] + parts
     if q.shape[-1] != k.shape[-1] or q.shape[-1] % heads or v.shape[-1] % heads or k.shape[1] != v.shape[1]:
         return None
-    values = _run(imp, producer, nodes, feeds, [y], set())
-    if values is None:
-        return None
-    for causal in (False, True):
-        if _close(values[0], _sdpa(q, k, v, heads, causal)):
-            return heads, causal
-    return None
+    form = ("sdpa", _form(imp, producer, nodes, feeds, [y], set()), len(xs))
+    if form not in imp.checked:
+        values = _run(imp, producer, nodes, feeds, [y], set())
+        causal = (
+            None
+            if values is None
+            else next((c for c in (False, True) if _close(values[0], _sdpa(q, k, v, heads, c))), None)
+        )
+        imp.checked[form] = None if causal is None else (heads, causal)
+    return imp.checked[form]
 
 
 def _sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, causal: bool) -> np.ndarray:
@@ -437,21 +450,9 @@ def _run(imp, producer: dict, nodes: set[int], feeds: dict, outputs: list[str], 
     from onnx.reference import ReferenceEvaluator
 
     graph = imp.graph
-    needed: set[int] = set()  # the region and the constants it reads
-    stack = [n for k in nodes for n in graph.node[k].input if n and n not in feeds] + list(outputs)
-    while stack:
-        tensor = stack.pop()
-        if tensor in producer and producer[tensor] not in needed and tensor not in feeds:
-            needed.add(producer[tensor])
-            stack.extend(n for n in graph.node[producer[tensor]].input if n)
+    needed = _needed(imp, producer, nodes, feeds, outputs)
     read = {n for k in needed for n in graph.node[k].input} | set(outputs)
-    sources, stack = set(), list(drawn)
-    while stack:
-        tensor = stack.pop()
-        if tensor in imp.init:
-            sources.add(tensor)
-        elif tensor in producer:
-            stack.extend(n for n in graph.node[producer[tensor]].input if n)
+    sources = _sources(imp, producer, drawn)
     rng = np.random.default_rng(SEED + 1)
     scale = imp.shapes[next(iter(feeds))][-1] ** -0.5
 
@@ -471,6 +472,64 @@ def _run(imp, producer: dict, nodes: set[int], feeds: dict, outputs: list[str], 
         return ReferenceEvaluator(model).run(None, feeds)
     except Exception:  # a region the evaluator cannot run is not one archc can vouch for
         return None
+
+
+def _needed(imp, producer: dict, nodes: set[int], feeds, outputs: list[str]) -> set[int]:
+    """The region's nodes and those computing the constants it reads: what running it runs."""
+    graph = imp.graph
+    needed: set[int] = set()
+    stack = [n for k in nodes for n in graph.node[k].input if n and n not in feeds] + list(outputs)
+    while stack:
+        tensor = stack.pop()
+        if tensor in producer and producer[tensor] not in needed and tensor not in feeds:
+            needed.add(producer[tensor])
+            stack.extend(n for n in graph.node[producer[tensor]].input if n)
+    return needed
+
+
+def _sources(imp, producer: dict, drawn) -> set[str]:
+    """The initialisers the tensors `drawn` are computed from: those the check gives random values."""
+    sources, stack = set(), list(drawn)
+    while stack:
+        tensor = stack.pop()
+        if tensor in imp.init:
+            sources.add(tensor)
+        elif tensor in producer:
+            stack.extend(n for n in imp.graph.node[producer[tensor]].input if n)
+    return sources
+
+
+def _form(imp, producer: dict, nodes: set[int], feeds: dict, outputs: list[str], drawn: set[str]) -> tuple:
+    """What running the region computes, without the names of its tensors: its nodes in order (operator,
+    attributes, and each tensor by its first appearance), the inputs' shapes, the values of the constants
+    it reads, and only the shapes of the weights the check draws at random. Regions of one form give one
+    answer, so one check answers for all (GPT-2's twelve layers are checked once, not twelve times: the
+    check at 1,024 tokens took most of the import)."""
+    from onnx import numpy_helper
+
+    names: dict[str, object] = {x: ("input", i, imp.shapes[x]) for i, x in enumerate(feeds)}
+    sources = _sources(imp, producer, drawn)
+
+    def name(tensor: str):
+        if tensor not in names:
+            init = imp.init.get(tensor)
+            if init is None:
+                names[tensor] = len(names)
+            elif tensor in sources:
+                names[tensor] = ("drawn", init.data_type, tuple(init.dims))
+            else:
+                value = numpy_helper.to_array(init, imp.base)
+                names[tensor] = ("constant", value.dtype.str, value.shape, hashlib.sha256(value.tobytes()).digest())
+        return names[tensor]
+
+    form = []
+    for k in sorted(_needed(imp, producer, nodes, feeds, outputs)):
+        node = imp.graph.node[k]
+        attributes = tuple(a.SerializeToString(deterministic=True) for a in node.attribute)
+        form.append(
+            (node.op_type, node.domain, attributes, tuple(map(name, node.input)), tuple(map(name, node.output)))
+        )
+    return tuple(form), tuple(map(name, outputs))
 
 
 def _attention(x: np.ndarray, m: np.ndarray, mats: list, heads: int, causal: bool) -> np.ndarray:

@@ -219,6 +219,7 @@ class _Importer:
         self.producer = {out: i for i, node in enumerate(self.graph.node) for out in node.output if out}
         self.origin: dict[str, str] = {}  # a weight broadcast (Where(c, t, t)) -> the weight t
         self.holders: dict[str, str] = {}  # an embedding's table -> its statement, which a dense may tie to
+        self.checked: dict[tuple, tuple | None] = {}  # an attention region's form -> what running it found
 
     # -- locations ----------------------------------------------------------------------------------
 
