@@ -871,15 +871,22 @@ def _passed(stmt, block, python: dict) -> dict:
     return out
 
 
-def _checked(choices: list[_Choice], candidates: list[_Candidate], drafts: list[Draft]) -> list[_Choice]:
-    """The choices whose Python gives, with each instance's arguments, the branch it takes."""
+def _envs(candidates: list[_Candidate], count: int) -> list[dict]:
+    """For each of `count` instances, the value of each candidate that is a literal in it, by the
+    candidate's Python: what a condition or a name written from the arguments is evaluated in."""
     envs = []
-    for i in range(len(drafts)):
+    for i in range(count):
         env = {}
         for c in candidates:
             with suppress(ValueError, TypeError, SyntaxError):  # (not a literal: None, or a hidden value)
                 env[c.text] = literal_eval(c.values[i])
         envs.append(env)
+    return envs
+
+
+def _checked(choices: list[_Choice], candidates: list[_Candidate], drafts: list[Draft]) -> list[_Choice]:
+    """The choices whose Python gives, with each instance's arguments, the branch it takes."""
+    envs = _envs(candidates, len(drafts))
 
     def holds(text: str, env: dict):
         try:
@@ -1122,13 +1129,7 @@ def _chain(forms: list[Class], network, reserved: set[str]) -> list[Class] | Non
     for c in cands:
         c.cls = cls
     everything = _abstract([cls], network, reserved)
-    envs = []
-    for i in range(len(drafts)):
-        env = {}
-        for c in everything:
-            with suppress(ValueError, TypeError, SyntaxError):  # (not a literal: None, or a hidden value)
-                env[c.text] = literal_eval(c.values[i])
-        envs.append(env)
+    envs = _envs(everything, len(drafts))
     params = [name for name in cls.python.values() if all(name in env for env in envs)]
     var = Namespace({*(c.text for c in everything), *reserved}).name("i")
     trees = dict(cls.members)
