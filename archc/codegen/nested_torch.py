@@ -46,6 +46,7 @@ from .pyexpr import Call, Seq, assignment, flat, lit
 from .pyexpr import lines as pylines
 from .torch_target import _inplace, _inplace_activation, build_model, forward_statements, layer_module, module_head
 from .tree import CALL, Part, keys
+from .tree import statements as _statements
 
 IN_CHANNELS = "in_channels"
 
@@ -614,21 +615,6 @@ def _abstract_tree(trees: list, choose, top: bool = False, depth: int = -1):
         text = choose(values, top, depth > 0)
         return first if text is None else text
     return first
-
-
-def _statements(body) -> dict:
-    """span -> statement, for every statement of a body (in its repeats and branches too)."""
-    out = {}
-    todo = list(body)
-    while todo:
-        stmt = todo.pop()
-        if isinstance(stmt, ast.Repeat):
-            todo += stmt.body
-        elif isinstance(stmt, ast.If):
-            todo += [inner for b in stmt.bodies for inner in b]
-        else:
-            out[stmt.span] = stmt
-    return out
 
 
 def _child(part: Part, name: str) -> Part | None:

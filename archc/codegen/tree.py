@@ -17,6 +17,8 @@ import keyword
 import re
 from dataclasses import dataclass, field, replace
 
+from .. import ast
+from ..expand import BLOCK_INPUT
 from ..graph import Graph, Instance, Node
 from .names import NN_MODULE_MEMBERS, Namespace
 
@@ -114,12 +116,16 @@ def _graphs(part: Part, graph: Graph) -> None:
             part.sources[local] = source
             own.add(replace(graph.nodes[source], name=local, op="input", inputs=[], activation=None))
         part.input = next(iter(part.sources))
+    written = _written(part)
     for item in part.items:
         if isinstance(item, Node):
-            own.add(replace(item, name=item.local, inputs=[_ref(part, graph, i) for i in item.inputs]))
+            refs = written(item.span, len(item.inputs))
+            inputs = [_ref(part, graph, i, ref) for i, ref in zip(item.inputs, refs, strict=True)]
+            own.add(replace(item, name=item.local, inputs=inputs))
         else:
             out = graph.nodes[item.instance.output]
-            reads = [_ref(part, graph, i) for i in item.instance.inputs]
+            refs = written(item.instance.call, len(item.instance.inputs))
+            reads = [_ref(part, graph, i, ref) for i, ref in zip(item.instance.inputs, refs, strict=True)]
             stand_in = Node(item.name, CALL, reads, {}, item.instance.call)
             stand_in.shape, stand_in.instance = out.shape, item.instance
             own.add(stand_in)
@@ -132,11 +138,50 @@ def _graphs(part: Part, graph: Graph) -> None:
     part.attrs = {name: attribute(name, taken) for name in locals_}
 
 
-def _ref(part: Part, graph: Graph, name: str) -> str:
+def _written(part: Part):
+    """(span of a statement of the part's body, its number of inputs) -> the reference the spec wrote
+    for each input (None: not written, the statement reads the one before it, or `in`). Only a call
+    that gives one layer for several inputs (`mix (x, x)`) needs them: for any other the layer's name
+    tells which input it is, and the body is not read."""
+    instance = part.instance
+    if instance is None or len(set(instance.inputs)) == len(instance.inputs):
+        return lambda _span, count: [None] * count
+    by_span = statements(instance.definition.body)
+
+    def refs(span, count):
+        stmt = by_span.get(span)
+        written = getattr(stmt, "inputs", None)
+        return list(written) if written is not None and len(written) == count else [None] * count
+
+    return refs
+
+
+def statements(body) -> dict:
+    """span -> statement, for every statement of a body (in its repeats and branches too)."""
+    out = {}
+    todo = list(body)
+    while todo:
+        stmt = todo.pop()
+        if isinstance(stmt, ast.Repeat):
+            todo += stmt.body
+        elif isinstance(stmt, ast.If):
+            todo += [inner for b in stmt.bodies for inner in b]
+        else:
+            out[stmt.span] = stmt
+    return out
+
+
+def _ref(part: Part, graph: Graph, name: str, written: ast.Ref | None = None) -> str:
     """The name in `part`'s graph of the layer `name`: its input, one of its layers, or the part
-    whose value it is."""
+    whose value it is. `written`, the reference the spec wrote, tells which input it is where the
+    call gave `name` for several (`mix (x, x)` reads `x` as `in` and as `residual`)."""
     if part.instance is not None and name in part.instance.inputs:
-        return next(local for local, source in part.sources.items() if source == name)
+        given = [local for local, source in part.sources.items() if source == name]
+        if len(given) > 1:
+            declared = [p.name for p in part.instance.definition.inputs]
+            head = written.parts[0] if written is not None else BLOCK_INPUT
+            return list(part.sources)[declared.index(head) if head in declared else 0]
+        return given[0]
     node = graph.nodes[name]
     at = node.instance
     if at is part.instance:
