@@ -99,6 +99,9 @@ class Class:
     # -> the attribute that holds each (`self.p`, of the argument `p`), and those it stores
     numbers: dict[int, str] = field(default_factory=dict)
     stored: list[tuple[str, str]] = field(default_factory=list)  # (attribute, argument)
+    # when forms merged: each as it was abstracted (its drafts, members), and the `if`s telling them apart
+    forms: list[Class] = field(default_factory=list)
+    choices: list = field(default_factory=list)
 
     @property
     def block(self) -> str:
@@ -133,31 +136,7 @@ def generate(network, root: Part) -> Generated:
     reserved = set(reserved_names())
     taken = {*reserved, *(n.local for n in network.graph), *(n.name for n in network.graph)}
     classes = Namespace(taken)
-    drafts: list[Draft] = []
-    _draft_all(root, drafts, reserved)
-    by_block: dict[str, list[Draft]] = {}
-    for draft in drafts:
-        if draft.part.instance is not None and not draft.sequential:
-            by_block.setdefault(draft.part.instance.block, []).append(draft)
-    order = {id(d): i for i, d in enumerate(drafts)}
-    ordered: list[Class] = []
-    # a block's classes once those of the blocks it calls are final: its forms are told apart by them
-    calls = TopologicalSorter({b: {c for d in ds for c in _callees(d.part)} for b, ds in by_block.items()})
-    for block in calls.static_order():
-        forms: dict[tuple, Class] = {}
-        for draft in by_block[block]:
-            key = (_masked(draft.forward), tuple(_member_key(m) for m in draft.members))
-            if key not in forms:
-                forms[key] = Class(classes.name(class_name(_camel(block)), key=f"{block} {len(forms)}"), [])
-            forms[key].drafts.append(draft)
-            draft.cls = forms[key]
-        names = {c.name for c in [*ordered, *forms.values()]}  # the classes its __init__ may call
-        merged = _merge(list(forms.values()), _abstract(list(forms.values()), network, names), network)
-        if merged is None:  # one class per form, each with the arguments its instances need
-            for cls in forms.values():
-                _abstract([cls], network, names)
-        ordered += merged or forms.values()
-    ordered.sort(key=lambda cls: min(order[id(d)] for d in cls.drafts))
+    ordered = build_classes(network, root, classes, reserved)
     top = root.draft
     network_cls = classes.name(class_name(network.name), fallback="Network")
     plan = top.plan
@@ -203,6 +182,37 @@ def generate(network, root: Part) -> Generated:
     everything = lines + body
     code_lines = module_head(network, everything) + everything + build_model(network_cls)
     return Generated("\n".join(code_lines) + "\n", [], keys(root))
+
+
+def build_classes(network, root: Part, classes: Namespace, reserved: set[str]) -> list[Class]:
+    """The classes of the blocks, in the order their first instances come (each part's `draft`
+    written, and its draft's `cls`): what both nested targets write, each in its own code."""
+    drafts: list[Draft] = []
+    _draft_all(root, drafts, reserved)
+    by_block: dict[str, list[Draft]] = {}
+    for draft in drafts:
+        if draft.part.instance is not None and not draft.sequential:
+            by_block.setdefault(draft.part.instance.block, []).append(draft)
+    order = {id(d): i for i, d in enumerate(drafts)}
+    ordered: list[Class] = []
+    # a block's classes once those of the blocks it calls are final: its forms are told apart by them
+    calls = TopologicalSorter({b: {c for d in ds for c in _callees(d.part)} for b, ds in by_block.items()})
+    for block in calls.static_order():
+        forms: dict[tuple, Class] = {}
+        for draft in by_block[block]:
+            key = (_masked(draft.forward), tuple(_member_key(m) for m in draft.members))
+            if key not in forms:
+                forms[key] = Class(classes.name(class_name(_camel(block)), key=f"{block} {len(forms)}"), [])
+            forms[key].drafts.append(draft)
+            draft.cls = forms[key]
+        names = {c.name for c in [*ordered, *forms.values()]}  # the classes its __init__ may call
+        merged = _merge(list(forms.values()), _abstract(list(forms.values()), network, names), network)
+        if merged is None:  # one class per form, each with the arguments its instances need
+            for cls in forms.values():
+                _abstract([cls], network, names)
+        ordered += merged or forms.values()
+    ordered.sort(key=lambda cls: min(order[id(d)] for d in cls.drafts))
+    return ordered
 
 
 def _callees(part: Part):
@@ -791,6 +801,7 @@ def _merge(forms: list[Class], candidates: list[_Candidate], network) -> list[Cl
     slots = [c for c in candidates if c.text in first.slots or _said(c.text, said)]
     if forward is None or any(c.text not in first.slots and None in c.values for c in slots):
         return None
+    first.forms, first.choices = [replace(f, drafts=list(f.drafts)) for f in forms], choices
     for i, draft in enumerate(drafts):
         draft.values, draft.cls = [c.values[i] or "None" for c in slots], first
     outputs = {f.output.text if f.output else None for f in forms}

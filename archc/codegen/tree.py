@@ -40,10 +40,11 @@ class Part:
     # the layer each input node of `graph` stands for, first `input` (a block of several inputs has more)
     sources: dict[str, str] = field(default_factory=dict)
     draft: object = None  # what a target wrote of it
+    local: str = ""  # its name in its parent, where that is not its instance's (`features.1`: see `inline`)
 
     @property
     def name(self) -> str:
-        return self.instance.name if self.instance is not None else ""
+        return self.local or (self.instance.name if self.instance is not None else "")
 
     @property
     def numbered(self) -> bool:
@@ -191,6 +192,53 @@ def _ref(part: Part, graph: Graph, name: str, written: ast.Ref | None = None) ->
     if at is None or at.output != name:
         raise ReachError(name)
     return at.name
+
+
+def inline(part: Part, which) -> None:
+    """Puts the items of each child part that `which(child)` holds into the part itself, under
+    dotted names (`downsample.0`, its attribute's and theirs), the child's graph spliced into the
+    part's where its node stood: the NumPy target computes an nn.Sequential of layers in the class
+    that builds it. Children first, so a child's own are in it already."""
+    for item in part.items:
+        if isinstance(item, Part):
+            inline(item, which)
+    children = {item.name: item for item in part.items if isinstance(item, Part) and which(item)}
+    if not children:
+        return
+    own = Graph(part.graph.name, part.graph.file)
+    value: dict[str, str] = {}  # a child's name -> the node of its value, in the part's graph
+    for node in part.graph:
+        child = children.get(node.name) if node.op == CALL else None
+        if child is None:
+            own.add(replace(node, inputs=[value.get(i, i) for i in node.inputs]))
+            continue
+        prefix = node.name + "."
+        given = {local: value.get(read, read) for local, read in zip(child.sources, node.inputs, strict=True)}
+        for inner in child.graph:
+            if inner.op != "input":
+                own.add(
+                    replace(inner, name=prefix + inner.name, inputs=[given.get(i, prefix + i) for i in inner.inputs])
+                )
+        out = child.graph.declared_outputs[0]
+        value[node.name] = given.get(out, prefix + out)
+    own.declared_outputs = [value.get(n, n) for n in part.graph.declared_outputs]
+    items, attrs = [], {}
+    for item in part.items:
+        child = children.get(_local(item))
+        if child is None:
+            items.append(item)
+            attrs[_local(item)] = part.attrs[_local(item)]
+            continue
+        for inner in child.items:
+            local = _local(inner)
+            name = f"{child.name}.{local}"
+            if isinstance(inner, Part):
+                inner.local = name
+            else:
+                inner = replace(inner, local=name)
+            items.append(inner)
+            attrs[name] = f"{part.attrs[child.name]}.{child.attrs[local]}"
+    part.items, part.attrs, part.graph = items, attrs, own
 
 
 def keys(root: Part) -> dict[str, str]:
