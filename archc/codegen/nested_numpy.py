@@ -48,7 +48,7 @@ from .init import Initial, describe
 from .names import Namespace, class_name
 from .nested_torch import IN_CHANNELS, _defaults_left_out, _norm, _View, build_classes
 from .numpy_target import TRAINING_API, TRAINING_DOC, LayerCode, _kernels, _needed, _Trainer, _uses, methods
-from .pyexpr import Call, Entry, Index, Seq, lines, lit
+from .pyexpr import Call, Entry, Index, Seq, deeper, lines, lit
 from .tree import CALL, Part, build, inline, keys
 
 # What every class of the model shares, as torch's nn.Module: its arrays, its blocks, the views by key.
@@ -726,32 +726,49 @@ def _class_lines(cls: _Class, network, reserved) -> list[str]:
     place = {id(d): k for k, d in enumerate(torch.drafts)}
     forms = [[cls.parts[place[id(d)]] for d in drafts] for drafts in _forms(torch)]
     writers = [_Writer(network, parts, cls, reserved) for parts in forms]
-    inits = [w.init() for w in writers]
-    methods = [w.methods() for w in writers]
     buffers = list(dict.fromkeys(key for w in writers for key in w.buffers()))
     orders = [w._order() for w in writers]
     flags, tests = _flags(cls, renamed)
-    if len({tuple(o) for o in orders}) > 1:  # forms that hold their layers in other orders: each its own
-        orders, inits = [[]], [_order_lines(o) + i for o, i in zip(orders, inits, strict=True)]
+    split = len({tuple(o) for o in orders}) > 1  # forms that hold their layers in other orders: each its own
     params = writers[0].plan.params
-    for k, w in enumerate(writers):  # a form whose inputs are named otherwise reads them by the first's names
+
+    def render(k: int, depth: int) -> list[list[str]]:
+        """Form k's __init__ body and methods' bodies, `depth` indents deep: statement by statement."""
+        w = writers[k]
+        with deeper(depth - 2):
+            init, methods = (_order_lines(orders[k]) if split else []) + w.init(), w.methods()
+        # a form whose inputs are named otherwise reads them by the first's names (backward: gradients)
         alias = [
             f"        {theirs} = {ours}" for theirs, ours in zip(w.plan.params, params, strict=True) if theirs != ours
         ]
-        (forward, body), (keeping, kept), backward = methods[k]  # (backward reads gradients)
-        methods[k] = [(forward, [*alias, *body]), (keeping, [*alias, *kept]), backward]
+        bodies = [init]
+        bodies += [[*alias, *body] for _head, body in methods[:2]] + [methods[2][1]]
+        pad = "    " * (depth - 2)
+        return [_statements_of([pad + line if line else line for line in body]) for body in bodies]
+
+    cache: dict = {}
+
+    def rendered(which: int):
+        def one(k: int, depth: int) -> list[list[str]]:
+            if (k, depth) not in cache:
+                cache[k, depth] = render(k, depth)
+            return cache[k, depth][which]
+
+        return one
+
+    firsts = [drafts[0] for drafts in _forms(torch)]
+    every = list(range(len(forms)))
+    init = _branches(torch.choices, firsts, rendered(0), every, 0, tests["init"], 2)
+    heads = [head for head, _body in writers[0].methods()]
+    bodies = [
+        (heads[m], _branches(torch.choices, firsts, rendered(m + 1), every, 0, tests["self"], 2)) for m in range(3)
+    ]
     stored = [f"        self.{s.name} = {s.name}" for s in [*cls.slots, *cls.extra] if s.name in cls.read]
     stored += [f"        self.{attr} = {text}" for text, attr in cls.computed.items()]
-    firsts = [drafts[0] for drafts in _forms(torch)]
-    init = _branches(torch.choices, firsts, inits, tests["init"], 2)
-    bodies = [
-        (methods[0][m][0], _branches(torch.choices, firsts, [f[m][1] for f in methods], tests["self"], 2))
-        for m in range(3)
-    ]
     return [
         f"class {cls.name}(Module):",
         f'    """Block `{cls.parts[0].instance.block}` of the spec."""',
-        *_attribute_lines(buffers, orders[0]),
+        *_attribute_lines(buffers, [] if split else orders[0]),
         "",
         *lines(Call("def __init__", ("self", "rng", *(s.name for s in [*cls.slots, *cls.extra]))), 1, "", ":"),
         "        super().__init__(rng)",
@@ -835,47 +852,48 @@ def _flags(cls: _Class, renamed: dict[str, str]) -> tuple[list[str], dict]:
     return out, {"init": lambda choice, pick: _rename(choice.flag(pick), renamed), "self": attribute}
 
 
-def _branches(choices: list, firsts: list, bodies: list[list[str]], test, depth: int) -> list[str]:
-    """One body for the forms (each by its first draft in `firsts`): theirs where all agree, else an
-    `if` on the first of the class's choices that tells them apart, each branch written so in turn."""
-    pad = "    " * (depth - 2)
-    if all(b == bodies[0] for b in bodies):
-        return [pad + line if line else line for line in bodies[0]] or [f"{'    ' * depth}pass"]
-    same = _shared(bodies)
-    if same:
-        rest = _branches(choices, firsts, [b[same:] for b in bodies], test, depth)
-        return [pad + line if line else line for line in bodies[0][:same]] + rest
-    choice = next((c for c in choices if len({c.picks[id(d)] for d in firsts}) > 1), None)
+def _branches(choices: list, firsts: list, render, forms: list[int], skip: int, test, depth: int) -> list[str]:
+    """One body for the forms (each by its first draft in `firsts`; `render(form, depth)` its
+    statements, of which `skip` are written already): theirs where all agree, else an `if` on the
+    first of the class's choices that tells them apart, each branch written so in turn."""
+    bodies = [render(k, depth)[skip:] for k in forms]
+    same = 0
+    while all(len(b) > same and b[same] == bodies[0][same] for b in bodies):
+        same += 1
+    if same == max(len(b) for b in bodies):
+        return [line for stmt in bodies[0] for line in stmt] or [f"{'    ' * depth}pass"]
+    out = [line for stmt in bodies[0][:same] for line in stmt]
+    choice = next((c for c in choices if len({c.picks[id(firsts[k])] for k in forms}) > 1), None)
     if choice is None:
         raise _UntoldError
-    picks = sorted({choice.picks[id(d)] for d in firsts})
-    out = []
+    picks = sorted({choice.picks[id(firsts[k])] for k in forms})
     for j, pick in enumerate(picks):
-        among = [k for k, d in enumerate(firsts) if choice.picks[id(d)] == pick]
+        among = [k for k in forms if choice.picks[id(firsts[k])] == pick]
         if j == len(picks) - 1:
             out.append(f"{'    ' * depth}else:")
         else:
             out.append(f"{'    ' * depth}{'elif' if j else 'if'} {test(choice, pick)}:")
-        out += _branches(choices, [firsts[k] for k in among], [bodies[k] for k in among], test, depth + 1)
+        out += _branches(choices, firsts, render, among, skip + same, test, depth + 1)
     return out
 
 
-def _shared(bodies: list[list[str]]) -> int:
-    """How many lines all bodies begin with alike, ending where a statement ends in each."""
-    n = best = 0
-    while all(len(b) > n and b[n] == bodies[0][n] for b in bodies):
-        n += 1
-        if all(len(b) > n and _starts(b[n]) for b in bodies):
-            best = n
-    return best
+def _statements_of(body: list[str]) -> list[list[str]]:
+    """A body's lines, by statement."""
+    out: list[list[str]] = []
+    for line in body:
+        if out and not _starts(line, len(body[0]) - len(body[0].lstrip(" "))):
+            out[-1].append(line)
+        else:
+            out.append([line])
+    return out
 
 
-def _starts(line: str) -> bool:
-    """Whether a line of a body (8 spaces deep) starts a statement there."""
+def _starts(line: str, indent: int) -> bool:
+    """Whether a line of a body `indent` spaces deep starts a statement there."""
     return (
-        line.startswith("        ")
-        and line[8:9] not in " )]}"
-        and not line[8:].startswith(("else", "elif", "except", "finally"))
+        len(line) - len(line.lstrip(" ")) == indent
+        and line[indent : indent + 1] not in ")]}"
+        and not line[indent:].startswith(("else", "elif", "except", "finally"))
     )
 
 
