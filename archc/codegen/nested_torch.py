@@ -51,6 +51,7 @@ from .pyexpr import Call, Seq, assignment, flat, lit
 from .pyexpr import lines as pylines
 from .torch_target import _inplace, _inplace_activation, build_model, forward_statements, layer_module, module_head
 from .tree import CALL, Part, keys
+from .tree import statements as _statements
 
 IN_CHANNELS = "in_channels"
 IN_NAMES = {"torch", "nn", "F", "self", IN_CHANNELS}
@@ -107,6 +108,9 @@ class Class:
     # an nn.Sequential of its members, which forward runs in order (`_chain`): `members` are then
     # (Key, constructor or Loop), in order, a Loop built `for var in range(count)` under its Key
     sequential: bool = False
+    # when forms merged: each as it was abstracted (its drafts, members), and the `if`s telling them apart
+    forms: list[Class] = field(default_factory=list)
+    choices: list = field(default_factory=list)
 
     @property
     def block(self) -> str:
@@ -141,33 +145,7 @@ def generate(network, root: Part) -> Generated:
     reserved = set(reserved_names())
     taken = {*reserved, *(n.local for n in network.graph), *(n.name for n in network.graph)}
     classes = Namespace(taken)
-    drafts: list[Draft] = []
-    _draft_all(root, drafts, reserved)
-    by_block: dict[str, list[Draft]] = {}
-    for draft in drafts:
-        if draft.part.instance is not None and not draft.sequential:
-            by_block.setdefault(draft.part.instance.block, []).append(draft)
-    order = {id(d): i for i, d in enumerate(drafts)}
-    ordered: list[Class] = []
-    # a block's classes once those of the blocks it calls are final: its forms are told apart by them
-    calls = TopologicalSorter({b: {c for d in ds for c in _callees(d.part)} for b, ds in by_block.items()})
-    for block in calls.static_order():
-        forms: dict[tuple, Class] = {}
-        for draft in by_block[block]:
-            key = (_masked(draft.forward), tuple(_member_key(m) for m in draft.members))
-            if key not in forms:
-                forms[key] = Class(classes.name(class_name(_camel(block)), key=f"{block} {len(forms)}"), [])
-            forms[key].drafts.append(draft)
-            draft.cls = forms[key]
-        names = {c.name for c in [*ordered, *forms.values()]}  # the classes its __init__ may call
-        merged = _merge(list(forms.values()), _abstract(list(forms.values()), network, names), network)
-        if merged is None:  # a chain whose forms differ by a repeat's count, or by names its arguments make
-            merged = _chain(list(forms.values()), network, names)
-        if merged is None:  # one class per form, each with the arguments its instances need
-            for cls in forms.values():
-                _abstract([cls], network, names)
-        ordered += merged or forms.values()
-    ordered.sort(key=lambda cls: min(order[id(d)] for d in cls.drafts))
+    ordered = build_classes(network, root, classes, reserved)
     top = root.draft
     network_cls = classes.name(class_name(network.name), fallback="Network")
     plan = top.plan
@@ -214,6 +192,39 @@ def generate(network, root: Part) -> Generated:
     everything = lines + body
     code_lines = module_head(network, everything) + everything + build_model(network_cls)
     return Generated("\n".join(code_lines) + "\n", [], keys(root))
+
+
+def build_classes(network, root: Part, classes: Namespace, reserved: set[str]) -> list[Class]:
+    """The classes of the blocks, in the order their first instances come (each part's `draft`
+    written, and its draft's `cls`): what both nested targets write, each in its own code."""
+    drafts: list[Draft] = []
+    _draft_all(root, drafts, reserved)
+    by_block: dict[str, list[Draft]] = {}
+    for draft in drafts:
+        if draft.part.instance is not None and not draft.sequential:
+            by_block.setdefault(draft.part.instance.block, []).append(draft)
+    order = {id(d): i for i, d in enumerate(drafts)}
+    ordered: list[Class] = []
+    # a block's classes once those of the blocks it calls are final: its forms are told apart by them
+    calls = TopologicalSorter({b: {c for d in ds for c in _callees(d.part)} for b, ds in by_block.items()})
+    for block in calls.static_order():
+        forms: dict[tuple, Class] = {}
+        for draft in by_block[block]:
+            key = (_masked(draft.forward), tuple(_member_key(m) for m in draft.members))
+            if key not in forms:
+                forms[key] = Class(classes.name(class_name(_camel(block)), key=f"{block} {len(forms)}"), [])
+            forms[key].drafts.append(draft)
+            draft.cls = forms[key]
+        names = {c.name for c in [*ordered, *forms.values()]}  # the classes its __init__ may call
+        merged = _merge(list(forms.values()), _abstract(list(forms.values()), network, names), network)
+        if merged is None:  # a chain whose forms differ by a repeat's count, or by names its arguments make
+            merged = _chain(list(forms.values()), network, names)
+        if merged is None:  # one class per form, each with the arguments its instances need
+            for cls in forms.values():
+                _abstract([cls], network, names)
+        ordered += merged or forms.values()
+    ordered.sort(key=lambda cls: min(order[id(d)] for d in cls.drafts))
+    return ordered
 
 
 def _callees(part: Part):
@@ -627,21 +638,6 @@ def _abstract_tree(trees: list, choose, top: bool = False, depth: int = -1):
     return first
 
 
-def _statements(body) -> dict:
-    """span -> statement, for every statement of a body (in its repeats and branches too)."""
-    out = {}
-    todo = list(body)
-    while todo:
-        stmt = todo.pop()
-        if isinstance(stmt, ast.Repeat):
-            todo += stmt.body
-        elif isinstance(stmt, ast.If):
-            todo += [inner for b in stmt.bodies for inner in b]
-        else:
-            out[stmt.span] = stmt
-    return out
-
-
 def _child(part: Part, name: str) -> Part | None:
     """The part's child `name` when it is an nn.Sequential the part builds in its own __init__."""
     child = part.child(name)
@@ -816,6 +812,7 @@ def _merge(forms: list[Class], candidates: list[_Candidate], network) -> list[Cl
     slots = [c for c in candidates if c.text in first.slots or _said(c.text, said)]
     if forward is None or any(c.text not in first.slots and None in c.values for c in slots):
         return None
+    first.forms, first.choices = [replace(f, drafts=list(f.drafts)) for f in forms], choices
     for i, draft in enumerate(drafts):
         draft.values, draft.cls = [c.values[i] or "None" for c in slots], first
     outputs = {f.output.text if f.output else None for f in forms}

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..ops import OPS
+from . import pyexpr
 from .common import (
     UNUSED,
     Generated,
@@ -28,7 +29,7 @@ from .common import (
     tied_keys,
 )
 from .init import Initial, describe
-from .pyexpr import INDENT, WIDTH, Call, Entry, Index, Seq, Sum, assignment, deletion, flat, is_identifier, lines, lit
+from .pyexpr import INDENT, Call, Entry, Index, Seq, Sum, assignment, deletion, flat, is_identifier, lines, lit
 
 # the forward kernels, then the training ones (numpy_backward.py: backward kernels, losses, optimisers)
 KERNELS = tuple(Path(__file__).parent / "runtime" / name for name in ("numpy_kernels.py", "numpy_backward.py"))
@@ -549,9 +550,9 @@ def _unpacking(targets: list[str], expr, depth: int) -> list[str]:
     fits, else the call in parentheses on lines of its own, else the targets one a line."""
     pad, head = INDENT * depth, ", ".join(targets) + " = "
     out = lines(expr, depth, head)
-    if len(out[0]) <= WIDTH:
+    if len(out[0]) <= pyexpr.WIDTH:
         return out
-    if len(pad + head + "(") <= WIDTH:
+    if len(pad + head + "(") <= pyexpr.WIDTH:
         return [pad + head + "(", *lines(expr, depth + 1), pad + ")"]
     return [pad + "(", *(line for t in targets for line in _stored(t, None, depth + 1)), *lines(expr, depth, ") = ")]
 
@@ -560,7 +561,7 @@ def _assigned(target: str, value, depth: int) -> list[str]:
     """`target = value`; a subscript of a name that makes the line too long has its brackets
     split, as ruff splits them (`d_x = grad[` / `:, :3` / `]`), however long the target."""
     out = assignment(f"{target} = ", value, depth)
-    if len(out[0]) <= WIDTH or not isinstance(value, Index) or not isinstance(value.value, str):
+    if len(out[0]) <= pyexpr.WIDTH or not isinstance(value, Index) or not isinstance(value.value, str):
         return out
     pad = INDENT * depth
     return [f"{pad}{target} = {value.value}[", pad + INDENT + value.index, pad + "]"]
@@ -572,13 +573,13 @@ def _stored(target: str, value, depth: int) -> list[str]:
     pad = INDENT * depth
     name, _, key = target.partition("[")
     if value is None:
-        if len(pad + target + ",") <= WIDTH or not key:
+        if len(pad + target + ",") <= pyexpr.WIDTH or not key:
             return [pad + target + ","]
         return [pad + name + "[", pad + INDENT + key[:-1], pad + "],"]
     out = assignment(f"{target} = ", value, depth)
-    if len(out[0]) <= WIDTH:
+    if len(out[0]) <= pyexpr.WIDTH:
         return out
-    if len(pad + target + " = (") <= WIDTH:
+    if len(pad + target + " = (") <= pyexpr.WIDTH:
         return [pad + target + " = (", *lines(value, depth + 1), pad + ")"]
     return [pad + name + "[", pad + INDENT + key[:-1], *assignment("] = ", value, depth)]
 
@@ -588,7 +589,7 @@ def _returned(names: list[str], depth: int) -> list[str]:
     pad = INDENT * depth
     if names == ["None"]:  # token ids alone have no gradient: the bare end of the function returns None
         return []
-    if len(pad + "return " + ", ".join(names)) <= WIDTH or len(names) == 1:
+    if len(pad + "return " + ", ".join(names)) <= pyexpr.WIDTH or len(names) == 1:
         return [pad + "return " + ", ".join(names)]
     return [pad + "return (", *(f"{pad}{INDENT}{n}," for n in names), pad + ")"]
 

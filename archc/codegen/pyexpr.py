@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import keyword
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 WIDTH = 88  # ruff format's default line length: the generated file has no config of its own
@@ -170,6 +171,18 @@ def _forced(expr) -> bool:
     if isinstance(expr, Sum):
         return any(_forced(t) for t in expr.terms)
     return False
+
+
+@contextmanager
+def deeper(levels: int):
+    """Lines written meanwhile fit `levels` indents deeper than their depth, where they are put (the
+    body of a form in the branch of an `if`, nested_numpy.py)."""
+    global WIDTH
+    WIDTH -= len(INDENT) * levels
+    try:
+        yield
+    finally:
+        WIDTH += len(INDENT) * levels
 
 
 def lines(expr, depth: int, prefix: str = "", suffix: str = "") -> list[str]:

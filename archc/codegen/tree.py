@@ -17,6 +17,8 @@ import keyword
 import re
 from dataclasses import dataclass, field, replace
 
+from .. import ast
+from ..expand import BLOCK_INPUT
 from ..graph import Graph, Instance, Node
 from .names import NN_MODULE_MEMBERS, Namespace
 
@@ -38,6 +40,7 @@ class Part:
     # the layer each input node of `graph` stands for, first `input` (a block of several inputs has more)
     sources: dict[str, str] = field(default_factory=dict)
     draft: object = None  # what a target wrote of it
+    local: str = ""  # its name in its parent, where that is not its instance's (`features.1`: see `inline`)
     children: dict | None = field(default=None, repr=False)  # `child`'s index, built on first use
 
     def child(self, name: str) -> Part | None:
@@ -49,7 +52,7 @@ class Part:
 
     @property
     def name(self) -> str:
-        return self.instance.name if self.instance is not None else ""
+        return self.local or (self.instance.name if self.instance is not None else "")
 
     @property
     def numbered(self) -> bool:
@@ -122,12 +125,16 @@ def _graphs(part: Part, graph: Graph) -> None:
             part.sources[local] = source
             own.add(replace(graph.nodes[source], name=local, op="input", inputs=[], activation=None))
         part.input = next(iter(part.sources))
+    written = _written(part)
     for item in part.items:
         if isinstance(item, Node):
-            own.add(replace(item, name=item.local, inputs=[_ref(part, graph, i) for i in item.inputs]))
+            refs = written(item.span, len(item.inputs))
+            inputs = [_ref(part, graph, i, ref) for i, ref in zip(item.inputs, refs, strict=True)]
+            own.add(replace(item, name=item.local, inputs=inputs))
         else:
             out = graph.nodes[item.instance.output]
-            reads = [_ref(part, graph, i) for i in item.instance.inputs]
+            refs = written(item.instance.call, len(item.instance.inputs))
+            reads = [_ref(part, graph, i, ref) for i, ref in zip(item.instance.inputs, refs, strict=True)]
             stand_in = Node(item.name, CALL, reads, {}, item.instance.call)
             stand_in.shape, stand_in.instance = out.shape, item.instance
             own.add(stand_in)
@@ -140,11 +147,50 @@ def _graphs(part: Part, graph: Graph) -> None:
     part.attrs = {name: attribute(name, taken) for name in locals_}
 
 
-def _ref(part: Part, graph: Graph, name: str) -> str:
+def _written(part: Part):
+    """(span of a statement of the part's body, its number of inputs) -> the reference the spec wrote
+    for each input (None: not written, the statement reads the one before it, or `in`). Only a call
+    that gives one layer for several inputs (`mix (x, x)`) needs them: for any other the layer's name
+    tells which input it is, and the body is not read."""
+    instance = part.instance
+    if instance is None or len(set(instance.inputs)) == len(instance.inputs):
+        return lambda _span, count: [None] * count
+    by_span = statements(instance.definition.body)
+
+    def refs(span, count):
+        stmt = by_span.get(span)
+        written = getattr(stmt, "inputs", None)
+        return list(written) if written is not None and len(written) == count else [None] * count
+
+    return refs
+
+
+def statements(body) -> dict:
+    """span -> statement, for every statement of a body (in its repeats and branches too)."""
+    out = {}
+    todo = list(body)
+    while todo:
+        stmt = todo.pop()
+        if isinstance(stmt, ast.Repeat):
+            todo += stmt.body
+        elif isinstance(stmt, ast.If):
+            todo += [inner for b in stmt.bodies for inner in b]
+        else:
+            out[stmt.span] = stmt
+    return out
+
+
+def _ref(part: Part, graph: Graph, name: str, written: ast.Ref | None = None) -> str:
     """The name in `part`'s graph of the layer `name`: its input, one of its layers, or the part
-    whose value it is."""
+    whose value it is. `written`, the reference the spec wrote, tells which input it is where the
+    call gave `name` for several (`mix (x, x)` reads `x` as `in` and as `residual`)."""
     if part.instance is not None and name in part.instance.inputs:
-        return next(local for local, source in part.sources.items() if source == name)
+        given = [local for local, source in part.sources.items() if source == name]
+        if len(given) > 1:
+            declared = [p.name for p in part.instance.definition.inputs]
+            head = written.parts[0] if written is not None else BLOCK_INPUT
+            return list(part.sources)[declared.index(head) if head in declared else 0]
+        return given[0]
     node = graph.nodes[name]
     at = node.instance
     if at is part.instance:
@@ -154,6 +200,54 @@ def _ref(part: Part, graph: Graph, name: str) -> str:
     if at is None or at.output != name:
         raise ReachError(name)
     return at.name
+
+
+def inline(part: Part, which) -> None:
+    """Puts the items of each child part that `which(child)` holds into the part itself, under
+    dotted names (`downsample.0`, its attribute's and theirs), the child's graph spliced into the
+    part's where its node stood: the NumPy target computes an nn.Sequential of layers in the class
+    that builds it. Children first, so a child's own are in it already."""
+    for item in part.items:
+        if isinstance(item, Part):
+            inline(item, which)
+    children = {item.name: item for item in part.items if isinstance(item, Part) and which(item)}
+    if not children:
+        return
+    own = Graph(part.graph.name, part.graph.file)
+    value: dict[str, str] = {}  # a child's name -> the node of its value, in the part's graph
+    for node in part.graph:
+        child = children.get(node.name) if node.op == CALL else None
+        if child is None:
+            own.add(replace(node, inputs=[value.get(i, i) for i in node.inputs]))
+            continue
+        prefix = node.name + "."
+        given = {local: value.get(read, read) for local, read in zip(child.sources, node.inputs, strict=True)}
+        for inner in child.graph:
+            if inner.op != "input":
+                own.add(
+                    replace(inner, name=prefix + inner.name, inputs=[given.get(i, prefix + i) for i in inner.inputs])
+                )
+        out = child.graph.declared_outputs[0]
+        value[node.name] = given.get(out, prefix + out)
+    own.declared_outputs = [value.get(n, n) for n in part.graph.declared_outputs]
+    items, attrs = [], {}
+    for item in part.items:
+        child = children.get(_local(item))
+        if child is None:
+            items.append(item)
+            attrs[_local(item)] = part.attrs[_local(item)]
+            continue
+        for inner in child.items:
+            local = _local(inner)
+            name = f"{child.name}.{local}"
+            if isinstance(inner, Part):
+                inner.local = name
+            else:
+                inner = replace(inner, local=name)
+            items.append(inner)
+            attrs[name] = f"{part.attrs[child.name]}.{child.attrs[local]}"
+    part.items, part.attrs, part.graph = items, attrs, own
+    part.children = None  # (`child`'s index, of the items it had)
 
 
 def keys(root: Part) -> dict[str, str]:
