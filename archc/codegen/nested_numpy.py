@@ -48,7 +48,7 @@ from .init import Initial, describe
 from .names import Namespace, class_name
 from .nested_torch import IN_CHANNELS, Loop, _defaults_left_out, _norm, _View, build_classes
 from .numpy_target import TRAINING_API, TRAINING_DOC, LayerCode, _kernels, _needed, _Trainer, _uses, methods
-from .pyexpr import Call, Entry, Index, Seq, deeper, lines, lit
+from .pyexpr import Call, Entry, Index, Seq, deeper, lines, lit, repeated
 from .tree import CALL, Part, build, inline, keys
 
 # What every class of the model shares, as torch's nn.Module: its arrays, its blocks, the views by key.
@@ -591,6 +591,8 @@ class _Writer(LayerCode):
             out += lines(Seq("{", "}", tuple(entries), explode=True), 2, "self.arrays = ")
         for child, attr in _children(self.part):
             tree = self._one_child(child)
+            if isinstance(tree, Call) and tree.func == "Sequential":  # as the PyTorch target builds it
+                tree = repeated(tree, 2)
             if attr.isidentifier():
                 out += lines(tree, 2, f"self.{attr} = ")
             else:

@@ -47,7 +47,7 @@ from ..ops.emit import explicit_defaults
 from .common import Generated, make_plan, reserved_names, shapes_text, signature, torch_ties
 from .init import describe, torch_lines
 from .names import NN_MODULE_MEMBERS, Namespace, class_name
-from .pyexpr import Call, Seq, assignment, flat, lit
+from .pyexpr import Call, Seq, assignment, flat, lit, repeated
 from .pyexpr import lines as pylines
 from .torch_target import _inplace, _inplace_activation, build_model, forward_statements, layer_module, module_head
 from .tree import CALL, Part, keys
@@ -123,6 +123,8 @@ def _access(attr: str) -> str:
 
 
 def _assign(attr: str, tree, depth: int) -> list[str]:
+    if isinstance(tree, Call) and tree.func == "nn.Sequential":  # a repeat's equal blocks built in a loop
+        tree = repeated(tree, depth)
     if not attr.isidentifier():
         return assignment("", Call("self.add_module", (lit(attr), tree)), depth)
     return assignment(f"self.{attr} = ", tree, depth)
@@ -217,14 +219,22 @@ def build_classes(network, root: Part, classes: Namespace, reserved: set[str]) -
             draft.cls = forms[key]
         names = {c.name for c in [*ordered, *forms.values()]}  # the classes its __init__ may call
         merged = _merge(list(forms.values()), _abstract(list(forms.values()), network, names), network)
-        if merged is None:  # a chain whose forms differ by a repeat's count, or by names its arguments make
-            merged = _chain(list(forms.values()), network, names)
+        if merged is None or _repeats(block, forms.values()):
+            # a chain whose forms differ by a repeat's count, or by names its arguments make; or one
+            # that repeats a block (ViT's encoder layers): its repeat built in a loop
+            merged = _chain(list(forms.values()), network, names) or merged
         if merged is None:  # one class per form, each with the arguments its instances need
             for cls in forms.values():
                 _abstract([cls], network, names)
         ordered += merged or forms.values()
     ordered.sort(key=lambda cls: min(order[id(d)] for d in cls.drafts))
     return ordered
+
+
+def _repeats(block: str, forms) -> bool:
+    """Whether the block's body repeats a block's call (`repeat n - 1 { encoder_block: ... }`)."""
+    body = next(iter(forms)).drafts[0].part.instance.definition.body
+    return any(isinstance(stmt, ast.Repeat) for stmt in body)
 
 
 def _callees(part: Part):

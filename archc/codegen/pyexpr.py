@@ -127,6 +127,24 @@ def list_of(values, explode: bool = False) -> Seq:
     return Seq("[", "]", tuple(values), explode)
 
 
+def repeated(call: Call, depth: int, least: int = 3) -> Call:
+    """`call` with each run of `least` or more equal arguments written once in a comprehension
+    (`nn.Sequential(Block(64), *[Block(256) for _ in range(5)])`), as a person builds a repeat: where
+    the comprehension fits on a line of its own, one level deeper than `depth`."""
+    out, args, i = [], call.args, 0
+    while i < len(args):
+        j = i
+        while j < len(args) and args[j] == args[i]:
+            j += 1
+        atom = f"*[{flat(args[i])} for _ in range({j - i})]"
+        if j - i >= least and len(INDENT) * (depth + 1) + len(atom) + 1 <= WIDTH:
+            out.append(atom)
+        else:
+            out += args[i:j]
+        i = j
+    return Call(call.func, tuple(out), call.kwargs)
+
+
 def flat(expr) -> str:
     """The expression on one line."""
     if isinstance(expr, str):
