@@ -729,9 +729,7 @@ def _class_lines(cls: _Class, network, reserved) -> list[str]:
     # an argument named as a member of Module (`training`) or as `rng` is renamed, in what reads it too
     free = Namespace({*MEMBERS, "rng", *torch.slots})
     renamed = {name: free.name(name) for name in torch.slots if name in MEMBERS or name == "rng"}
-    cls.slots = [
-        _Slot(renamed.get(name, name), [d.values[k] for d in torch.drafts]) for k, name in enumerate(torch.slots)
-    ]
+    cls.slots = _slots(torch, renamed)
     cls.expressions = [(_rename(text, renamed), known) for text, known in _expressions(torch, torch.slots)]
     place = {id(d): k for k, d in enumerate(torch.drafts)}
     forms = [[cls.parts[place[id(d)]] for d in drafts] for drafts in _forms(torch)]
@@ -790,6 +788,11 @@ def _class_lines(cls: _Class, network, reserved) -> list[str]:
     ]
 
 
+def _slots(torch, renamed: dict[str, str]) -> list[_Slot]:
+    """The PyTorch class's arguments, under their names here, each with its value in every instance."""
+    return [_Slot(renamed.get(name, name), [d.values[k] for d in torch.drafts]) for k, name in enumerate(torch.slots)]
+
+
 def _chain_lines(cls: _Class, by_name: dict) -> list[str]:
     """A block the PyTorch target writes as an nn.Sequential of its blocks, a repeat's built in a loop
     (nested_torch._chain, regnet's Stage): a Sequential here, each block registered under the same
@@ -798,7 +801,7 @@ def _chain_lines(cls: _Class, by_name: dict) -> list[str]:
     torch = cls.torch
     if any(name in MEMBERS or name == "rng" for name in torch.slots):
         raise _UntoldError
-    cls.slots = [_Slot(name, [d.values[k] for d in torch.drafts]) for k, name in enumerate(torch.slots)]
+    cls.slots = _slots(torch, {})
     body = []
     for key, member in torch.members:
         tree = member.tree if isinstance(member, Loop) else member

@@ -219,7 +219,7 @@ def build_classes(network, root: Part, classes: Namespace, reserved: set[str]) -
             draft.cls = forms[key]
         names = {c.name for c in [*ordered, *forms.values()]}  # the classes its __init__ may call
         merged = _merge(list(forms.values()), _abstract(list(forms.values()), network, names), network)
-        if merged is None or _repeats(block, forms.values()):
+        if merged is None or _repeats(forms.values()):
             # a chain whose forms differ by a repeat's count, or by names its arguments make; or one
             # that repeats a block (ViT's encoder layers): its repeat built in a loop
             merged = _chain(list(forms.values()), network, names) or merged
@@ -231,7 +231,7 @@ def build_classes(network, root: Part, classes: Namespace, reserved: set[str]) -
     return ordered
 
 
-def _repeats(block: str, forms) -> bool:
+def _repeats(forms) -> bool:
     """Whether the block's body repeats a block's call (`repeat n - 1 { encoder_block: ... }`)."""
     body = next(iter(forms)).drafts[0].part.instance.definition.body
     return any(isinstance(stmt, ast.Repeat) for stmt in body)

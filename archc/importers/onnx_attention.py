@@ -207,12 +207,13 @@ def _check(imp, producer: dict, nodes: set[int], x: str, m: str, y: str) -> tupl
         return None  # some of q, k and v with a bias: not nn.MultiheadAttention
     feeds = {x: _sample(shape), m: _sample(imp.shapes[m], 1)} if m != x else {x: _sample(shape)}
     outputs, drawn = [y, *(t for t in tensors if t)], {t for t in tensors if t}
-    form = ("attention", _form(imp, producer, nodes, feeds, outputs, drawn))
-    if form not in imp.checked:
-        values = _run(imp, producer, nodes, feeds, outputs, drawn)
-        orients = [graph.node[k] for k in projections]
-        imp.checked[form] = None if values is None else _compare(values, feeds, x, m, orients, has_bias, heads)
-    return imp.checked[form]
+    nodes_of = [graph.node[k] for k in projections]
+    return _once(
+        imp,
+        ("attention",),
+        _Region(imp, producer, nodes, feeds, outputs, drawn),
+        lambda values: _compare(values, feeds, x, m, nodes_of, has_bias, heads),
+    )
 
 
 def _compare(values: list, feeds: dict, x: str, m: str, projections: list, has_bias: list, heads: int):
@@ -360,16 +361,12 @@ def _check_sdpa(imp, producer: dict, nodes: set[int], xs: list[str], y: str, sof
     q, k, v = [feeds[x] for x in xs[:-1]] + parts
     if q.shape[-1] != k.shape[-1] or q.shape[-1] % heads or v.shape[-1] % heads or k.shape[1] != v.shape[1]:
         return None
-    form = ("sdpa", _form(imp, producer, nodes, feeds, [y], set()), len(xs))
-    if form not in imp.checked:
-        values = _run(imp, producer, nodes, feeds, [y], set())
-        causal = (
-            None
-            if values is None
-            else next((c for c in (False, True) if _close(values[0], _sdpa(q, k, v, heads, c))), None)
-        )
-        imp.checked[form] = None if causal is None else (heads, causal)
-    return imp.checked[form]
+    return _once(
+        imp,
+        ("sdpa", len(xs)),
+        _Region(imp, producer, nodes, feeds, [y], set()),
+        lambda values: next(((heads, c) for c in (False, True) if _close(values[0], _sdpa(q, k, v, heads, c))), None),
+    )
 
 
 def _sdpa(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int, causal: bool) -> np.ndarray:
@@ -441,18 +438,39 @@ def _sample(shape: tuple, salt: int = 0) -> np.ndarray:
     return np.random.default_rng([SEED, salt]).standard_normal(shape).astype(np.float32)
 
 
-def _run(imp, producer: dict, nodes: set[int], feeds: dict, outputs: list[str], drawn: set[str]) -> list | None:
-    """The region's `outputs` on the random inputs `feeds`, by onnx's reference evaluator, the weights
-    `drawn` is computed from given random values (the scale 1/sqrt(E) keeps the softmax from saturating);
-    None when it does not run."""
+class _Region:
+    """What a check runs: the region's nodes and those computing the constants it reads (`needed`), its
+    random inputs `feeds`, the `outputs` it compares, and the initialisers the weights it draws at random
+    are computed from (`sources`)."""
+
+    def __init__(self, imp, producer: dict, nodes: set[int], feeds: dict, outputs: list[str], drawn: set[str]):
+        self.needed = _needed(imp, producer, nodes, feeds, outputs)
+        self.sources = _sources(imp, producer, drawn)
+        self.feeds, self.outputs = feeds, outputs
+
+
+def _once(imp, kind: tuple, region: _Region, judge):
+    """judge(the region's output values), or None when it does not run: once for every region of one
+    form (`_form`), which give one answer (GPT-2's twelve layers are run once, not twelve times: the
+    run at 1,024 tokens took most of the import)."""
+    form = (*kind, _form(imp, region))
+    if form not in imp.checked:
+        values = _run(imp, region)
+        imp.checked[form] = None if values is None else judge(values)
+    return imp.checked[form]
+
+
+def _run(imp, region: _Region) -> list | None:
+    """The region's outputs on its random inputs, by onnx's reference evaluator, the weights it draws
+    given random values (the scale 1/sqrt(E) keeps the softmax from saturating); None when it does
+    not run."""
     import onnx
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
     graph = imp.graph
-    needed = _needed(imp, producer, nodes, feeds, outputs)
+    needed, sources, feeds, outputs = region.needed, region.sources, region.feeds, region.outputs
     read = {n for k in needed for n in graph.node[k].input} | set(outputs)
-    sources = _sources(imp, producer, drawn)
     rng = np.random.default_rng(SEED + 1)
     scale = imp.shapes[next(iter(feeds))][-1] ** -0.5
 
@@ -499,16 +517,14 @@ def _sources(imp, producer: dict, drawn) -> set[str]:
     return sources
 
 
-def _form(imp, producer: dict, nodes: set[int], feeds: dict, outputs: list[str], drawn: set[str]) -> tuple:
+def _form(imp, region: _Region) -> tuple:
     """What running the region computes, without the names of its tensors: its nodes in order (operator,
     attributes, and each tensor by its first appearance), the inputs' shapes, the values of the constants
-    it reads, and only the shapes of the weights the check draws at random. Regions of one form give one
-    answer, so one check answers for all (GPT-2's twelve layers are checked once, not twelve times: the
-    check at 1,024 tokens took most of the import)."""
+    it reads, and only the shapes of the weights the check draws at random."""
     from onnx import numpy_helper
 
-    names: dict[str, object] = {x: ("input", i, imp.shapes[x]) for i, x in enumerate(feeds)}
-    sources = _sources(imp, producer, drawn)
+    names: dict[str, object] = {x: ("input", i, imp.shapes[x]) for i, x in enumerate(region.feeds)}
+    sources = region.sources
 
     def name(tensor: str):
         if tensor not in names:
@@ -523,13 +539,13 @@ def _form(imp, producer: dict, nodes: set[int], feeds: dict, outputs: list[str],
         return names[tensor]
 
     form = []
-    for k in sorted(_needed(imp, producer, nodes, feeds, outputs)):
+    for k in sorted(region.needed):
         node = imp.graph.node[k]
         attributes = tuple(a.SerializeToString(deterministic=True) for a in node.attribute)
         form.append(
             (node.op_type, node.domain, attributes, tuple(map(name, node.input)), tuple(map(name, node.output)))
         )
-    return tuple(form), tuple(map(name, outputs))
+    return tuple(form), tuple(map(name, region.outputs))
 
 
 def _attention(x: np.ndarray, m: np.ndarray, mats: list, heads: int, causal: bool) -> np.ndarray:
